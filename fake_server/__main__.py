@@ -1,0 +1,7 @@
+"""``python -m fake_server``: see :mod:`fake_server.cli`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

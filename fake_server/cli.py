@@ -1,0 +1,93 @@
+"""Run the fake server in the foreground: ``python -m fake_server --port 8765``.
+
+Stops on Ctrl-C or SIGTERM, closing every client with 1001 first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+import sys
+from collections.abc import Sequence
+
+from .config import ServerConfig
+from .server import FakeServer
+
+__all__ = ["main"]
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    defaults = ServerConfig()
+    p = argparse.ArgumentParser(prog=prog, description="Run the rtclient fake server.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
+    p.add_argument("--secret", help="HS256 secret for tokens (default: random)")
+    p.add_argument("--admin-token", help="bearer token of /admin (default: random)")
+    p.add_argument("--retention-count", type=int, default=defaults.retention_count)
+    p.add_argument("--retention-seconds", type=float, default=defaults.retention_seconds)
+    p.add_argument("--ping-interval", type=float, default=defaults.ping_interval)
+    p.add_argument("--ping-timeout", type=float, default=defaults.ping_timeout)
+    p.add_argument("--allow-query-token", action="store_true", help="accept ?token= on the URL")
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "fake_server") -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), serve until a signal; return the status."""
+    args = _parser(prog).parse_args(sys.argv[1:] if argv is None else list(argv))
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = ServerConfig(
+            secret=args.secret,
+            admin_token=args.admin_token or secrets.token_urlsafe(16),
+            allow_query_token=args.allow_query_token,
+            retention_count=args.retention_count,
+            retention_seconds=args.retention_seconds,
+            ping_interval=args.ping_interval,
+            ping_timeout=args.ping_timeout,
+        )
+    except ValueError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(config, args.host, args.port, secret_given=args.secret is not None))
+    except OSError as exc:
+        print(f"{prog}: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve(config: ServerConfig, host: str, port: int, *, secret_given: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with FakeServer(config, host=host, port=port) as server:
+        print(f"fake_server listening: {server.ws_url}  (health: {server.http_url}/health)")
+        # Stdout, not the log: the operator needs this credential to mint tokens.
+        print(f"admin token: {config.admin_token}")
+        if not secret_given:
+            print(
+                "token secret is random; get a token with:\n"
+                f"  curl -s -X POST {server.http_url}/admin/token "
+                f"-H 'Authorization: Bearer {config.admin_token}' "
+                """-d '{"userId": "alice", "ttl": 3600}'"""
+            )
+        sys.stdout.flush()
+        await stop.wait()
+        print("shutting down", flush=True)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.remove_signal_handler(sig)

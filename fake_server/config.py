@@ -1,0 +1,95 @@
+"""Server configuration: every knob of the fake server, with the protocol's defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ServerConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Immutable settings of a :class:`~fake_server.server.FakeServer`.
+
+    Durations are seconds, sizes are bytes or characters.  The defaults are those of
+    ``docs/protocol.md``; tests scale the timings down (millisecond heartbeats, short
+    token lifetimes).  Derive a variant with :meth:`replace`.
+    """
+
+    secret: str | None = None
+    """HS256 signing key.  ``None``: the server makes a random one (use ``issue_token``)."""
+    admin_token: str | None = None
+    """Bearer token of the ``/admin`` endpoints; ``None`` disables them (404)."""
+    allow_query_token: bool = False
+    """Accept ``?token=`` on the upgrade URL (off by default: URLs end up in logs)."""
+
+    ping_interval: float = 25.0
+    ping_timeout: float = 20.0
+    auth_timeout: float = 10.0
+    token_warning: float = 300.0
+    token_leeway: float = 2.0
+    typing_timeout: float = 5.0
+    close_timeout: float = 5.0
+    """How long a close handshake may take before the TCP connection is cut."""
+
+    max_message_size: int = 100 * 1024
+    max_text_length: int = 8000
+    sync_page_default: int = 100
+    sync_page_max: int = 500
+
+    retention_count: int = 10_000
+    retention_seconds: float = 86_400.0
+    dedupe_ttl: float = 86_400.0
+    dedupe_max: int = 100_000
+
+    rate_per_second: float = 20.0
+    rate_burst: int = 50
+
+    def __post_init__(self) -> None:
+        positive = (
+            "ping_interval",
+            "ping_timeout",
+            "auth_timeout",
+            "typing_timeout",
+            "close_timeout",
+            "max_message_size",
+            "max_text_length",
+            "sync_page_default",
+            "sync_page_max",
+            "retention_count",
+            "retention_seconds",
+            "dedupe_ttl",
+            "dedupe_max",
+            "rate_per_second",
+            "rate_burst",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        if self.token_warning < 0 or self.token_leeway < 0:
+            raise ValueError("token_warning and token_leeway must be >= 0")
+        if self.sync_page_default > self.sync_page_max:
+            raise ValueError("sync_page_default must be <= sync_page_max")
+
+    def __repr__(self) -> str:
+        # Secrets never appear in reprs (they end up in logs and tracebacks).
+        fields = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("secret", "admin_token") and value is not None:
+                value = "***"
+            fields.append(f"{f.name}={value!r}")
+        return f"ServerConfig({', '.join(fields)})"
+
+    def replace(self, **changes: Any) -> ServerConfig:
+        """Return a copy with ``changes`` applied; unknown names raise ``TypeError``."""
+        return dataclasses.replace(self, **changes)
+
+    def with_secret(self) -> ServerConfig:
+        """Return this config, with a random secret filled in when none was given."""
+        if self.secret is not None:
+            return self
+        return self.replace(secret=secrets.token_urlsafe(32))

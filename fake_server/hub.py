@@ -1,0 +1,368 @@
+"""The transport-agnostic hub: connections, rooms, presence, token lifetimes.
+
+An endpoint (raw WebSocket today, Socket.IO later) authenticates a peer, calls
+:meth:`Hub.attach`, feeds it every frame with :meth:`Hub.handle_frame` (or decoded
+requests with :meth:`Hub.handle_request`) and calls :meth:`Hub.detach` once the
+connection is gone.  The hub never awaits: it talks to peers through the :class:`Peer`
+protocol, whose methods only queue work, and schedules timers on a
+:class:`~fake_server.timers.Scheduler`.  The request types themselves are in
+:mod:`fake_server.requests`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from . import requests
+from .auth import AuthFailure, Principal, TokenAuthority
+from .config import ServerConfig
+from .dedupe import DedupeTable
+from .envelope import FrameError, Request, error_ack, event, parse_frame
+from .errors import CloseCode, CloseReason, ErrorCode, RequestError
+from .eventlog import LogStore
+from .faults import FaultState
+from .ratelimit import RateLimiter
+from .stats import Counters
+from .timers import Scheduler, Timer
+
+__all__ = ["Connection", "Hub", "Peer", "inbox_room"]
+
+log = logging.getLogger("fake_server.hub")
+
+
+class Peer(Protocol):
+    """One client connection as a transport sees it.  None of these may block."""
+
+    def send(self, envelope: dict[str, Any]) -> None:
+        """Queue one envelope for this peer, after everything queued before."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Queue a close with ``code``/``reason`` after the envelopes already queued."""
+
+    def abort(self) -> None:
+        """Cut the connection now, without a close frame."""
+
+
+def inbox_room(user_id: str) -> str:
+    """The room that holds ``user_id``'s direct messages."""
+    return f"user:{user_id}"
+
+
+@dataclass(eq=False, slots=True)
+class Connection:
+    """The hub's state for one authenticated peer."""
+
+    client_id: str
+    peer: Peer
+    principal: Principal
+    rooms: set[str] = field(default_factory=set)
+    token_timers: list[Timer] = field(default_factory=list)
+    warned_for: float | None = None
+    """``exp`` of the token ``token:expiring`` was sent for (once per token)."""
+
+    @property
+    def user_id(self) -> str:
+        return self.principal.user_id
+
+    def __repr__(self) -> str:
+        return f"Connection({self.client_id}, user={self.user_id!r})"
+
+
+class Hub:
+    """Users, connections, rooms, logs, dedupe, presence, auth and rate limits."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        authority: TokenAuthority,
+        faults: FaultState,
+        counters: Counters,
+        scheduler: Scheduler,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.authority = authority
+        self.faults = faults
+        self.counters = counters
+        self.scheduler = scheduler
+        self.clock = clock
+        self.monotonic = monotonic
+        self.limiter = RateLimiter(rate=config.rate_per_second, burst=config.rate_burst)
+        self.store = self._new_store()
+        self.dedupe = self._new_dedupe()
+        self.connections: dict[str, Connection] = {}
+        self.rooms: dict[str, set[Connection]] = {}
+        self.typing: dict[tuple[str, str], Timer] = {}
+
+    # -- log lifecycle -----------------------------------------------------------------
+
+    def _new_store(self) -> LogStore:
+        return LogStore(
+            max_count=self.config.retention_count, max_age=self.config.retention_seconds
+        )
+
+    def _new_dedupe(self) -> DedupeTable:
+        return DedupeTable(ttl=self.config.dedupe_ttl, max_entries=self.config.dedupe_max)
+
+    @property
+    def epoch(self) -> str:
+        return self.store.epoch
+
+    def reset_log(self) -> None:
+        """Forget every log and the dedupe table: a new epoch, event ids from 1."""
+        self.store = self._new_store()
+        self.dedupe = self._new_dedupe()
+        log.info("event log reset, new epoch %s", self.store.epoch)
+
+    # -- connections -------------------------------------------------------------------
+
+    def authenticate(self, token: object) -> Principal:
+        """Verify ``token`` now; raise :class:`AuthFailure` (counted) when refused."""
+        try:
+            return self.authority.verify(token, now=self.clock())
+        except AuthFailure as exc:
+            self.counters.bump("auth_failures")
+            log.info("authentication refused: %s", exc)
+            raise
+
+    def attach(self, peer: Peer, principal: Principal) -> Connection:
+        """Register an authenticated peer and send it ``connected``.
+
+        The peer is a live member of its inbox room from now on.  The caller must call
+        :meth:`detach` exactly once when the connection is gone.
+        """
+        conn = Connection(client_id=f"c-{secrets.token_hex(6)}", peer=peer, principal=principal)
+        self.connections[conn.client_id] = conn
+        self.counters.bump("connections_opened")
+        cfg = self.config
+        peer.send(
+            event(
+                "connected",
+                {
+                    "clientId": conn.client_id,
+                    "userId": conn.user_id,
+                    "epoch": self.epoch,
+                    "expiresAt": principal.expires_at,
+                    "serverTime": self.clock(),
+                    "features": ["token:refresh", "sync"],
+                    "limits": {
+                        "maxMessageSize": cfg.max_message_size,
+                        "maxTextLength": cfg.max_text_length,
+                        "syncPageMax": cfg.sync_page_max,
+                    },
+                },
+            )
+        )
+        self.join(conn, inbox_room(conn.user_id))
+        self.arm_token_timers(conn)
+        log.info("connected client=%s user=%s", conn.client_id, conn.user_id)
+        return conn
+
+    def detach(self, conn: Connection, *, code: int | None, reason: str) -> None:
+        """Forget ``conn``: leave its rooms (presence), cancel its timers, log why."""
+        if self.connections.pop(conn.client_id, None) is None:
+            return
+        for timer in conn.token_timers:
+            timer.cancel()
+        conn.token_timers.clear()
+        for room_id in sorted(conn.rooms):
+            self.leave(conn, room_id)
+        self.counters.bump("connections_closed")
+        log.info(
+            "disconnected client=%s user=%s code=%s reason=%s",
+            conn.client_id,
+            conn.user_id,
+            code,
+            reason or "-",
+        )
+
+    # -- token lifetime ----------------------------------------------------------------
+
+    def arm_token_timers(self, conn: Connection) -> None:
+        """(Re)schedule ``token:expiring`` and the 4002 close for the current token."""
+        for timer in conn.token_timers:
+            timer.cancel()
+        conn.token_timers.clear()
+        expires_at = conn.principal.expires_at
+        now = self.clock()
+        if conn.warned_for != expires_at:
+            warn_in = expires_at - self.config.token_warning - now
+            conn.token_timers.append(
+                self.scheduler.call_later(warn_in, lambda: self._warn_expiry(conn))
+            )
+        close_in = expires_at + self.authority.leeway - now
+        conn.token_timers.append(
+            self.scheduler.call_later(close_in, lambda: self._expire(conn, "token expired"))
+        )
+
+    def _warn_expiry(self, conn: Connection) -> None:
+        expires_at = conn.principal.expires_at
+        if conn.warned_for == expires_at or conn.client_id not in self.connections:
+            return
+        conn.warned_for = expires_at
+        expires_in = max(0.0, expires_at - self.clock())
+        conn.peer.send(
+            event("token:expiring", {"expiresIn": round(expires_in, 3), "expiresAt": expires_at})
+        )
+
+    def _expire(self, conn: Connection, why: str) -> None:
+        if conn.client_id not in self.connections:
+            return
+        log.info("closing client=%s user=%s: %s", conn.client_id, conn.user_id, why)
+        conn.peer.close(CloseCode.TOKEN_EXPIRED, CloseReason.TOKEN_EXPIRED)
+
+    def expire_tokens(self) -> None:
+        """Revoke every token issued until now and close every connection with 4002."""
+        self.authority.revoke_issued_before(self.clock())
+        for conn in list(self.connections.values()):
+            self._expire(conn, "expire_tokens")
+
+    def close_all(self, code: int, reason: str) -> None:
+        for conn in list(self.connections.values()):
+            conn.peer.close(code, reason)
+
+    # -- rooms and presence ------------------------------------------------------------
+
+    def can_access(self, principal: Principal, room_id: str) -> bool:
+        """Whether ``principal`` may join (and sync) ``room_id``."""
+        if room_id.startswith("admin:"):
+            return "admin" in principal.roles
+        if room_id.startswith("user:"):
+            return room_id == inbox_room(principal.user_id)
+        return True
+
+    def members(self, room_id: str) -> list[str]:
+        """Sorted ids of the users with at least one live connection in the room."""
+        return sorted({c.user_id for c in self.rooms.get(room_id, ())})
+
+    def is_member(self, conn: Connection, room_id: str) -> bool:
+        return room_id in conn.rooms
+
+    def join(self, conn: Connection, room_id: str) -> None:
+        """Add ``conn`` to the room; ``user:joined`` goes out on the user's first one."""
+        members = self.rooms.setdefault(room_id, set())
+        if conn in members:
+            return
+        first = all(c.user_id != conn.user_id for c in members)
+        members.add(conn)
+        conn.rooms.add(room_id)
+        if first and not room_id.startswith("user:"):
+            self._presence("user:joined", room_id, conn.user_id)
+
+    def leave(self, conn: Connection, room_id: str) -> None:
+        """Remove ``conn``; ``user:left`` goes out when the user's last one leaves."""
+        members = self.rooms.get(room_id)
+        conn.rooms.discard(room_id)
+        if members is None or conn not in members:
+            return
+        members.discard(conn)
+        if any(c.user_id == conn.user_id for c in members):
+            return
+        self.stop_typing(room_id, conn.user_id, exclude=None)
+        if not members:
+            del self.rooms[room_id]
+        elif not room_id.startswith("user:"):
+            self._presence("user:left", room_id, conn.user_id)
+
+    def _presence(self, kind: str, room_id: str, user_id: str) -> None:
+        payload = {"roomId": room_id, "userId": user_id, "timestamp": self.clock()}
+        self.broadcast(room_id, event(kind, payload), skip_user=user_id)
+
+    def broadcast(
+        self,
+        room_id: str,
+        envelope: dict[str, Any],
+        *,
+        exclude: Connection | None = None,
+        skip_user: str | None = None,
+        times: int = 1,
+    ) -> None:
+        """Send ``envelope`` ``times`` times to every connection in the room."""
+        for conn in self._recipients(room_id):
+            if conn is exclude or conn.user_id == skip_user:
+                continue
+            for _ in range(times):
+                conn.peer.send(envelope)
+
+    def _recipients(self, room_id: str) -> Iterable[Connection]:
+        # Sorted so that tests and logs see a stable order.
+        return sorted(self.rooms.get(room_id, ()), key=lambda c: c.client_id)
+
+    # -- typing ------------------------------------------------------------------------
+
+    def start_typing(self, conn: Connection, room_id: str) -> None:
+        key = (room_id, conn.user_id)
+        timer = self.typing.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        else:
+            payload = {"roomId": room_id, "userId": conn.user_id}
+            self.broadcast(room_id, event("typing:start", payload), exclude=conn)
+        self.typing[key] = self.scheduler.call_later(
+            self.config.typing_timeout,
+            lambda: self.stop_typing(room_id, conn.user_id, exclude=None, expired=True),
+        )
+
+    def stop_typing(
+        self, room_id: str, user_id: str, *, exclude: Connection | None, expired: bool = False
+    ) -> None:
+        timer = self.typing.pop((room_id, user_id), None)
+        if timer is None:
+            return
+        if not expired:
+            timer.cancel()
+        payload = {"roomId": room_id, "userId": user_id}
+        self.broadcast(room_id, event("typing:stop", payload), exclude=exclude, skip_user=user_id)
+
+    # -- requests ----------------------------------------------------------------------
+
+    def handle_frame(self, conn: Connection, data: str | bytes) -> None:
+        """Parse and carry out one frame from ``conn``; bad input gets an error reply."""
+        try:
+            request = parse_frame(data)
+        except FrameError as exc:
+            self.counters.bump("bad_requests")
+            log.info("bad frame from client=%s: %s", conn.client_id, exc.message)
+            if exc.request_id is not None:
+                conn.peer.send(error_ack(exc.request_id, exc))
+            else:
+                conn.peer.send(event("error", exc.payload()))
+            return
+        self.handle_request(conn, request)
+
+    def handle_request(self, conn: Connection, request: Request) -> None:
+        """Carry out one decoded request and send its ack, error or nothing."""
+        try:
+            reply = requests.dispatch(self, conn, request)
+        except RequestError as exc:
+            self._refuse(conn, request, exc)
+            return
+        except Exception:
+            self.counters.bump("errors")
+            log.exception("request %s from client=%s failed", request.type, conn.client_id)
+            self._refuse(conn, request, RequestError(ErrorCode.INTERNAL, "internal error"))
+            return
+        if reply is not None and request.id is not None:
+            conn.peer.send(reply)
+
+    def _refuse(self, conn: Connection, request: Request, exc: RequestError) -> None:
+        if exc.code in (ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_TYPE):
+            self.counters.bump("bad_requests")
+            log.info(
+                "refused %s from client=%s: %s %s",
+                request.type,
+                conn.client_id,
+                exc.code.value,
+                exc.message,
+            )
+        if request.id is not None:
+            conn.peer.send(error_ack(request.id, exc))
+        else:
+            conn.peer.send(event("error", {**exc.payload(), "requestType": request.type}))

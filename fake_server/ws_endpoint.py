@@ -1,0 +1,283 @@
+"""The raw WebSocket endpoint ``GET /ws``: a thin adapter between aiohttp and the hub.
+
+It answers the upgrade (or refuses it when a fault says so), authenticates the peer
+(header, first ``auth`` message, or query token when allowed), then feeds every frame
+to the hub.  Control frames are handled here: ``autoping`` is off so that the server
+can time its own pings (RTT for ``/health``) and so that a paused server really stops
+answering pings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+
+from aiohttp import WSMsgType, web
+
+from .auth import AuthFailure, Principal
+from .config import ServerConfig
+from .errors import CloseCode, CloseReason
+from .faults import FaultState, Rejection
+from .hub import Connection, Hub
+from .stats import Counters, LatencyStats
+from .ws_peer import WsPeer
+
+__all__ = ["WsEndpoint"]
+
+log = logging.getLogger("fake_server.ws")
+
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    """A data frame (text or binary) from the peer."""
+
+    data: str | bytes
+
+
+class WsEndpoint:
+    """Serves ``/ws`` for one hub and keeps track of every open WebSocket."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        config: ServerConfig,
+        faults: FaultState,
+        counters: Counters,
+        latency: LatencyStats,
+    ) -> None:
+        self._hub = hub
+        self._config = config
+        self._faults = faults
+        self._counters = counters
+        self._latency = latency
+        self._peers: set[WsPeer] = set()
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    # -- control from the server ---------------------------------------------------------
+
+    def close_all(self, code: int, reason: str) -> list[WsPeer]:
+        """Queue a close frame on every open WebSocket, authenticated or not."""
+        peers = list(self._peers)
+        for peer in peers:
+            peer.close(code, reason)
+        return peers
+
+    def abort_all(self) -> list[WsPeer]:
+        """Cut every TCP connection at once, without a close frame."""
+        peers = list(self._peers)
+        for peer in peers:
+            peer.abort()
+        return peers
+
+    @staticmethod
+    async def wait_finished(peers: list[WsPeer], within: float) -> bool:
+        """Wait until the handlers of ``peers`` are done; False after ``within`` s."""
+        try:
+            async with asyncio.timeout(within):
+                for peer in peers:
+                    await peer.finished.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    # -- the handler ---------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """The aiohttp handler of ``GET /ws``."""
+        self._counters.bump("handshakes")
+        # A paused server lets new handshakes hang, like a frozen process would.
+        await self._faults.wait_running()
+        rejection = self._faults.take_rejection()
+        if rejection is not None and rejection.status < 1000:
+            return self._refuse(rejection)
+        cfg = self._config
+        ws = web.WebSocketResponse(
+            autoping=False, max_msg_size=cfg.max_message_size, timeout=cfg.close_timeout
+        )
+        await ws.prepare(request)
+        peer = WsPeer(
+            ws,
+            request.transport,
+            faults=self._faults,
+            close_timeout=cfg.close_timeout,
+            remote=str(request.remote),
+        )
+        self._peers.add(peer)
+        writer = asyncio.create_task(peer.run_writer(), name=f"ws-writer {peer.remote}")
+        heartbeat = asyncio.create_task(self._heartbeat(peer), name=f"ws-ping {peer.remote}")
+        conn: Connection | None = None
+        try:
+            principal = await self._authenticate(request, peer)
+            if principal is not None:
+                conn = self._hub.attach(peer, principal)
+                if rejection is not None:
+                    self._counters.bump("handshakes_rejected")
+                    reason = (
+                        ""
+                        if rejection.retry_after is None
+                        else f"retryAfter={rejection.retry_after:g}"
+                    )
+                    peer.close(rejection.status, reason)
+                await self._read_loop(peer, conn)
+        except Exception:
+            self._counters.bump("errors")
+            log.exception("websocket handler for %s failed", peer.remote)
+            peer.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            heartbeat.cancel()
+            if peer.close_requested is not None and not peer.aborted:
+                # Let our close handshake finish (it is bounded by close_timeout).
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({writer}, timeout=cfg.close_timeout + 1.0)
+            writer.cancel()
+            await asyncio.gather(writer, heartbeat, return_exceptions=True)
+            if conn is not None:
+                self._hub.detach(conn, code=self._close_code(peer), reason=self._reason(peer))
+            else:
+                log.info(
+                    "unauthenticated connection from %s closed code=%s",
+                    peer.remote,
+                    self._close_code(peer),
+                )
+            self._peers.discard(peer)
+            peer.finished.set()
+        return ws
+
+    def _refuse(self, rejection: Rejection) -> web.Response:
+        self._counters.bump("handshakes_rejected")
+        headers = {}
+        if rejection.retry_after is not None:
+            headers["Retry-After"] = f"{rejection.retry_after:g}"
+        log.info("handshake refused with HTTP %d (fault)", rejection.status)
+        return web.Response(status=rejection.status, headers=headers, text="refused by fault\n")
+
+    @staticmethod
+    def _close_code(peer: WsPeer) -> int | None:
+        if peer.aborted:
+            return 1006
+        if peer.close_requested is not None:
+            return peer.close_requested[0]
+        return peer.ws.close_code
+
+    @staticmethod
+    def _reason(peer: WsPeer) -> str:
+        if peer.aborted:
+            return "aborted"
+        if peer.close_requested is not None:
+            return peer.close_requested[1] or "closed by server"
+        return "closed by peer"
+
+    # -- authentication ------------------------------------------------------------------
+
+    async def _authenticate(self, request: web.Request, peer: WsPeer) -> Principal | None:
+        """Return the principal, or close the peer (4001/4002) and return None."""
+        header = request.headers.get("Authorization")
+        token: str | None = None
+        if header is not None:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer":
+                token = ""
+        elif self._config.allow_query_token and "token" in request.query:
+            token = request.query["token"]
+        if token is None:
+            token = await self._auth_message(peer)
+            if token is None:
+                return None
+        try:
+            return self._hub.authenticate(token)
+        except AuthFailure as exc:
+            peer.close(exc.close_code, exc.code.value)
+            return None
+
+    async def _auth_message(self, peer: WsPeer) -> str | None:
+        """Wait for ``{"type": "auth", "payload": {"token": ...}}`` as the first frame."""
+        try:
+            async with asyncio.timeout(self._config.auth_timeout):
+                frame = await self._receive(peer)
+        except TimeoutError:
+            frame = None
+            reason = "auth timeout"
+        else:
+            reason = "first message is not auth"
+        if frame is None and peer.ws.closed:
+            return None
+        token = _auth_token(frame.data) if frame is not None else None
+        if token is None:
+            self._counters.bump("auth_failures")
+            log.info("closing %s: %s", peer.remote, reason)
+            peer.close(CloseCode.UNAUTHORIZED, CloseReason.AUTHENTICATION_REQUIRED)
+        return token
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def _read_loop(self, peer: WsPeer, conn: Connection) -> None:
+        while (frame := await self._receive(peer)) is not None:
+            self._hub.handle_frame(conn, frame.data)
+
+    async def _receive(self, peer: WsPeer) -> _Frame | None:
+        """Return the next data frame, answering pings; None once the socket closes."""
+        ws = peer.ws
+        while True:
+            await self._faults.wait_running()
+            if ws.closed or peer.aborted:
+                return None
+            msg = await ws.receive()
+            if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+                return _Frame(msg.data)
+            if msg.type is WSMsgType.PING:
+                peer.send_pong(msg.data)
+            elif msg.type is WSMsgType.PONG:
+                peer.pong_received(msg.data)
+            else:
+                if msg.type is WSMsgType.ERROR:
+                    log.info("websocket error from %s: %s", peer.remote, msg.data)
+                return None
+
+    # -- heartbeat -------------------------------------------------------------------------
+
+    async def _heartbeat(self, peer: WsPeer) -> None:
+        """Ping every ``ping_interval``; abort the peer when a pong is ``ping_timeout`` late."""
+        cfg = self._config
+        loop = asyncio.get_running_loop()
+        seq = 0
+        while True:
+            await asyncio.sleep(cfg.ping_interval)
+            await self._faults.wait_running()
+            seq += 1
+            sent = loop.time()
+            waiter = peer.send_ping(seq.to_bytes(8, "big"))
+            deadline = sent + cfg.ping_timeout
+            while not waiter.done():
+                await asyncio.wait({waiter}, timeout=max(0.0, deadline - loop.time()))
+                if waiter.done():
+                    break
+                if self._faults.paused:
+                    # We are not reading while paused: the pong may be waiting unread.
+                    await self._faults.wait_running()
+                    deadline = loop.time() + cfg.ping_timeout
+                    continue
+                self._counters.bump("heartbeat_timeouts")
+                log.info("no pong from %s within %.3fs, aborting", peer.remote, cfg.ping_timeout)
+                peer.abort()
+                return
+            self._latency.add(waiter.result() - sent)
+
+
+def _auth_token(data: str | bytes) -> str | None:
+    if not isinstance(data, str):
+        return None
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict) or obj.get("type") != "auth":
+        return None
+    payload = obj.get("payload")
+    token = payload.get("token") if isinstance(payload, dict) else None
+    return token if isinstance(token, str) and token else None
