@@ -1,0 +1,60 @@
+"""rtclient: an asyncio client for real-time servers that loses nothing across reconnects.
+
+The public API is re-exported here; see README.md and docs/protocol.md.
+"""
+
+from .backoff import Backoff
+from .client import Client
+from .errors import (
+    AckTimeout,
+    AuthError,
+    ClientClosed,
+    ConnectionFailed,
+    ConnectionLost,
+    Forbidden,
+    HandshakeRejected,
+    MessageDropped,
+    MessageExpired,
+    NotJoined,
+    OutboxFull,
+    ProtocolError,
+    RequestRejected,
+    RtClientError,
+    TokenExpired,
+    TransportError,
+    Unauthorized,
+)
+from .events import Ack, ConnectionState, ErrorEvent, Event, Gap, StateChanged
+from .tokens import TokenProvider
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Ack",
+    "AckTimeout",
+    "AuthError",
+    "Backoff",
+    "Client",
+    "ClientClosed",
+    "ConnectionFailed",
+    "ConnectionLost",
+    "ConnectionState",
+    "ErrorEvent",
+    "Event",
+    "Forbidden",
+    "Gap",
+    "HandshakeRejected",
+    "MessageDropped",
+    "MessageExpired",
+    "NotJoined",
+    "OutboxFull",
+    "ProtocolError",
+    "RequestRejected",
+    "RtClientError",
+    "StateChanged",
+    "TokenExpired",
+    "TokenProvider",
+    "TransportError",
+    "Unauthorized",
+    "__version__",
+]

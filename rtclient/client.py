@@ -1,0 +1,549 @@
+"""The asyncio client: runs the session core over a transport and keeps it connected.
+
+:class:`Client` owns one task group with three long-lived tasks — the supervisor
+(connect, read, reconnect with backoff), the timer (ack timeouts, TTLs) and the
+dispatcher (handlers and ``events()``) — plus a writer task per connection, nested
+under the supervisor. ``close()`` ends all of them; nothing is left running.
+All decisions are the session's (:mod:`rtclient.session`); this module only does the
+waiting, the sleeping and the socket work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any, Literal
+
+from .backoff import Backoff, BackoffSchedule
+from .codec import Codec, JsonCodec
+from .dispatch import Delivered, Dispatcher, Handler
+from .errors import (
+    AckTimeout,
+    ClientClosed,
+    ConnectionFailed,
+    ConnectionLost,
+    ProtocolError,
+    RtClientError,
+    TokenExpired,
+    TransportError,
+)
+from .events import Ack, ConnectionState, ErrorEvent, StateChanged
+from .failures import Action, classify
+from .outbox import Overflow
+from .session import Completed, Failed, Session, leave_key
+from .tokens import TokenSource, as_provider
+from .transports.base import Connection, Transport
+from .transports.websocket import WebSocketTransport
+
+__all__ = ["Client"]
+
+log = logging.getLogger("rtclient")
+
+
+class Client:
+    """A client that loses nothing and doubles nothing across reconnects.
+
+    ::
+
+        async with Client(url, token=token) as client:
+            await client.join("room-1")
+            ack = await client.send("room-1", "hello")
+            async for event in client.events():
+                ...
+
+    :param url: the server's WebSocket URL (``ws://host:port/ws``).
+    :param token: a string, a sync/async callable, or a TokenProvider; asked before
+        every connection attempt, and again with ``force=True`` after a 4002.
+    :param transport: ``"websocket"`` or a :class:`~rtclient.transports.Transport`.
+    :param backoff: the reconnect policy.
+    :param ack_timeout: seconds without an ack before a request is sent again.
+    :param outbox_limit: most unacknowledged messages; ``outbox_max_bytes`` the most bytes.
+    :param overflow: ``"raise"`` (OutboxFull) or ``"drop_oldest"`` when the outbox is full.
+    :param max_in_flight: most messages sent and not yet acknowledged at once.
+    :param connect_timeout: seconds for one connection attempt (upgrade and welcome).
+    :param max_token_refreshes: consecutive 4002 rejections before TokenExpired.
+    :param ping_interval, ping_timeout: WebSocket keepalive (seed defaults 25 s / 20 s).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: TokenSource = None,
+        transport: Literal["websocket"] | Transport = "websocket",
+        codec: Codec | None = None,
+        backoff: Backoff | None = None,
+        ack_timeout: float = 10.0,
+        outbox_limit: int = 10_000,
+        outbox_max_bytes: int = 64 * 1024 * 1024,
+        overflow: Overflow = "raise",
+        max_in_flight: int = 64,
+        sync_page_size: int = 100,
+        connect_timeout: float = 10.0,
+        max_token_refreshes: int = 3,
+        ping_interval: float | None = 25.0,
+        ping_timeout: float | None = 20.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not url.startswith(("ws://", "wss://", "memory:")):
+            raise ValueError(f"url must start with ws:// or wss://, not {url[:16]!r}")
+        self.url = url
+        self._tokens = as_provider(token)
+        self._transport: Transport = (
+            WebSocketTransport(ping_interval=ping_interval, ping_timeout=ping_timeout)
+            if transport == "websocket"
+            else transport
+        )
+        if isinstance(self._transport, str):
+            raise ValueError(f"unknown transport {transport!r}")
+        self._codec: Codec = codec or JsonCodec()
+        self.backoff = backoff or Backoff()
+        self.connect_timeout = connect_timeout
+        self.max_token_refreshes = max_token_refreshes
+        self._clock = clock
+        self._session = Session(
+            outbox_limit=outbox_limit,
+            outbox_max_bytes=outbox_max_bytes,
+            overflow=overflow,
+            ack_timeout=ack_timeout,
+            max_in_flight=max_in_flight,
+            sync_page_size=sync_page_size,
+        )
+        self._dispatcher = Dispatcher(log)
+        self._waiters: dict[str, list[asyncio.Future[Any]]] = {}
+        self._state_waiters: list[tuple[frozenset[ConnectionState], asyncio.Future[None]]] = []
+        self._runner: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._wake_writer = asyncio.Event()
+        self._wake_timer = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._supervisor: asyncio.Task[RtClientError | None] | None = None
+        self._schedule: BackoffSchedule = self.backoff.schedule()
+        self._conn: Connection | None = None
+        self._fatal: RtClientError | None = None
+        self._counters = {"connects": 0, "reconnects": 0, "token_refreshes": 0}
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        """The connection state (see :class:`~rtclient.events.ConnectionState`)."""
+        return self._session.state
+
+    @property
+    def rooms(self) -> list[str]:
+        """The joined rooms, in join order."""
+        return list(self._session.rooms)
+
+    @property
+    def user_id(self) -> str | None:
+        """The user id the server welcomed us as (None before the first welcome)."""
+        value = self._session.welcome.get("userId")
+        return value if isinstance(value, str) else None
+
+    async def connect(self, *, wait: bool = True) -> None:
+        """Start the client; with ``wait``, return once it is live (CONNECTED).
+
+        Retryable failures are retried under the backoff policy meanwhile; a fatal one
+        (bad credentials, forbidden, protocol mismatch, retries exhausted) raises.
+        """
+        if self._runner is not None:
+            raise RtClientError("connect() was already called")
+        self._session.connecting()
+        self._pump()
+        self._runner = asyncio.create_task(self._main(), name=f"rtclient {self.url}")
+        if wait:
+            await self.wait_for(ConnectionState.CONNECTED)
+
+    async def close(self, *, flush: bool = True, timeout: float | None = None) -> None:
+        """Stop the client; returns when every task it started has ended.
+
+        With ``flush`` (the default) the client first waits up to ``timeout`` seconds
+        (default: ``ack_timeout``) for the outbox to drain while connected; whatever is
+        still unacknowledged then fails with ClientClosed.
+        """
+        if self._runner is None:
+            self._session.closing()
+            self._session.closed()
+            self._pump()
+            return
+        if flush and self._fatal is None and len(self._session.outbox):
+            limit = self._session.ack_timeout if timeout is None else timeout
+            try:
+                async with asyncio.timeout(limit):
+                    while len(self._session.outbox) and not self._runner.done():
+                        self._progress.clear()
+                        await self._progress.wait()
+            except TimeoutError:
+                log.warning(
+                    "close: %d messages not acknowledged in time", len(self._session.outbox)
+                )
+        if self.state not in (ConnectionState.CLOSING, ConnectionState.CLOSED):
+            self._session.closing()
+            self._pump()
+        self._stop.set()
+        self._wake_timer.set()
+        conn = self._conn
+        if conn is not None:
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    await conn.close(1000, "client closing")
+            except (RtClientError, TimeoutError):
+                conn.abort()
+        if self._supervisor is not None:
+            self._supervisor.cancel()  # an attempt or a backoff sleep under way
+        await asyncio.shield(self._runner)
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def wait_for(self, *states: ConnectionState, timeout: float | None = None) -> None:
+        """Wait until the client is in one of ``states``.
+
+        Raises the fatal error (or ClientClosed) if the client closes first, unless
+        CLOSED is one of ``states``.
+        """
+        wanted = frozenset(states)
+        if self.state in wanted:
+            return
+        self._check_not_closed(wanted)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._state_waiters.append((wanted, future))
+        async with asyncio.timeout(timeout):
+            await future
+
+    # -- the application's operations ----------------------------------------------------
+
+    async def join(self, room: str, *, timeout: float | None = None) -> list[str]:
+        """Join ``room`` and return its members. The room is rejoined after every reconnect.
+
+        While offline this waits for the next connection. Raises Forbidden if the
+        server refuses the room.
+        """
+        key = self._session.join(room, self._clock())
+        future = self._waiter(key)
+        self._pump()
+        result: list[str] = await self._await(future, timeout)
+        return result
+
+    async def leave(self, room: str) -> None:
+        """Leave ``room``: it is forgotten, its queued messages fail with NotJoined."""
+        future = self._waiter(leave_key(room))
+        self._session.leave(room, self._clock())
+        self._pump()
+        await self._await(future, None)
+
+    def send_nowait(self, room: str, text: str, *, ttl: float | None = None) -> str:
+        """Queue a message for ``room`` and return its message id at once.
+
+        The message is delivered exactly once, however many reconnects it takes
+        (unless ``ttl`` passes first). Problems arrive as ``error`` events.
+        """
+        message_id = self._session.send(room, text, self._clock(), ttl=ttl)
+        self._pump()
+        return message_id
+
+    async def send(
+        self, room: str, text: str, *, ttl: float | None = None, timeout: float | None = None
+    ) -> Ack:
+        """Send a message to ``room``; return the server's :class:`~rtclient.events.Ack`.
+
+        Queued while offline, sent again after reconnects until acknowledged. Raises
+        NotJoined, OutboxFull, MessageDropped, MessageExpired (``ttl``), RequestRejected,
+        ClientClosed; AckTimeout if ``timeout`` passes first (the message stays queued).
+        """
+        message_id = self._session.send(room, text, self._clock(), ttl=ttl)
+        future = self._waiter(message_id)
+        self._pump()
+        ack: Ack = await self._await(future, timeout)
+        return ack
+
+    async def send_direct(self, user_id: str, text: str, *, ttl: float | None = None) -> Ack:
+        """Send a direct message to every connection of ``user_id``."""
+        message_id = self._session.send_direct(user_id, text, self._clock(), ttl=ttl)
+        future = self._waiter(message_id)
+        self._pump()
+        ack: Ack = await self._await(future, None)
+        return ack
+
+    def cancel(self, message_id: str) -> bool:
+        """Withdraw a queued message that has not been transmitted; True if withdrawn."""
+        withdrawn = self._session.cancel(message_id)
+        self._pump()
+        return withdrawn
+
+    async def request(
+        self, type_: str, payload: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Send any request that the server acknowledges; return the ack's payload."""
+        self._codec.encode({"type": type_, "payload": payload})  # fail early if unencodable
+        future = self._waiter(self._session.request(type_, payload, self._clock()))
+        self._pump()
+        result: dict[str, Any] = await self._await(future, timeout)
+        return result
+
+    async def members(self, room: str) -> list[str]:
+        """The users currently in ``room``, from the server."""
+        reply = await self.request("room:members", {"roomId": room})
+        members = reply.get("members")
+        return [m for m in members if isinstance(m, str)] if isinstance(members, list) else []
+
+    def typing(self, room: str, active: bool = True) -> bool:
+        """Send a typing indicator (volatile: False when not connected, nothing queued)."""
+        sent = self._session.notify("typing:start" if active else "typing:stop", {"roomId": room})
+        self._pump()
+        return sent
+
+    def mark_read(self, room: str, event_id: int) -> bool:
+        """Send a read receipt (volatile: False when not connected)."""
+        sent = self._session.notify("message:read", {"roomId": room, "eventId": event_id})
+        self._pump()
+        return sent
+
+    def on(self, name: str, handler: Handler) -> None:
+        """Call ``handler(event)`` for every ``name`` event, in order.
+
+        Names: server events (``"chat:message"``, ``"user:joined"``, …, ``"*"`` for all
+        of them), and ``"state"``, ``"gap"``, ``"error"``. Handlers may be async.
+        """
+        self._dispatcher.on(name, handler)
+
+    def off(self, name: str, handler: Handler) -> None:
+        """Remove a handler added with :meth:`on`."""
+        self._dispatcher.off(name, handler)
+
+    def events(self) -> AsyncIterator[Delivered]:
+        """Iterate over everything delivered from now on; ends when the client closes."""
+        return self._dispatcher.stream()
+
+    def stats(self) -> dict[str, int]:
+        """Counters: sent, acked, resent, delivered, duplicates dropped, queued, reconnects, …"""
+        return {
+            **self._session.stats(),
+            **self._counters,
+            "handler_errors": self._dispatcher.handler_errors,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Client {self.url} {self.state.name}>"
+
+    # -- internals: tasks ----------------------------------------------------------------
+
+    async def _main(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._dispatcher.run(), name="rtclient dispatcher")
+            timer = tg.create_task(self._timer(), name="rtclient timer")
+            supervisor = tg.create_task(self._supervise(), name="rtclient supervisor")
+            self._supervisor = supervisor
+            try:
+                await asyncio.wait([supervisor])
+                if not supervisor.cancelled():
+                    self._fatal = supervisor.result()
+            finally:
+                timer.cancel()
+                self._session.closing()
+                self._session.closed(self._fatal)
+                self._pump()
+                self._dispatcher.end()
+
+    async def _supervise(self) -> RtClientError | None:
+        """Connect, run the connection, decide what its end means; repeat until stopped."""
+        refreshes = 0
+        force_refresh = False
+        while not self._stop.is_set():
+            self._counters["connects"] += 1
+            try:
+                token = await self._tokens.get(force=force_refresh)
+            except Exception as exc:
+                log.warning("token provider failed: %s", type(exc).__name__)
+                self._dispatcher.put(ErrorEvent("TOKEN_PROVIDER", "token provider failed", exc))
+                retry = self._schedule.failure(self._clock())
+                if retry is None:
+                    return ConnectionFailed("token provider kept failing")
+                await self._pause(exc, retry, lost=False)
+                continue
+            force_refresh = False
+            error, welcomed = await self._connect_once(token)
+            if self._stop.is_set():
+                return None
+            verdict = classify(error)
+            log.info("connection ended: %s (%s)", error, verdict.action.value)
+            if welcomed:
+                self._counters["reconnects"] += 1
+            if verdict.action is Action.FATAL:
+                return verdict.error
+            if verdict.action is Action.REFRESH:
+                refreshes += 1
+                if refreshes > self.max_token_refreshes:
+                    return TokenExpired(
+                        f"token still expired after {self.max_token_refreshes} fresh tokens"
+                    )
+                self._counters["token_refreshes"] += 1
+                force_refresh = True
+                delay: float | None = 0.0
+            elif welcomed:
+                delay = self._schedule.disconnected(self._clock())
+                if delay is not None and verdict.retry_after is not None:
+                    delay = max(delay, verdict.retry_after)
+            else:
+                delay = self._schedule.failure(self._clock(), retry_after=verdict.retry_after)
+            if welcomed and verdict.action is not Action.REFRESH:
+                refreshes = 0
+            if delay is None:
+                return ConnectionFailed(f"gave up reconnecting: {error}")
+            await self._pause(error, delay, lost=welcomed)
+        return None
+
+    async def _pause(self, error: BaseException, delay: float, *, lost: bool) -> None:
+        """Tell the session (state RECONNECTING with ``delay``), then sleep unless stopped."""
+        if lost:
+            self._session.connection_lost(error, delay)
+        else:
+            self._session.attempt_failed(error, delay)
+        self._pump()
+        try:
+            async with asyncio.timeout(delay):
+                await self._stop.wait()
+        except TimeoutError:
+            pass
+
+    async def _connect_once(self, token: str | None) -> tuple[RtClientError, bool]:
+        """One connection attempt and, if it opens, its whole life.
+
+        Returns why it ended and whether the server's welcome arrived.
+        """
+        try:
+            conn = await self._transport.connect(
+                self.url, token=token, open_timeout=self.connect_timeout
+            )
+        except RtClientError as exc:
+            return exc, False
+        self._conn = conn
+        self._session.connection_opened()
+        welcomed = False
+        try:
+            async with asyncio.TaskGroup() as tg:
+                writer = tg.create_task(self._write(conn), name="rtclient writer")
+                try:
+                    error, welcomed = await self._read(conn)
+                finally:
+                    writer.cancel()
+        finally:
+            self._conn = None
+        return error, welcomed
+
+    async def _read(self, conn: Connection) -> tuple[RtClientError, bool]:
+        welcomed = False
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                while not welcomed:
+                    self._receive(await conn.recv())
+                    welcomed = self._session.state in (
+                        ConnectionState.RECOVERING,
+                        ConnectionState.CONNECTED,
+                    )
+            self._schedule.connected(self._clock())
+            while True:
+                self._receive(await conn.recv())
+        except TimeoutError:
+            conn.abort()
+            return TransportError("no welcome from the server in time"), welcomed
+        except (ConnectionLost, TransportError) as exc:
+            return exc, welcomed
+
+    def _receive(self, frame: str | bytes) -> None:
+        try:
+            envelope = self._codec.decode(frame)
+        except ProtocolError as exc:
+            envelope = exc
+        self._session.receive(envelope, self._clock())
+        self._pump()
+
+    async def _write(self, conn: Connection) -> None:
+        try:
+            while True:
+                for envelope in self._session.data_to_send():
+                    await conn.send(self._codec.encode(envelope))
+                await self._wake_writer.wait()
+                self._wake_writer.clear()
+        except ConnectionLost:
+            return  # the reader sees the same close and reports it
+
+    async def _timer(self) -> None:
+        while True:
+            deadline = self._session.next_deadline()
+            delay = None if deadline is None else max(0.0, deadline - self._clock())
+            try:
+                async with asyncio.timeout(delay):
+                    await self._wake_timer.wait()
+            except TimeoutError:
+                pass
+            self._wake_timer.clear()
+            self._session.tick(self._clock())
+            self._pump()
+
+    # -- internals: outcomes -------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Route the session's outcomes; wake the writer and the timer."""
+        for item in self._session.outcomes():
+            if isinstance(item, Completed | Failed):
+                self._settle(item)
+            else:
+                if isinstance(item, StateChanged):
+                    self._state_changed(item)
+                self._dispatcher.put(item)
+        self._wake_writer.set()
+        self._wake_timer.set()
+        self._progress.set()
+
+    def _settle(self, outcome: Completed | Failed) -> None:
+        futures = self._waiters.pop(outcome.key, [])
+        live = [f for f in futures if not f.done()]
+        for future in live:
+            if isinstance(outcome, Completed):
+                future.set_result(outcome.result)
+            else:
+                future.set_exception(outcome.error)
+        if not live and isinstance(outcome, Failed) and not isinstance(outcome.error, ClientClosed):
+            error = outcome.error
+            self._dispatcher.put(ErrorEvent(type(error).__name__, str(error), error))
+
+    def _state_changed(self, change: StateChanged) -> None:
+        log.info("state %s -> %s", change.old.name, change.new.name)
+        keep = []
+        for wanted, future in self._state_waiters:
+            if future.done():
+                continue
+            if change.new in wanted:
+                future.set_result(None)
+            elif change.new is ConnectionState.CLOSED:
+                future.set_exception(self._closed_error())
+            else:
+                keep.append((wanted, future))
+        self._state_waiters = keep
+
+    def _waiter(self, key: str) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, []).append(future)
+        return future
+
+    async def _await(self, future: asyncio.Future[Any], timeout: float | None) -> Any:
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(future)
+        except TimeoutError:
+            raise AckTimeout(f"no answer within {timeout} s (still queued)") from None
+
+    def _closed_error(self) -> RtClientError:
+        return self._fatal or ClientClosed("the client is closed")
+
+    def _check_not_closed(self, wanted: Iterable[ConnectionState]) -> None:
+        if self.state is ConnectionState.CLOSED and ConnectionState.CLOSED not in wanted:
+            raise self._closed_error()

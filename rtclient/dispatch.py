@@ -1,0 +1,108 @@
+"""Hands events to the application: handlers registered with ``on`` and ``events()``.
+
+One dispatcher task delivers everything in the order the session produced it.
+Handlers may be sync or async; an async handler is awaited before the next event is
+delivered, so handlers see events in order. A handler that raises is logged and
+counted and never stops delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from .events import ErrorEvent, Event, Gap, StateChanged
+
+__all__ = ["Delivered", "Dispatcher", "Handler"]
+
+Delivered = Event | Gap | StateChanged | ErrorEvent
+Handler = Callable[[Any], Awaitable[None] | None]
+
+_END = object()
+
+# Names for what the client itself reports; server events use their own names.
+KIND_NAMES: dict[type, str] = {StateChanged: "state", Gap: "gap", ErrorEvent: "error"}
+
+
+def name_of(item: Delivered) -> str:
+    """The ``on()`` name that ``item`` is delivered under."""
+    return item.name if isinstance(item, Event) else KIND_NAMES[type(item)]
+
+
+class Dispatcher:
+    """Queue between the session and the application's handlers and iterators."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._queue: asyncio.Queue[Delivered | object] = asyncio.Queue()
+        self._handlers: dict[str, list[Handler]] = {}
+        self._subscribers: set[asyncio.Queue[Delivered | object]] = set()
+        self._log = logger
+        self._ended = False
+        self.handler_errors = 0
+
+    def on(self, name: str, handler: Handler) -> None:
+        """Call ``handler`` for every item named ``name`` (``"*"``: every server event)."""
+        self._handlers.setdefault(name, []).append(handler)
+
+    def off(self, name: str, handler: Handler) -> None:
+        """Stop calling ``handler`` for ``name``; unknown handlers are ignored."""
+        handlers = self._handlers.get(name, [])
+        if handler in handlers:
+            handlers.remove(handler)
+
+    def put(self, item: Delivered) -> None:
+        """Queue ``item`` for delivery (never blocks)."""
+        self._queue.put_nowait(item)
+
+    def end(self) -> None:
+        """Deliver what is queued, then stop; iterators end after the last item."""
+        self._queue.put_nowait(_END)
+
+    async def run(self) -> None:
+        """Deliver items until :meth:`end`. Runs as one task of the client's task group."""
+        while True:
+            item = await self._queue.get()
+            if item is _END:
+                break
+            assert isinstance(item, Event | Gap | StateChanged | ErrorEvent)
+            for queue in self._subscribers:
+                queue.put_nowait(item)
+            name = name_of(item)
+            handlers = list(self._handlers.get(name, ()))
+            if isinstance(item, Event):
+                handlers += self._handlers.get("*", ())
+            for handler in handlers:
+                await self._call(handler, item)
+        self._ended = True
+        for queue in self._subscribers:
+            queue.put_nowait(_END)
+
+    async def _call(self, handler: Handler, item: Delivered) -> None:
+        try:
+            result = handler(item)
+            if inspect.isawaitable(result):
+                await result
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.handler_errors += 1
+            self._log.exception("handler %r for %s failed", handler, name_of(item))
+
+    async def stream(self) -> AsyncIterator[Delivered]:
+        """Yield every item delivered from now on, until the client closes."""
+        queue: asyncio.Queue[Delivered | object] = asyncio.Queue()
+        if self._ended:
+            return
+        self._subscribers.add(queue)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    return
+                assert isinstance(item, Event | Gap | StateChanged | ErrorEvent)
+                yield item
+        finally:
+            self._subscribers.discard(queue)

@@ -1,0 +1,159 @@
+"""Exceptions raised by rtclient.
+
+Every exception rtclient raises derives from :class:`RtClientError`; exceptions of
+the libraries underneath (websockets, python-socketio, aiohttp) never leak past the
+transports. The tree::
+
+    RtClientError
+    ├── ClientClosed             the client was closed; pending calls fail with it
+    ├── ConnectionFailed         gave up reconnecting (max_attempts / max_elapsed)
+    ├── AuthError                the server refused the credentials (fatal unless noted)
+    │   ├── Unauthorized         4001: invalid or missing token
+    │   ├── TokenExpired         4002: the provider keeps handing out expired tokens
+    │   └── Forbidden            4003 / HTTP 403 / FORBIDDEN reply
+    ├── ProtocolError            the peer broke the protocol (mismatch, malformed frame)
+    ├── RequestRejected          the server answered a request with an error code
+    │   └── NotJoined            sending to a room the client has not joined
+    ├── AckTimeout               no ack within the caller's timeout (the message stays queued)
+    ├── OutboxFull               the outbox is at its limit and the policy is ``raise``
+    ├── MessageDropped           dropped from a full outbox (policy ``drop_oldest``)
+    ├── MessageExpired           the message's TTL passed before it was acknowledged
+    └── TransportError           a connection attempt or a connection failed
+        ├── HandshakeRejected    the server refused the upgrade with an HTTP status
+        └── ConnectionLost       an open connection closed (code, reason)
+
+A token is never part of an exception's text.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AckTimeout",
+    "AuthError",
+    "ClientClosed",
+    "ConnectionFailed",
+    "ConnectionLost",
+    "Forbidden",
+    "HandshakeRejected",
+    "MessageDropped",
+    "MessageExpired",
+    "NotJoined",
+    "OutboxFull",
+    "ProtocolError",
+    "RequestRejected",
+    "RtClientError",
+    "TokenExpired",
+    "TransportError",
+    "Unauthorized",
+]
+
+
+class RtClientError(Exception):
+    """Base class of every exception rtclient raises."""
+
+
+class ClientClosed(RtClientError):
+    """The client is closed, or was closed while the call was pending."""
+
+
+class ConnectionFailed(RtClientError):
+    """The reconnect policy gave up (``max_attempts`` or ``max_elapsed`` reached)."""
+
+
+class AuthError(RtClientError):
+    """The server refused the credentials."""
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Unauthorized(AuthError):
+    """Invalid or missing credentials (close 4001, HTTP 401). Fatal: no retry."""
+
+
+class TokenExpired(AuthError):
+    """The token expired and fresh tokens did not help (close 4002 repeatedly)."""
+
+
+class Forbidden(AuthError):
+    """Valid credentials, access refused (close 4003, HTTP 403, ``FORBIDDEN``)."""
+
+
+class ProtocolError(RtClientError):
+    """The peer does not speak the expected protocol, or sent something malformed."""
+
+
+class RequestRejected(RtClientError):
+    """The server answered a request with ``success: false``.
+
+    ``code`` is the server's error code (``BAD_REQUEST``, ``NOT_IN_ROOM``, …).
+    """
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+        self.message = message
+
+
+class NotJoined(RequestRejected):
+    """The room has not been joined (locally, or the server says ``NOT_IN_ROOM``)."""
+
+    def __init__(self, room: str) -> None:
+        super().__init__("NOT_IN_ROOM", f"join {room!r} first")
+        self.room = room
+
+
+class AckTimeout(RtClientError):
+    """No ack arrived within the caller's ``timeout``.
+
+    The message is still in the outbox and will still be delivered exactly once;
+    use ``ttl=`` to abandon a message instead.
+    """
+
+
+class OutboxFull(RtClientError):
+    """The outbox is full (by count or bytes) and the overflow policy is ``raise``."""
+
+
+class MessageDropped(RtClientError):
+    """The message was dropped to make room in a full outbox (``drop_oldest``)."""
+
+
+class MessageExpired(RtClientError):
+    """The message's TTL passed before the server acknowledged it.
+
+    ``maybe_delivered`` is true when it had already been transmitted at least once:
+    the server may have committed it even though no ack came back.
+    """
+
+    def __init__(self, message_id: str, *, maybe_delivered: bool) -> None:
+        super().__init__(
+            f"message {message_id} expired"
+            + (" (it may have been delivered)" if maybe_delivered else " (never sent)")
+        )
+        self.message_id = message_id
+        self.maybe_delivered = maybe_delivered
+
+
+class TransportError(RtClientError):
+    """A connection attempt failed or an open connection broke."""
+
+
+class HandshakeRejected(TransportError):
+    """The server answered the upgrade request with an HTTP error status."""
+
+    def __init__(self, status: int, *, retry_after: float | None = None) -> None:
+        super().__init__(f"handshake rejected with HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+class ConnectionLost(TransportError):
+    """An open connection closed. ``code`` is None when no close frame arrived."""
+
+    def __init__(self, code: int | None, reason: str = "") -> None:
+        text = f"connection closed ({code if code is not None else 'no close frame'})"
+        super().__init__(f"{text}: {reason}" if reason else text)
+        self.code = code
+        self.reason = reason

@@ -1,0 +1,116 @@
+"""What rtclient hands to the application: frozen, slotted dataclasses.
+
+- :class:`Event`: something the server sent (a chat message, a presence change, …).
+- :class:`Ack`: the server's receipt for a sent message.
+- :class:`Gap`: the server could not replay everything missed in a room.
+- :class:`StateChanged`: the connection state moved.
+- :class:`ErrorEvent`: something went wrong that did not stop the client (a malformed
+  frame from the server, an error reply nobody waited for, a dropped message).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Ack", "ConnectionState", "ErrorEvent", "Event", "Gap", "StateChanged"]
+
+
+class ConnectionState(enum.Enum):
+    """The client's connection state. Transitions are made in one place (the session)."""
+
+    IDLE = "idle"
+    """Created, ``connect()`` not called yet."""
+    CONNECTING = "connecting"
+    """First connection attempt under way."""
+    RECOVERING = "recovering"
+    """Connected and authenticated; rejoining rooms, syncing, flushing the outbox."""
+    CONNECTED = "connected"
+    """Live: recovery finished, new events flow."""
+    RECONNECTING = "reconnecting"
+    """The connection was lost; waiting for the next attempt or attempting."""
+    CLOSING = "closing"
+    """``close()`` was called."""
+    CLOSED = "closed"
+    """Closed by the application, or stopped by a fatal error."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event delivered by the server, once, in server order per room.
+
+    ``replayed`` is true when it came from a missed-event sync rather than live.
+    ``event_id`` and ``epoch`` are set for logged events (chat and direct messages).
+    """
+
+    name: str
+    data: dict[str, Any]
+    room: str | None = None
+    event_id: int | None = None
+    epoch: str | None = None
+    sender: str | None = None
+    message_id: str | None = None
+    replayed: bool = False
+
+    @property
+    def text(self) -> str | None:
+        """The message text of a chat or direct message, else None."""
+        value = self.data.get("text")
+        return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The server's receipt for a message: its place in the room's log.
+
+    ``duplicate`` is true when the server had already committed this message id
+    (a resend after a lost ack): ``event_id`` is then the original one.
+    """
+
+    message_id: str
+    room: str
+    event_id: int
+    epoch: str | None = None
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Events in ``room`` after ``after_event_id`` could not all be replayed.
+
+    ``reason`` is ``"epoch"`` (the server's log was reset: a new epoch) or
+    ``"retention"`` (the missed events left the server's retention window).
+    Delivery resumes at ``resumed_at`` (the first event id delivered after the gap,
+    or None if nothing was available).
+    """
+
+    room: str
+    reason: str
+    after_event_id: int
+    old_epoch: str | None
+    new_epoch: str | None
+    resumed_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    """The connection state moved from ``old`` to ``new``.
+
+    ``delay`` is the wait before the next attempt when ``new`` is RECONNECTING;
+    ``error`` is why the connection was lost or the client stopped, if known.
+    """
+
+    old: ConnectionState
+    new: ConnectionState
+    delay: float | None = None
+    error: BaseException | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent:
+    """A problem that did not stop the client. ``code`` is a short machine name."""
+
+    code: str
+    message: str
+    error: BaseException | None = field(default=None, compare=False)

@@ -1,0 +1,102 @@
+"""One function says what a failure means for the reconnect loop: retry, refresh, or stop.
+
+The table (close codes from RFC 6455 and docs/protocol.md):
+
+=====================================================  ==========================
+failure                                                verdict
+=====================================================  ==========================
+network error, timeout, connection refused             retry
+close 1000/1001/1005/1006/1009/1011/1012/1013/1014     retry (1013 may carry ``retryAfter``)
+close 1002/1003/1007/1008/1010 (protocol violations)   fatal: ProtocolError
+close 4001, 3000                                       fatal: Unauthorized
+close 4002                                             refresh the token, retry at once
+close 4003, 3003                                       fatal: Forbidden
+close 4000-4999 (other application codes)              fatal: ProtocolError
+HTTP 5xx, 408, 429                                     retry (``Retry-After`` respected)
+HTTP 401 / 403                                         fatal: Unauthorized / Forbidden
+HTTP other 4xx, anything else                          fatal: ProtocolError
+=====================================================  ==========================
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from .errors import (
+    ConnectionLost,
+    Forbidden,
+    HandshakeRejected,
+    ProtocolError,
+    RtClientError,
+    TokenExpired,
+    TransportError,
+    Unauthorized,
+)
+
+__all__ = ["Action", "Verdict", "classify"]
+
+_PROTOCOL_CLOSE = frozenset({1002, 1003, 1007, 1008, 1010})
+_RETRY_AFTER = re.compile(r"retryAfter=(\d+(?:\.\d+)?)")
+
+
+class Action(enum.Enum):
+    """What the reconnect loop does next."""
+
+    RETRY = "retry"
+    REFRESH = "refresh"
+    FATAL = "fatal"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The classification of one failure; ``error`` is what the application is told."""
+
+    action: Action
+    error: RtClientError
+    retry_after: float | None = None
+
+
+def classify(exc: BaseException) -> Verdict:
+    """Classify a connection failure (an exception a transport raised)."""
+    if isinstance(exc, ConnectionLost):
+        return _classify_close(exc)
+    if isinstance(exc, HandshakeRejected):
+        return _classify_status(exc)
+    if isinstance(exc, TransportError):
+        return Verdict(Action.RETRY, exc)
+    if isinstance(exc, RtClientError):
+        return Verdict(Action.FATAL, exc)
+    return Verdict(Action.FATAL, ProtocolError(f"unexpected failure: {exc!r}"))
+
+
+def _classify_close(exc: ConnectionLost) -> Verdict:
+    code = exc.code
+    if code is None or (1000 <= code < 3000 and code not in _PROTOCOL_CLOSE):
+        match = _RETRY_AFTER.search(exc.reason) if code == 1013 else None
+        return Verdict(Action.RETRY, exc, float(match.group(1)) if match else None)
+    if code in _PROTOCOL_CLOSE:
+        return Verdict(Action.FATAL, ProtocolError(f"server closed with {code}: {exc.reason}"))
+    if code in (4001, 3000):
+        return Verdict(Action.FATAL, Unauthorized(exc.reason or "invalid credentials", code=code))
+    if code == 4002:
+        return Verdict(Action.REFRESH, TokenExpired(exc.reason or "token expired", code=code))
+    if code in (4003, 3003):
+        return Verdict(Action.FATAL, Forbidden(exc.reason or "forbidden", code=code))
+    if 4000 <= code < 5000:
+        return Verdict(
+            Action.FATAL, ProtocolError(f"server closed with application code {code}: {exc.reason}")
+        )
+    return Verdict(Action.RETRY, exc)
+
+
+def _classify_status(exc: HandshakeRejected) -> Verdict:
+    status = exc.status
+    if status >= 500 or status in (408, 429):
+        return Verdict(Action.RETRY, exc, exc.retry_after)
+    if status == 401:
+        return Verdict(Action.FATAL, Unauthorized("HTTP 401 at handshake", code=status))
+    if status == 403:
+        return Verdict(Action.FATAL, Forbidden("HTTP 403 at handshake", code=status))
+    return Verdict(Action.FATAL, ProtocolError(f"HTTP {status} at handshake"))

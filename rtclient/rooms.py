@@ -1,0 +1,92 @@
+"""Per-room receive state: the cursor (epoch + last event id), and events held back.
+
+A room's events carry strictly increasing integer ids within an epoch, so the cursor
+is also the dedupe window: an event at or below the cursor (same epoch) has been
+delivered already. Events that arrive ahead of the cursor — live events racing a
+sync page, or a hole in the live stream — are held and merged by event id.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Room", "RoomPhase"]
+
+# Live events kept while a room syncs. Past this the oldest are dropped: the sync
+# that is under way will fetch them again from the log.
+MAX_HELD = 10_000
+
+
+class RoomPhase(enum.Enum):
+    """Where a room is in the recovery plan."""
+
+    JOINING = "joining"
+    """``room:join`` sent, ack not yet received."""
+    SYNCING = "syncing"
+    """Joined; fetching missed events page by page."""
+    LIVE = "live"
+    """Caught up: live events are delivered as they come."""
+    OFFLINE = "offline"
+    """No connection: waiting for the next rejoin."""
+
+
+@dataclass(slots=True)
+class Room:
+    """A room the application joined (``tracked``), or one we only receive from."""
+
+    name: str
+    tracked: bool = True
+    phase: RoomPhase = RoomPhase.OFFLINE
+    epoch: str | None = None
+    last_event_id: int | None = None
+    members: set[str] = field(default_factory=set)
+    held: dict[int, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    request_id: str | None = None
+    """The join or sync request in flight for this room."""
+
+    @property
+    def has_cursor(self) -> bool:
+        """True once the room has a position in the server's log."""
+        return self.last_event_id is not None
+
+    def is_duplicate(self, event_id: int, epoch: str | None) -> bool:
+        """True if the event is at or below the cursor in the same epoch."""
+        return (
+            self.last_event_id is not None
+            and (epoch is None or epoch == self.epoch)
+            and event_id <= self.last_event_id
+        )
+
+    def is_next(self, event_id: int, epoch: str | None) -> bool:
+        """True if the event directly follows the cursor (no hole, same epoch)."""
+        if self.last_event_id is None:
+            return True
+        return (epoch is None or epoch == self.epoch) and event_id == self.last_event_id + 1
+
+    def advance(self, event_id: int, epoch: str | None) -> None:
+        """Move the cursor to ``event_id`` (in ``epoch`` when given)."""
+        if epoch is not None:
+            self.epoch = epoch
+        self.last_event_id = event_id
+
+    def hold(self, event_id: int, name: str, payload: dict[str, Any]) -> None:
+        """Keep a live event until the room is caught up."""
+        self.held[event_id] = (name, payload)
+        if len(self.held) > MAX_HELD:
+            del self.held[min(self.held)]
+
+    def release(self) -> list[tuple[int, str, dict[str, Any]]]:
+        """Return and forget the held events above the cursor, in event-id order."""
+        held, self.held = self.held, {}
+        return [
+            (event_id, name, payload)
+            for event_id, (name, payload) in sorted(held.items())
+            if not self.is_duplicate(event_id, _epoch_of(payload))
+        ]
+
+
+def _epoch_of(payload: dict[str, Any]) -> str | None:
+    epoch = payload.get("epoch")
+    return epoch if isinstance(epoch, str) else None

@@ -1,0 +1,7 @@
+"""Transports: thin adapters that open connections (see :mod:`.base`)."""
+
+from .base import Connection, Transport
+from .memory import MemoryConnection, MemoryTransport
+from .websocket import WebSocketTransport
+
+__all__ = ["Connection", "MemoryConnection", "MemoryTransport", "Transport", "WebSocketTransport"]

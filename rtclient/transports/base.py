@@ -1,0 +1,51 @@
+"""What a transport must do, and nothing more.
+
+A transport opens one connection per ``connect`` call, with the token presented for
+that attempt; the connection sends and receives frames and reports how it closed.
+It never reconnects by itself: rtclient owns the loop. Exceptions of the library
+underneath are mapped here, at the boundary, to :mod:`rtclient.errors`:
+
+- a failed attempt raises :class:`~rtclient.errors.TransportError` (network),
+  :class:`~rtclient.errors.HandshakeRejected` (HTTP status), or
+  :class:`~rtclient.errors.ProtocolError` (the peer is not a WebSocket server);
+- a broken connection raises :class:`~rtclient.errors.ConnectionLost` from ``recv``
+  and ``send``, with the close code (None when no close frame arrived).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+__all__ = ["Connection", "Transport"]
+
+
+class Connection(Protocol):
+    """One open connection."""
+
+    async def send(self, frame: str | bytes) -> None:
+        """Send one frame. Raises ConnectionLost if the connection is gone."""
+        ...
+
+    async def recv(self) -> str | bytes:
+        """Wait for the next frame. Raises ConnectionLost when the connection closes."""
+        ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection (idempotent); returns when it is closed."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the connection at once, without a closing handshake (a dead link)."""
+        ...
+
+    async def ping(self) -> float:
+        """Send a ping and return the round-trip time in seconds once the pong arrives."""
+        ...
+
+
+class Transport(Protocol):
+    """Opens connections."""
+
+    async def connect(self, url: str, *, token: str | None, open_timeout: float) -> Connection:
+        """Open a connection to ``url`` presenting ``token``; give up after ``open_timeout`` s."""
+        ...

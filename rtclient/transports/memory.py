@@ -1,0 +1,102 @@
+"""An in-memory transport for unit tests of code built on rtclient (no sockets).
+
+``transport = MemoryTransport()`` is passed to ``Client(..., transport=transport)``;
+the test plays the server with ``server = await transport.accept()``, then
+``await server.recv()`` / ``await server.send(frame)`` / ``await server.close(code)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from ..errors import ConnectionLost, TransportError
+
+__all__ = ["MemoryConnection", "MemoryTransport"]
+
+
+@dataclass(slots=True)
+class _Closed:
+    code: int | None
+    reason: str
+
+
+@dataclass(eq=False)
+class MemoryConnection:
+    """One end of an in-memory connection. ``token`` is what the client presented."""
+
+    token: str | None = None
+    _inbox: asyncio.Queue[str | bytes | _Closed] = field(default_factory=asyncio.Queue)
+    _peer: MemoryConnection | None = None
+    _closed: _Closed | None = None
+
+    async def send(self, frame: str | bytes) -> None:
+        """Deliver a frame to the other end."""
+        if self._closed is not None or self._peer is None:
+            raise ConnectionLost(*self._close_info())
+        self._peer._inbox.put_nowait(frame)
+
+    async def recv(self) -> str | bytes:
+        """Wait for a frame from the other end."""
+        if self._closed is not None and self._inbox.empty():
+            raise ConnectionLost(*self._close_info())
+        item = await self._inbox.get()
+        if isinstance(item, _Closed):
+            self._closed = item
+            raise ConnectionLost(item.code, item.reason)
+        return item
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close both ends; the other end's ``recv`` raises ConnectionLost(code)."""
+        self._shut(_Closed(code, reason))
+
+    def abort(self) -> None:
+        """Close both ends with no close code (as a dropped TCP connection)."""
+        self._shut(_Closed(None, ""))
+
+    async def ping(self) -> float:
+        """In memory the round trip takes no time."""
+        if self._closed is not None:
+            raise ConnectionLost(*self._close_info())
+        return 0.0
+
+    def _shut(self, info: _Closed) -> None:
+        if self._closed is None:
+            self._closed = info
+            self._inbox.put_nowait(info)
+            if self._peer is not None and self._peer._closed is None:
+                self._peer._closed = info
+                self._peer._inbox.put_nowait(info)
+
+    def _close_info(self) -> tuple[int | None, str]:
+        info = self._closed or _Closed(None, "")
+        return info.code, info.reason
+
+
+class MemoryTransport:
+    """Connects clients to a test that plays the server."""
+
+    def __init__(self) -> None:
+        self._pending: asyncio.Queue[MemoryConnection] = asyncio.Queue()
+        self._refusals: list[BaseException] = []
+        self.attempts = 0
+
+    def refuse_next(self, error: BaseException | None = None) -> None:
+        """Make the next connection attempt fail with ``error`` (a TransportError)."""
+        self._refusals.append(error or TransportError("connection refused (memory)"))
+
+    async def connect(
+        self, url: str, *, token: str | None, open_timeout: float
+    ) -> MemoryConnection:
+        """Open a connection; the server end is handed to :meth:`accept`."""
+        self.attempts += 1
+        if self._refusals:
+            raise self._refusals.pop(0)
+        client, server = MemoryConnection(token=token), MemoryConnection(token=token)
+        client._peer, server._peer = server, client
+        self._pending.put_nowait(server)
+        return client
+
+    async def accept(self) -> MemoryConnection:
+        """Wait for the next client connection; return the server's end."""
+        return await self._pending.get()

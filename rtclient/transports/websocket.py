@@ -1,0 +1,131 @@
+"""Raw WebSocket transport on the ``websockets`` library (asyncio implementation).
+
+The token goes in the ``Authorization: Bearer`` header of the upgrade request, never
+in the URL. websockets' own reconnection is not used (one ``connect`` is one
+attempt) and its exceptions are mapped to :mod:`rtclient.errors` here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+)
+
+from ..errors import ConnectionLost, HandshakeRejected, ProtocolError, TransportError
+
+__all__ = ["WebSocketConnection", "WebSocketTransport"]
+
+
+class WebSocketTransport:
+    """Opens WebSocket connections.
+
+    :param max_size: largest incoming frame, in bytes.
+    :param ping_interval: seconds between keepalive pings of the websockets library
+        (None: off; rtclient's own heartbeat can do the job instead).
+    :param ping_timeout: close the connection if a pong takes longer than this.
+    :param options: passed on to :func:`websockets.asyncio.client.connect`.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_size: int | None = 1024 * 1024,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        close_timeout: float = 5.0,
+        **options: Any,
+    ) -> None:
+        self._options: dict[str, Any] = {
+            "max_size": max_size,
+            "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout,
+            "close_timeout": close_timeout,
+            **options,
+        }
+
+    async def connect(
+        self, url: str, *, token: str | None, open_timeout: float
+    ) -> WebSocketConnection:
+        """Open one connection; see :class:`rtclient.transports.base.Transport`."""
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        with _mapped():
+            ws = await websockets.connect(
+                url, additional_headers=headers, open_timeout=open_timeout, **self._options
+            )
+        return WebSocketConnection(ws)
+
+
+class WebSocketConnection:
+    """An open WebSocket connection; see :class:`rtclient.transports.base.Connection`."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self._ws = ws
+
+    async def send(self, frame: str | bytes) -> None:
+        """Send one frame."""
+        with _mapped():
+            await self._ws.send(frame)
+
+    async def recv(self) -> str | bytes:
+        """Wait for the next frame."""
+        with _mapped():
+            return await self._ws.recv()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with a closing handshake."""
+        with _mapped():
+            await self._ws.close(code, reason)
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a closing handshake."""
+        self._ws.transport.abort()
+
+    async def ping(self) -> float:
+        """Send a ping frame; return the round-trip time in seconds."""
+        with _mapped():
+            waiter = await self._ws.ping()
+            return await waiter
+
+    @property
+    def latency(self) -> float:
+        """The last round-trip time measured by the library's keepalive pings."""
+        return self._ws.latency
+
+
+@contextmanager
+def _mapped() -> Iterator[None]:
+    """Translate websockets and network exceptions into rtclient's."""
+    try:
+        yield
+    except ConnectionClosed as exc:
+        frame = exc.rcvd
+        raise ConnectionLost(
+            frame.code if frame is not None else None, frame.reason if frame is not None else ""
+        ) from exc
+    except InvalidStatus as exc:
+        response = exc.response
+        raise HandshakeRejected(
+            response.status_code, retry_after=_retry_after(response.headers.get("Retry-After"))
+        ) from exc
+    except InvalidURI as exc:
+        raise ProtocolError(f"invalid WebSocket URL: {exc}") from exc
+    except InvalidHandshake as exc:
+        raise ProtocolError(f"WebSocket handshake failed: {exc}") from exc
+    except (TimeoutError, OSError, EOFError) as exc:
+        raise TransportError(f"connection failed: {exc!r}") from exc
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
