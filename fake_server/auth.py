@@ -6,7 +6,6 @@ PyJWT's exceptions are mapped here to :class:`AuthFailure` and go no further.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -83,10 +82,11 @@ class TokenAuthority:
             raise ValueError("user_id must be a non-empty string")
         claims: dict[str, Any] = {
             "sub": user_id,
-            # A fractional iat keeps tokens minted right after revoke_issued_before()
-            # valid: RFC 7519 NumericDate allows non-integer values.
-            "iat": now,
-            "exp": math.ceil(now + ttl),
+            # NumericDate may be fractional (RFC 7519 section 2).  A fractional iat keeps
+            # tokens minted right after revoke_issued_before() valid, and a fractional
+            # exp lets tests use sub-second lifetimes.
+            "iat": round(now, 6),
+            "exp": round(now + ttl, 3),
             "roles": list(roles),
         }
         with _short_keys_allowed():

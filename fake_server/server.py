@@ -37,6 +37,8 @@ __all__ = ["FakeServer"]
 
 log = logging.getLogger("fake_server")
 
+_MAX_HEADER = 256 * 1024
+
 
 class FakeServer:
     """A real aiohttp server implementing ``docs/protocol.md``, with fault controls.
@@ -109,7 +111,16 @@ class FakeServer:
         app = web.Application()
         app.router.add_get("/ws", self._endpoint.handle)
         add_routes(app, self)
-        runner = web.AppRunner(app, access_log_class=AccessLogger, shutdown_timeout=2.0)
+        runner = web.AppRunner(
+            app,
+            access_log_class=AccessLogger,
+            shutdown_timeout=2.0,
+            # aiohttp logs the first bytes of an over-long header line: raise the limit
+            # well past any plausible token so that big tokens reach the auth check
+            # (refused there, unlogged) instead.
+            max_line_size=_MAX_HEADER,
+            max_field_size=_MAX_HEADER,
+        )
         await runner.setup()
         self._runner = runner
         self._started_at = time.monotonic()
