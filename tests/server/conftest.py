@@ -57,7 +57,7 @@ async def connect() -> AsyncIterator[Connect]:
     ) -> WsClient:
         token = srv.issue_token(user, ttl=ttl, roles=roles)
         client = await open_ws(srv.ws_url, bearer(token))
-        await client.expect("connected")
+        client.welcome = await client.expect("connected")
         clients.append(client)
         return client
 

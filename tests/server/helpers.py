@@ -32,6 +32,8 @@ class WsClient:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.backlog: list[dict[str, Any]] = []
+        self.welcome: dict[str, Any] = {}
+        """The ``connected`` payload, once the fixture has read it."""
 
     async def send(self, obj: Any) -> None:
         await self.ws.send(obj if isinstance(obj, str | bytes) else json.dumps(obj))

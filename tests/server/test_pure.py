@@ -1,0 +1,59 @@
+"""The pure building blocks, with time passed in: log retention, dedupe, rate limit."""
+
+from __future__ import annotations
+
+import pytest
+
+from fake_server.dedupe import DedupeTable, Entry
+from fake_server.eventlog import EventLog, LogStore
+from fake_server.ratelimit import RateLimiter, TokenBucket
+
+
+def add(log: EventLog, at: float) -> None:
+    log.append({"eventId": log.next_event_id(), "timestamp": at})
+
+
+def test_retention_by_age() -> None:
+    store = LogStore(max_count=100, max_age=10.0)
+    log = store.get("r", now=0.0)
+    for t in (0.0, 5.0, 9.0):
+        add(log, t)
+    store.get("r", now=12.0)  # drops the event of t=0
+    assert [e["eventId"] for e in log.events()] == [2, 3]
+    assert log.dropped_through == 1
+    page = log.page(after=0, limit=10, same_epoch=True)
+    assert page.truncated and [e["eventId"] for e in page.events] == [2, 3]
+    store.get("r", now=100.0)
+    page = log.page(after=2, limit=10, same_epoch=True)
+    assert page.truncated and page.events == [] and page.last_event_id == 3
+
+
+def test_event_ids_must_be_consecutive() -> None:
+    log = EventLog("r")
+    with pytest.raises(ValueError):
+        log.append({"eventId": 2, "timestamp": 0.0})
+
+
+def test_new_store_has_a_new_epoch() -> None:
+    assert LogStore(max_count=1, max_age=1).epoch != LogStore(max_count=1, max_age=1).epoch
+
+
+def test_dedupe_ttl_and_bound() -> None:
+    table = DedupeTable(ttl=10.0, max_entries=2)
+    for i, key in enumerate(("a", "b", "c")):
+        table.put("u", key, Entry("r", key, {}, stored_at=float(i)))
+    assert table.get("u", "a", now=3.0) is None  # pushed out by the bound
+    assert table.get("u", "b", now=3.0) is not None
+    assert table.get("u", "b", now=11.5) is None  # stored at 1.0, ttl 10
+    assert table.get("u", "c", now=11.5) is not None
+    assert table.get("other", "c", now=11.5) is None
+
+
+def test_token_bucket() -> None:
+    bucket = TokenBucket(rate=2.0, burst=2, now=0.0)
+    assert bucket.take(0.0) == 0.0 and bucket.take(0.0) == 0.0
+    assert bucket.take(0.0) == pytest.approx(0.5)
+    assert bucket.take(0.5) == 0.0
+    limiter = RateLimiter(rate=1.0, burst=1)
+    assert limiter.take("a", 0.0) == 0.0 and limiter.take("b", 0.0) == 0.0
+    assert limiter.take("a", 0.0) > 0
