@@ -85,7 +85,7 @@ async def _serve(config: ServerConfig, host: str, port: int, *, secret_given: bo
                 f"-H 'Authorization: Bearer {config.admin_token}' "
                 """-d '{"userId": "alice", "ttl": 3600}'"""
             )
-        sys.stdout.flush()
+        print("press Ctrl-C to stop", flush=True)
         await stop.wait()
         print("shutting down", flush=True)
     for sig in (signal.SIGINT, signal.SIGTERM):

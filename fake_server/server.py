@@ -219,6 +219,10 @@ class FakeServer:
         """Authenticated connections right now."""
         return len(self.hub.connections)
 
+    def socket_count(self) -> int:
+        """Open WebSockets, authenticated or not."""
+        return len(self._endpoint)
+
     def members(self, room_id: str) -> list[str]:
         return self.hub.members(room_id)
 
