@@ -265,7 +265,7 @@ class Hub:
         members.discard(conn)
         if any(c.user_id == conn.user_id for c in members):
             return
-        self.stop_typing(room_id, conn.user_id, exclude=None)
+        self.stop_typing(room_id, conn.user_id)
         if not members:
             del self.rooms[room_id]
         elif not room_id.startswith("user:"):
@@ -298,28 +298,28 @@ class Hub:
     # -- typing ------------------------------------------------------------------------
 
     def start_typing(self, conn: Connection, room_id: str) -> None:
+        """Mark the user as typing (other users are told once) and (re)arm the auto-stop."""
         key = (room_id, conn.user_id)
         timer = self.typing.pop(key, None)
         if timer is not None:
             timer.cancel()
         else:
             payload = {"roomId": room_id, "userId": conn.user_id}
-            self.broadcast(room_id, event("typing:start", payload), exclude=conn)
+            self.broadcast(room_id, event("typing:start", payload), skip_user=conn.user_id)
         self.typing[key] = self.scheduler.call_later(
             self.config.typing_timeout,
-            lambda: self.stop_typing(room_id, conn.user_id, exclude=None, expired=True),
+            lambda: self.stop_typing(room_id, conn.user_id, expired=True),
         )
 
-    def stop_typing(
-        self, room_id: str, user_id: str, *, exclude: Connection | None, expired: bool = False
-    ) -> None:
+    def stop_typing(self, room_id: str, user_id: str, *, expired: bool = False) -> None:
+        """End ``user_id``'s typing in the room (if any) and tell the other users."""
         timer = self.typing.pop((room_id, user_id), None)
         if timer is None:
             return
         if not expired:
             timer.cancel()
         payload = {"roomId": room_id, "userId": user_id}
-        self.broadcast(room_id, event("typing:stop", payload), exclude=exclude, skip_user=user_id)
+        self.broadcast(room_id, event("typing:stop", payload), skip_user=user_id)
 
     # -- requests ----------------------------------------------------------------------
 

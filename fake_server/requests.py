@@ -207,7 +207,7 @@ def typing_start(hub: Hub, conn: Connection, request: Request) -> dict[str, Any]
 def typing_stop(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
     room_id = _joined_room(hub, conn, request)
     _rate_limit(hub, conn)
-    hub.stop_typing(room_id, conn.user_id, exclude=conn)
+    hub.stop_typing(room_id, conn.user_id)
     return _reply(request, {"roomId": room_id})
 
 

@@ -161,3 +161,33 @@ async def test_inbox_membership_is_implicit(server: FakeServer, connect: Connect
     assert server.members("user:alice") == ["alice"]
     await alice.ok("room:leave", {"roomId": "user:alice"})
     assert server.members("user:alice") == ["alice"]
+
+
+async def test_typing_goes_to_other_users_only(server: FakeServer, connect: Connect) -> None:
+    alice1, alice2, bob = [await connect(server, u) for u in ("alice", "alice", "bob")]
+    for client in (alice1, alice2, bob):
+        await client.join("lobby")
+    await alice1.ok("typing:start", {"roomId": "lobby"})
+    await bob.expect("typing:start")
+    await alice2.silent("typing:start")
+
+
+async def test_typing_stops_when_the_typist_leaves(server: FakeServer, connect: Connect) -> None:
+    alice, bob = await connect(server, "alice"), await connect(server, "bob")
+    await alice.join("lobby")
+    await bob.join("lobby")
+    await alice.ok("typing:start", {"roomId": "lobby"})
+    await bob.expect("typing:start")
+    await alice.ws.close()
+    assert await bob.expect("typing:stop") == {"roomId": "lobby", "userId": "alice"}
+    await bob.expect("user:left")
+
+
+async def test_read_receipt_reaches_the_readers_other_devices(
+    server: FakeServer, connect: Connect
+) -> None:
+    alice1, alice2 = await connect(server, "alice"), await connect(server, "alice")
+    await alice1.join("lobby")
+    await alice2.join("lobby")
+    await alice1.ok("message:read", {"roomId": "lobby", "eventId": 3})
+    assert (await alice2.expect("message:read"))["userId"] == "alice"
