@@ -189,9 +189,7 @@ async def test_set_latency_delays_every_frame(server: FakeServer, connect: Conne
     await alice.expect_ack("b")
     assert [f["type"] for f in alice.backlog] == ["pong", "pong"]
     await server.set_latency(0)
-    started = time.monotonic()
     await alice.ok("ping", {"ts": 3})
-    assert time.monotonic() - started < 0.2
 
 
 async def test_faults_work_on_unauthenticated_connections(make_server: MakeServer) -> None:

@@ -7,6 +7,7 @@ import base64
 import os
 
 import aiohttp
+import pytest
 
 from fake_server import FakeServer
 
@@ -30,6 +31,50 @@ async def raw_upgrade(
     head = await reader.readuntil(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101"), head
     return reader, writer
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """Read one unmasked server frame: (opcode, payload)."""
+    head = await reader.readexactly(2)
+    length = head[1] & 0x7F
+    if length == 126:
+        length = int.from_bytes(await reader.readexactly(2), "big")
+    elif length == 127:
+        length = int.from_bytes(await reader.readexactly(8), "big")
+    return head[0] & 0x0F, await reader.readexactly(length)
+
+
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + body
+
+
+async def next_ping(reader: asyncio.StreamReader) -> bytes:
+    while True:
+        opcode, payload = await read_frame(reader)
+        if opcode == 0x9:
+            return payload
+
+
+async def test_pause_does_not_time_out_a_ping_in_flight(make_server: MakeServer) -> None:
+    server = await make_server(ping_interval=0.05, ping_timeout=0.15)
+    reader, writer = await raw_upgrade(server.host, server.port, server.issue_token("slow"))
+    try:
+        async with asyncio.timeout(WAIT):
+            ping = await next_ping(reader)
+        await server.pause()  # the ping is in flight; its pong is not read while paused
+        with pytest.raises(TimeoutError):  # > ping_timeout of silence from a frozen server
+            await asyncio.wait_for(reader.read(1), 0.4)
+        await server.resume()
+        writer.write(masked_frame(0xA, ping))
+        async with asyncio.timeout(WAIT):
+            await next_ping(reader)  # still connected: the heartbeat goes on
+        assert server.counters["heartbeat_timeouts"] == 0
+        assert server.connection_count() == 1
+    finally:
+        writer.close()
+        await writer.wait_closed()
 
 
 async def test_silent_peer_is_closed_after_ping_timeout(make_server: MakeServer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -62,3 +63,15 @@ async def test_random_secret_when_none_given() -> None:
         client = await open_ws(server.ws_url, bearer(server.issue_token("alice")))
         await client.expect("connected")
         await client.ws.close()
+
+
+async def test_connects_and_disconnects_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="fake_server")
+    async with FakeServer(secret=SECRET) as server:
+        client = await open_ws(server.ws_url, bearer(server.issue_token("alice")))
+        welcome = await client.expect("connected")
+        await server.close_all(1012, "maintenance")
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("fake_server")]
+    client_id = welcome["clientId"]
+    assert f"connected client={client_id} user=alice" in lines
+    assert f"disconnected client={client_id} user=alice code=1012 reason=maintenance" in lines
