@@ -10,7 +10,6 @@ answering pings.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -131,23 +130,28 @@ class WsEndpoint:
             peer.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             heartbeat.cancel()
-            if peer.close_requested is not None and not peer.aborted:
-                # Let our close handshake finish (it is bounded by close_timeout).
-                with contextlib.suppress(asyncio.CancelledError):
+            try:
+                if peer.close_requested is not None and not peer.aborted:
+                    # Let our close handshake finish (it is bounded by close_timeout).
                     await asyncio.wait({writer}, timeout=cfg.close_timeout + 1.0)
-            writer.cancel()
-            await asyncio.gather(writer, heartbeat, return_exceptions=True)
-            if conn is not None:
-                self._hub.detach(conn, code=self._close_code(peer), reason=self._reason(peer))
-            else:
-                log.info(
-                    "unauthenticated connection from %s closed code=%s",
-                    peer.remote,
-                    self._close_code(peer),
-                )
-            self._peers.discard(peer)
-            peer.finished.set()
+            finally:
+                # Runs on cancellation too: the hub must forget the connection.
+                writer.cancel()
+                self._forget(peer, conn)
+                await asyncio.gather(writer, heartbeat, return_exceptions=True)
         return ws
+
+    def _forget(self, peer: WsPeer, conn: Connection | None) -> None:
+        if conn is not None:
+            self._hub.detach(conn, code=self._close_code(peer), reason=self._reason(peer))
+        else:
+            log.info(
+                "unauthenticated connection from %s closed code=%s",
+                peer.remote,
+                self._close_code(peer),
+            )
+        self._peers.discard(peer)
+        peer.finished.set()
 
     def _refuse(self, rejection: Rejection) -> web.Response:
         self._counters.bump("handshakes_rejected")
