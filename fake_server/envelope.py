@@ -16,6 +16,7 @@ from .errors import ErrorCode, RequestError
 
 __all__ = [
     "ROOM_ID_RE",
+    "FrameError",
     "Request",
     "ack",
     "error_ack",
@@ -23,6 +24,7 @@ __all__ = [
     "get_int",
     "get_room_id",
     "get_str",
+    "parse_envelope",
     "parse_frame",
 ]
 
