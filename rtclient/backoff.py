@@ -19,6 +19,7 @@ How the client uses it:
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Literal
@@ -56,12 +57,16 @@ class Backoff:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if self.base <= 0 or self.cap < self.base:
-            raise ValueError("Backoff needs 0 < base <= cap")
-        if self.first_delay < 0 or self.stable_after < 0:
+        if not (math.isfinite(self.base) and math.isfinite(self.cap) and 0 < self.base <= self.cap):
+            raise ValueError("Backoff needs finite 0 < base <= cap")
+        if self.jitter not in ("full", "equal", "none"):
+            raise ValueError(f"jitter must be 'full', 'equal' or 'none', not {self.jitter!r}")
+        if not (self.first_delay >= 0 and self.stable_after >= 0):
             raise ValueError("first_delay and stable_after must not be negative")
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if self.max_elapsed is not None and not self.max_elapsed >= 0:
+            raise ValueError("max_elapsed must not be negative")
 
     def schedule(self) -> BackoffSchedule:
         """Return a fresh schedule following this policy."""

@@ -486,12 +486,12 @@ class Client:
                 pass
             self._wake_timer.clear()
             self._session.tick(self._clock())
-            self._pump()
+            self._pump(wake_timer=False)
 
     # -- internals: outcomes -------------------------------------------------------------
 
-    def _pump(self) -> None:
-        """Route the session's outcomes; wake the writer and the timer."""
+    def _pump(self, *, wake_timer: bool = True) -> None:
+        """Route the session's outcomes; wake the writer and, unless it is the caller, the timer."""
         for item in self._session.outcomes():
             if isinstance(item, Completed | Failed):
                 self._settle(item)
@@ -500,7 +500,8 @@ class Client:
                     self._state_changed(item)
                 self._dispatcher.put(item)
         self._wake_writer.set()
-        self._wake_timer.set()
+        if wake_timer:
+            self._wake_timer.set()
         self._progress.set()
 
     def _settle(self, outcome: Completed | Failed) -> None:

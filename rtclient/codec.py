@@ -41,3 +41,5 @@ class JsonCodec:
             return json.loads(frame)
         except ValueError as exc:
             raise ProtocolError(f"frame is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ProtocolError("frame is nested too deeply") from None

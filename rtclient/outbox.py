@@ -77,6 +77,8 @@ class Outbox:
         or when nothing can be dropped (everything is in flight), or when the entry
         alone is larger than ``max_bytes``.
         """
+        if entry.message_id in self._entries:
+            raise ValueError(f"message id {entry.message_id} is already queued")
         if entry.size > self.max_bytes:
             raise OutboxFull(f"message of {entry.size} bytes exceeds the outbox's {self.max_bytes}")
         dropped: list[OutboxEntry] = []

@@ -78,15 +78,6 @@ class Room:
             del self.held[min(self.held)]
 
     def release(self) -> list[tuple[int, str, dict[str, Any]]]:
-        """Return and forget the held events above the cursor, in event-id order."""
+        """Return and forget the held events, in event-id order (duplicates included)."""
         held, self.held = self.held, {}
-        return [
-            (event_id, name, payload)
-            for event_id, (name, payload) in sorted(held.items())
-            if not self.is_duplicate(event_id, _epoch_of(payload))
-        ]
-
-
-def _epoch_of(payload: dict[str, Any]) -> str | None:
-    epoch = payload.get("epoch")
-    return epoch if isinstance(epoch, str) else None
+        return [(event_id, name, payload) for event_id, (name, payload) in sorted(held.items())]

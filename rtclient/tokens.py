@@ -64,8 +64,11 @@ def as_provider(source: TokenSource) -> TokenProvider:
     """Wrap whatever was passed as ``token=`` into a :class:`TokenProvider`."""
     if source is None or isinstance(source, str):
         return StaticToken(source)
-    if isinstance(source, TokenProvider):
-        return source
+    if inspect.iscoroutinefunction(getattr(source, "get", None)):
+        return source  # type: ignore[return-value]
     if callable(source):
         return CallableToken(source)
-    raise TypeError(f"token must be a str, a callable or a TokenProvider, not {source!r}")
+    # Never show the value: it may be a token of the wrong type.
+    raise TypeError(
+        f"token must be a str, a callable or a TokenProvider, not {type(source).__name__}"
+    )
