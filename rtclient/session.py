@@ -126,6 +126,8 @@ class Session:
         self._hold_until = 0.0
         self._ttl_count = 0
         self.welcome: dict[str, Any] = {}
+        self.close_error: RtClientError | None = None
+        """The fatal error that closed the session, if one did."""
         self.counters: dict[str, int] = dict.fromkeys(
             (
                 "sent",
@@ -198,6 +200,7 @@ class Session:
         if self._state is ConnectionState.CLOSED:
             return
         self._drop_connection()
+        self.close_error = error
         failure = error if error is not None else ClientClosed("the client was closed")
         for entry in self.outbox.entries():
             self.outbox.remove(entry.message_id)
@@ -739,7 +742,9 @@ class Session:
 
     def _check_open_for_work(self) -> None:
         if self._state in (ConnectionState.CLOSING, ConnectionState.CLOSED):
-            raise ClientClosed("the client is closed")
+            cause = self.close_error
+            reason = f": {type(cause).__name__}: {cause}" if cause is not None else ""
+            raise ClientClosed(f"the client is closed{reason}") from cause
 
     def _remove_entry(self, entry: OutboxEntry) -> None:
         self.outbox.remove(entry.message_id)

@@ -1,0 +1,120 @@
+"""Fixtures: a FakeServer on port 0 and a factory of rtclient clients with ms backoff."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from fake_server import FakeServer
+from rtclient import Backoff, Client
+
+SECRET = "integration-secret-" + "0123456789abcdef" * 4
+
+# Millisecond backoff: the reconnect logic runs for real, only faster.
+FAST = Backoff(base=0.01, cap=0.2, first_delay=0.01, stable_after=0.3)
+
+MakeClient = Callable[..., Awaitable[Client]]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeServer]:
+    """A FakeServer with no rate limit to speak of and test-speed timeouts."""
+    async with FakeServer(
+        secret=SECRET,
+        rate_per_second=1_000_000.0,
+        rate_burst=1_000_000,
+        close_timeout=1.0,
+        auth_timeout=2.0,
+    ) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def make_client(server: FakeServer) -> AsyncIterator[MakeClient]:
+    """``await make_client("alice", rooms=[...])``: a connected client; closed at teardown.
+
+    Teardown also checks that closing left no task of the client behind.
+    """
+    clients: list[Client] = []
+    before = asyncio.all_tasks()
+
+    async def make(
+        user: str, *, rooms: tuple[str, ...] = (), connect: bool = True, **options: Any
+    ) -> Client:
+        options.setdefault("token", server.issue_token(user))
+        options.setdefault("backoff", FAST)
+        options.setdefault("ack_timeout", 2.0)
+        client = Client(server.ws_url, **options)
+        clients.append(client)
+        if connect:
+            await client.connect()
+            for room in rooms:
+                await client.join(room)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close(flush=False)
+    leftover = {t for t in asyncio.all_tasks() - before if "rtclient" in t.get_name()}
+    assert not leftover, f"tasks left behind: {leftover}"
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``predicate()`` is true, checking after every loop turn; fail on timeout."""
+    # Polling on purpose: the conditions span the server and several clients, which
+    # have no common event to wait on. The poll interval is not a synchronisation delay.
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+
+class Recorder:
+    """Collects what a client delivers: chat messages, state changes, gaps, errors."""
+
+    def __init__(self, client: Client) -> None:
+        self.messages: list[Any] = []
+        self.states: list[Any] = []
+        self.gaps: list[Any] = []
+        self.errors: list[Any] = []
+        client.on("chat:message", self.messages.append)
+        client.on("state", self.states.append)
+        client.on("gap", self.gaps.append)
+        client.on("error", self.errors.append)
+
+    def texts(self, room: str | None = None) -> list[str]:
+        return [m.text for m in self.messages if room is None or m.room == room]
+
+    def ids(self, room: str) -> list[int]:
+        return [m.event_id for m in self.messages if m.room == room]
+
+
+class GatedTransport:
+    """A real WebSocket transport that a test can cut and hold down for one client."""
+
+    def __init__(self) -> None:
+        from rtclient.transports import WebSocketTransport
+
+        self._inner = WebSocketTransport()
+        self._conn: Any = None
+        self.open = asyncio.Event()
+        self.open.set()
+
+    async def connect(self, url: str, *, token: str | None, open_timeout: float) -> Any:
+        from rtclient import TransportError
+
+        if not self.open.is_set():
+            raise TransportError("gate closed (test)")
+        self._conn = await self._inner.connect(url, token=token, open_timeout=open_timeout)
+        return self._conn
+
+    def cut(self) -> None:
+        """Drop the current connection and refuse new ones until :meth:`restore`."""
+        self.open.clear()
+        if self._conn is not None:
+            self._conn.abort()
+
+    def restore(self) -> None:
+        self.open.set()
