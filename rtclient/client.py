@@ -123,7 +123,7 @@ class Client:
         self._schedule: BackoffSchedule = self.backoff.schedule()
         self._conn: Connection | None = None
         self._fatal: RtClientError | None = None
-        self._counters = {"connects": 0, "reconnects": 0, "token_refreshes": 0}
+        self._counters = {"attempts": 0, "reconnects": 0, "token_refreshes": 0}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -357,7 +357,7 @@ class Client:
         refreshes = 0
         force_refresh = False
         while not self._stop.is_set():
-            self._counters["connects"] += 1
+            self._counters["attempts"] += 1
             try:
                 token = await self._tokens.get(force=force_refresh)
             except Exception as exc:

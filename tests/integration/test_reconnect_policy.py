@@ -96,7 +96,7 @@ async def test_gives_up_after_max_attempts(server: FakeServer, make_client: Make
     )
     with pytest.raises(ConnectionFailed):
         await client.connect()
-    assert client.stats()["connects"] == 3
+    assert client.stats()["attempts"] == 3
 
 
 async def test_expired_token_is_refreshed_once_and_retried_at_once(

@@ -52,7 +52,7 @@ async def test_sends_made_before_the_first_connection_are_delivered(
     assert await join == ["alice"]
     assert server.room_events("lobby")[0]["messageId"] == message_id
     assert ack.event_id == 2
-    assert alice.stats()["connects"] == 4
+    assert alice.stats()["attempts"] == 4
 
 
 async def test_outbox_full_and_ttl(server: FakeServer, make_client: MakeClient) -> None:
