@@ -21,11 +21,13 @@ from .errors import (
     RequestRejected,
     RtClientError,
     TokenExpired,
+    TokenProviderError,
     TransportError,
     Unauthorized,
 )
-from .events import Ack, ConnectionState, ErrorEvent, Event, Gap, StateChanged
-from .tokens import TokenProvider
+from .events import Ack, ConnectionState, ErrorEvent, Event, Gap, QualityChanged, StateChanged
+from .quality import QualityLevel, QualitySnapshot
+from .tokens import HttpTokenProvider, TokenProvider
 
 __version__ = "0.1.0"
 
@@ -44,16 +46,21 @@ __all__ = [
     "Forbidden",
     "Gap",
     "HandshakeRejected",
+    "HttpTokenProvider",
     "MessageDropped",
     "MessageExpired",
     "NotJoined",
     "OutboxFull",
     "ProtocolError",
+    "QualityChanged",
+    "QualityLevel",
+    "QualitySnapshot",
     "RequestRejected",
     "RtClientError",
     "StateChanged",
     "TokenExpired",
     "TokenProvider",
+    "TokenProviderError",
     "TransportError",
     "Unauthorized",
     "__version__",

@@ -29,11 +29,12 @@ from .errors import (
     TokenExpired,
     TransportError,
 )
-from .events import Ack, ConnectionState, ErrorEvent, StateChanged
+from .events import Ack, ConnectionState, ErrorEvent, Event, StateChanged
 from .failures import Action, classify
 from .outbox import Overflow
+from .quality import QualitySnapshot
 from .session import Completed, Failed, Session, leave_key
-from .tokens import TokenSource, as_provider
+from .tokens import TokenSource, as_provider, token_times
 from .transports.base import Connection, Transport
 from .transports.websocket import WebSocketTransport
 
@@ -64,7 +65,12 @@ class Client:
     :param max_in_flight: most messages sent and not yet acknowledged at once.
     :param connect_timeout: seconds for one connection attempt (upgrade and welcome).
     :param max_token_refreshes: consecutive 4002 rejections before TokenExpired.
-    :param ping_interval, ping_timeout: WebSocket keepalive (seed defaults 25 s / 20 s).
+    :param ping_interval: seconds between heartbeats (WebSocket pings; seed default 25 s).
+    :param ping_timeout: a heartbeat unanswered this long means a dead link: the client
+        drops the connection and reconnects. A frozen peer is noticed within
+        ``ping_interval + ping_timeout``.
+    :param token_refresh_ahead: refresh the token in band (``token:refresh``, no
+        reconnect) this long before its ``exp``, or at half its lifetime if sooner.
     """
 
     def __init__(
@@ -84,23 +90,26 @@ class Client:
         connect_timeout: float = 10.0,
         max_token_refreshes: int = 3,
         ping_interval: float | None = 25.0,
-        ping_timeout: float | None = 20.0,
+        ping_timeout: float = 20.0,
+        token_refresh_ahead: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not url.startswith(("ws://", "wss://", "memory:")):
             raise ValueError(f"url must start with ws:// or wss://, not {url[:16]!r}")
         self.url = url
         self._tokens = as_provider(token)
-        self._transport: Transport = (
-            WebSocketTransport(ping_interval=ping_interval, ping_timeout=ping_timeout)
-            if transport == "websocket"
-            else transport
-        )
+        self._transport: Transport = WebSocketTransport() if transport == "websocket" else transport
         if isinstance(self._transport, str):
             raise ValueError(f"unknown transport {transport!r}")
         self._codec: Codec = codec or JsonCodec()
         self.backoff = backoff or Backoff()
         self.connect_timeout = connect_timeout
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.token_refresh_ahead = token_refresh_ahead
+        self._token: str | None = None
+        self._token_fetched_at = 0.0
+        self._refresh_now = asyncio.Event()
         self.max_token_refreshes = max_token_refreshes
         self._clock = clock
         self._session = Session(
@@ -123,7 +132,13 @@ class Client:
         self._schedule: BackoffSchedule = self.backoff.schedule()
         self._conn: Connection | None = None
         self._fatal: RtClientError | None = None
-        self._counters = {"attempts": 0, "reconnects": 0, "token_refreshes": 0}
+        self._counters = {
+            "attempts": 0,
+            "reconnects": 0,
+            "token_refreshes": 0,
+            "in_band_refreshes": 0,
+            "dead_links": 0,
+        }
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -136,6 +151,11 @@ class Client:
     def rooms(self) -> list[str]:
         """The joined rooms, in join order."""
         return list(self._session.rooms)
+
+    @property
+    def quality(self) -> QualitySnapshot:
+        """The link's quality: level, SRTT, RTTVAR, RTO, p50 / p95 RTT, samples, missed ratio."""
+        return self._session.quality_snapshot()
 
     @property
     def user_id(self) -> str | None:
@@ -347,6 +367,9 @@ class Client:
                     self._fatal = supervisor.result()
             finally:
                 timer.cancel()
+                aclose = getattr(self._tokens, "aclose", None)
+                if aclose is not None:
+                    await aclose()
                 self._session.closing()
                 self._session.closed(self._fatal)
                 self._pump()
@@ -360,6 +383,7 @@ class Client:
             self._counters["attempts"] += 1
             try:
                 token = await self._tokens.get(force=force_refresh)
+                self._token, self._token_fetched_at = token, time.time()
             except Exception as exc:
                 log.warning("token provider failed: %s", type(exc).__name__)
                 self._dispatcher.put(ErrorEvent("TOKEN_PROVIDER", "token provider failed", exc))
@@ -429,11 +453,16 @@ class Client:
         welcomed = False
         try:
             async with asyncio.TaskGroup() as tg:
-                writer = tg.create_task(self._write(conn), name="rtclient writer")
+                helpers = [
+                    tg.create_task(self._write(conn), name="rtclient writer"),
+                    tg.create_task(self._heartbeat(conn), name="rtclient heartbeat"),
+                    tg.create_task(self._refresh_token(), name="rtclient token refresher"),
+                ]
                 try:
                     error, welcomed = await self._read(conn)
                 finally:
-                    writer.cancel()
+                    for helper in helpers:
+                        helper.cancel()
         finally:
             self._conn = None
         return error, welcomed
@@ -475,6 +504,67 @@ class Client:
         except ConnectionLost:
             return  # the reader sees the same close and reports it
 
+    async def _heartbeat(self, conn: Connection) -> None:
+        """Ping every ``ping_interval``; no pong within ``ping_timeout`` drops the link."""
+        if self.ping_interval is None:
+            return
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            try:
+                async with asyncio.timeout(self.ping_timeout):
+                    rtt = await conn.ping()
+            except TimeoutError:
+                self._counters["dead_links"] += 1
+                log.warning("no pong within %.3g s: dropping a dead link", self.ping_timeout)
+                self._session.pong_missed()
+                self._pump()
+                conn.abort()
+                return
+            except RtClientError:
+                return  # the reader reports how the connection ended
+            self._session.pong(rtt)
+            self._pump()
+
+    async def _refresh_token(self) -> None:
+        """Renew the token in band before it expires, when the server supports it.
+
+        A refresh that fails is reported and tried again; if the token does expire,
+        the server closes with 4002 and the reconnect fetches a fresh one.
+        """
+        await self.wait_for(ConnectionState.CONNECTED)
+        features = self._session.welcome.get("features")
+        if not isinstance(features, list) or "token:refresh" not in features:
+            return
+        while True:
+            iat, exp = token_times(self._token)
+            if exp is None:
+                return
+            lifetime = max(0.0, exp - (iat if iat is not None else self._token_fetched_at))
+            deadline = exp - min(self.token_refresh_ahead, lifetime / 2)
+            while (remaining := deadline - time.time()) > 0:
+                try:
+                    async with asyncio.timeout(remaining):
+                        await self._refresh_now.wait()
+                except TimeoutError:
+                    break
+                self._refresh_now.clear()
+                # The server's token:expiring pulls the refresh forward, but never before
+                # half the token's life: a short-lived token must not refresh in a loop.
+                deadline = min(deadline, max(exp - lifetime / 2, time.time()))
+            try:
+                token = await self._tokens.get(force=True)
+                if token is None:
+                    return
+                await self.request("token:refresh", {"token": token})
+            except Exception as exc:
+                log.warning("in-band token refresh failed: %s", type(exc).__name__)
+                self._dispatcher.put(ErrorEvent("TOKEN_REFRESH", "in-band refresh failed", exc))
+                retry = max(0.05, (exp - time.time()) / 4)
+                await asyncio.sleep(retry)
+                continue
+            self._token, self._token_fetched_at = token, time.time()
+            self._counters["in_band_refreshes"] += 1
+
     async def _timer(self) -> None:
         while True:
             deadline = self._session.next_deadline()
@@ -498,6 +588,8 @@ class Client:
             else:
                 if isinstance(item, StateChanged):
                     self._state_changed(item)
+                elif isinstance(item, Event) and item.name == "token:expiring":
+                    self._refresh_now.set()
                 self._dispatcher.put(item)
         self._wake_writer.set()
         if wake_timer:

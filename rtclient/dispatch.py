@@ -14,17 +14,22 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from .events import ErrorEvent, Event, Gap, StateChanged
+from .events import ErrorEvent, Event, Gap, QualityChanged, StateChanged
 
 __all__ = ["Delivered", "Dispatcher", "Handler"]
 
-Delivered = Event | Gap | StateChanged | ErrorEvent
+Delivered = Event | Gap | StateChanged | QualityChanged | ErrorEvent
 Handler = Callable[[Any], Awaitable[None] | None]
 
 _END = object()
 
 # Names for what the client itself reports; server events use their own names.
-KIND_NAMES: dict[type, str] = {StateChanged: "state", Gap: "gap", ErrorEvent: "error"}
+KIND_NAMES: dict[type, str] = {
+    StateChanged: "state",
+    Gap: "gap",
+    ErrorEvent: "error",
+    QualityChanged: "quality",
+}
 
 
 def name_of(item: Delivered) -> str:
@@ -67,7 +72,7 @@ class Dispatcher:
             item = await self._queue.get()
             if item is _END:
                 break
-            assert isinstance(item, Event | Gap | StateChanged | ErrorEvent)
+            assert isinstance(item, Event | Gap | StateChanged | QualityChanged | ErrorEvent)
             for queue in self._subscribers:
                 queue.put_nowait(item)
             name = name_of(item)
@@ -102,7 +107,7 @@ class Dispatcher:
                 item = await queue.get()
                 if item is _END:
                     return
-                assert isinstance(item, Event | Gap | StateChanged | ErrorEvent)
+                assert isinstance(item, Event | Gap | StateChanged | QualityChanged | ErrorEvent)
                 yield item
         finally:
             self._subscribers.discard(queue)

@@ -10,6 +10,7 @@ transports. The tree::
     ├── AuthError                the server refused the credentials (fatal unless noted)
     │   ├── Unauthorized         4001: invalid or missing token
     │   ├── TokenExpired         4002: the provider keeps handing out expired tokens
+    │   ├── TokenProviderError   the token provider failed (retried with backoff)
     │   └── Forbidden            4003 / HTTP 403 / FORBIDDEN reply
     ├── ProtocolError            the peer broke the protocol (mismatch, malformed frame)
     ├── RequestRejected          the server answered a request with an error code
@@ -43,6 +44,7 @@ __all__ = [
     "RequestRejected",
     "RtClientError",
     "TokenExpired",
+    "TokenProviderError",
     "TransportError",
     "Unauthorized",
 ]
@@ -74,6 +76,10 @@ class Unauthorized(AuthError):
 
 class TokenExpired(AuthError):
     """The token expired and fresh tokens did not help (close 4002 repeatedly)."""
+
+
+class TokenProviderError(AuthError):
+    """The token provider failed to produce a token. Retried with backoff."""
 
 
 class Forbidden(AuthError):

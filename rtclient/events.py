@@ -4,6 +4,7 @@
 - :class:`Ack`: the server's receipt for a sent message.
 - :class:`Gap`: the server could not replay everything missed in a room.
 - :class:`StateChanged`: the connection state moved.
+- :class:`QualityChanged`: the link's quality level changed.
 - :class:`ErrorEvent`: something went wrong that did not stop the client (a malformed
   frame from the server, an error reply nobody waited for, a dropped message).
 """
@@ -14,7 +15,17 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Ack", "ConnectionState", "ErrorEvent", "Event", "Gap", "StateChanged"]
+from .quality import QualityLevel, QualitySnapshot
+
+__all__ = [
+    "Ack",
+    "ConnectionState",
+    "ErrorEvent",
+    "Event",
+    "Gap",
+    "QualityChanged",
+    "StateChanged",
+]
 
 
 class ConnectionState(enum.Enum):
@@ -114,3 +125,12 @@ class ErrorEvent:
     code: str
     message: str
     error: BaseException | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class QualityChanged:
+    """The link's quality level moved from ``old`` to ``new``; ``snapshot`` has the figures."""
+
+    old: QualityLevel
+    new: QualityLevel
+    snapshot: QualitySnapshot

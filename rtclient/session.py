@@ -40,9 +40,10 @@ from .errors import (
     RequestRejected,
     RtClientError,
 )
-from .events import Ack, ConnectionState, ErrorEvent, Event, Gap, StateChanged
+from .events import Ack, ConnectionState, ErrorEvent, Event, Gap, QualityChanged, StateChanged
 from .ids import new_message_id
 from .outbox import Outbox, OutboxEntry, Overflow
+from .quality import QualityLevel, QualitySnapshot, QualityTracker
 from .requests import Request, RequestKind
 from .rooms import Room, RoomPhase
 
@@ -82,7 +83,7 @@ class Failed:
     error: RtClientError
 
 
-Output = Event | Gap | StateChanged | ErrorEvent | Completed | Failed
+Output = Event | Gap | StateChanged | QualityChanged | ErrorEvent | Completed | Failed
 
 
 def join_key(room: str) -> str:
@@ -105,6 +106,7 @@ class Session:
         outbox_max_bytes: int = 64 * 1024 * 1024,
         overflow: Overflow = "raise",
         ack_timeout: float = 10.0,
+        ack_timeout_floor: float = 1.0,
         max_in_flight: int = 64,
         sync_page_size: int = 100,
         id_factory: Callable[[], str] = new_message_id,
@@ -113,6 +115,8 @@ class Session:
             raise ValueError("ack_timeout, max_in_flight and sync_page_size must be positive")
         self.outbox = Outbox(limit=outbox_limit, max_bytes=outbox_max_bytes, overflow=overflow)
         self.ack_timeout = ack_timeout
+        self.ack_timeout_floor = min(ack_timeout_floor, ack_timeout)
+        self.quality = QualityTracker()
         self.max_in_flight = max_in_flight
         self.sync_page_size = sync_page_size
         self._new_id = id_factory
@@ -340,9 +344,10 @@ class Session:
         """When :meth:`tick` must be called next (None: nothing is timed)."""
         deadlines: list[float] = []
         if self._open:
+            wait = self.ack_wait
             for entry in self.outbox.in_flight():
                 if entry.sent_at is not None:
-                    deadlines.append(entry.sent_at + self.ack_timeout)
+                    deadlines.append(entry.sent_at + wait)
             for request in self._requests.values():
                 if request.sent_at is not None:
                     deadlines.append(request.sent_at + self.ack_timeout)
@@ -363,6 +368,36 @@ class Session:
             "rooms": len(self.rooms),
         }
 
+    # -- link quality ------------------------------------------------------------------
+
+    def pong(self, rtt: float) -> None:
+        """A heartbeat was answered after ``rtt`` seconds."""
+        self._quality_moved(self.quality.level, self.quality.pong(rtt))
+
+    def pong_missed(self) -> None:
+        """A heartbeat went unanswered."""
+        self._quality_moved(self.quality.level, self.quality.missed())
+
+    def _quality_moved(self, old: QualityLevel, new: QualityLevel | None) -> None:
+        if new is not None:
+            self._outputs.append(QualityChanged(old, new, self.quality.snapshot()))
+
+    @property
+    def ack_wait(self) -> float:
+        """How long an unacknowledged request waits before it is sent again.
+
+        The retransmission timeout of the link (SRTT + 4·RTTVAR) within
+        [``ack_timeout_floor``, ``ack_timeout``]; ``ack_timeout`` before any sample.
+        """
+        rto = self.quality.rto
+        if rto is None:
+            return self.ack_timeout
+        return min(self.ack_timeout, max(self.ack_timeout_floor, rto))
+
+    def quality_snapshot(self) -> QualitySnapshot:
+        """The link's quality figures now."""
+        return self.quality.snapshot()
+
     # -- time ------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
@@ -379,8 +414,9 @@ class Session:
                 )
         if not self._open:
             return
+        wait = self.ack_wait
         for entry in list(self.outbox.in_flight()):
-            if entry.sent_at is not None and entry.sent_at + self.ack_timeout <= now:
+            if entry.sent_at is not None and entry.sent_at + wait <= now:
                 self._transmit(entry, now)
         for request_id, request in list(self._requests.items()):
             if request.sent_at is None or request.sent_at + self.ack_timeout > now:
@@ -626,6 +662,8 @@ class Session:
                 self._malformed("message ack without an integer eventId")
                 return
             self._remove_entry(entry)
+            if entry.attempts == 1 and entry.sent_at is not None:
+                self.quality.ack_rtt(now - entry.sent_at)  # Karn: only unambiguous samples
             duplicate = payload.get("duplicate") is True
             self.counters["acked"] += 1
             self.counters["duplicate_acks"] += duplicate

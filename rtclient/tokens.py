@@ -8,11 +8,26 @@ not hand out a cached token then.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["CallableToken", "StaticToken", "TokenProvider", "TokenSource", "as_provider"]
+import aiohttp
+import jwt
+
+from .errors import TokenProviderError
+
+__all__ = [
+    "CallableToken",
+    "HttpTokenProvider",
+    "StaticToken",
+    "TokenProvider",
+    "TokenSource",
+    "as_provider",
+    "token_times",
+]
 
 
 @runtime_checkable
@@ -72,3 +87,95 @@ def as_provider(source: TokenSource) -> TokenProvider:
     raise TypeError(
         f"token must be a str, a callable or a TokenProvider, not {type(source).__name__}"
     )
+
+
+def token_times(token: str | None) -> tuple[float | None, float | None]:
+    """Return the token's ``(iat, exp)`` claims (epoch seconds), read without verifying.
+
+    The client only uses them to refresh ahead of expiry; the server verifies. A token
+    that is not a JWT, or has no such claims, gives ``(None, None)``.
+    """
+    if not token:
+        return None, None
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False, "verify_exp": False})
+    except jwt.PyJWTError:
+        return None, None
+    iat, exp = claims.get("iat"), claims.get("exp")
+    return (
+        float(iat) if isinstance(iat, int | float) else None,
+        float(exp) if isinstance(exp, int | float) else None,
+    )
+
+
+class HttpTokenProvider:
+    """Fetches tokens from an HTTP endpoint with aiohttp; caches each until near its ``exp``.
+
+    The endpoint answers JSON with the token under ``field`` (default ``"token"``).
+    A cached token is handed out until ``margin`` seconds before its ``exp``; ``force``
+    (after the server said "expired") always fetches. Failures raise
+    :class:`~rtclient.errors.TokenProviderError` without the response body (it may
+    hold a token). Call :meth:`aclose` when done (the Client does).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        method: str = "POST",
+        json: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        field: str = "token",
+        margin: float = 30.0,
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.url = url
+        self.method = method
+        self._json = json
+        self._headers = headers or {}
+        self.field = field
+        self.margin = margin
+        self.timeout = timeout
+        self._clock = clock
+        self._token: str | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._lock = asyncio.Lock()
+        self.fetches = 0
+
+    async def get(self, *, force: bool = False) -> str | None:
+        """Return a token that is not about to expire, fetching one if needed."""
+        async with self._lock:
+            if not force and self._token is not None:
+                _, exp = token_times(self._token)
+                if exp is None or exp - self.margin > self._clock():
+                    return self._token
+            self._token = await self._fetch()
+            return self._token
+
+    async def _fetch(self) -> str:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        self.fetches += 1
+        try:
+            async with self._session.request(
+                self.method, self.url, json=self._json, headers=self._headers
+            ) as response:
+                if response.status != 200:
+                    raise TokenProviderError(f"token endpoint answered HTTP {response.status}")
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise TokenProviderError(f"token endpoint failed: {type(exc).__name__}") from None
+        token = body.get(self.field) if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise TokenProviderError(f"token endpoint's JSON has no string {self.field!r}")
+        return token
+
+    async def aclose(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def __repr__(self) -> str:
+        return f"HttpTokenProvider({self.url!r}, cached={self._token is not None})"

@@ -7,6 +7,7 @@ attempt) and its exceptions are mapped to :mod:`rtclient.errors` here.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +22,7 @@ from websockets.exceptions import (
 )
 
 from ..errors import ConnectionLost, HandshakeRejected, ProtocolError, TransportError
+from ..redact import RedactingLogger
 
 __all__ = ["WebSocketConnection", "WebSocketTransport"]
 
@@ -29,18 +31,21 @@ class WebSocketTransport:
     """Opens WebSocket connections.
 
     :param max_size: largest incoming frame, in bytes.
-    :param ping_interval: seconds between keepalive pings of the websockets library
-        (None: off; rtclient's own heartbeat can do the job instead).
+    :param ping_interval: seconds between keepalive pings of the websockets library;
+        off by default because the Client runs its own heartbeat (it measures RTT).
     :param ping_timeout: close the connection if a pong takes longer than this.
     :param options: passed on to :func:`websockets.asyncio.client.connect`.
+
+    The library's logger is wrapped so that headers and frames it logs at DEBUG level
+    never show the token.
     """
 
     def __init__(
         self,
         *,
         max_size: int | None = 1024 * 1024,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
+        ping_interval: float | None = None,
+        ping_timeout: float | None = None,
         close_timeout: float = 5.0,
         **options: Any,
     ) -> None:
@@ -49,6 +54,7 @@ class WebSocketTransport:
             "ping_interval": ping_interval,
             "ping_timeout": ping_timeout,
             "close_timeout": close_timeout,
+            "logger": RedactingLogger(logging.getLogger("websockets.client")),
             **options,
         }
 
