@@ -100,6 +100,8 @@ class Hub:
         self.connections: dict[str, Connection] = {}
         self.rooms: dict[str, set[Connection]] = {}
         self.typing: dict[tuple[str, str], Timer] = {}
+        self.disabled: set[str] = set()
+        """Users refused at the handshake (``USER_DISABLED``); see :meth:`disable_user`."""
 
     # -- log lifecycle -----------------------------------------------------------------
 
@@ -141,6 +143,11 @@ class Hub:
         conn = Connection(client_id=f"c-{secrets.token_hex(6)}", peer=peer, principal=principal)
         self.connections[conn.client_id] = conn
         self.counters.bump("connections_opened")
+        if conn.user_id in self.disabled:
+            # An endpoint that cannot refuse earlier: no welcome, closed with 4003.
+            log.info("refusing client=%s user=%s: user disabled", conn.client_id, conn.user_id)
+            peer.close(CloseCode.FORBIDDEN, CloseReason.USER_DISABLED)
+            return conn
         cfg = self.config
         peer.send(
             event(
@@ -223,6 +230,17 @@ class Hub:
         self.authority.revoke_issued_before(self.clock())
         for conn in list(self.connections.values()):
             self._expire(conn, "expire_tokens")
+
+    def disable_user(self, user_id: str) -> None:
+        """Refuse ``user_id`` from now on and close its connections with 4003."""
+        self.disabled.add(user_id)
+        for conn in list(self.connections.values()):
+            if conn.user_id == user_id:
+                log.info("closing client=%s user=%s: user disabled", conn.client_id, user_id)
+                conn.peer.close(CloseCode.FORBIDDEN, CloseReason.USER_DISABLED)
+
+    def enable_user(self, user_id: str) -> None:
+        self.disabled.discard(user_id)
 
     def close_all(self, code: int, reason: str) -> None:
         for conn in list(self.connections.values()):

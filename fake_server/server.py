@@ -28,6 +28,8 @@ from .errors import CloseCode
 from .faults import FaultState
 from .http_api import AccessLogger, add_routes
 from .hub import Hub
+from .sio_endpoint import SioEndpoint
+from .sio_peer import SioPeer
 from .stats import Counters, LatencyStats
 from .timers import Timers
 from .ws_endpoint import WsEndpoint
@@ -80,6 +82,13 @@ class FakeServer:
             counters=self.counters,
             latency=self.latency,
         )
+        self._sio = SioEndpoint(
+            self.hub,
+            config=self.config,
+            faults=self._faults,
+            counters=self.counters,
+            latency=self.latency,
+        )
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -110,6 +119,7 @@ class FakeServer:
             raise RuntimeError("FakeServer already started")
         app = web.Application()
         app.router.add_get("/ws", self._endpoint.handle)
+        self._sio.attach(app)
         add_routes(app, self)
         runner = web.AppRunner(
             app,
@@ -123,6 +133,7 @@ class FakeServer:
         )
         await runner.setup()
         self._runner = runner
+        self._sio.start()
         self._started_at = time.monotonic()
         try:
             await self._listen()
@@ -144,6 +155,7 @@ class FakeServer:
         await self._unlisten()
         await self._close_peers(CloseCode.GOING_AWAY, "server shutting down")
         self._timers.cancel_all()
+        await self._sio.shutdown()
         self._runner = None
         await runner.cleanup()
         log.info("fake_server stopped")
@@ -161,8 +173,20 @@ class FakeServer:
             await site.stop()
 
     async def _close_peers(self, code: int, reason: str) -> None:
+        within = self.config.close_timeout + 1.0
         peers = self._endpoint.close_all(code, reason)
-        await self._wait(peers, self.config.close_timeout + 1.0)
+        sio_peers = self._sio.close_all(code, reason)
+        await asyncio.gather(self._wait(peers, within), self._wait_sio(sio_peers, within))
+        if not self._faults.paused:
+            await self._sio.close_sessions(within)
+
+    async def _wait_sio(self, peers: list[SioPeer], within: float) -> None:
+        if self._faults.paused or not peers:
+            return
+        if not await self._sio.wait_finished(peers, within):
+            for peer in peers:
+                peer.abort()
+            await self._sio.wait_finished(peers, 1.0)
 
     async def _wait(self, peers: list[WsPeer], within: float) -> None:
         if self._faults.paused or not peers:
@@ -199,6 +223,11 @@ class FakeServer:
         return f"ws://{self._url_host}:{self._port}/ws"
 
     @property
+    def sio_url(self) -> str:
+        """The base URL a Socket.IO client connects to (path ``/socket.io/``)."""
+        return self.http_url
+
+    @property
     def _url_host(self) -> str:
         return f"[{self.host}]" if ":" in self.host else self.host
 
@@ -220,8 +249,8 @@ class FakeServer:
         return len(self.hub.connections)
 
     def socket_count(self) -> int:
-        """Open WebSockets, authenticated or not."""
-        return len(self._endpoint)
+        """Open WebSockets and engine.io sessions, authenticated or not."""
+        return len(self._endpoint) + len(self._sio)
 
     def members(self, room_id: str) -> list[str]:
         return self.hub.members(room_id)
@@ -244,7 +273,10 @@ class FakeServer:
     async def drop_connections(self) -> None:
         """Abort every TCP connection: no close frame (the client sees 1006)."""
         log.info("fault: drop_connections")
-        await self._wait(self._endpoint.abort_all(), 2.0)
+        await asyncio.gather(
+            self._wait(self._endpoint.abort_all(), 2.0),
+            self._wait_sio(self._sio.abort_all(), 2.0),
+        )
 
     async def close_all(self, code: int = 1001, reason: str = "") -> None:
         """Close every connection with ``code`` and ``reason``."""
@@ -275,6 +307,7 @@ class FakeServer:
 
     async def resume(self) -> None:
         log.info("fault: resume")
+        self._sio.resumed()
         self._faults.resume()
 
     async def reject_handshakes(
@@ -296,7 +329,10 @@ class FakeServer:
         log.info("fault: expire_tokens")
         peers = [c.peer for c in self.hub.connections.values()]
         self.hub.expire_tokens()
-        await self._wait([p for p in peers if isinstance(p, WsPeer)], 2.0)
+        await asyncio.gather(
+            self._wait([p for p in peers if isinstance(p, WsPeer)], 2.0),
+            self._wait_sio([p for p in peers if isinstance(p, SioPeer)], 2.0),
+        )
 
     async def lose_next_acks(self, n: int) -> None:
         """Commit and broadcast the next ``n`` new messages but send no ack for them."""
@@ -315,3 +351,11 @@ class FakeServer:
         if ms < 0:
             raise ValueError("ms must be >= 0")
         self._faults.latency = ms / 1000.0
+
+    async def disable_user(self, user_id: str) -> None:
+        """Refuse ``user_id`` from now on (4003 / ``USER_DISABLED``), closing its connections."""
+        log.info("fault: disable_user")
+        self.hub.disable_user(user_id)
+
+    async def enable_user(self, user_id: str) -> None:
+        self.hub.enable_user(user_id)

@@ -1,0 +1,422 @@
+"""The Socket.IO endpoint ``/socket.io/``: python-socketio on the same aiohttp app.
+
+A thin adapter between python-socketio's ``AsyncServer`` and the hub, like
+:mod:`fake_server.ws_endpoint` for raw WebSockets: the same hub (rooms, one event log,
+one dedupe table, presence, tokens), the same fault state, the same counters.  The
+binding is described in the "Socket.IO binding" section of ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import urllib.parse
+from collections.abc import Coroutine
+from typing import Any
+
+from aiohttp import web
+from socketio.exceptions import ConnectionRefusedError as SioRefused
+
+from . import requests
+from .auth import AuthFailure, Principal
+from .config import ServerConfig
+from .envelope import MAX_ID_LENGTH, Request
+from .errors import CloseReason, ErrorCode, RequestError
+from .faults import FaultState, Rejection
+from .hub import Connection, Hub
+from .sio_engine import EngineWebSocket, SioServer, quiet_logger
+from .sio_peer import AckTarget, SioPeer
+from .stats import Counters, LatencyStats
+
+__all__ = ["SioEndpoint"]
+
+log = logging.getLogger("fake_server.sio")
+
+_REJECTION_KEY = "fake_server.rejection"
+_ROOM_EVENTS = frozenset({"room:join", "room:leave", "room:members", "typing:start", "typing:stop"})
+_MESSAGE_EVENTS = frozenset({"chat:send", "dm:send"})
+_MAX_SYNC_ROOMS = 100
+
+
+def _bad(message: str) -> RequestError:
+    return RequestError(ErrorCode.BAD_REQUEST, message)
+
+
+class SioEndpoint:
+    """Serves Socket.IO for one hub; owns its per-connection tasks."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        config: ServerConfig,
+        faults: FaultState,
+        counters: Counters,
+        latency: LatencyStats,
+    ) -> None:
+        self._hub = hub
+        self._config = config
+        self._faults = faults
+        self._counters = counters
+        self._latency = latency
+        self._peers: dict[str, tuple[SioPeer, Connection]] = {}
+        self._websockets: dict[str, EngineWebSocket] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._writers: dict[str, asyncio.Task[None]] = {}
+        self._monitor: asyncio.Task[None] | None = None
+        self.sio = SioServer(
+            self._on_event,
+            async_mode="aiohttp",
+            ping_interval=config.ping_interval,
+            ping_timeout=config.ping_timeout,
+            max_http_buffer_size=config.max_message_size,
+            monitor_clients=False,  # _heartbeat does it, and knows about pauses
+            logger=quiet_logger("fake_server.sio.lib"),
+            engineio_logger=quiet_logger("fake_server.sio.engine"),
+        )
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+        eio = self.sio.eio
+        # Background tasks engine.io starts (per-socket ping timers) belong to us.
+        eio.start_background_task = self._spawn
+        # A per-server copy of the driver table, with our WebSocket wrapper.
+        eio._async = {**eio._async, "websocket": self._make_websocket}
+
+    def __len__(self) -> int:
+        """Open engine.io sessions, Socket.IO-connected or not."""
+        return len(self.sio.eio.sockets)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def attach(self, app: web.Application) -> None:
+        """Route ``/socket.io/`` of ``app`` to this endpoint."""
+        for method in ("GET", "POST", "OPTIONS"):
+            app.router.add_route(method, "/socket.io/", self.handle)
+
+    def start(self) -> None:
+        if self._monitor is None:
+            self._monitor = asyncio.create_task(self._heartbeat(), name="sio-heartbeat")
+
+    async def shutdown(self) -> None:
+        """Cut what is left and end every task (call after :meth:`close_all`)."""
+        for ws in list(self._websockets.values()):
+            ws.abort()
+        await self._wait_websockets(1.0)
+        for peer, conn in list(self._peers.values()):
+            self._forget(peer, conn, "server stopped")
+        self.sio.eio.sockets.clear()
+        tasks = list(self._tasks)
+        if self._monitor is not None:
+            tasks.append(self._monitor)
+            self._monitor = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(self, target: Any, *args: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        return self._track(target(*args, **kwargs))
+
+    def _track(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _make_websocket(self, handler: Any, server: Any) -> EngineWebSocket:
+        return EngineWebSocket(
+            handler,
+            server,
+            faults=self._faults,
+            latency=self._latency,
+            registry=self._websockets,
+        )
+
+    # -- the HTTP handler ----------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """``/socket.io/``: faults on the engine.io handshake, then engine.io."""
+        handshake = request.method == "GET" and "sid" not in request.query
+        if handshake:
+            self._counters.bump("handshakes")
+        # A paused server lets requests hang, like a frozen process would.
+        await self._faults.wait_running()
+        if handshake:
+            rejection = self._faults.take_rejection()
+            if rejection is not None:
+                self._counters.bump("handshakes_rejected")
+                if rejection.status < 1000:
+                    return self._refuse_handshake(rejection)
+                request[_REJECTION_KEY] = rejection
+        response: web.StreamResponse = await self.sio.handle_request(request)
+        await self._faults.wait_running()  # a long-poll answer waits out a pause too
+        return response
+
+    @staticmethod
+    def _refuse_handshake(rejection: Rejection) -> web.Response:
+        headers = {}
+        if rejection.retry_after is not None:
+            headers["Retry-After"] = f"{rejection.retry_after:g}"
+        log.info("socket.io handshake refused with HTTP %d (fault)", rejection.status)
+        return web.Response(status=rejection.status, headers=headers, text="refused by fault\n")
+
+    # -- connect / disconnect ------------------------------------------------------------
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
+        try:
+            principal = self._authenticate(environ, auth)
+            eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+            request: web.Request = environ["aiohttp.request"]
+            peer = SioPeer(
+                self, sid=sid, eio_sid=eio_sid, faults=self._faults, remote=str(request.remote)
+            )
+            conn = self._hub.attach(peer, principal)
+            self._peers[sid] = (peer, conn)
+            self._writers[sid] = self._track(peer.run_writer())
+            rejection: Rejection | None = request.get(_REJECTION_KEY)
+            if rejection is not None:
+                retry = rejection.retry_after
+                peer.close(rejection.status, "" if retry is None else f"retryAfter={retry:g}")
+        except SioRefused:
+            raise
+        except Exception:
+            self._counters.bump("errors")
+            log.exception("socket.io connect handler failed")
+            raise SioRefused(ErrorCode.INTERNAL.value) from None
+
+    def _authenticate(self, environ: dict[str, Any], auth: Any) -> Principal:
+        """The handshake's principal, or :class:`SioRefused` with the seed's message."""
+        token: object = None
+        if isinstance(auth, dict) and auth.get("token") not in (None, ""):
+            token = auth["token"]
+        elif (header := environ.get("HTTP_AUTHORIZATION")) is not None:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer":
+                token = ""
+        elif self._config.allow_query_token:
+            query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+            token = query.get("token", [None])[0]
+        if token is None:
+            self._counters.bump("auth_failures")
+            log.info("socket.io connect refused: no token")
+            raise SioRefused(CloseReason.AUTHENTICATION_REQUIRED.value)
+        try:
+            principal = self._hub.authenticate(token)
+        except AuthFailure as exc:
+            raise SioRefused(exc.code.value) from None
+        if principal.user_id in self._hub.disabled:
+            self._counters.bump("auth_failures")
+            log.info("socket.io connect refused: user %s disabled", principal.user_id)
+            raise SioRefused(CloseReason.USER_DISABLED.value)
+        return principal
+
+    async def _on_disconnect(self, sid: str, reason: str) -> None:
+        entry = self._peers.get(sid)
+        if entry is not None:
+            self._forget(entry[0], entry[1], reason)
+
+    def _forget(self, peer: SioPeer, conn: Connection, why: str) -> None:
+        if self._peers.pop(peer.sid, None) is None:
+            return
+        peer.disconnected = True
+        if peer.aborted:
+            code: int | None = 1006
+            reason = "aborted"
+        elif peer.close_requested is not None:
+            code, reason = peer.close_requested[0], peer.close_requested[1] or "closed by server"
+        else:
+            code = 1000 if why == self.sio.reason.CLIENT_DISCONNECT else 1006
+            reason = why
+        self._hub.detach(conn, code=code, reason=reason)
+        writer = self._writers.pop(peer.sid, None)
+        if writer is not None and writer is not asyncio.current_task():
+            writer.cancel()
+        peer.finished.set()
+
+    # -- SioLink (used by the peers' writers) ---------------------------------------------
+
+    def is_connected(self, sid: str) -> bool:
+        return bool(self.sio.manager.is_connected(sid, "/"))
+
+    async def emit(self, sid: str, name: str, payload: Any) -> None:
+        await self.sio.emit(name, payload, to=sid)
+
+    async def ack(self, eio_sid: str, ack_id: int, payload: dict[str, Any]) -> None:
+        await self.sio.send_ack(eio_sid, ack_id, payload)
+
+    async def disconnect(self, sid: str, eio_sid: str) -> None:
+        """Disconnect the namespace, then close the engine.io connection."""
+        await self.sio.disconnect(sid)
+        async with asyncio.timeout(self._config.close_timeout):
+            await self.sio.eio.disconnect(eio_sid)
+
+    def abort(self, eio_sid: str) -> None:
+        """Cut the engine.io transport without a CLOSE packet."""
+        ws = self._websockets.get(eio_sid)
+        if ws is not None:
+            ws.abort()
+            return
+        socket = self.sio.eio.sockets.pop(eio_sid, None)
+        if socket is not None:  # long-polling: forget the session, end the pending poll
+            self._track(socket.close(wait=False, abort=True, reason="transport close"))
+            socket.queue.put_nowait(None)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _on_event(self, sid: str, ack_id: int | None, data: list[Any]) -> None:
+        entry = self._peers.get(sid)
+        if entry is None:
+            return
+        peer, conn = entry
+        name = data[0] if data and isinstance(data[0], str) and data[0] else None
+        try:
+            if name is None:
+                raise _bad("the event name must be a non-empty string")
+            request = self._decode(name, data[1:], ack_id)
+            if name == "sync:messages" and "rooms" in request.payload:
+                self._sync_rooms(peer, conn, request, ack_id)
+                return
+        except RequestError as exc:
+            self._refuse(peer, name or "", ack_id, exc)
+            return
+        target: AckTarget = ack_id
+        with peer.answering(request.id, request.type, target):
+            self._hub.handle_request(conn, request)
+
+    def _decode(self, name: str, args: list[Any], ack_id: int | None) -> Request:
+        """The hub request an event stands for; :class:`RequestError` when malformed."""
+        request_id = None if ack_id is None else f"sio:{ack_id}"
+        if name not in requests.HANDLERS:
+            return Request(type=name, id=request_id)  # the hub answers UNKNOWN_TYPE
+        if len(args) > 1:
+            raise _bad("one data argument expected")
+        data = args[0] if args else None
+        if data is None:
+            payload: dict[str, Any] = {}
+        elif isinstance(data, dict):
+            payload = data
+        elif isinstance(data, str) and name in _ROOM_EVENTS:
+            payload = {"roomId": data}
+        elif isinstance(data, str) and name == "token:refresh":
+            payload = {"token": data}
+        else:
+            raise _bad("data must be an object")
+        if name in _MESSAGE_EVENTS:
+            message_id = payload.get("messageId")
+            if not isinstance(message_id, str) or not 1 <= len(message_id) <= MAX_ID_LENGTH:
+                raise _bad(f"messageId must be a string of 1 to {MAX_ID_LENGTH} characters")
+            request_id = message_id
+        return Request(type=name, id=request_id, payload=payload)
+
+    def _sync_rooms(
+        self, peer: SioPeer, conn: Connection, request: Request, ack_id: int | None
+    ) -> None:
+        """The seed's ``sync:messages {lastEventId, rooms: [...]}``: one reply per room."""
+        rooms = request.payload["rooms"]
+        if (
+            not isinstance(rooms, list)
+            or not 1 <= len(rooms) <= _MAX_SYNC_ROOMS
+            or not all(isinstance(r, str) for r in rooms)
+        ):
+            raise _bad(f"rooms must be a list of 1 to {_MAX_SYNC_ROOMS} room ids")
+        replies: dict[str, Any] = {}
+        for room_id in rooms:
+            sub: dict[str, Any] = {"roomId": room_id}
+            for key in ("lastEventId", "epoch", "limit"):
+                value = request.payload.get(key)
+                if isinstance(value, dict):  # per room: {roomId: value}
+                    value = value.get(room_id)
+                if value is not None:
+                    sub[key] = value
+            collected: list[dict[str, Any]] = []
+            with peer.answering("sync", "sync:messages", collected):
+                self._hub.handle_request(conn, Request("sync:messages", "sync", sub))
+            replies[room_id] = collected[0] if collected else None
+        peer.reply(ack_id, "sync:messages", {"success": True, "rooms": replies})
+
+    def _refuse(self, peer: SioPeer, name: str, ack_id: int | None, exc: RequestError) -> None:
+        self._counters.bump("bad_requests")
+        log.info("refused %r from %s: %s %s", name[:64], peer.sid, exc.code.value, exc.message)
+        peer.reply(ack_id, name[:64], {"success": False, "error": exc.payload()})
+
+    # -- faults ------------------------------------------------------------------------------
+
+    def close_all(self, code: int, reason: str) -> list[SioPeer]:
+        """Queue ``error`` + disconnect on every Socket.IO connection."""
+        peers = [peer for peer, _ in self._peers.values()]
+        for peer in peers:
+            peer.close(code, reason)
+        return peers
+
+    def abort_all(self) -> list[SioPeer]:
+        """Cut every engine.io transport at once (the clients see a transport error)."""
+        peers = [peer for peer, _ in self._peers.values()]
+        for peer in peers:
+            peer.abort()
+        for eio_sid in list(self.sio.eio.sockets):
+            self.abort(eio_sid)
+        return peers
+
+    async def wait_finished(self, peers: list[SioPeer], within: float) -> bool:
+        """Wait until ``peers`` are disconnected and their WebSockets closed."""
+        try:
+            async with asyncio.timeout(within):
+                for peer in peers:
+                    await peer.finished.wait()
+        except TimeoutError:
+            return False
+        return await self._wait_websockets(within)
+
+    async def close_sessions(self, within: float) -> None:
+        """Close engine.io sessions that never connected to the namespace."""
+        connected = {peer.eio_sid for peer, _ in self._peers.values()}
+        for eio_sid in list(self.sio.eio.sockets):
+            if eio_sid not in connected:
+                try:
+                    async with asyncio.timeout(within):
+                        await self.sio.eio.disconnect(eio_sid)
+                except TimeoutError:
+                    self.abort(eio_sid)
+
+    async def _wait_websockets(self, within: float) -> bool:
+        try:
+            async with asyncio.timeout(within):
+                for ws in list(self._websockets.values()):
+                    await ws.done.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def resumed(self) -> None:
+        """After a pause: every ping in flight gets a fresh ``ping_timeout``."""
+        now = time.time()
+        for socket in self.sio.eio.sockets.values():
+            if socket.last_ping:
+                socket.last_ping = now
+
+    # -- heartbeat -------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        """Cut sessions whose PONG is ``ping_timeout`` late (engine.io sends the PINGs)."""
+        cfg = self._config
+        period = max(0.005, min(cfg.ping_timeout, cfg.ping_interval) / 4)
+        while True:
+            await asyncio.sleep(period)
+            await self._faults.wait_running()
+            now = time.time()
+            for eio_sid, socket in list(self.sio.eio.sockets.items()):
+                ws = self._websockets.get(eio_sid)
+                if socket.closed:
+                    self.sio.eio.sockets.pop(eio_sid, None)
+                elif (ws is None or not ws.aborted) and _late(socket.last_ping, now, cfg):
+                    self._counters.bump("heartbeat_timeouts")
+                    log.info("no pong from session %s within %.3fs", eio_sid, cfg.ping_timeout)
+                    entry = self._peers.get(self.sio.manager.sid_from_eio_sid(eio_sid, "/"))
+                    if entry is not None:
+                        entry[0].abort()
+                    else:
+                        self.abort(eio_sid)
+
+
+def _late(last_ping: float | None, now: float, cfg: ServerConfig) -> bool:
+    return bool(last_ping) and now - (last_ping or 0.0) > cfg.ping_timeout
