@@ -32,7 +32,7 @@ from .errors import (
 from .events import Ack, ConnectionState, ErrorEvent, Event, StateChanged
 from .failures import Action, classify
 from .outbox import Overflow
-from .quality import QualitySnapshot
+from .quality import QualitySnapshot, QualityTracker
 from .session import Completed, Failed, Session, leave_key
 from .tokens import TokenSource, as_provider, token_times
 from .transports.base import Connection, Transport
@@ -69,6 +69,7 @@ class Client:
     :param ping_timeout: a heartbeat unanswered this long means a dead link: the client
         drops the connection and reconnects. A frozen peer is noticed within
         ``ping_interval + ping_timeout``.
+    :param quality_window: how many recent heartbeats the quality level is judged on.
     :param token_refresh_ahead: refresh the token in band (``token:refresh``, no
         reconnect) this long before its ``exp``, or at half its lifetime if sooner.
     """
@@ -92,6 +93,7 @@ class Client:
         ping_interval: float | None = 25.0,
         ping_timeout: float = 20.0,
         token_refresh_ahead: float = 60.0,
+        quality_window: int = 8,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not url.startswith(("ws://", "wss://", "memory:")):
@@ -119,6 +121,7 @@ class Client:
             ack_timeout=ack_timeout,
             max_in_flight=max_in_flight,
             sync_page_size=sync_page_size,
+            quality=QualityTracker(window=quality_window),
         )
         self._dispatcher = Dispatcher(log)
         self._waiters: dict[str, list[asyncio.Future[Any]]] = {}

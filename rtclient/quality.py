@@ -9,8 +9,10 @@ Pure: samples and outcomes come in as numbers. Two kinds of input:
   retransmission timeout, because an ack's round trip also counts the server's queue.
 
 The level follows the seed guide — ``good`` under 100 ms, ``degraded`` under 300 ms,
-``poor`` from 300 ms or when pongs go missing — judged on the median of the last
-``window`` heartbeat RTTs (one slow sample does not move it), with hysteresis: a level
+``poor`` from 300 ms or when pongs go missing — judged on the (high) median of the last
+``window`` heartbeat RTTs (one slow sample does not move it, and the median is always
+a real sample, so a sudden change of latency moves the level in one step), with
+hysteresis: a level
 is entered when the median crosses its threshold, and left for a better one only once
 the median is ``hysteresis`` (20 %) below that threshold.
 """
@@ -141,7 +143,7 @@ class QualityTracker:
             return QualityLevel.POOR
         if not self._rtts:
             return self.level
-        median = statistics.median(self._rtts)
+        median = statistics.median_high(self._rtts)
         keep = 1 - self.hysteresis
         level = self.level
         if median >= self.poor_from:

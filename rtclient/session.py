@@ -109,6 +109,7 @@ class Session:
         ack_timeout_floor: float = 1.0,
         max_in_flight: int = 64,
         sync_page_size: int = 100,
+        quality: QualityTracker | None = None,
         id_factory: Callable[[], str] = new_message_id,
     ) -> None:
         if ack_timeout <= 0 or max_in_flight < 1 or sync_page_size < 1:
@@ -116,7 +117,7 @@ class Session:
         self.outbox = Outbox(limit=outbox_limit, max_bytes=outbox_max_bytes, overflow=overflow)
         self.ack_timeout = ack_timeout
         self.ack_timeout_floor = min(ack_timeout_floor, ack_timeout)
-        self.quality = QualityTracker()
+        self.quality = quality or QualityTracker()
         self.max_in_flight = max_in_flight
         self.sync_page_size = sync_page_size
         self._new_id = id_factory

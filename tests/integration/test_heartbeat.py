@@ -1,0 +1,78 @@
+"""Dead links are noticed; RTT samples feed the quality level."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+from fake_server import FakeServer
+from rtclient import ConnectionState, QualityLevel
+
+from .conftest import MakeClient, Recorder, wait_until
+
+INTERVAL, TIMEOUT = 0.1, 0.3
+
+
+async def test_frozen_server_is_detected_within_interval_plus_timeout(
+    server: FakeServer, make_client: MakeClient
+) -> None:
+    alice = await make_client(
+        "alice",
+        rooms=("lobby",),
+        ping_interval=INTERVAL,
+        ping_timeout=TIMEOUT,
+        connect_timeout=0.5,
+    )
+    await wait_until(lambda: alice.quality.samples >= 2)
+    await server.pause()
+    frozen_at = time.perf_counter()
+    pending = asyncio.create_task(alice.send("lobby", "sent into the frozen link"))
+    await alice.wait_for(ConnectionState.RECONNECTING, timeout=5)
+    detected = time.perf_counter() - frozen_at
+    assert alice.stats()["dead_links"] == 1
+    assert alice.quality.level is QualityLevel.POOR
+    # The promise: within one interval plus the timeout (slack for a loaded machine).
+    assert detected <= INTERVAL + TIMEOUT + 1.0, detected
+    print(
+        f"\n[heartbeat] frozen peer detected after {detected:.3f}s "
+        f"(bound {INTERVAL + TIMEOUT:.1f}s)"
+    )
+    await server.resume()
+    ack = await asyncio.wait_for(pending, 10)
+    assert [e["messageId"] for e in server.room_events("lobby")] == [ack.message_id]
+
+
+async def test_quality_levels_follow_latency_with_jitter_without_flapping(
+    server: FakeServer, make_client: MakeClient
+) -> None:
+    alice = await make_client(
+        "alice", connect=False, ping_interval=0.03, ping_timeout=2.0, quality_window=5
+    )
+    seen: list[QualityLevel] = []
+    alice.on("quality", lambda change: seen.append(change.new))
+    await alice.connect()
+    rng = random.Random(4)
+    for base_ms in (0, 150, 400, 0):
+        stop = asyncio.Event()
+
+        async def jitter(base: float = base_ms, stop: asyncio.Event = stop) -> None:
+            while not stop.is_set():  # ±20 % around the step's latency
+                await server.set_latency(base * rng.uniform(0.8, 1.2))
+                await asyncio.sleep(0.01)
+
+        task = asyncio.create_task(jitter())
+        start = alice.quality.samples
+        await wait_until(lambda start=start: alice.quality.samples >= start + 8, timeout=15)
+        stop.set()
+        await task
+    recorder = Recorder(alice)  # noqa: F841  (handlers stay registered harmlessly)
+    assert seen == [
+        QualityLevel.GOOD,
+        QualityLevel.DEGRADED,
+        QualityLevel.POOR,
+        QualityLevel.GOOD,
+    ]
+    snapshot = alice.quality
+    assert snapshot.p50 is not None and snapshot.p50 < 0.1
+    assert snapshot.srtt is not None and snapshot.rto is not None
