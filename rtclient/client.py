@@ -11,13 +11,14 @@ waiting, the sleeping and the socket work.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Literal
 
 from .backoff import Backoff, BackoffSchedule
-from .codec import Codec, JsonCodec
+from .codec import Codec
 from .dispatch import Delivered, Dispatcher, Handler
 from .errors import (
     AckTimeout,
@@ -100,10 +101,11 @@ class Client:
             raise ValueError(f"url must start with ws:// or wss://, not {url[:16]!r}")
         self.url = url
         self._tokens = as_provider(token)
-        self._transport: Transport = WebSocketTransport() if transport == "websocket" else transport
+        self._transport: Transport = (
+            WebSocketTransport(codec=codec) if transport == "websocket" else transport
+        )
         if isinstance(self._transport, str):
             raise ValueError(f"unknown transport {transport!r}")
-        self._codec: Codec = codec or JsonCodec()
         self.backoff = backoff or Backoff()
         self.connect_timeout = connect_timeout
         self.ping_interval = ping_interval
@@ -304,8 +306,11 @@ class Client:
     async def request(
         self, type_: str, payload: dict[str, Any], *, timeout: float | None = None
     ) -> dict[str, Any]:
-        """Send any request that the server acknowledges; return the ack's payload."""
-        self._codec.encode({"type": type_, "payload": payload})  # fail early if unencodable
+        """Send any request that the server acknowledges; return the ack's payload.
+
+        ``payload`` must be JSON-serialisable (TypeError otherwise, at once).
+        """
+        json.dumps(payload)
         future = self._waiter(self._session.request(type_, payload, self._clock()))
         self._pump()
         result: dict[str, Any] = await self._await(future, timeout)
@@ -475,33 +480,38 @@ class Client:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 while not welcomed:
-                    self._receive(await conn.recv())
+                    await self._receive(conn)
                     welcomed = self._session.state in (
                         ConnectionState.RECOVERING,
                         ConnectionState.CONNECTED,
                     )
             self._schedule.connected(self._clock())
             while True:
-                self._receive(await conn.recv())
+                await self._receive(conn)
         except TimeoutError:
             conn.abort()
             return TransportError("no welcome from the server in time"), welcomed
         except (ConnectionLost, TransportError) as exc:
             return exc, welcomed
 
-    def _receive(self, frame: str | bytes) -> None:
+    async def _receive(self, conn: Connection) -> None:
         try:
-            envelope = self._codec.decode(frame)
+            envelope = await conn.recv()
         except ProtocolError as exc:
-            envelope = exc
-        self._session.receive(envelope, self._clock())
+            self._session.malformed(str(exc))
+        else:
+            self._session.receive(envelope, self._clock())
         self._pump()
 
     async def _write(self, conn: Connection) -> None:
         try:
             while True:
                 for envelope in self._session.data_to_send():
-                    await conn.send(self._codec.encode(envelope))
+                    try:
+                        await conn.send(envelope)
+                    except (TypeError, ValueError) as exc:  # unencodable: a local bug
+                        log.error("cannot encode %s: %s", envelope.get("type"), exc)
+                        self._dispatcher.put(ErrorEvent("ENCODE", str(exc), exc))
                 await self._wake_writer.wait()
                 self._wake_writer.clear()
         except ConnectionLost:

@@ -801,6 +801,10 @@ class Session:
     def _fail(self, key: str, error: RtClientError) -> None:
         self._outputs.append(Failed(key, error))
 
+    def malformed(self, what: str) -> None:
+        """A frame from the server could not be decoded: counted and reported."""
+        self._malformed(what)
+
     def _malformed(self, what: str) -> None:
         self.counters["malformed"] += 1
         self._outputs.append(ErrorEvent("MALFORMED", what))

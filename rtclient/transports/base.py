@@ -1,7 +1,10 @@
 """What a transport must do, and nothing more.
 
 A transport opens one connection per ``connect`` call, with the token presented for
-that attempt; the connection sends and receives frames and reports how it closed.
+that attempt; the connection sends and receives envelopes (``{"type", "id",
+"payload"}`` dicts, see docs/protocol.md) and reports how it closed. How envelopes look
+on the wire (a codec over WebSocket frames, Socket.IO events) is the transport's
+business.
 It never reconnects by itself: rtclient owns the loop. Exceptions of the library
 underneath are mapped here, at the boundary, to :mod:`rtclient.errors`:
 
@@ -9,12 +12,14 @@ underneath are mapped here, at the boundary, to :mod:`rtclient.errors`:
   :class:`~rtclient.errors.HandshakeRejected` (HTTP status), or
   :class:`~rtclient.errors.ProtocolError` (the peer is not a WebSocket server);
 - a broken connection raises :class:`~rtclient.errors.ConnectionLost` from ``recv``
-  and ``send``, with the close code (None when no close frame arrived).
+  and ``send``, with the close code (None when no close frame arrived);
+- a frame that cannot be decoded makes ``recv`` raise
+  :class:`~rtclient.errors.ProtocolError`; the connection stays usable.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = ["Connection", "Transport"]
 
@@ -22,12 +27,16 @@ __all__ = ["Connection", "Transport"]
 class Connection(Protocol):
     """One open connection."""
 
-    async def send(self, frame: str | bytes) -> None:
-        """Send one frame. Raises ConnectionLost if the connection is gone."""
+    async def send(self, envelope: dict[str, Any]) -> None:
+        """Send one envelope. Raises ConnectionLost if the connection is gone."""
         ...
 
-    async def recv(self) -> str | bytes:
-        """Wait for the next frame. Raises ConnectionLost when the connection closes."""
+    async def recv(self) -> object:
+        """Wait for the next envelope (as decoded: the session validates it).
+
+        Raises ConnectionLost when the connection closes, ProtocolError for a frame
+        that cannot be decoded (the connection stays usable).
+        """
         ...
 
     async def close(self, code: int = 1000, reason: str = "") -> None:

@@ -2,13 +2,15 @@
 
 ``transport = MemoryTransport()`` is passed to ``Client(..., transport=transport)``;
 the test plays the server with ``server = await transport.accept()``, then
-``await server.recv()`` / ``await server.send(frame)`` / ``await server.close(code)``.
+``await server.recv()`` / ``await server.send(envelope)`` / ``await server.close(code)``.
+Envelopes travel as Python objects: no encoding.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import ConnectionLost, TransportError
 
@@ -26,18 +28,18 @@ class MemoryConnection:
     """One end of an in-memory connection. ``token`` is what the client presented."""
 
     token: str | None = None
-    _inbox: asyncio.Queue[str | bytes | _Closed] = field(default_factory=asyncio.Queue)
+    _inbox: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     _peer: MemoryConnection | None = None
     _closed: _Closed | None = None
 
-    async def send(self, frame: str | bytes) -> None:
-        """Deliver a frame to the other end."""
+    async def send(self, frame: Any) -> None:
+        """Deliver an envelope (any object) to the other end."""
         if self._closed is not None or self._peer is None:
             raise ConnectionLost(*self._close_info())
         self._peer._inbox.put_nowait(frame)
 
-    async def recv(self) -> str | bytes:
-        """Wait for a frame from the other end."""
+    async def recv(self) -> Any:
+        """Wait for an envelope from the other end."""
         if self._closed is not None and self._inbox.empty():
             raise ConnectionLost(*self._close_info())
         item = await self._inbox.get()

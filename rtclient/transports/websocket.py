@@ -21,6 +21,7 @@ from websockets.exceptions import (
     InvalidURI,
 )
 
+from ..codec import Codec, JsonCodec
 from ..errors import ConnectionLost, HandshakeRejected, ProtocolError, TransportError
 from ..redact import RedactingLogger
 
@@ -30,6 +31,7 @@ __all__ = ["WebSocketConnection", "WebSocketTransport"]
 class WebSocketTransport:
     """Opens WebSocket connections.
 
+    :param codec: how envelopes are encoded in frames (JSON by default).
     :param max_size: largest incoming frame, in bytes.
     :param ping_interval: seconds between keepalive pings of the websockets library;
         off by default because the Client runs its own heartbeat (it measures RTT).
@@ -43,12 +45,14 @@ class WebSocketTransport:
     def __init__(
         self,
         *,
+        codec: Codec | None = None,
         max_size: int | None = 1024 * 1024,
         ping_interval: float | None = None,
         ping_timeout: float | None = None,
         close_timeout: float = 5.0,
         **options: Any,
     ) -> None:
+        self.codec: Codec = codec or JsonCodec()
         self._options: dict[str, Any] = {
             "max_size": max_size,
             "ping_interval": ping_interval,
@@ -67,24 +71,27 @@ class WebSocketTransport:
             ws = await websockets.connect(
                 url, additional_headers=headers, open_timeout=open_timeout, **self._options
             )
-        return WebSocketConnection(ws)
+        return WebSocketConnection(ws, self.codec)
 
 
 class WebSocketConnection:
     """An open WebSocket connection; see :class:`rtclient.transports.base.Connection`."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, codec: Codec) -> None:
         self._ws = ws
+        self._codec = codec
 
-    async def send(self, frame: str | bytes) -> None:
-        """Send one frame."""
+    async def send(self, envelope: dict[str, Any]) -> None:
+        """Encode and send one envelope."""
+        frame = self._codec.encode(envelope)
         with _mapped():
             await self._ws.send(frame)
 
-    async def recv(self) -> str | bytes:
-        """Wait for the next frame."""
+    async def recv(self) -> object:
+        """Wait for the next frame and decode it (ProtocolError if it is malformed)."""
         with _mapped():
-            return await self._ws.recv()
+            frame = await self._ws.recv()
+        return self._codec.decode(frame)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close with a closing handshake."""
