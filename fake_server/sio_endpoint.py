@@ -105,6 +105,9 @@ class SioEndpoint:
         await self._wait_websockets(1.0)
         for peer, conn in list(self._peers.values()):
             self._forget(peer, conn, "server stopped")
+        for socket in self.sio.eio.sockets.values():
+            socket.closed = True
+            socket.queue.put_nowait(None)  # ends a pending long poll
         self.sio.eio.sockets.clear()
         tasks = list(self._tasks)
         if self._monitor is not None:
@@ -149,6 +152,11 @@ class SioEndpoint:
                     return self._refuse_handshake(rejection)
                 request[_REJECTION_KEY] = rejection
         response: web.StreamResponse = await self.sio.handle_request(request)
+        socket = self.sio.eio.sockets.get(request.query.get("sid"))
+        if socket is not None and socket.closed:
+            # A long-polling client closed its session: engine.io would leave the
+            # pending poll hanging for ping_interval + ping_timeout.  End it.
+            socket.queue.put_nowait(None)
         await self._faults.wait_running()  # a long-poll answer waits out a pause too
         return response
 
