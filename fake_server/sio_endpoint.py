@@ -33,7 +33,13 @@ __all__ = ["SioEndpoint"]
 
 log = logging.getLogger("fake_server.sio")
 
-_REJECTION_KEY = "fake_server.rejection"
+# Where the handshake request keeps a rejection for the connect handler (aiohttp >= 3.13
+# wants typed keys; older versions take a string).
+_REJECTION_KEY: Any = (
+    web.RequestKey("fake_server.rejection", Rejection)
+    if hasattr(web, "RequestKey")
+    else "fake_server.rejection"
+)
 _ROOM_EVENTS = frozenset({"room:join", "room:leave", "room:members", "typing:start", "typing:stop"})
 _MESSAGE_EVENTS = frozenset({"chat:send", "dm:send"})
 _MAX_SYNC_ROOMS = 100
@@ -133,6 +139,7 @@ class SioEndpoint:
             faults=self._faults,
             latency=self._latency,
             registry=self._websockets,
+            on_dead=self._dead,
         )
 
     # -- the HTTP handler ----------------------------------------------------------------
@@ -413,17 +420,23 @@ class SioEndpoint:
             await self._faults.wait_running()
             now = time.time()
             for eio_sid, socket in list(self.sio.eio.sockets.items()):
-                ws = self._websockets.get(eio_sid)
                 if socket.closed:
                     self.sio.eio.sockets.pop(eio_sid, None)
-                elif (ws is None or not ws.aborted) and _late(socket.last_ping, now, cfg):
-                    self._counters.bump("heartbeat_timeouts")
-                    log.info("no pong from session %s within %.3fs", eio_sid, cfg.ping_timeout)
-                    entry = self._peers.get(self.sio.manager.sid_from_eio_sid(eio_sid, "/"))
-                    if entry is not None:
-                        entry[0].abort()
-                    else:
-                        self.abort(eio_sid)
+                elif _late(socket.last_ping, now, cfg):
+                    self._dead(eio_sid)
+
+    def _dead(self, eio_sid: str) -> None:
+        """A session's PONG is ``ping_timeout`` late: cut it, once."""
+        ws = self._websockets.get(eio_sid)
+        if ws is not None and ws.aborted:
+            return
+        self._counters.bump("heartbeat_timeouts")
+        log.info("no pong from session %s within %.3fs", eio_sid, self._config.ping_timeout)
+        entry = self._peers.get(self.sio.manager.sid_from_eio_sid(eio_sid, "/"))
+        if entry is not None:
+            entry[0].abort()
+        else:
+            self.abort(eio_sid)
 
 
 def _late(last_ping: float | None, now: float, cfg: ServerConfig) -> bool:

@@ -82,12 +82,14 @@ class EngineWebSocket:
         faults: FaultState,
         latency: LatencyStats,
         registry: dict[str, EngineWebSocket],
+        on_dead: Callable[[str], None],
     ) -> None:
         self._handler = handler
         self._server = server
         self._faults = faults
         self._latency = latency
         self._registry = registry
+        self._on_dead = on_dead
         self._sock: web.WebSocketResponse | None = None
         self._transport: asyncio.Transport | None = None
         self._ping_sent: float | None = None
@@ -116,8 +118,21 @@ class EngineWebSocket:
         if self._transport is not None:
             self._transport.abort()
 
+    def ping_overdue(self) -> bool:
+        """Whether a PING went out ``ping_timeout`` ago or more without its PONG."""
+        sent = self._ping_sent
+        return sent is not None and self._loop.time() - sent >= self._server.ping_timeout
+
     async def close(self) -> None:
         assert self._sock is not None
+        if self.aborted:
+            return
+        if self.ping_overdue():
+            # engine.io's read timeout (ping_interval + ping_timeout of silence) ends
+            # the same moment the PONG is ping_timeout late: the peer is presumed dead,
+            # cut the connection instead of closing it cleanly (like /ws does).
+            self._on_dead(self.sid)
+            return
         await self._sock.close()
 
     async def send(self, message: str | bytes) -> None:

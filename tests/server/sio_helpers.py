@@ -56,13 +56,20 @@ class SioUser:
         headers: dict[str, str] | None = None,
         transports: list[str] | None = None,
     ) -> None:
-        await self.client.connect(
-            url,
-            auth=auth,
-            headers=headers or {},
-            transports=transports or ["websocket"],
-            wait_timeout=WAIT,
-        )
+        try:
+            await self.client.connect(
+                url,
+                auth=auth,
+                headers=headers or {},
+                transports=transports or ["websocket"],
+                wait_timeout=WAIT,
+            )
+        except socketio.exceptions.ConnectionError:
+            # A failed engine.io handshake leaves the client's HTTP session open.
+            http = getattr(self.client.eio, "http", None)
+            if http is not None and not http.closed:
+                await http.close()
+            raise
 
     async def expect(
         self, kind: str, where: Callable[[Any], bool] | None = None, timeout: float = WAIT
