@@ -37,6 +37,7 @@ from .quality import QualitySnapshot, QualityTracker
 from .session import Completed, Failed, Session, leave_key
 from .tokens import TokenSource, as_provider, token_times
 from .transports.base import Connection, Transport
+from .transports.socketio import SocketIOTransport
 from .transports.websocket import WebSocketTransport
 
 __all__ = ["Client"]
@@ -80,7 +81,7 @@ class Client:
         url: str,
         *,
         token: TokenSource = None,
-        transport: Literal["websocket"] | Transport = "websocket",
+        transport: Literal["websocket", "socketio"] | Transport = "websocket",
         codec: Codec | None = None,
         backoff: Backoff | None = None,
         ack_timeout: float = 10.0,
@@ -97,15 +98,9 @@ class Client:
         quality_window: int = 8,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not url.startswith(("ws://", "wss://", "memory:")):
-            raise ValueError(f"url must start with ws:// or wss://, not {url[:16]!r}")
         self.url = url
         self._tokens = as_provider(token)
-        self._transport: Transport = (
-            WebSocketTransport(codec=codec) if transport == "websocket" else transport
-        )
-        if isinstance(self._transport, str):
-            raise ValueError(f"unknown transport {transport!r}")
+        self._transport = _make_transport(url, transport, codec)
         self.backoff = backoff or Backoff()
         self.connect_timeout = connect_timeout
         self.ping_interval = ping_interval
@@ -473,6 +468,11 @@ class Client:
                         helper.cancel()
         finally:
             self._conn = None
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    await conn.close()  # idempotent; releases what the transport holds
+            except (RtClientError, TimeoutError):
+                conn.abort()
         return error, welcomed
 
     async def _read(self, conn: Connection) -> tuple[RtClientError, bool]:
@@ -526,6 +526,8 @@ class Client:
             try:
                 async with asyncio.timeout(self.ping_timeout):
                     rtt = await conn.ping()
+                if rtt is None:
+                    continue  # the transport's own heartbeat watches this link
             except TimeoutError:
                 self._counters["dead_links"] += 1
                 log.warning("no pong within %.3g s: dropping a dead link", self.ping_timeout)
@@ -653,3 +655,20 @@ class Client:
     def _check_not_closed(self, wanted: Iterable[ConnectionState]) -> None:
         if self.state is ConnectionState.CLOSED and ConnectionState.CLOSED not in wanted:
             raise self._closed_error()
+
+
+def _make_transport(url: str, transport: str | Transport, codec: Codec | None) -> Transport:
+    """Build the transport named by ``transport`` after checking the URL fits it."""
+    if transport == "websocket":
+        if not url.startswith(("ws://", "wss://")):
+            raise ValueError(f"a WebSocket url starts with ws:// or wss://, not {url[:16]!r}")
+        return WebSocketTransport(codec=codec)
+    if transport == "socketio":
+        if not url.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError(f"a Socket.IO url starts with http(s):// or ws(s)://: {url[:16]!r}")
+        if codec is not None:
+            raise ValueError("codec= applies to the raw WebSocket transport only")
+        return SocketIOTransport()
+    if isinstance(transport, str):
+        raise ValueError(f"unknown transport {transport!r}: 'websocket' or 'socketio'")
+    return transport

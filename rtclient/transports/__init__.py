@@ -2,6 +2,14 @@
 
 from .base import Connection, Transport
 from .memory import MemoryConnection, MemoryTransport
+from .socketio import SocketIOTransport
 from .websocket import WebSocketTransport
 
-__all__ = ["Connection", "MemoryConnection", "MemoryTransport", "Transport", "WebSocketTransport"]
+__all__ = [
+    "Connection",
+    "MemoryConnection",
+    "MemoryTransport",
+    "SocketIOTransport",
+    "Transport",
+    "WebSocketTransport",
+]

@@ -47,8 +47,11 @@ class Connection(Protocol):
         """Drop the connection at once, without a closing handshake (a dead link)."""
         ...
 
-    async def ping(self) -> float:
-        """Send a ping and return the round-trip time in seconds once the pong arrives."""
+    async def ping(self) -> float | None:
+        """Send a ping and return the round-trip time in seconds once the pong arrives.
+
+        None: this connection cannot measure RTT (its library keeps it alive itself).
+        """
         ...
 
 

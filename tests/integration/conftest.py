@@ -33,21 +33,39 @@ async def server() -> AsyncIterator[FakeServer]:
 
 
 @pytest.fixture
-async def make_client(server: FakeServer) -> AsyncIterator[MakeClient]:
+def transport_name() -> str:
+    """The transport ``make_client`` uses; modules parametrize it to run on both."""
+    return "websocket"
+
+
+@pytest.fixture
+async def make_client(server: FakeServer, transport_name: str) -> AsyncIterator[MakeClient]:
     """``await make_client("alice", rooms=[...])``: a connected client; closed at teardown.
 
+    ``gate=GatedTransport()`` puts the client behind a gate the test can cut.
     Teardown also checks that closing left no task of the client behind.
     """
     clients: list[Client] = []
     before = asyncio.all_tasks()
 
     async def make(
-        user: str, *, rooms: tuple[str, ...] = (), connect: bool = True, **options: Any
+        user: str,
+        *,
+        rooms: tuple[str, ...] = (),
+        connect: bool = True,
+        gate: GatedTransport | None = None,
+        **options: Any,
     ) -> Client:
         options.setdefault("token", server.issue_token(user))
         options.setdefault("backoff", FAST)
         options.setdefault("ack_timeout", 2.0)
-        client = Client(server.ws_url, **options)
+        if gate is not None:
+            gate.wrap(transport_name)
+            options["transport"] = gate
+        else:
+            options.setdefault("transport", transport_name)
+        url = server.ws_url if transport_name == "websocket" else server.sio_url
+        client = Client(url, **options)
         clients.append(client)
         if connect:
             await client.connect()
@@ -92,15 +110,19 @@ class Recorder:
 
 
 class GatedTransport:
-    """A real WebSocket transport that a test can cut and hold down for one client."""
+    """A real transport that a test can cut and hold down for one client."""
 
     def __init__(self) -> None:
-        from rtclient.transports import WebSocketTransport
-
-        self._inner = WebSocketTransport()
+        self._inner: Any = None
         self._conn: Any = None
         self.open = asyncio.Event()
         self.open.set()
+
+    def wrap(self, transport_name: str) -> None:
+        from rtclient.transports import SocketIOTransport, WebSocketTransport
+
+        inner = {"websocket": WebSocketTransport, "socketio": SocketIOTransport}
+        self._inner = inner[transport_name]()
 
     async def connect(self, url: str, *, token: str | None, open_timeout: float) -> Any:
         from rtclient import TransportError

@@ -5,10 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from fake_server import FakeServer
 from rtclient import ConnectionState
 
 from .conftest import GatedTransport, MakeClient, Recorder, wait_until
+
+
+@pytest.fixture(params=["websocket", "socketio"])
+def transport_name(request: pytest.FixtureRequest) -> str:
+    """Every test in this module runs over both transports."""
+    return str(request.param)
 
 
 def server_ids(server: FakeServer, room: str) -> list[int]:
@@ -125,7 +133,7 @@ async def test_missed_events_are_synced_page_by_page_and_marked_replayed(
 ) -> None:
     alice = await make_client("alice", rooms=("lobby",))
     gate = GatedTransport()
-    bob = await make_client("bob", rooms=("lobby",), sync_page_size=7, transport=gate)
+    bob = await make_client("bob", rooms=("lobby",), sync_page_size=7, gate=gate)
     seen = Recorder(bob)
     gate.cut()
     await bob.wait_for(ConnectionState.RECONNECTING)

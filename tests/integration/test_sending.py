@@ -21,6 +21,12 @@ from rtclient import (
 from .conftest import GatedTransport, MakeClient, Recorder, wait_until
 
 
+@pytest.fixture(params=["websocket", "socketio"])
+def transport_name(request: pytest.FixtureRequest) -> str:
+    """Every test in this module runs over both transports."""
+    return str(request.param)
+
+
 async def test_lost_acks_give_the_caller_the_original_event_id(
     server: FakeServer, make_client: MakeClient
 ) -> None:
@@ -57,7 +63,7 @@ async def test_sends_made_before_the_first_connection_are_delivered(
 
 async def test_outbox_full_and_ttl(server: FakeServer, make_client: MakeClient) -> None:
     gate = GatedTransport()
-    alice = await make_client("alice", rooms=("lobby",), transport=gate, outbox_limit=3)
+    alice = await make_client("alice", rooms=("lobby",), gate=gate, outbox_limit=3)
     gate.cut()
     await alice.wait_for(ConnectionState.RECONNECTING)
     expiring = asyncio.create_task(alice.send("lobby", "short-lived", ttl=0.05))
@@ -82,7 +88,7 @@ async def test_drop_oldest_reports_every_dropped_message(
 ) -> None:
     gate = GatedTransport()
     alice = await make_client(
-        "alice", rooms=("lobby",), transport=gate, outbox_limit=2, overflow="drop_oldest"
+        "alice", rooms=("lobby",), gate=gate, outbox_limit=2, overflow="drop_oldest"
     )
     seen = Recorder(alice)
     gate.cut()
@@ -119,7 +125,7 @@ async def test_close_flushes_or_fails_pending_sends(
     assert len(server.room_events("lobby")) == 20
 
     gate = GatedTransport()
-    bob = await make_client("bob", rooms=("lobby",), transport=gate)
+    bob = await make_client("bob", rooms=("lobby",), gate=gate)
     gate.cut()
     await bob.wait_for(ConnectionState.RECONNECTING)
     stuck = asyncio.create_task(bob.send("lobby", "never"))

@@ -1,0 +1,299 @@
+"""Socket.IO transport on python-socketio's ``AsyncClient``, its reconnection switched off.
+
+One ``connect`` is one attempt: rtclient owns the loop, the backoff, the outbox, the
+rejoin and the sync. Envelopes map onto Socket.IO events (docs/protocol.md, "Socket.IO
+binding"):
+
+- a request ``{type, id, payload}`` is ``emit(type, payload, callback=…)``; the
+  callback's first argument becomes ``{"type": "ack", "id": id, "payload": …}``; the
+  message id of ``chat:send`` / ``dm:send`` travels in the data as ``messageId``;
+- a request without ``id`` is a plain ``emit``; every event from the server becomes
+  ``{"type": event, "payload": data}`` (data that is not an object is wrapped as
+  ``{"args": [...]}``);
+- the token goes in the handshake ``auth`` payload ``{"token": …}``, fresh for every
+  attempt. ``connect_error`` messages are classified like the raw close codes:
+  ``INVALID_TOKEN`` / ``AUTHENTICATION_REQUIRED`` → 4001, ``TOKEN_EXPIRED`` → 4002,
+  ``USER_DISABLED`` / ``FORBIDDEN`` → 4003 (any other refusal counts as 4001: a
+  server that refuses a connection in its connect handler is refusing the user).
+
+python-socketio / engine.io / aiohttp exceptions are mapped here and go no further.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiohttp
+import socketio
+
+from ..errors import ConnectionLost, HandshakeRejected, TransportError
+from ..redact import RedactingLogger
+
+__all__ = ["SocketIOConnection", "SocketIOTransport"]
+
+_REFUSALS = {
+    "INVALID_TOKEN": 4001,
+    "AUTHENTICATION_REQUIRED": 4001,
+    "AUTHENTICATION_FAILED": 4001,
+    "TOKEN_EXPIRED": 4002,
+    "USER_DISABLED": 4003,
+    "FORBIDDEN": 4003,
+}
+_MESSAGE_ID_TYPES = frozenset({"chat:send", "dm:send"})
+_STATUS = re.compile(r"status code (\d{3})")
+
+
+@dataclass(frozen=True, slots=True)
+class _Closed:
+    code: int | None
+    reason: str
+
+
+class SocketIOTransport:
+    """Opens Socket.IO connections.
+
+    :param namespace: the namespace to connect to.
+    :param socketio_path: the server's Socket.IO path.
+    :param transports: engine.io transports, WebSocket only by default (no long polling).
+    :param welcome: ``"server"`` when the server sends the rooms contract's ``connected``
+        event; ``"synthesize"`` for any other Socket.IO server (the client then treats
+        the Socket.IO connect as the welcome).
+    :param app_ping: measure RTT with a ``ping`` event and its ack (servers that speak
+        the rooms contract); otherwise liveness is left to engine.io's own heartbeat.
+    :param headers: extra HTTP headers for the handshake.
+    """
+
+    def __init__(
+        self,
+        *,
+        namespace: str = "/",
+        socketio_path: str = "socket.io",
+        transports: tuple[str, ...] = ("websocket",),
+        welcome: Literal["server", "synthesize"] = "server",
+        app_ping: bool = True,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.namespace = namespace
+        self.socketio_path = socketio_path
+        self.transports = list(transports)
+        self.welcome = welcome
+        self.app_ping = app_ping
+        self.headers = dict(headers or {})
+
+    async def connect(
+        self, url: str, *, token: str | None, open_timeout: float
+    ) -> SocketIOConnection:
+        """Open one connection; see :class:`rtclient.transports.base.Transport`."""
+        http = aiohttp.ClientSession()
+        sio = socketio.AsyncClient(
+            reconnection=False,
+            handle_sigint=False,
+            http_session=http,
+            logger=RedactingLogger(logging.getLogger("socketio.client")),
+            engineio_logger=RedactingLogger(logging.getLogger("engineio.client")),
+        )
+        conn = SocketIOConnection(sio, http, self.namespace, app_ping=self.app_ping)
+        try:
+            async with asyncio.timeout(open_timeout):
+                await sio.connect(
+                    url,
+                    headers=self.headers,
+                    auth={"token": token} if token else None,
+                    transports=self.transports,
+                    namespaces=[self.namespace],
+                    socketio_path=self.socketio_path,
+                    wait_timeout=open_timeout,
+                )
+        except (socketio.exceptions.ConnectionError, TimeoutError, aiohttp.ClientError) as exc:
+            await conn.close()
+            raise conn.connect_failure(exc) from None
+        if self.welcome == "synthesize":
+            conn.push({"type": "connected", "payload": {"features": [], "sid": sio.sid}})
+        return conn
+
+
+class SocketIOConnection:
+    """An open Socket.IO connection; see :class:`rtclient.transports.base.Connection`."""
+
+    def __init__(
+        self,
+        sio: socketio.AsyncClient,
+        http: aiohttp.ClientSession,
+        namespace: str,
+        *,
+        app_ping: bool,
+    ) -> None:
+        self._sio = sio
+        self._http = http
+        self._ns = namespace
+        self._app_ping = app_ping
+        self._inbox: asyncio.Queue[object] = asyncio.Queue()
+        self._closed: _Closed | None = None
+        self._refusal: str | None = None
+        self._pending_close_code: int | None = None
+        sio.on("*", self._on_event, namespace=namespace)
+        sio.on("disconnect", self._on_disconnect, namespace=namespace)
+        sio.on("connect_error", self._on_connect_error, namespace=namespace)
+
+    # -- Connection -------------------------------------------------------------------
+
+    async def send(self, envelope: dict[str, Any]) -> None:
+        """Emit the envelope as an event (with an ack callback when it has an id)."""
+        if self._closed is not None:
+            raise ConnectionLost(self._closed.code, self._closed.reason)
+        type_ = envelope["type"]
+        data = dict(envelope.get("payload") or {})
+        request_id = envelope.get("id")
+        callback = None
+        if isinstance(request_id, str):
+            if type_ in _MESSAGE_ID_TYPES:
+                data["messageId"] = request_id
+            callback = self._ack_callback(request_id)
+        try:
+            await self._sio.emit(type_, data, namespace=self._ns, callback=callback)
+        except socketio.exceptions.BadNamespaceError as exc:
+            raise ConnectionLost(None, "not connected") from exc
+        except (TypeError, ValueError):
+            raise
+        except Exception as exc:  # engine.io write failures of any kind
+            raise ConnectionLost(None, f"emit failed: {type(exc).__name__}") from exc
+
+    async def recv(self) -> object:
+        """Wait for the next event (as an envelope)."""
+        item = await self._inbox.get()
+        if isinstance(item, _Closed):
+            self._inbox.put_nowait(item)  # every later recv sees the close too
+            raise ConnectionLost(item.code, item.reason)
+        return item
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Disconnect (idempotent) and release the HTTP session."""
+        self.push_closed(code, reason or "closed by the client")
+        try:
+            async with asyncio.timeout(2.0):
+                await self._sio.disconnect()
+        except TimeoutError:
+            self.abort()
+        except Exception:  # a half-dead engine.io client: nothing more to do
+            pass
+        finally:
+            if not self._http.closed:
+                await self._http.close()
+
+    def abort(self) -> None:
+        """Shut the socket down at once (a dead link): recv raises, close() cleans up."""
+        ws = getattr(self._sio.eio, "ws", None)
+        sock = ws.get_extra_info("socket") if ws is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self.push_closed(None, "aborted")
+
+    async def ping(self) -> float | None:
+        """RTT of a ``ping`` event's ack; None when the server has no app-level ping."""
+        if not self._app_ping:
+            return None
+        if self._closed is not None:
+            raise ConnectionLost(self._closed.code, self._closed.reason)
+        loop = asyncio.get_running_loop()
+        answered: asyncio.Future[float] = loop.create_future()
+        started = time.perf_counter()
+
+        def pong(*_: object) -> None:
+            if not answered.done():
+                answered.set_result(time.perf_counter() - started)
+
+        try:
+            await self._sio.emit("ping", {"ts": time.time()}, namespace=self._ns, callback=pong)
+        except Exception as exc:
+            raise ConnectionLost(None, "ping failed") from exc
+        return await answered
+
+    # -- inbox ----------------------------------------------------------------------
+
+    def push(self, envelope: dict[str, Any]) -> None:
+        """Queue an envelope for ``recv`` (used for the synthesized welcome)."""
+        self._inbox.put_nowait(envelope)
+
+    def push_closed(self, code: int | None, reason: str) -> None:
+        """Mark the connection closed; ``recv`` raises ConnectionLost from now on."""
+        if self._closed is None:
+            self._closed = _Closed(code, reason)
+            self._inbox.put_nowait(self._closed)
+
+    def connect_failure(self, exc: BaseException) -> Exception:
+        """Map a failed ``connect`` to rtclient's errors."""
+        if self._refusal is not None:
+            code = _REFUSALS.get(self._refusal, 4001)
+            return ConnectionLost(code, self._refusal)
+        if isinstance(exc, TimeoutError):
+            return TransportError("Socket.IO connect timed out")
+        status, retry_after = _handshake_status(exc)
+        if status is not None:
+            return HandshakeRejected(status, retry_after=retry_after)
+        # "no OPEN packet" and the like are what a connection dropped mid-handshake
+        # looks like too, so they are retried; a server that does not speak Socket.IO
+        # at that path answers the upgrade with an HTTP error (404: fatal) instead.
+        message = str(exc.args[0]) if exc.args else type(exc).__name__
+        return TransportError(f"Socket.IO connect failed: {message}")
+
+    # -- python-socketio handlers -------------------------------------------------------
+
+    def _ack_callback(self, request_id: str) -> Any:
+        def on_ack(*args: object) -> None:
+            payload = args[0] if len(args) == 1 else list(args)
+            if not isinstance(payload, dict):
+                payload = {"success": True, "args": payload}
+            self._inbox.put_nowait({"type": "ack", "id": request_id, "payload": payload})
+
+        return on_ack
+
+    async def _on_event(self, event: str, *args: object) -> None:
+        payload: object = args[0] if len(args) == 1 else {"args": list(args)}
+        if not isinstance(payload, dict):
+            payload = {"args": list(args)}
+        if event == "error" and payload.get("code") in _REFUSALS:
+            # The server says why it is about to disconnect us (e.g. TOKEN_EXPIRED).
+            self._pending_close_code = _REFUSALS[str(payload["code"])]
+        self._inbox.put_nowait({"type": event, "payload": payload})
+
+    async def _on_disconnect(self, reason: object = None) -> None:
+        text = str(reason) if reason is not None else ""
+        if self._pending_close_code is not None:
+            code: int | None = self._pending_close_code
+        elif text == socketio.AsyncClient.reason.SERVER_DISCONNECT:
+            code = 1001  # the server let us go: come back (as socket.io-client advises)
+        else:
+            code = None  # transport closed or errored, ping timeout: abnormal
+        self.push_closed(code, text)
+
+    async def _on_connect_error(self, data: object = None) -> None:
+        # The server's refusal (a CONNECT_ERROR packet) carries {"message": ...}; a
+        # plain string is python-socketio reporting an engine.io failure (network).
+        if isinstance(data, dict):
+            message = data.get("message")
+            self._refusal = str(message) if message is not None else "REFUSED"
+
+
+def _handshake_status(exc: BaseException) -> tuple[int | None, float | None]:
+    """Find the HTTP status of a refused handshake in the exception chain."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, aiohttp.WSServerHandshakeError):
+            retry = seen.headers.get("Retry-After") if seen.headers else None
+            try:
+                return seen.status, float(retry) if retry is not None else None
+            except ValueError:
+                return seen.status, None
+        match = _STATUS.search(str(seen))
+        if match:
+            return int(match.group(1)), None
+        seen = seen.__cause__ or seen.__context__
+    return None, None
