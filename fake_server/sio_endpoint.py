@@ -18,15 +18,14 @@ from typing import Any
 from aiohttp import web
 from socketio.exceptions import ConnectionRefusedError as SioRefused
 
-from . import requests
 from .auth import AuthFailure, Principal
 from .config import ServerConfig
-from .envelope import MAX_ID_LENGTH, Request
-from .errors import CloseReason, ErrorCode, RequestError
+from .errors import CloseReason, ErrorCode
 from .faults import FaultState, Rejection
 from .hub import Connection, Hub
 from .sio_engine import EngineWebSocket, SioServer, quiet_logger
-from .sio_peer import AckTarget, SioPeer
+from .sio_peer import SioPeer
+from .sio_requests import handle_event
 from .stats import Counters, LatencyStats
 
 __all__ = ["SioEndpoint"]
@@ -40,13 +39,6 @@ _REJECTION_KEY: Any = (
     if hasattr(web, "RequestKey")
     else "fake_server.rejection"
 )
-_ROOM_EVENTS = frozenset({"room:join", "room:leave", "room:members", "typing:start", "typing:stop"})
-_MESSAGE_EVENTS = frozenset({"chat:send", "dm:send"})
-_MAX_SYNC_ROOMS = 100
-
-
-def _bad(message: str) -> RequestError:
-    return RequestError(ErrorCode.BAD_REQUEST, message)
 
 
 class SioEndpoint:
@@ -280,79 +272,8 @@ class SioEndpoint:
 
     def _on_event(self, sid: str, ack_id: int | None, data: list[Any]) -> None:
         entry = self._peers.get(sid)
-        if entry is None:
-            return
-        peer, conn = entry
-        name = data[0] if data and isinstance(data[0], str) and data[0] else None
-        try:
-            if name is None:
-                raise _bad("the event name must be a non-empty string")
-            request = self._decode(name, data[1:], ack_id)
-            if name == "sync:messages" and "rooms" in request.payload:
-                self._sync_rooms(peer, conn, request, ack_id)
-                return
-        except RequestError as exc:
-            self._refuse(peer, name or "", ack_id, exc)
-            return
-        target: AckTarget = ack_id
-        with peer.answering(request.id, request.type, target):
-            self._hub.handle_request(conn, request)
-
-    def _decode(self, name: str, args: list[Any], ack_id: int | None) -> Request:
-        """The hub request an event stands for; :class:`RequestError` when malformed."""
-        request_id = None if ack_id is None else f"sio:{ack_id}"
-        if name not in requests.HANDLERS:
-            return Request(type=name, id=request_id)  # the hub answers UNKNOWN_TYPE
-        if len(args) > 1:
-            raise _bad("one data argument expected")
-        data = args[0] if args else None
-        if data is None:
-            payload: dict[str, Any] = {}
-        elif isinstance(data, dict):
-            payload = data
-        elif isinstance(data, str) and name in _ROOM_EVENTS:
-            payload = {"roomId": data}
-        elif isinstance(data, str) and name == "token:refresh":
-            payload = {"token": data}
-        else:
-            raise _bad("data must be an object")
-        if name in _MESSAGE_EVENTS:
-            message_id = payload.get("messageId")
-            if not isinstance(message_id, str) or not 1 <= len(message_id) <= MAX_ID_LENGTH:
-                raise _bad(f"messageId must be a string of 1 to {MAX_ID_LENGTH} characters")
-            request_id = message_id
-        return Request(type=name, id=request_id, payload=payload)
-
-    def _sync_rooms(
-        self, peer: SioPeer, conn: Connection, request: Request, ack_id: int | None
-    ) -> None:
-        """The seed's ``sync:messages {lastEventId, rooms: [...]}``: one reply per room."""
-        rooms = request.payload["rooms"]
-        if (
-            not isinstance(rooms, list)
-            or not 1 <= len(rooms) <= _MAX_SYNC_ROOMS
-            or not all(isinstance(r, str) for r in rooms)
-        ):
-            raise _bad(f"rooms must be a list of 1 to {_MAX_SYNC_ROOMS} room ids")
-        replies: dict[str, Any] = {}
-        for room_id in rooms:
-            sub: dict[str, Any] = {"roomId": room_id}
-            for key in ("lastEventId", "epoch", "limit"):
-                value = request.payload.get(key)
-                if isinstance(value, dict):  # per room: {roomId: value}
-                    value = value.get(room_id)
-                if value is not None:
-                    sub[key] = value
-            collected: list[dict[str, Any]] = []
-            with peer.answering("sync", "sync:messages", collected):
-                self._hub.handle_request(conn, Request("sync:messages", "sync", sub))
-            replies[room_id] = collected[0] if collected else None
-        peer.reply(ack_id, "sync:messages", {"success": True, "rooms": replies})
-
-    def _refuse(self, peer: SioPeer, name: str, ack_id: int | None, exc: RequestError) -> None:
-        self._counters.bump("bad_requests")
-        log.info("refused %r from %s: %s %s", name[:64], peer.sid, exc.code.value, exc.message)
-        peer.reply(ack_id, name[:64], {"success": False, "error": exc.payload()})
+        if entry is not None:
+            handle_event(self._hub, entry[0], entry[1], ack_id, data)
 
     # -- faults ------------------------------------------------------------------------------
 
