@@ -15,7 +15,7 @@ import websockets
 from fake_server import FakeServer
 
 from .conftest import SECRET, Connect, MakeServer
-from .helpers import QUIET, WAIT, wait_until
+from .helpers import QUIET, WAIT, bearer, open_ws, wait_until
 from .sio_helpers import OpenSio, SioUser, open_sio, sio_users
 
 
@@ -147,6 +147,9 @@ async def test_disable_user_closes_and_refuses(
     assert await raw_alice.closed() == (4003, "USER_DISABLED")
     with pytest.raises(socketio.exceptions.ConnectionError):
         await open_sio(server, "alice")
+    raw_again = await open_ws(server.ws_url, bearer(server.issue_token("alice")))
+    assert await raw_again.closed() == (4003, "USER_DISABLED")
+    assert raw_again.backlog == []  # no welcome
     await server.enable_user("alice")
     assert (await sio(server, "alice")).welcome["userId"] == "alice"
 
@@ -243,3 +246,12 @@ async def test_stop_disconnects_long_polling_clients(make_server: MakeServer, si
     await server.stop()
     assert (await poller.expect("error"))["code"] == "GOING_AWAY"
     assert await poller.disconnected() == "server disconnect"
+
+
+async def test_oversize_packet_cuts_the_connection(server: FakeServer, sio: OpenSio) -> None:
+    alice = await sio(server, "alice")
+    big = {"roomId": "lobby", "text": "x" * (server.config.max_message_size + 1), "messageId": "b"}
+    await alice.client.emit("chat:send", big)
+    assert await alice.disconnected() == "transport error"
+    await wait_until(lambda: server.connection_count() == 0)
+    assert server.counters["errors"] == 0
