@@ -34,7 +34,8 @@ _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 class Batch:
     """The changes one transaction applies: deletes first, then inserts in seq order."""
 
-    deletes: list[str]
+    deletes: list[int]
+    """The seqs of committed messages to delete."""
     inserts: list[Row]
     cursors: dict[str, Cursor | None]
     """Latest cursor per room; ``None`` removes the room's cursor."""
@@ -72,15 +73,17 @@ class BufferedStore(ABC):
         self._phase = _Phase.CLOSED
         self._failure: StoreError | None = None
         self._task: asyncio.Task[None] | None = None
-        self._init_buffer(StoredState(), 1)
+        self._init_buffer(StoredState(), [])
 
-    def _init_buffer(self, state: StoredState, next_seq: int) -> None:
-        self._ids = {m.message_id for m in state.outbox}  # committed or buffered
+    def _init_buffer(self, state: StoredState, seqs: list[int]) -> None:
+        # Every message id in the store (committed or buffered) and its seq: the store
+        # refuses duplicates itself, and deletes by seq.
+        self._ids = {m.message_id: seq for m, seq in zip(state.outbox, seqs, strict=True)}
         self._rooms = list(state.rooms)
         self._cursors = dict(state.cursors)
-        self._next_seq = next_seq
+        self._next_seq = max(seqs, default=0) + 1
         self._inserts: dict[str, Row] = {}
-        self._deletes: set[str] = set()
+        self._deletes: set[int] = set()
         self._pending_cursors: dict[str, Cursor | None] = {}
         self._pending_rooms: list[str] | None = None
         self._next_done: asyncio.Future[None] | None = None
@@ -91,8 +94,8 @@ class BufferedStore(ABC):
     # -- what a backend provides -------------------------------------------------------
 
     @abstractmethod
-    async def _load(self) -> tuple[StoredState, int]:
-        """Acquire the store and return its contents and the next free outbox seq."""
+    async def _load(self) -> tuple[StoredState, list[int]]:
+        """Acquire the store; return its contents and the seq of each outbox message."""
 
     @abstractmethod
     async def _write(self, batch: Batch) -> None:
@@ -110,12 +113,12 @@ class BufferedStore(ABC):
             raise StoreError(f"store is {self._phase.value}, not closed")
         self._phase = _Phase.OPENING
         try:
-            state, next_seq = await self._load()
+            state, seqs = await self._load()
         except BaseException:
             self._phase = _Phase.CLOSED
             raise
         self._failure = None
-        self._init_buffer(state, next_seq)
+        self._init_buffer(state, seqs)
         self._task = asyncio.get_running_loop().create_task(self._commit_loop())
         self._phase = _Phase.OPEN
         return state
@@ -161,18 +164,18 @@ class BufferedStore(ABC):
             message.attempts,
         )
         self._next_seq += 1
-        self._ids.add(message_id)
+        self._ids[message_id] = row[0]
         self._inserts[message_id] = row
         self._changed(len(self._inserts) + len(self._deletes))
 
     def remove(self, message_id: str) -> bool:
         """Buffer a removal; cancels a still-buffered enqueue. See :meth:`Store.remove`."""
         self._check_open()
-        if message_id not in self._ids:
+        seq = self._ids.pop(message_id, None)
+        if seq is None:
             return False
-        self._ids.discard(message_id)
         if self._inserts.pop(message_id, None) is None:
-            self._deletes.add(message_id)
+            self._deletes.add(seq)
             self._changed(len(self._inserts) + len(self._deletes))
         return True
 

@@ -18,26 +18,25 @@ class MemoryStore(BufferedStore):
 
     def __init__(self, *, max_batch: int = 1024, max_delay: float = 0.005) -> None:
         super().__init__(max_batch=max_batch, max_delay=max_delay)
-        self._rows: dict[str, Row] = {}
+        self._rows: dict[int, Row] = {}  # by seq, in seq order
         self._saved_rooms: list[str] = []
         self._saved_cursors: dict[str, Cursor] = {}
         self.commits = 0
         """Transactions written so far (for tests of group commit and cancel-out)."""
 
-    async def _load(self) -> tuple[StoredState, int]:
+    async def _load(self) -> tuple[StoredState, list[int]]:
         state = StoredState(
             list(self._saved_rooms),
             dict(self._saved_cursors),
             [row_to_message(row) for row in self._rows.values()],
         )
-        next_seq = max((row[0] for row in self._rows.values()), default=0) + 1
-        return state, next_seq
+        return state, list(self._rows)
 
     async def _write(self, batch: Batch) -> None:
-        for message_id in batch.deletes:
-            del self._rows[message_id]
+        for seq in batch.deletes:
+            del self._rows[seq]
         for row in batch.inserts:
-            self._rows[row[1]] = row
+            self._rows[row[0]] = row
         for room, cursor in batch.cursors.items():
             if cursor is None:
                 self._saved_cursors.pop(room, None)
