@@ -115,14 +115,14 @@ class StoredMessage:
         ``maybe_delivered``.
         """
         return OutboxEntry(
-            self.message_id,
-            self.kind,
-            self.room,
-            self.payload,
-            self.size,
-            self.enqueued_at - clock_offset,
-            None if self.expires_at is None else self.expires_at - clock_offset,
-            max(self.attempts, 1) if assume_sent else self.attempts,
+            message_id=self.message_id,
+            kind=self.kind,
+            room=self.room,
+            payload=self.payload,
+            size=self.size,
+            enqueued_at=self.enqueued_at - clock_offset,
+            expires_at=None if self.expires_at is None else self.expires_at - clock_offset,
+            attempts=max(self.attempts, 1) if assume_sent else self.attempts,
         )
 
 
