@@ -11,10 +11,11 @@ waiting, the sleeping and the socket work.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Literal
 
 from .backoff import Backoff, BackoffSchedule
@@ -30,7 +31,7 @@ from .errors import (
     TokenExpired,
     TransportError,
 )
-from .events import Ack, ConnectionState, ErrorEvent, Event, StateChanged
+from .events import Ack, ConnectionState, ErrorEvent, Event, Gap, StateChanged
 from .failures import Action, classify
 from .outbox import Overflow
 from .quality import QualitySnapshot, QualityTracker
@@ -59,7 +60,12 @@ class Client:
     :param url: the server's WebSocket URL (``ws://host:port/ws``).
     :param token: a string, a sync/async callable, or a TokenProvider; asked before
         every connection attempt, and again with ``force=True`` after a 4002.
-    :param transport: ``"websocket"`` or a :class:`~rtclient.transports.Transport`.
+    :param transport: ``"websocket"``, ``"socketio"`` or a
+        :class:`~rtclient.transports.Transport`.
+    :param protocol: ``"rooms"`` (the server speaks docs/protocol.md: rooms, event
+        logs, sync) or ``"generic"`` (any Socket.IO server: use :meth:`emit`,
+        :meth:`call`, :meth:`on` and :meth:`on_connect`).
+    :param namespace: the Socket.IO namespace.
     :param backoff: the reconnect policy.
     :param ack_timeout: seconds without an ack before a request is sent again.
     :param outbox_limit: most unacknowledged messages; ``outbox_max_bytes`` the most bytes.
@@ -82,6 +88,8 @@ class Client:
         *,
         token: TokenSource = None,
         transport: Literal["websocket", "socketio"] | Transport = "websocket",
+        protocol: Literal["rooms", "generic"] = "rooms",
+        namespace: str = "/",
         codec: Codec | None = None,
         backoff: Backoff | None = None,
         ack_timeout: float = 10.0,
@@ -100,7 +108,9 @@ class Client:
     ) -> None:
         self.url = url
         self._tokens = as_provider(token)
-        self._transport = _make_transport(url, transport, codec)
+        self.protocol = protocol
+        self._transport = _make_transport(url, transport, codec, protocol, namespace)
+        self._hooks: list[Callable[[Client], Awaitable[None] | None]] = []
         self.backoff = backoff or Backoff()
         self.connect_timeout = connect_timeout
         self.ping_interval = ping_interval
@@ -131,6 +141,8 @@ class Client:
         self._supervisor: asyncio.Task[RtClientError | None] | None = None
         self._schedule: BackoffSchedule = self.backoff.schedule()
         self._conn: Connection | None = None
+        self._hook_group: asyncio.TaskGroup | None = None
+        self._namespace = namespace
         self._fatal: RtClientError | None = None
         self._counters = {
             "attempts": 0,
@@ -156,6 +168,15 @@ class Client:
     def quality(self) -> QualitySnapshot:
         """The link's quality: level, SRTT, RTTVAR, RTO, p50 / p95 RTT, samples, missed ratio."""
         return self._session.quality_snapshot()
+
+    @property
+    def recovered(self) -> bool:
+        """Whether the server recovered the session on the last (re)connect.
+
+        Socket.IO v4 connection state recovery: True when the server replayed what was
+        missed; after a reconnect where it could not, a ``gap`` event was delivered.
+        """
+        return self._session.welcome.get("recovered") is True
 
     @property
     def user_id(self) -> str | None:
@@ -329,6 +350,60 @@ class Client:
         self._pump()
         return sent
 
+    async def emit(
+        self,
+        event: str,
+        data: Any = None,
+        *,
+        ack: bool = True,
+        ttl: float | None = None,
+        timeout: float | None = None,
+        message_id_field: str | None = "messageId",
+    ) -> Any:
+        """Emit any event (generic mode); with ``ack``, return the server's ack arguments.
+
+        Queued while offline and sent again after reconnects until acknowledged, like
+        :meth:`send`; a dict ``data`` carries the message id under ``message_id_field``
+        so the receiver can drop duplicates. ``ack=False`` returns once the event was
+        written to a live connection.
+        """
+        future = self._waiter(
+            self._session.emit(
+                event, data, self._clock(), ack=ack, ttl=ttl, message_id_field=message_id_field
+            )
+        )
+        self._pump()
+        return await self._await(future, timeout)
+
+    def emit_nowait(
+        self, event: str, data: Any = None, *, ack: bool = True, ttl: float | None = None
+    ) -> str:
+        """Queue an event (generic mode) and return its message id at once."""
+        message_id = self._session.emit(event, data, self._clock(), ack=ack, ttl=ttl)
+        self._pump()
+        return message_id
+
+    async def call(self, event: str, data: Any = None, *, timeout: float | None = None) -> Any:
+        """Emit ``event`` and return the ack's arguments; not kept in the outbox.
+
+        Sent as soon as a connection is up — also from an :meth:`on_connect` hook,
+        before the outbox flushes. If the connection drops first it is sent again on
+        the next one; it fails with AckTimeout after ``ack_timeout`` unanswered.
+        """
+        json.dumps(data)
+        future = self._waiter(self._session.request(event, data, self._clock(), raw=True))
+        self._pump()
+        return await self._await(future, timeout)
+
+    def on_connect(self, hook: Callable[[Client], Awaitable[None] | None]) -> None:
+        """Run ``hook(client)`` after every (re)connect, before queued messages flush.
+
+        For resubscribing on servers that forget subscriptions (use :meth:`call` in it).
+        A hook that raises is reported as an ``error`` event; the client goes live anyway.
+        """
+        self._hooks.append(hook)
+        self._session.gate_on_welcome = True
+
     def on(self, name: str, handler: Handler) -> None:
         """Call ``handler(event)`` for every ``name`` event, in order.
 
@@ -456,6 +531,7 @@ class Client:
         welcomed = False
         try:
             async with asyncio.TaskGroup() as tg:
+                self._hook_group = tg
                 helpers = [
                     tg.create_task(self._write(conn), name="rtclient writer"),
                     tg.create_task(self._heartbeat(conn), name="rtclient heartbeat"),
@@ -468,6 +544,7 @@ class Client:
                         helper.cancel()
         finally:
             self._conn = None
+            self._hook_group = None
             try:
                 async with asyncio.timeout(self.connect_timeout):
                     await conn.close()  # idempotent; releases what the transport holds
@@ -486,6 +563,7 @@ class Client:
                         ConnectionState.CONNECTED,
                     )
             self._schedule.connected(self._clock())
+            self._after_welcome()
             while True:
                 await self._receive(conn)
         except TimeoutError:
@@ -516,6 +594,34 @@ class Client:
                 self._wake_writer.clear()
         except ConnectionLost:
             return  # the reader sees the same close and reports it
+
+    def _after_welcome(self) -> None:
+        """Tell the app if its Socket.IO session was not recovered; start the hooks."""
+        welcome = self._session.welcome
+        if welcome.get("recovered") is False and welcome.get("previousPid"):
+            self._dispatcher.put(
+                Gap(
+                    room=self._namespace,
+                    reason="session",
+                    after_event_id=0,
+                    old_epoch=str(welcome["previousPid"]),
+                    new_epoch=None,
+                )
+            )
+        if self._hooks and self._hook_group is not None:
+            self._hook_group.create_task(self._run_hooks(), name="rtclient on_connect")
+
+    async def _run_hooks(self) -> None:
+        for hook in list(self._hooks):
+            try:
+                result = hook(self)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                log.exception("on_connect hook %r failed", hook)
+                self._dispatcher.put(ErrorEvent("HOOK", f"on_connect hook failed: {exc!r}", exc))
+        self._session.open_gate(self._clock())
+        self._pump()
 
     async def _heartbeat(self, conn: Connection) -> None:
         """Ping every ``ping_interval``; no pong within ``ping_timeout`` drops the link."""
@@ -657,8 +763,14 @@ class Client:
             raise self._closed_error()
 
 
-def _make_transport(url: str, transport: str | Transport, codec: Codec | None) -> Transport:
+def _make_transport(
+    url: str, transport: str | Transport, codec: Codec | None, protocol: str, namespace: str
+) -> Transport:
     """Build the transport named by ``transport`` after checking the URL fits it."""
+    if protocol not in ("rooms", "generic"):
+        raise ValueError(f"protocol is 'rooms' or 'generic', not {protocol!r}")
+    if protocol == "generic" and transport == "websocket":
+        raise ValueError("generic mode is for Socket.IO servers: transport='socketio'")
     if transport == "websocket":
         if not url.startswith(("ws://", "wss://")):
             raise ValueError(f"a WebSocket url starts with ws:// or wss://, not {url[:16]!r}")
@@ -668,7 +780,12 @@ def _make_transport(url: str, transport: str | Transport, codec: Codec | None) -
             raise ValueError(f"a Socket.IO url starts with http(s):// or ws(s)://: {url[:16]!r}")
         if codec is not None:
             raise ValueError("codec= applies to the raw WebSocket transport only")
-        return SocketIOTransport()
+        generic = protocol == "generic"
+        return SocketIOTransport(
+            namespace=namespace,
+            welcome="synthesize" if generic else "server",
+            app_ping=not generic,
+        )
     if isinstance(transport, str):
         raise ValueError(f"unknown transport {transport!r}: 'websocket' or 'socketio'")
     return transport

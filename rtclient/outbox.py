@@ -26,13 +26,17 @@ class OutboxEntry:
     message_id: str
     kind: str
     room: str
-    payload: dict[str, Any]
+    payload: Any
     size: int
     enqueued_at: float
     expires_at: float | None = None
     attempts: int = 0
     in_flight: bool = False
     sent_at: float | None = field(default=None)
+    raw: bool = False
+    """A generic emit: ``payload`` is the application's data as is, any ack is accepted."""
+    wants_ack: bool = True
+    """False: fire-and-forget, done once written to a live connection."""
 
 
 class Outbox:

@@ -29,8 +29,10 @@ class Request:
     request_id: str
     kind: RequestKind
     type: str
-    payload: dict[str, Any]
+    payload: Any
     room: str | None
     key: str
     in_flight: bool = False
     sent_at: float | None = None
+    raw: bool = False
+    """A generic Socket.IO call: the payload is sent as is, the ack's arguments returned."""

@@ -131,6 +131,9 @@ class Session:
         self._hold_until = 0.0
         self._ttl_count = 0
         self.welcome: dict[str, Any] = {}
+        self.gate_on_welcome = False
+        """When true, a welcome does not lead to CONNECTED until :meth:`open_gate`."""
+        self._gated = False
         self.close_error: RtClientError | None = None
         """The fatal error that closed the session, if one did."""
         self.counters: dict[str, int] = dict.fromkeys(
@@ -304,6 +307,29 @@ class Session:
             "dm:send", room, {"toUserId": user_id, "text": text}, now, ttl, None
         )
 
+    def emit(
+        self,
+        event: str,
+        data: Any,
+        now: float,
+        *,
+        ack: bool = True,
+        ttl: float | None = None,
+        message_id_field: str | None = "messageId",
+    ) -> str:
+        """Queue a generic event (any server); returns its message id (the outcome key).
+
+        Kept in the outbox like a chat message: sent when live, sent again after a
+        reconnect until acknowledged. With ``ack=False`` it is done once written to a
+        live connection. When ``data`` is a dict, the message id is added to it under
+        ``message_id_field`` so the server (or the receiving app) can deduplicate.
+        The ``Completed`` result is the ack's arguments (one value, or a list).
+        """
+        message_id = self._new_id()
+        if isinstance(data, dict) and message_id_field:
+            data = {**data, message_id_field: data.get(message_id_field, message_id)}
+        return self._enqueue_message(event, "", data, now, ttl, message_id, raw=True, wants_ack=ack)
+
     def cancel(self, message_id: str) -> bool:
         """Withdraw a message that has not been transmitted yet; True if it was withdrawn."""
         entry = self.outbox.get(message_id)
@@ -313,14 +339,17 @@ class Session:
         self._outputs.append(Failed(message_id, MessageDropped("cancelled by the application")))
         return True
 
-    def request(self, type_: str, payload: dict[str, Any], now: float) -> str:
-        """Send a request that expects an ack (queued until live). Returns the outcome key.
+    def request(self, type_: str, payload: Any, now: float, *, raw: bool = False) -> str:
+        """Send a request that expects an ack. Returns the outcome key.
 
-        The ``Completed`` result is the ack's payload; an error reply fails it with
-        RequestRejected, no ack within ``ack_timeout`` with AckTimeout.
+        Sent as soon as the server has welcomed the connection (also while recovering,
+        so an on-connect hook can use it), again after a reconnect if unanswered. The
+        ``Completed`` result is the ack's payload (``raw``: the ack's arguments as they
+        came, for any Socket.IO server); an error reply fails it with RequestRejected,
+        no ack within ``ack_timeout`` with AckTimeout.
         """
         self._check_open_for_work()
-        return self._enqueue_request(RequestKind.GENERIC, type_, payload, now)
+        return self._enqueue_request(RequestKind.GENERIC, type_, payload, now, raw=raw)
 
     def notify(self, type_: str, payload: dict[str, Any]) -> bool:
         """Send a fire-and-forget message if live (typing indicators); False if not sent."""
@@ -444,7 +473,7 @@ class Session:
             self._malformed(f"{type_}: payload is not an object")
             return
         if type_ == "ack":
-            self._on_ack(envelope.get("id"), payload, now)
+            self._on_ack(envelope.get("id"), payload, now, envelope.get("args"))
         elif type_ == "connected":
             self._on_welcome(payload, now)
         elif type_ in LOGGED_EVENTS:
@@ -469,9 +498,12 @@ class Session:
             ConnectionState.CONNECTING,
             ConnectionState.RECONNECTING,
         ):
-            self._malformed("unexpected 'connected' welcome")
+            # Not waiting for a welcome: a server's own event that happens to be named
+            # "connected" (generic Socket.IO servers), delivered as it is.
+            self._on_plain_event("connected", payload)
             return
         self.welcome = payload
+        self._gated = self.gate_on_welcome
         self._set_state(ConnectionState.RECOVERING)
         for room in self.rooms.values():
             self._send_join(room, now)
@@ -499,9 +531,16 @@ class Session:
             room=room.name,
         )
 
+    def open_gate(self, now: float) -> None:
+        """The on-connect hooks are done: the session may go live."""
+        self._gated = False
+        self._maybe_live(now)
+
     def _maybe_live(self, now: float) -> None:
-        if self._state is ConnectionState.RECOVERING and all(
-            r.phase is RoomPhase.LIVE for r in self.rooms.values()
+        if (
+            self._state is ConnectionState.RECOVERING
+            and not self._gated
+            and all(r.phase is RoomPhase.LIVE for r in self.rooms.values())
         ):
             self._set_state(ConnectionState.CONNECTED)
             self._flush(now)
@@ -630,14 +669,16 @@ class Session:
 
     # -- internals: acks ------------------------------------------------------------------
 
-    def _on_ack(self, request_id: object, payload: dict[str, Any], now: float) -> None:
+    def _on_ack(
+        self, request_id: object, payload: dict[str, Any], now: float, args: object = None
+    ) -> None:
         if not isinstance(request_id, str):
             self._malformed("ack without a string id")
             return
         ok = payload.get("success") is True
         entry = self.outbox.get(request_id)
         if entry is not None:
-            self._on_message_ack(entry, ok, payload, now)
+            self._on_message_ack(entry, ok, payload, now, args)
             return
         request = self._requests.pop(request_id, None)
         if request is None:
@@ -649,14 +690,28 @@ class Session:
         elif request.kind is RequestKind.SYNC:
             if room is not None and room.request_id == request_id:
                 self._on_sync_ack(room, ok, payload, now)
+        elif request.raw:
+            result = args[0] if isinstance(args, list) and len(args) == 1 else args
+            self._complete(request.key, payload if args is None else result)
         elif request.kind is RequestKind.LEAVE or ok:
             self._complete(request.key, payload)
         else:
             self._fail(request.key, _rejection(payload))
 
     def _on_message_ack(
-        self, entry: OutboxEntry, ok: bool, payload: dict[str, Any], now: float
+        self, entry: OutboxEntry, ok: bool, payload: dict[str, Any], now: float, args: object
     ) -> None:
+        if entry.raw:  # a generic emit: whatever the server answered is the answer
+            self._remove_entry(entry)
+            self.counters["acked"] += 1
+            if entry.attempts == 1 and entry.sent_at is not None:
+                self.quality.ack_rtt(now - entry.sent_at)
+            if isinstance(args, list):
+                result: Any = args[0] if len(args) == 1 else args
+            else:
+                result = payload
+            self._complete(entry.message_id, result)
+            return
         if ok:
             event_id = payload.get("eventId")
             if not isinstance(event_id, int):
@@ -695,10 +750,13 @@ class Session:
         self,
         kind: str,
         room: str,
-        payload: dict[str, Any],
+        payload: Any,
         now: float,
         ttl: float | None,
         message_id: str | None,
+        *,
+        raw: bool = False,
+        wants_ack: bool = True,
     ) -> str:
         self._check_open_for_work()
         message_id = message_id or self._new_id()
@@ -706,7 +764,15 @@ class Session:
             return message_id
         size = len(json.dumps(payload, ensure_ascii=False).encode()) + _ENVELOPE_OVERHEAD
         entry = OutboxEntry(
-            message_id, kind, room, payload, size, now, None if ttl is None else now + ttl
+            message_id,
+            kind,
+            room,
+            payload,
+            size,
+            now,
+            None if ttl is None else now + ttl,
+            raw=raw,
+            wants_ack=wants_ack,
         )
         for dropped in self.outbox.add(entry):
             self._ttl_count -= dropped.expires_at is not None
@@ -727,39 +793,51 @@ class Session:
         *,
         room: str | None = None,
         key: str | None = None,
+        raw: bool = False,
     ) -> str:
         request_id = self._new_id()
         request = Request(request_id, kind, type_, payload, room, key or request_id)
         self._requests[request_id] = request
-        if self._welcomed and (kind is not RequestKind.GENERIC or self._live):
+        request.raw = raw
+        if self._welcomed:
             self._transmit_request(request, now)
         return request.key
 
     def _transmit_request(self, request: Request, now: float) -> None:
         request.in_flight = True
         request.sent_at = now
-        self._send_buffer.append(
-            {"type": request.type, "id": request.request_id, "payload": request.payload}
-        )
+        envelope = {"type": request.type, "id": request.request_id, "payload": request.payload}
+        if request.raw:
+            envelope["raw"] = True
+        self._send_buffer.append(envelope)
 
     def _transmit(self, entry: OutboxEntry, now: float) -> None:
         self.counters["resent" if entry.attempts else "sent"] += 1
+        envelope: dict[str, Any] = {"type": entry.kind, "payload": entry.payload}
+        if entry.raw:
+            envelope["raw"] = True
+        if not entry.wants_ack:
+            self._send_buffer.append(envelope)
+            self._remove_entry(entry)
+            self._complete(entry.message_id, None)
+            return
+        envelope["id"] = entry.message_id
         self.outbox.mark_sent(entry, now)
-        self._send_buffer.append(
-            {"type": entry.kind, "id": entry.message_id, "payload": entry.payload}
-        )
+        self._send_buffer.append(envelope)
 
     @property
     def _live(self) -> bool:
         return self._open and self._state is ConnectionState.CONNECTED
 
     def _flush(self, now: float) -> None:
-        """Send what may go now: timestamps for new requests, queued requests and messages."""
-        if not self._live:
+        """Send what may go now: queued requests once welcomed, messages once live."""
+        if not self._welcomed:
             return
         for request in self._requests.values():
             if not request.in_flight:
                 self._transmit_request(request, now)
+        if not self._live:
+            return
         if self._hold_until > now:
             return
         budget = self.max_in_flight - self.outbox.in_flight_count()

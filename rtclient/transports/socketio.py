@@ -9,7 +9,11 @@ binding"):
   message id of ``chat:send`` / ``dm:send`` travels in the data as ``messageId``;
 - a request without ``id`` is a plain ``emit``; every event from the server becomes
   ``{"type": event, "payload": data}`` (data that is not an object is wrapped as
-  ``{"args": [...]}``);
+  ``{"args": [...]}``); a ``raw`` envelope (a generic emit) sends its payload as is;
+- Socket.IO v4 connection state recovery: when the server gives the session a ``pid``
+  (``connectionStateRecovery`` on), the transport keeps it and the offset of the last
+  event received, sends both in the next CONNECT's auth payload, and reports in the
+  welcome whether the server recovered the session (``recovered``);
 - the token goes in the handshake ``auth`` payload ``{"token": …}``, fresh for every
   attempt. ``connect_error`` messages are classified like the raw close codes:
   ``INVALID_TOKEN`` / ``AUTHENTICATION_REQUIRED`` → 4001, ``TOKEN_EXPIRED`` → 4002,
@@ -86,26 +90,36 @@ class SocketIOTransport:
         self.welcome = welcome
         self.app_ping = app_ping
         self.headers = dict(headers or {})
+        self.pid: str | None = None
+        """The session id the server gave for connection state recovery, if any."""
+        self.offset: str | None = None
+        """The offset of the last event received in that session."""
+        self.recovered = False
+        """Whether the server recovered the previous session on the last connect."""
 
     async def connect(
         self, url: str, *, token: str | None, open_timeout: float
     ) -> SocketIOConnection:
         """Open one connection; see :class:`rtclient.transports.base.Transport`."""
         http = aiohttp.ClientSession()
-        sio = socketio.AsyncClient(
+        sio = _AsyncClient(
             reconnection=False,
             handle_sigint=False,
             http_session=http,
             logger=RedactingLogger(logging.getLogger("socketio.client")),
             engineio_logger=RedactingLogger(logging.getLogger("engineio.client")),
         )
-        conn = SocketIOConnection(sio, http, self.namespace, app_ping=self.app_ping)
+        conn = SocketIOConnection(sio, http, self.namespace, app_ping=self.app_ping, owner=self)
+        auth: dict[str, Any] = {"token": token} if token else {}
+        sent_pid = self.pid
+        if sent_pid is not None:
+            auth.update(pid=sent_pid, offset=self.offset)
         try:
             async with asyncio.timeout(open_timeout):
                 await sio.connect(
                     url,
                     headers=self.headers,
-                    auth={"token": token} if token else None,
+                    auth=auth or None,
                     transports=self.transports,
                     namespaces=[self.namespace],
                     socketio_path=self.socketio_path,
@@ -114,8 +128,16 @@ class SocketIOTransport:
         except (socketio.exceptions.ConnectionError, TimeoutError, aiohttp.ClientError) as exc:
             await conn.close()
             raise conn.connect_failure(exc) from None
+        recovered = sent_pid is not None and sio.pid == sent_pid
+        self.pid = sio.pid
+        if not recovered:
+            self.offset = None
+        self.recovered = recovered
         if self.welcome == "synthesize":
-            conn.push({"type": "connected", "payload": {"features": [], "sid": sio.sid}})
+            welcome = {"features": [], "sid": sio.sid, "recovered": recovered}
+            if sent_pid is not None:
+                welcome["previousPid"] = sent_pid
+            conn.push({"type": "connected", "payload": welcome})
         return conn
 
 
@@ -129,7 +151,9 @@ class SocketIOConnection:
         namespace: str,
         *,
         app_ping: bool,
+        owner: SocketIOTransport,
     ) -> None:
+        self._owner = owner
         self._sio = sio
         self._http = http
         self._ns = namespace
@@ -149,13 +173,15 @@ class SocketIOConnection:
         if self._closed is not None:
             raise ConnectionLost(self._closed.code, self._closed.reason)
         type_ = envelope["type"]
-        data = dict(envelope.get("payload") or {})
         request_id = envelope.get("id")
-        callback = None
-        if isinstance(request_id, str):
-            if type_ in _MESSAGE_ID_TYPES:
+        data: Any
+        if envelope.get("raw"):
+            data = envelope.get("payload")
+        else:
+            data = dict(envelope.get("payload") or {})
+            if isinstance(request_id, str) and type_ in _MESSAGE_ID_TYPES:
                 data["messageId"] = request_id
-            callback = self._ack_callback(request_id)
+        callback = self._ack_callback(request_id) if isinstance(request_id, str) else None
         try:
             await self._sio.emit(type_, data, namespace=self._ns, callback=callback)
         except socketio.exceptions.BadNamespaceError as exc:
@@ -248,14 +274,18 @@ class SocketIOConnection:
 
     def _ack_callback(self, request_id: str) -> Any:
         def on_ack(*args: object) -> None:
-            payload = args[0] if len(args) == 1 else list(args)
-            if not isinstance(payload, dict):
-                payload = {"success": True, "args": payload}
-            self._inbox.put_nowait({"type": "ack", "id": request_id, "payload": payload})
+            payload = args[0] if len(args) == 1 and isinstance(args[0], dict) else {}
+            self._inbox.put_nowait(
+                {"type": "ack", "id": request_id, "payload": payload, "args": list(args)}
+            )
 
         return on_ack
 
     async def _on_event(self, event: str, *args: object) -> None:
+        if self._sio.pid is not None and args and isinstance(args[-1], str):
+            # With connection state recovery on, the server appends each event's offset.
+            self._owner.offset = args[-1]
+            args = args[:-1]
         payload: object = args[0] if len(args) == 1 else {"args": list(args)}
         if not isinstance(payload, dict):
             payload = {"args": list(args)}
@@ -297,3 +327,18 @@ def _handshake_status(exc: BaseException) -> tuple[int | None, float | None]:
             return int(match.group(1)), None
         seen = seen.__cause__ or seen.__context__
     return None, None
+
+
+class _AsyncClient(socketio.AsyncClient):  # type: ignore[misc]
+    """python-socketio's client, also keeping the ``pid`` of the server's CONNECT packet.
+
+    python-socketio 5 reads only ``sid`` from that packet; the ``pid`` is what Socket.IO
+    v4 connection state recovery needs to resume a session.
+    """
+
+    pid: str | None = None
+
+    async def _handle_connect(self, namespace: str | None, data: object) -> None:
+        pid = data.get("pid") if isinstance(data, dict) else None
+        self.pid = pid if isinstance(pid, str) else None
+        await super()._handle_connect(namespace, data)
