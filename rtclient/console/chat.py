@@ -1,0 +1,173 @@
+"""``rtclient chat``: an interactive chat on prompt_toolkit, or JSON lines when piped.
+
+In a terminal, incoming messages print above the input line and a bottom toolbar shows
+the connection (``reconnecting in 2.1 s``), RTT, quality, the queue and the room. With
+stdin not a terminal, :mod:`.pipe` takes over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.buffer import Buffer
+from prompt_toolkit.input import Input
+from prompt_toolkit.output import Output
+from prompt_toolkit.patch_stdout import patch_stdout
+
+from ..backoff import Backoff
+from ..client import Client
+from ..errors import RtClientError
+from .auth import UsageError, add_connection_arguments, check_credentials, make_client
+from .auth import token_provider as token_source
+from .controller import ChatController
+from .render import describe_error
+
+__all__ = ["add_arguments", "interactive", "run", "shown_url"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``chat`` subcommand's arguments."""
+    add_connection_arguments(parser)
+    parser.add_argument(
+        "--room", action="append", required=True, help="room to join (repeat for more)"
+    )
+    parser.add_argument(
+        "--ping-interval", type=float, default=5.0, help="seconds between heartbeats (RTT)"
+    )
+    parser.add_argument(
+        "--give-up", type=float, metavar="S", help="stop reconnecting after S seconds of failure"
+    )
+
+
+def shown_url(url: str) -> str:
+    """``url`` without its query string (a ``?token=`` must not reach the screen)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``rtclient chat``; returns the exit status."""
+    from .pipe import run_pipe
+
+    if sys.stdin.isatty():
+        return asyncio.run(_interactive_main(args))
+    return asyncio.run(run_pipe(args))
+
+
+def build_client(args: argparse.Namespace) -> tuple[Client, object]:
+    """The Client the arguments describe, and its token source (to check first)."""
+    source = token_source(args, args.url)
+    backoff = Backoff(max_elapsed=args.give_up) if args.give_up is not None else None
+    client = make_client(args, source, backoff=backoff, ping_interval=args.ping_interval)
+    return client, source
+
+
+async def _interactive_main(args: argparse.Namespace) -> int:
+    try:
+        client, source = build_client(args)
+        await check_credentials(source)
+    except UsageError as exc:
+        print(f"rtclient chat: error: {exc}", file=sys.stderr)
+        return 2
+    except RtClientError as exc:
+        print(f"rtclient chat: {describe_error(exc)}", file=sys.stderr)
+        return 1
+    print(
+        f"rtclient chat · {shown_url(args.url)} · rooms: {', '.join(args.room)}"
+        " · /help for commands, Ctrl-D to quit"
+    )
+    with patch_stdout(raw=True):
+        controller = await interactive(client, args.room)
+    if controller.fatal is not None:
+        print(f"rtclient chat: {describe_error(controller.fatal)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def interactive(
+    client: Client,
+    rooms: list[str],
+    *,
+    input: Input | None = None,
+    output: Output | None = None,
+    out: Callable[[str], None] | None = None,
+    refresh_interval: float = 0.25,
+    on_ready: Callable[[ChatController, PromptSession[str]], None] | None = None,
+) -> ChatController:
+    """Run the chat until /quit, Ctrl-D, Ctrl-C or a fatal error; the client is closed after.
+
+    ``input`` / ``output`` default to the terminal (tests pass a pipe input and a
+    DummyOutput); ``out`` writes a line above the prompt (default: ``print``, which
+    goes above the input line under ``patch_stdout``). ``on_ready`` is called with the
+    controller and the prompt session once both exist.
+    """
+    write = out or (lambda line: print(line, flush=True))
+    controller: ChatController
+    session: PromptSession[str] = PromptSession(
+        message=lambda: f"{controller.current or '-'}> ",
+        bottom_toolbar=lambda: controller.toolbar(),
+        refresh_interval=refresh_interval,
+        input=input,
+        output=output,
+    )
+    controller = ChatController(client, rooms, out=write, invalidate=session.app.invalidate)
+
+    def typed(buffer: Buffer) -> None:
+        controller.user_typed(buffer.text)
+
+    session.default_buffer.on_text_changed += typed
+    if on_ready is not None:
+        on_ready(controller, session)
+    await controller.start()
+    try:
+        while not controller.done.is_set():
+            line = await _prompt(session, controller.done)
+            if line is None:
+                break
+            controller.handle_line(line)
+    finally:
+        await controller.stop()
+    if controller.failed:
+        write(f"· {controller.failed} message(s) not delivered")
+    return controller
+
+
+async def _prompt(session: PromptSession[str], done: asyncio.Event) -> str | None:
+    """The next line; None on Ctrl-D, Ctrl-C, or when ``done`` is set meanwhile.
+
+    The prompt runs in this task, not a task of its own: prompt_toolkit raises
+    KeyboardInterrupt for Ctrl-C, which must not escape a task (it would stop the loop).
+    ``done`` ends the prompt with prompt_toolkit's documented race-free recipe: a
+    ``pre_run`` hook for an event set before the prompt runs, ``app.exit`` after.
+    """
+    app = session.app
+    running = False
+
+    def end() -> None:
+        if app.future is not None and not app.future.done():
+            app.exit(exception=EOFError())
+
+    def pre_run() -> None:
+        nonlocal running
+        running = True
+        if done.is_set():
+            end()
+
+    async def watch() -> None:
+        await done.wait()
+        if running:
+            end()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        return await session.prompt_async(pre_run=pre_run)
+    except (EOFError, KeyboardInterrupt):
+        return None
+    finally:
+        watcher.cancel()
+        await asyncio.wait([watcher])

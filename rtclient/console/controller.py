@@ -1,0 +1,263 @@
+"""What ``rtclient chat`` does between a Client and a screen, without the terminal.
+
+:class:`ChatController` takes input lines (:meth:`~ChatController.handle_line`) and
+keystrokes (:meth:`~ChatController.user_typed`), writes lines through ``out`` and
+gives the toolbar's text (:meth:`~ChatController.toolbar`). The prompt_toolkit side is
+in :mod:`.chat`; tests drive this class directly or through a pipe input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from ..client import Client
+from ..dispatch import Delivered
+from ..errors import RtClientError
+from ..events import ConnectionState, Event, StateChanged
+from .commands import HELP, Command, Message, parse_line
+from .render import ack_line, describe_error, event_line, failure_line, item_line, pending_line
+from .status import (
+    EchoFilter,
+    LinkStatus,
+    ToolbarFacts,
+    TypingThrottle,
+    TypingTracker,
+    toolbar_text,
+)
+
+__all__ = ["ChatController"]
+
+_KINDS = ("*", "state", "gap", "error", "quality")
+
+
+class ChatController:
+    """The interactive chat's logic. Call :meth:`start`, feed it lines, then :meth:`stop`.
+
+    ``done`` is set when the user asked to quit or the client stopped for good (then
+    ``fatal`` holds why). Every task it starts is ended by :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        rooms: list[str],
+        *,
+        out: Callable[[str], None],
+        invalidate: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+        typing_interval: float = 2.0,
+        request_timeout: float = 10.0,
+    ) -> None:
+        self.client = client
+        self.initial_rooms = list(dict.fromkeys(rooms))
+        self.current: str | None = self.initial_rooms[0] if self.initial_rooms else None
+        self.out = out
+        self.invalidate = invalidate
+        self.clock = clock
+        self.request_timeout = request_timeout
+        self.link = LinkStatus()
+        self.typing = TypingTracker()
+        self.throttle = TypingThrottle(interval=typing_interval)
+        self.echoes = EchoFilter()
+        self.done = asyncio.Event()
+        self.fatal: BaseException | None = None
+        self.failed = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen to the client, start connecting and join the rooms (in the background)."""
+        for kind in _KINDS:
+            self.client.on(kind, self._on_item)
+        await self.client.connect(wait=False)
+        for room in self.initial_rooms:
+            self._spawn(self._join(room, announce=True))
+
+    async def stop(self, *, flush_timeout: float = 2.0) -> None:
+        """Close the client (flushing the outbox up to ``flush_timeout``), end every task."""
+        await asyncio.sleep(0)  # sends just typed reach the outbox before close() looks
+        await self.client.close(flush=True, timeout=flush_timeout)
+        tasks = list(self._tasks)
+        if tasks:  # closing settled every send, join and request: these end at once
+            await asyncio.wait(tasks, timeout=1.0)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for kind in _KINDS:
+            self.client.off(kind, self._on_item)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _say(self, line: str) -> None:
+        self.out(line)
+        self.invalidate()
+
+    # -- what the user does --------------------------------------------------------------
+
+    def handle_line(self, line: str) -> None:
+        """Act on an entered line: send it, or run the command (slow ones in the background)."""
+        parsed = parse_line(line)
+        if parsed is None:
+            return
+        if isinstance(parsed, Message):
+            self.send(parsed.text)
+        else:
+            self.command(parsed)
+
+    def user_typed(self, text: str) -> None:
+        """The input buffer changed: tell the room we are typing, at most every few seconds."""
+        room = self.current
+        if room is None or not text.strip() or (text.startswith("/") and not text.startswith("//")):
+            return
+        if self.client.state is ConnectionState.CONNECTED and self.throttle.should_send(
+            self.clock()
+        ):
+            self.client.typing(room)
+
+    def send(self, text: str) -> None:
+        """Send ``text`` to the current room: a pending line now, ✓ or ✗ when settled."""
+        room = self.current
+        if room is None:
+            self._say("· no room to talk in: /join one first")
+            return
+        online = self.client.state is ConnectionState.CONNECTED
+        if self.throttle.reset() and online:
+            self.client.typing(room, False)
+        self.echoes.sent()
+        self._say(pending_line(room, text, online=online))
+        self._spawn(self._deliver(room, text))
+
+    async def _deliver(self, room: str, text: str) -> None:
+        try:
+            ack = await self.client.send(room, text)
+        except RtClientError as exc:
+            self.failed += 1
+            released = self.echoes.settled(None)
+            self._say(failure_line(room, text, exc))
+        else:
+            released = self.echoes.settled(ack.message_id)
+            self._say(ack_line(ack, text))
+        for event in released:
+            self._show_event(event)
+
+    def command(self, command: Command) -> None:
+        """Run a parsed ``/command``."""
+        if command.error is not None:
+            self._say(f"· {command.error}")
+            return
+        name, arg = command.name, command.arg
+        if name == "help":
+            self._say("commands:\n" + HELP)
+        elif name == "quit":
+            self.done.set()
+        elif name == "rooms":
+            rooms = self.client.rooms
+            listed = [f"{r} (current)" if r == self.current else r for r in rooms]
+            self._say(f"· rooms: {', '.join(listed) or 'none'}")
+        elif name == "room":
+            assert arg is not None
+            if arg in self.client.rooms:
+                self.current = arg
+                self._say(f"· talking in {arg}")
+            else:
+                self._say(f"· not in {arg}: /join {arg}")
+        elif name == "join":
+            assert arg is not None
+            self.current = arg
+            self._spawn(self._join(arg, announce=True))
+        elif name == "leave":
+            room = arg or self.current
+            if room is None or room not in self.client.rooms:
+                self._say(f"· not in {room or 'any room'}")
+                return
+            if room == self.current:
+                others = [r for r in self.client.rooms if r != room]
+                self.current = others[0] if others else None
+            self._spawn(self._leave(room))
+        elif name == "who":
+            room = arg or self.current
+            if room is None:
+                self._say("· which room? /who ROOM")
+                return
+            self._spawn(self._who(room))
+        self.invalidate()
+
+    async def _join(self, room: str, *, announce: bool) -> None:
+        try:
+            members = await self.client.join(room, timeout=None)
+        except RtClientError as exc:
+            if self.current == room:
+                others = [r for r in self.client.rooms if r != room]
+                self.current = others[0] if others else None
+            self._say(f"✗ cannot join {room}: {describe_error(exc)}")
+            return
+        if announce:
+            self._say(f"· joined {room} ({len(members)} here: {', '.join(members)})")
+
+    async def _leave(self, room: str) -> None:
+        try:
+            await self.client.leave(room)
+        except RtClientError as exc:
+            self._say(f"✗ cannot leave {room}: {describe_error(exc)}")
+            return
+        self._say(f"· left {room}" + (f"; talking in {self.current}" if self.current else ""))
+
+    async def _who(self, room: str) -> None:
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                members = await self.client.members(room)
+        except (RtClientError, TimeoutError) as exc:
+            self._say(f"✗ /who {room}: {describe_error(exc)}")
+            return
+        self._say(f"· in {room}: {', '.join(members) or 'nobody'}")
+
+    # -- what the client does ------------------------------------------------------------
+
+    def _on_item(self, item: Delivered) -> None:
+        now = self.clock()
+        if isinstance(item, StateChanged):
+            self.link.update(item, now)
+            if item.new is ConnectionState.CLOSED:
+                self.fatal = item.error
+                self.done.set()
+        if isinstance(item, Event):
+            changed = self.typing.update(item, now)
+            if changed and item.name.startswith("typing:"):
+                self.invalidate()
+            if not self.echoes.admit(item, self.client.user_id):
+                return
+            self._show_event(item)
+            return
+        line = item_line(item)
+        if line is not None:
+            if isinstance(item, StateChanged) and item.new is ConnectionState.CONNECTED:
+                line += f" as {self.client.user_id}"
+            self._say(line)
+        else:
+            self.invalidate()
+
+    def _show_event(self, event: Event) -> None:
+        line = event_line(event)
+        if line is not None:
+            self._say(line)
+
+    def toolbar(self) -> str:
+        """The bottom toolbar's text right now."""
+        now = self.clock()
+        return toolbar_text(
+            ToolbarFacts(
+                status=self.link.label(now),
+                quality=self.client.quality,
+                queued=self.client.stats()["queued"],
+                room=self.current,
+                user=self.client.user_id,
+                typing=self.typing.typing(now),
+            )
+        )
