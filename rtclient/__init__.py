@@ -20,6 +20,10 @@ from .errors import (
     ProtocolError,
     RequestRejected,
     RtClientError,
+    StoreCorrupt,
+    StoreError,
+    StoreLocked,
+    StoreVersionError,
     TokenExpired,
     TokenProviderError,
     TransportError,
@@ -27,6 +31,7 @@ from .errors import (
 )
 from .events import Ack, ConnectionState, ErrorEvent, Event, Gap, QualityChanged, StateChanged
 from .quality import QualityLevel, QualitySnapshot
+from .store import MemoryStore, SqliteStore, Store
 from .tokens import HttpTokenProvider, TokenProvider
 
 __version__ = "0.1.0"
@@ -47,6 +52,7 @@ __all__ = [
     "Gap",
     "HandshakeRejected",
     "HttpTokenProvider",
+    "MemoryStore",
     "MessageDropped",
     "MessageExpired",
     "NotJoined",
@@ -57,7 +63,13 @@ __all__ = [
     "QualitySnapshot",
     "RequestRejected",
     "RtClientError",
+    "SqliteStore",
     "StateChanged",
+    "Store",
+    "StoreCorrupt",
+    "StoreError",
+    "StoreLocked",
+    "StoreVersionError",
     "TokenExpired",
     "TokenProvider",
     "TokenProviderError",

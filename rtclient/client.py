@@ -36,6 +36,7 @@ from .failures import Action, classify
 from .outbox import Overflow
 from .quality import QualitySnapshot, QualityTracker
 from .session import Completed, Failed, Session, leave_key
+from .store import SqliteStore, Store, StoredMessage, clock_offset
 from .tokens import TokenSource, as_provider, token_times
 from .transports.base import Connection, Transport
 from .transports.socketio import SocketIOTransport
@@ -78,6 +79,13 @@ class Client:
         drops the connection and reconnects. A frozen peer is noticed within
         ``ping_interval + ping_timeout``.
     :param quality_window: how many recent heartbeats the quality level is judged on.
+    :param store: a path (an SQLite file) or a :class:`~rtclient.store.Store`: the
+        outbox, the joined rooms and their cursors survive the bot's own restart.
+        Unacknowledged messages are sent again with their original ids (the server
+        deduplicates them); rooms are rejoined and synced from where the last process
+        got to. Cursors are recorded once the event was handed to the handlers, so
+        after a crash an event may be delivered again, never skipped. One store per
+        client identity: a second process opening it gets StoreLocked.
     :param token_refresh_ahead: refresh the token in band (``token:refresh``, no
         reconnect) this long before its ``exp``, or at half its lifetime if sooner.
     """
@@ -104,6 +112,7 @@ class Client:
         ping_timeout: float = 20.0,
         token_refresh_ahead: float = 60.0,
         quality_window: int = 8,
+        store: str | Store | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
@@ -130,7 +139,10 @@ class Client:
             sync_page_size=sync_page_size,
             quality=QualityTracker(window=quality_window),
         )
-        self._dispatcher = Dispatcher(log)
+        self._store: Store | None = SqliteStore(store) if isinstance(store, str) else store
+        self._session.track_changes = self._store is not None
+        self._clock_offset = clock_offset()
+        self._dispatcher = Dispatcher(log, after=self._delivered if self._store else None)
         self._waiters: dict[str, list[asyncio.Future[Any]]] = {}
         self._state_waiters: list[tuple[frozenset[ConnectionState], asyncio.Future[None]]] = []
         self._runner: asyncio.Task[None] | None = None
@@ -192,6 +204,8 @@ class Client:
         """
         if self._runner is not None:
             raise RtClientError("connect() was already called")
+        if self._store is not None:
+            await self._restore(self._store)
         self._session.connecting()
         self._pump()
         self._runner = asyncio.create_task(self._main(), name=f"rtclient {self.url}")
@@ -452,6 +466,8 @@ class Client:
                 self._session.closed(self._fatal)
                 self._pump()
                 self._dispatcher.end()
+        if self._store is not None:
+            await self._store.close()  # after the dispatcher: the last cursors are in
 
     async def _supervise(self) -> RtClientError | None:
         """Connect, run the connection, decide what its end means; repeat until stopped."""
@@ -703,6 +719,8 @@ class Client:
 
     def _pump(self, *, wake_timer: bool = True) -> None:
         """Route the session's outcomes; wake the writer and, unless it is the caller, the timer."""
+        if self._store is not None:
+            self._mirror(self._store)
         for item in self._session.outcomes():
             if isinstance(item, Completed | Failed):
                 self._settle(item)
@@ -745,6 +763,9 @@ class Client:
 
     def _waiter(self, key: str) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        # A caller that stopped waiting (timeout, cancel) must not leave a "never
+        # retrieved" exception behind: the outcome was reported to it as AckTimeout.
+        future.add_done_callback(_consume)
         self._waiters.setdefault(key, []).append(future)
         return future
 
@@ -754,6 +775,50 @@ class Client:
                 return await asyncio.shield(future)
         except TimeoutError:
             raise AckTimeout(f"no answer within {timeout} s (still queued)") from None
+
+    async def enqueue(self, room: str, text: str, *, ttl: float | None = None) -> str:
+        """Queue a message and return its id once it is safe: durable with a ``store``.
+
+        Delivery goes on in the background (as with :meth:`send_nowait`); a bot that is
+        killed after this returned sends the message from its next process.
+        """
+        message_id = self.send_nowait(room, text, ttl=ttl)
+        if self._store is not None:
+            await self._store.flush()
+        return message_id
+
+    async def _restore(self, store: Store) -> None:
+        state = await store.open()
+        cursors = {room: (c.epoch, c.last_event_id) for room, c in state.cursors.items()}
+        entries = [m.to_entry(clock_offset=self._clock_offset) for m in state.outbox]
+        self._session.restore(state.rooms, cursors, entries)
+        if state.rooms or entries:
+            log.info("restored %d rooms and %d queued messages", len(state.rooms), len(entries))
+
+    def _mirror(self, store: Store) -> None:
+        """Apply the session's changes to the store (buffered: a commit follows shortly)."""
+        for change in self._session.store_changes():
+            match change:
+                case ("enqueue", entry):
+                    store.enqueue(StoredMessage.from_entry(entry, clock_offset=self._clock_offset))
+                case ("remove", message_id):
+                    store.remove(message_id)
+                case ("rooms", rooms):
+                    store.set_rooms(rooms)
+                case ("forget", room):
+                    store.forget_cursor(room)
+                case ("cursor", room, epoch, last_event_id):
+                    store.set_cursor(room, epoch, last_event_id)
+
+    def _delivered(self, item: Delivered) -> None:
+        """The handlers have had ``item``: a logged event's room cursor may move on."""
+        if (
+            self._store is not None
+            and isinstance(item, Event)
+            and item.room in self._session.rooms
+            and item.event_id is not None
+        ):
+            self._store.set_cursor(item.room, item.epoch, item.event_id)
 
     def _closed_error(self) -> RtClientError:
         return self._fatal or ClientClosed("the client is closed")
@@ -789,3 +854,8 @@ def _make_transport(
     if isinstance(transport, str):
         raise ValueError(f"unknown transport {transport!r}: 'websocket' or 'socketio'")
     return transport
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -40,12 +40,15 @@ def name_of(item: Delivered) -> str:
 class Dispatcher:
     """Queue between the session and the application's handlers and iterators."""
 
-    def __init__(self, logger: logging.Logger) -> None:
+    def __init__(
+        self, logger: logging.Logger, after: Callable[[Delivered], None] | None = None
+    ) -> None:
         self._queue: asyncio.Queue[Delivered | object] = asyncio.Queue()
         self._handlers: dict[str, list[Handler]] = {}
         self._subscribers: set[asyncio.Queue[Delivered | object]] = set()
         self._log = logger
         self._ended = False
+        self._after = after
         self.handler_errors = 0
 
     def on(self, name: str, handler: Handler) -> None:
@@ -81,6 +84,8 @@ class Dispatcher:
                 handlers += self._handlers.get("*", ())
             for handler in handlers:
                 await self._call(handler, item)
+            if self._after is not None:
+                self._after(item)  # e.g. record the cursor: the app has had the event
         self._ended = True
         for queue in self._subscribers:
             queue.put_nowait(_END)

@@ -19,9 +19,13 @@ transports. The tree::
     ├── OutboxFull               the outbox is at its limit and the policy is ``raise``
     ├── MessageDropped           dropped from a full outbox (policy ``drop_oldest``)
     ├── MessageExpired           the message's TTL passed before it was acknowledged
-    └── TransportError           a connection attempt or a connection failed
-        ├── HandshakeRejected    the server refused the upgrade with an HTTP status
-        └── ConnectionLost       an open connection closed (code, reason)
+    ├── TransportError           a connection attempt or a connection failed
+    │   ├── HandshakeRejected    the server refused the upgrade with an HTTP status
+    │   └── ConnectionLost       an open connection closed (code, reason)
+    └── StoreError               the durable store failed (rtclient.store)
+        ├── StoreCorrupt         not an rtclient store, or damaged
+        ├── StoreVersionError    written by an unknown schema version
+        └── StoreLocked          another client holds the store
 
 A token is never part of an exception's text.
 """
@@ -43,6 +47,10 @@ __all__ = [
     "ProtocolError",
     "RequestRejected",
     "RtClientError",
+    "StoreCorrupt",
+    "StoreError",
+    "StoreLocked",
+    "StoreVersionError",
     "TokenExpired",
     "TokenProviderError",
     "TransportError",
@@ -163,3 +171,28 @@ class ConnectionLost(TransportError):
         super().__init__(f"{text}: {reason}" if reason else text)
         self.code = code
         self.reason = reason
+
+
+class StoreError(RtClientError):
+    """The store cannot be used: not open, closed, failed to write, or unusable file."""
+
+
+class StoreCorrupt(StoreError):
+    """The file is not an SQLite database, not an rtclient store, or fails its check."""
+
+
+class StoreVersionError(StoreError):
+    """The file was written by a schema version this rtclient cannot read."""
+
+    def __init__(self, path: str, found: int, supported: int) -> None:
+        super().__init__(
+            f"{path}: store schema version {found}, this rtclient reads up to {supported}"
+            " (written by a newer rtclient?)"
+        )
+        self.path = path
+        self.found = found
+        self.supported = supported
+
+
+class StoreLocked(StoreError):
+    """Another store holds the file: one store per client identity."""

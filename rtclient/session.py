@@ -84,6 +84,7 @@ class Failed:
 
 
 Output = Event | Gap | StateChanged | QualityChanged | ErrorEvent | Completed | Failed
+StoreChange = tuple[Any, ...]
 
 
 def join_key(room: str) -> str:
@@ -131,6 +132,9 @@ class Session:
         self._hold_until = 0.0
         self._ttl_count = 0
         self.welcome: dict[str, Any] = {}
+        self.track_changes = False
+        """When true, changes a durable store must mirror are kept for :meth:`store_changes`."""
+        self._changes: list[StoreChange] = []
         self.gate_on_welcome = False
         """When true, a welcome does not lead to CONNECTED until :meth:`open_gate`."""
         self._gated = False
@@ -258,6 +262,7 @@ class Session:
             passive = self._passive.pop(room, None)
             state = Room(room, epoch=passive.epoch if passive else None)
             self.rooms[room] = state
+            self._record(("rooms", list(self.rooms)))
         if self._welcomed and state.request_id is None:
             self._send_join(state, now)
         return key
@@ -269,6 +274,8 @@ class Session:
         if state is None:
             self._complete(key, True)
             return key
+        self._record(("rooms", list(self.rooms)))
+        self._record(("forget", room))
         self._fail_queued_for(room, NotJoined(room))
         if state.phase is not RoomPhase.LIVE:
             self._fail(join_key(room), NotJoined(room))
@@ -549,6 +556,7 @@ class Session:
         room.request_id = None
         if not ok:
             del self.rooms[room.name]
+            self._record(("rooms", list(self.rooms)))
             error = _rejection(payload)
             self._fail(join_key(room.name), error)
             self._fail_queued_for(room.name, error)
@@ -562,6 +570,7 @@ class Session:
         if not room.has_cursor:
             if head is not None:
                 room.advance(head, epoch)
+                self._record(("cursor", room.name, room.epoch, room.last_event_id))
             self._go_live(room, now)
         elif head is not None and epoch == room.epoch and head == room.last_event_id:
             self._go_live(room, now)
@@ -589,6 +598,7 @@ class Session:
             self._outputs.append(Gap(room.name, reason, after, room.epoch, epoch, resumed))
             head = _opt_int(payload.get("lastEventId")) or 0
             room.advance(resumed - 1 if resumed is not None else head, epoch)
+            self._record(("cursor", room.name, room.epoch, room.last_event_id))
         progressed = False
         for item in events:
             name = "dm:message" if isinstance(item, dict) and "to" in item else "chat:message"
@@ -776,11 +786,14 @@ class Session:
         )
         for dropped in self.outbox.add(entry):
             self._ttl_count -= dropped.expires_at is not None
+            self._record(("remove", dropped.message_id))
             self.counters["dropped"] += 1
             error = MessageDropped(f"message {dropped.message_id} dropped: outbox full")
             self._outputs.append(Failed(dropped.message_id, error))
             self._outputs.append(ErrorEvent("MESSAGE_DROPPED", str(error), error))
         self._ttl_count += entry.expires_at is not None
+        if wants_ack and not raw:
+            self._record(("enqueue", entry))
         self._flush(now)
         return message_id
 
@@ -863,9 +876,46 @@ class Session:
             reason = f": {type(cause).__name__}: {cause}" if cause is not None else ""
             raise ClientClosed(f"the client is closed{reason}") from cause
 
+    def _record(self, change: StoreChange) -> None:
+        if self.track_changes:
+            self._changes.append(change)
+
+    def store_changes(self) -> list[StoreChange]:
+        """Return and forget the changes a durable store must mirror, in order.
+
+        ``("enqueue", entry)``, ``("remove", message_id)``, ``("rooms", [room, …])``,
+        ``("forget", room)``, ``("cursor", room, epoch, last_event_id)`` — the cursor
+        baselines the session sets itself (first join, after a truncated sync); the
+        cursors of delivered events are the client's to record, once delivered.
+        Removals because the client closed are not changes: those messages stay.
+        """
+        changes, self._changes = self._changes, []
+        return changes
+
+    def restore(
+        self,
+        rooms: list[str],
+        cursors: dict[str, tuple[str | None, int | None]],
+        entries: list[OutboxEntry],
+    ) -> None:
+        """Load what a durable store kept (before the first connect).
+
+        Rooms are rejoined in this order and synced from their cursors; the
+        messages are sent again, in order, with their original ids.
+        """
+        if self._state is not ConnectionState.IDLE:
+            raise InvalidState("restore() is for a session that has not connected yet")
+        for name in rooms:
+            epoch, last = cursors.get(name, (None, None))
+            self.rooms[name] = Room(name, epoch=epoch, last_event_id=last)
+        for entry in entries:
+            self.outbox.add(entry)
+            self._ttl_count += entry.expires_at is not None
+
     def _remove_entry(self, entry: OutboxEntry) -> None:
         self.outbox.remove(entry.message_id)
         self._ttl_count -= entry.expires_at is not None
+        self._record(("remove", entry.message_id))
 
     def _fail_queued_for(self, room: str, error: RtClientError) -> None:
         for entry in list(self.outbox.queued()):

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ..errors import RtClientError
+from ..errors import StoreCorrupt, StoreError, StoreLocked, StoreVersionError
 from ..outbox import OutboxEntry
 
 __all__ = [
@@ -34,31 +34,6 @@ __all__ = [
     "StoredState",
     "clock_offset",
 ]
-
-
-class StoreError(RtClientError):
-    """The store cannot be used: not open, closed, failed to write, or unusable file."""
-
-
-class StoreCorrupt(StoreError):
-    """The file is not an SQLite database, not an rtclient store, or fails its check."""
-
-
-class StoreVersionError(StoreError):
-    """The file was written by a schema version this rtclient cannot read."""
-
-    def __init__(self, path: str, found: int, supported: int) -> None:
-        super().__init__(
-            f"{path}: store schema version {found}, this rtclient reads up to {supported}"
-            " (written by a newer rtclient?)"
-        )
-        self.path = path
-        self.found = found
-        self.supported = supported
-
-
-class StoreLocked(StoreError):
-    """Another store holds the file: one store per client identity."""
 
 
 def clock_offset() -> float:
