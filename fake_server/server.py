@@ -1,4 +1,4 @@
-"""``FakeServer``: the hub, the ``/ws`` endpoint and the HTTP API on a real socket.
+"""``FakeServer``: the hub, the ``/ws`` and Socket.IO endpoints and the HTTP API on a real socket.
 
 Use it in-process::
 
@@ -140,7 +140,12 @@ class FakeServer:
         except BaseException:
             await self.stop()
             raise
-        log.info("fake_server listening on %s (ws: %s)", self.http_url, self.ws_url)
+        log.info(
+            "fake_server listening on %s (ws: %s, socket.io: %s/socket.io/)",
+            self.http_url,
+            self.ws_url,
+            self.sio_url,
+        )
 
     async def stop(self) -> None:
         """Close every client with 1001, stop listening and end every task and timer."""

@@ -299,9 +299,13 @@ class SioEndpoint:
             async with asyncio.timeout(within):
                 for peer in peers:
                     await peer.finished.wait()
+                    # Only the peers' own WebSockets: others may be connecting meanwhile.
+                    ws = self._websockets.get(peer.eio_sid)
+                    if ws is not None:
+                        await ws.done.wait()
         except TimeoutError:
             return False
-        return await self._wait_websockets(within)
+        return True
 
     async def close_sessions(self, within: float) -> None:
         """Close engine.io sessions that never connected to the namespace."""
