@@ -1,8 +1,8 @@
 """``rtclient chat``: an interactive chat on prompt_toolkit, or JSON lines when piped.
 
 In a terminal, incoming messages print above the input line and a bottom toolbar shows
-the connection (``reconnecting in 2.1 s``), RTT, quality, the queue and the room. With
-stdin not a terminal, :mod:`.pipe` takes over.
+the connection (``reconnecting in 2.1 s``), RTT, quality, the queue and the room. When
+stdin or stdout is not a terminal, :mod:`.pipe` takes over.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--room", action="append", required=True, help="room to join (repeat for more)"
     )
     parser.add_argument(
-        "--ping-interval", type=float, default=5.0, help="seconds between heartbeats (RTT)"
+        "--ping-interval", type=float, default=2.0, help="seconds between heartbeats (RTT)"
     )
     parser.add_argument(
         "--give-up", type=float, metavar="S", help="stop reconnecting after S seconds of failure"
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``rtclient chat``; returns the exit status."""
     from .pipe import run_pipe
 
-    if sys.stdin.isatty():
+    if sys.stdin.isatty() and sys.stdout.isatty():
         return asyncio.run(_interactive_main(args))
     return asyncio.run(run_pipe(args))
 

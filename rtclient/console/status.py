@@ -168,13 +168,13 @@ class ToolbarFacts:
 
 
 def toolbar_text(facts: ToolbarFacts) -> str:
-    """`` connected │ rtt 12 ms │ good │ queued 0 │ alice @ lobby │ bob typing…``."""
+    """`` connected │ rtt 12 ms │ quality good │ queued 0 │ alice @ lobby │ bob is typing…``."""
     quality = facts.quality
     rtt = quality.srtt if quality.srtt is not None else quality.p50
     parts = [
         facts.status,
         "rtt -" if rtt is None else f"rtt {rtt * 1000:.0f} ms",
-        quality.level.value,
+        f"quality {quality.level.value}",
         f"queued {facts.queued}",
         f"{facts.user or '?'} @ {facts.room or '(no room)'}",
     ]

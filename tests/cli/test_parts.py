@@ -209,7 +209,9 @@ def test_link_status_counts_down() -> None:
 
 def test_toolbar_text() -> None:
     facts = ToolbarFacts("connected", snapshot(srtt=0.0123), 2, "lobby", "alice", [])
-    assert toolbar_text(facts) == " connected │ rtt 12 ms │ good │ queued 2 │ alice @ lobby"
+    assert toolbar_text(facts) == (
+        " connected │ rtt 12 ms │ quality good │ queued 2 │ alice @ lobby"
+    )
     p50_only = ToolbarFacts("connected", snapshot(p50=0.2), 0, None, None, [("ops", "bob")])
     text = toolbar_text(p50_only)
     assert "rtt 200 ms" in text and "(no room)" in text and "bob (ops) is typing…" in text
