@@ -67,6 +67,9 @@ class Client:
         logs, sync) or ``"generic"`` (any Socket.IO server: use :meth:`emit`,
         :meth:`call`, :meth:`on` and :meth:`on_connect`).
     :param namespace: the Socket.IO namespace.
+    :param codec: ``"json"`` (default) or ``"msgpack"`` on the raw WebSocket transport,
+        negotiated with the subprotocol ``rtclient.v1.<codec>``.
+    :param compression: offer permessage-deflate (raw WebSocket transport).
     :param backoff: the reconnect policy.
     :param ack_timeout: seconds without an ack before a request is sent again.
     :param outbox_limit: most unacknowledged messages; ``outbox_max_bytes`` the most bytes.
@@ -98,7 +101,8 @@ class Client:
         transport: Literal["websocket", "socketio"] | Transport = "websocket",
         protocol: Literal["rooms", "generic"] = "rooms",
         namespace: str = "/",
-        codec: Codec | None = None,
+        codec: Codec | str | None = None,
+        compression: bool = True,
         backoff: Backoff | None = None,
         ack_timeout: float = 10.0,
         outbox_limit: int = 10_000,
@@ -118,7 +122,9 @@ class Client:
         self.url = url
         self._tokens = as_provider(token)
         self.protocol = protocol
-        self._transport = _make_transport(url, transport, codec, protocol, namespace)
+        self._transport = _make_transport(
+            url, transport, codec, protocol, namespace, compression=compression
+        )
         self._hooks: list[Callable[[Client], Awaitable[None] | None]] = []
         self.backoff = backoff or Backoff()
         self.connect_timeout = connect_timeout
@@ -829,7 +835,13 @@ class Client:
 
 
 def _make_transport(
-    url: str, transport: str | Transport, codec: Codec | None, protocol: str, namespace: str
+    url: str,
+    transport: str | Transport,
+    codec: Codec | str | None,
+    protocol: str,
+    namespace: str,
+    *,
+    compression: bool = True,
 ) -> Transport:
     """Build the transport named by ``transport`` after checking the URL fits it."""
     if protocol not in ("rooms", "generic"):
@@ -839,7 +851,7 @@ def _make_transport(
     if transport == "websocket":
         if not url.startswith(("ws://", "wss://")):
             raise ValueError(f"a WebSocket url starts with ws:// or wss://, not {url[:16]!r}")
-        return WebSocketTransport(codec=codec)
+        return WebSocketTransport(codec=codec, compression=compression)
     if transport == "socketio":
         if not url.startswith(("http://", "https://", "ws://", "wss://")):
             raise ValueError(f"a Socket.IO url starts with http(s):// or ws(s)://: {url[:16]!r}")

@@ -1,13 +1,25 @@
-"""Encoding envelopes for the wire. Sans-I/O: bytes or text in, objects out."""
+"""Encoding envelopes for the wire. Sans-I/O: objects in, frames out, and back.
+
+Two codecs, negotiated with the WebSocket subprotocol (docs/protocol.md):
+
+- :class:`JsonCodec` — ``rtclient.v1.json``, JSON in text frames (the default, and what
+  a server that selects no subprotocol speaks);
+- :class:`MsgpackCodec` — ``rtclient.v1.msgpack``, MessagePack in binary frames:
+  smaller, faster, and payloads may hold raw bytes.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any, Protocol
 
+import msgpack
+
 from .errors import ProtocolError
 
-__all__ = ["Codec", "JsonCodec"]
+__all__ = ["CODECS", "Codec", "JsonCodec", "MsgpackCodec", "codec_named", "subprotocol_of"]
+
+SUBPROTOCOL_PREFIX = "rtclient.v1."
 
 
 class Codec(Protocol):
@@ -25,7 +37,7 @@ class Codec(Protocol):
 
 
 class JsonCodec:
-    """JSON in text frames (the default; docs/protocol.md)."""
+    """JSON in text frames."""
 
     name = "json"
 
@@ -43,3 +55,48 @@ class JsonCodec:
             raise ProtocolError(f"frame is not valid JSON: {exc}") from None
         except RecursionError:
             raise ProtocolError("frame is nested too deeply") from None
+
+
+class MsgpackCodec:
+    """MessagePack in binary frames (``bytes`` values travel as MessagePack bin)."""
+
+    name = "msgpack"
+
+    def __init__(self, *, max_depth: int = 64) -> None:
+        self._packer = msgpack.Packer(use_bin_type=True)
+        self._max_depth = max_depth
+
+    def encode(self, envelope: dict[str, Any]) -> bytes:
+        """Return the MessagePack bytes (TypeError for values it cannot represent)."""
+        data: bytes = self._packer.pack(envelope)
+        return data
+
+    def decode(self, frame: str | bytes) -> object:
+        """Unpack a binary frame; a text frame or invalid data raises ProtocolError."""
+        if not isinstance(frame, bytes | bytearray | memoryview):
+            raise ProtocolError("text frame where MessagePack was expected")
+        try:
+            return msgpack.unpackb(frame, raw=False, strict_map_key=True, max_bin_len=len(frame))
+        except (ValueError, msgpack.UnpackException, TypeError) as exc:
+            raise ProtocolError(f"frame is not valid MessagePack: {exc}") from None
+        except RecursionError:
+            raise ProtocolError("frame is nested too deeply") from None
+
+
+CODECS: dict[str, type[JsonCodec] | type[MsgpackCodec]] = {
+    "json": JsonCodec,
+    "msgpack": MsgpackCodec,
+}
+
+
+def codec_named(name: str) -> Codec:
+    """Return a new codec by name (``"json"`` or ``"msgpack"``)."""
+    try:
+        return CODECS[name]()
+    except KeyError:
+        raise ValueError(f"unknown codec {name!r}: one of {sorted(CODECS)}") from None
+
+
+def subprotocol_of(codec: Codec) -> str:
+    """The WebSocket subprotocol that names ``codec``."""
+    return SUBPROTOCOL_PREFIX + codec.name

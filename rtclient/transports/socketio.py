@@ -161,7 +161,7 @@ class SocketIOConnection:
         self._inbox: asyncio.Queue[object] = asyncio.Queue()
         self._closed: _Closed | None = None
         self._refusal: str | None = None
-        self._pending_close_code: int | None = None
+        self._pending_close: tuple[int, str] | None = None
         sio.on("*", self._on_event, namespace=namespace)
         sio.on("disconnect", self._on_disconnect, namespace=namespace)
         sio.on("connect_error", self._on_connect_error, namespace=namespace)
@@ -282,22 +282,28 @@ class SocketIOConnection:
         return on_ack
 
     async def _on_event(self, event: str, *args: object) -> None:
-        if self._sio.pid is not None and args and isinstance(args[-1], str):
+        recovery_on = self._sio.pid is not None or self._owner.pid is not None
+        if recovery_on and args and isinstance(args[-1], str):
             # With connection state recovery on, the server appends each event's offset.
+            # A recovering server replays missed events before its CONNECT packet, so
+            # the pid we asked to resume counts as "on" too.
             self._owner.offset = args[-1]
             args = args[:-1]
         payload: object = args[0] if len(args) == 1 else {"args": list(args)}
         if not isinstance(payload, dict):
             payload = {"args": list(args)}
-        if event == "error" and payload.get("code") in _REFUSALS:
-            # The server says why it is about to disconnect us (e.g. TOKEN_EXPIRED).
-            self._pending_close_code = _REFUSALS[str(payload["code"])]
+        close_code = payload.get("closeCode") if event == "error" else None
+        if isinstance(close_code, int):
+            # The server says why it is about to disconnect us: the close code and
+            # reason a raw WebSocket would carry (4002 TOKEN_EXPIRED, 1012, 1013 ...).
+            self._pending_close = (close_code, str(payload.get("reason", "")))
         self._inbox.put_nowait({"type": event, "payload": payload})
 
     async def _on_disconnect(self, reason: object = None) -> None:
         text = str(reason) if reason is not None else ""
-        if self._pending_close_code is not None:
-            code: int | None = self._pending_close_code
+        if self._pending_close is not None:
+            code: int | None
+            code, text = self._pending_close
         elif text == socketio.AsyncClient.reason.SERVER_DISCONNECT:
             code = 1001  # the server let us go: come back (as socket.io-client advises)
         else:

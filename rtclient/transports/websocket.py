@@ -21,9 +21,10 @@ from websockets.exceptions import (
     InvalidURI,
 )
 
-from ..codec import Codec, JsonCodec
+from ..codec import Codec, JsonCodec, codec_named, subprotocol_of
 from ..errors import ConnectionLost, HandshakeRejected, ProtocolError, TransportError
 from ..redact import RedactingLogger
+from .deflate import deflate_factory
 
 __all__ = ["WebSocketConnection", "WebSocketTransport"]
 
@@ -31,7 +32,12 @@ __all__ = ["WebSocketConnection", "WebSocketTransport"]
 class WebSocketTransport:
     """Opens WebSocket connections.
 
-    :param codec: how envelopes are encoded in frames (JSON by default).
+    :param codec: the codec to use (``"json"``, ``"msgpack"`` or a Codec), offered as the
+        subprotocol ``rtclient.v1.<name>``; or ``codecs``: several names, in order of
+        preference, for the server to choose from. A server that chooses none gets JSON.
+    :param compression: offer permessage-deflate; messages under
+        ``compression_threshold`` bytes are sent uncompressed, windows are at most
+        ``compression_window_bits``; decompressed size is bounded by ``max_size``.
     :param max_size: largest incoming frame, in bytes.
     :param ping_interval: seconds between keepalive pings of the websockets library;
         off by default because the Client runs its own heartbeat (it measures RTT).
@@ -45,15 +51,35 @@ class WebSocketTransport:
     def __init__(
         self,
         *,
-        codec: Codec | None = None,
+        codec: Codec | str | None = None,
+        codecs: tuple[str, ...] | None = None,
+        compression: bool = True,
+        compression_threshold: int = 256,
+        compression_window_bits: int = 15,
         max_size: int | None = 1024 * 1024,
         ping_interval: float | None = None,
         ping_timeout: float | None = None,
         close_timeout: float = 5.0,
         **options: Any,
     ) -> None:
-        self.codec: Codec = codec or JsonCodec()
+        if codec is not None and codecs is not None:
+            raise ValueError("give codec= or codecs=, not both")
+        if isinstance(codec, str):
+            codec = codec_named(codec)
+        offered = [codec] if codec is not None else [codec_named(n) for n in codecs or ("json",)]
+        self._codecs = {subprotocol_of(c): c for c in offered}
         self._options: dict[str, Any] = {
+            "subprotocols": list(self._codecs),
+            "compression": None,
+            "extensions": (
+                [
+                    deflate_factory(
+                        threshold=compression_threshold, window_bits=compression_window_bits
+                    )
+                ]
+                if compression
+                else None
+            ),
             "max_size": max_size,
             "ping_interval": ping_interval,
             "ping_timeout": ping_timeout,
@@ -71,7 +97,10 @@ class WebSocketTransport:
             ws = await websockets.connect(
                 url, additional_headers=headers, open_timeout=open_timeout, **self._options
             )
-        return WebSocketConnection(ws, self.codec)
+        chosen = ws.subprotocol
+        # A server that selects no subprotocol predates the negotiation: it speaks JSON.
+        codec = self._codecs.get(chosen, JsonCodec()) if chosen else JsonCodec()
+        return WebSocketConnection(ws, codec)
 
 
 class WebSocketConnection:
@@ -79,11 +108,11 @@ class WebSocketConnection:
 
     def __init__(self, ws: ClientConnection, codec: Codec) -> None:
         self._ws = ws
-        self._codec = codec
+        self.codec = codec
 
     async def send(self, envelope: dict[str, Any]) -> None:
         """Encode and send one envelope."""
-        frame = self._codec.encode(envelope)
+        frame = self.codec.encode(envelope)
         with _mapped():
             await self._ws.send(frame)
 
@@ -91,7 +120,7 @@ class WebSocketConnection:
         """Wait for the next frame and decode it (ProtocolError if it is malformed)."""
         with _mapped():
             frame = await self._ws.recv()
-        return self._codec.decode(frame)
+        return self.codec.decode(frame)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close with a closing handshake."""

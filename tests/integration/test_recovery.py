@@ -69,6 +69,9 @@ async def test_drop_connections_during_a_burst_of_1000_sends(
     async def chaos() -> None:
         nonlocal faults
         while not stop.is_set():
+            # Every few ms of connected time: the client must get some work done
+            # between drops, or a slow handshake (Socket.IO) would never progress.
+            await sender.wait_for(ConnectionState.CONNECTED)
             await asyncio.sleep(0.015)
             await server.drop_connections()
             faults += 1
