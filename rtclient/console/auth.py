@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
+from .. import codec as codec_module
 from ..backoff import Backoff
 from ..client import Client
 from ..codec import Codec, JsonCodec
@@ -54,6 +55,9 @@ ENV_ADMIN_TOKEN = "RTCLIENT_ADMIN_TOKEN"
 ENV_SECRET = "RTCLIENT_SECRET"
 
 CODECS: dict[str, Callable[[], Codec]] = {"json": JsonCodec}
+# MessagePack is offered once rtclient.codec has it (it is being added alongside).
+if (_msgpack := getattr(codec_module, "MsgpackCodec", None)) is not None:
+    CODECS["msgpack"] = _msgpack
 
 
 class UsageError(Exception):

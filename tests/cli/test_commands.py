@@ -39,7 +39,7 @@ def test_serve_still_takes_fake_servers_flags(capsys: pytest.CaptureFixture[str]
 async def test_pipe_mode_sends_lines_and_prints_json(server: FakeServer) -> None:
     token = server.issue_token("alice")
     result = await run_cli(
-        ["chat", server.ws_url, "--room", "lobby", "--room", "ops"],
+        ["chat", server.ws_url, "--room", "lobby", "--room", "ops", "--codec", "json"],
         stdin="first line\n\nsecond line\n",
         env={"RTCLIENT_TOKEN": token},
     )
@@ -119,6 +119,11 @@ async def test_usage_errors(server: FakeServer) -> None:
     )
     assert bad_admin.returncode == 1 and "HTTP 401" in bad_admin.stderr
     assert "wrong" not in bad_admin.stderr
+    codec_on_sio = await run_cli(
+        ["chat", server.sio_url, "--transport", "socketio", "--codec", "json", "--room", "r"],
+        env={"RTCLIENT_TOKEN": "t"},
+    )
+    assert codec_on_sio.returncode == 2 and "raw WebSocket transport only" in codec_on_sio.stderr
 
 
 async def test_token_command(server: FakeServer) -> None:
