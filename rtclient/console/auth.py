@@ -19,17 +19,16 @@ import asyncio
 import os
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
-from .. import codec as codec_module
 from ..backoff import Backoff
 from ..client import Client
-from ..codec import Codec, JsonCodec
+from ..codec import CODECS, codec_named
 from ..errors import TokenProviderError
 from ..tokens import HttpTokenProvider, TokenProvider, TokenSource
 
@@ -53,11 +52,6 @@ __all__ = [
 ENV_TOKEN = "RTCLIENT_TOKEN"
 ENV_ADMIN_TOKEN = "RTCLIENT_ADMIN_TOKEN"
 ENV_SECRET = "RTCLIENT_SECRET"
-
-CODECS: dict[str, Callable[[], Codec]] = {"json": JsonCodec}
-# MessagePack is offered once rtclient.codec has it (it is being added alongside).
-if (_msgpack := getattr(codec_module, "MsgpackCodec", None)) is not None:
-    CODECS["msgpack"] = _msgpack
 
 
 class UsageError(Exception):
@@ -239,7 +233,7 @@ def make_client(
     **options: Any,
 ) -> Client:
     """A Client for ``args.url`` with the arguments' transport and codec, and ``source``."""
-    codec = CODECS[args.codec]() if args.codec else None
+    codec = codec_named(args.codec) if args.codec else None
     if codec is not None and args.transport != "websocket":
         raise UsageError("--codec applies to the raw WebSocket transport only")
     try:

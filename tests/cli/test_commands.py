@@ -69,7 +69,18 @@ async def test_pipe_mode_mints_over_the_admin_endpoint(server: FakeServer) -> No
     assert first.returncode == 0, first.stderr
     # A new session sees nothing old (it starts at the room's end), only what it sends.
     second = await run_cli(
-        ["chat", server.ws_url, "--room", "lobby", "--user", "carol", "--admin-token", ADMIN],
+        [
+            "chat",
+            server.ws_url,
+            "--room",
+            "lobby",
+            "--user",
+            "carol",
+            "--admin-token",
+            ADMIN,
+            "--codec",
+            "msgpack",
+        ],
         stdin="from carol\n",
     )
     assert second.returncode == 0, second.stderr
