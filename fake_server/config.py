@@ -36,6 +36,9 @@ class ServerConfig:
     """How long a close handshake may take before the TCP connection is cut."""
 
     max_message_size: int = 100 * 1024
+    """Largest frame, after decompression (larger: close 1009)."""
+    compression: bool = True
+    """Accept permessage-deflate when a client offers it (windows as the client asks)."""
     max_text_length: int = 8000
     sync_page_default: int = 100
     sync_page_max: int = 500

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
+
 from .errors import ErrorCode, RequestError
 
 __all__ = [
@@ -49,8 +51,19 @@ class FrameError(RequestError):
         self.request_id = request_id
 
 
-def parse_frame(data: str | bytes) -> Request:
-    """Parse one frame; raise :class:`FrameError` when it is not a valid envelope."""
+def parse_frame(data: str | bytes, codec: str = "json") -> Request:
+    """Parse one frame; raise :class:`FrameError` when it is not a valid envelope.
+
+    ``codec`` is the connection's: ``"json"`` (text frames) or ``"msgpack"`` (binary).
+    """
+    if codec == "msgpack":
+        if not isinstance(data, bytes):
+            raise FrameError("text frame on a MessagePack connection")
+        try:
+            obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        except (ValueError, TypeError, RecursionError, msgpack.UnpackException):
+            raise FrameError("frame is not MessagePack") from None
+        return parse_envelope(obj)
     if not isinstance(data, str):
         raise FrameError("binary frames are not accepted; send JSON text")
     try:

@@ -341,10 +341,10 @@ class Hub:
 
     # -- requests ----------------------------------------------------------------------
 
-    def handle_frame(self, conn: Connection, data: str | bytes) -> None:
+    def handle_frame(self, conn: Connection, data: str | bytes, codec: str = "json") -> None:
         """Parse and carry out one frame from ``conn``; bad input gets an error reply."""
         try:
-            request = parse_frame(data)
+            request = parse_frame(data, codec)
         except FrameError as exc:
             self.counters.bump("bad_requests")
             log.info("bad frame from client=%s: %s", conn.client_id, exc.message)

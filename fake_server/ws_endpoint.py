@@ -26,6 +26,9 @@ from .ws_peer import WsPeer
 
 __all__ = ["WsEndpoint"]
 
+MSGPACK = "rtclient.v1.msgpack"
+SUBPROTOCOLS = ("rtclient.v1.json", MSGPACK)
+
 log = logging.getLogger("fake_server.ws")
 
 
@@ -97,7 +100,11 @@ class WsEndpoint:
             return self._refuse(rejection)
         cfg = self._config
         ws = web.WebSocketResponse(
-            autoping=False, max_msg_size=cfg.max_message_size, timeout=cfg.close_timeout
+            autoping=False,
+            max_msg_size=cfg.max_message_size,
+            timeout=cfg.close_timeout,
+            protocols=SUBPROTOCOLS,
+            compress=cfg.compression,
         )
         await ws.prepare(request)
         peer = WsPeer(
@@ -106,6 +113,8 @@ class WsEndpoint:
             faults=self._faults,
             close_timeout=cfg.close_timeout,
             remote=str(request.remote),
+            # The client's first offered subprotocol that we speak; none: JSON.
+            codec="msgpack" if ws.ws_protocol == MSGPACK else "json",
         )
         self._peers.add(peer)
         writer = asyncio.create_task(peer.run_writer(), name=f"ws-writer {peer.remote}")
@@ -222,7 +231,7 @@ class WsEndpoint:
 
     async def _read_loop(self, peer: WsPeer, conn: Connection) -> None:
         while (frame := await self._receive(peer)) is not None:
-            self._hub.handle_frame(conn, frame.data)
+            self._hub.handle_frame(conn, frame.data, peer.codec)
 
     async def _receive(self, peer: WsPeer) -> _Frame | None:
         """Return the next data frame, answering pings; None once the socket closes."""

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
 from aiohttp import web
 
 from .faults import FaultState
@@ -25,6 +26,7 @@ log = logging.getLogger("fake_server.ws")
 
 class _Kind(enum.Enum):
     TEXT = enum.auto()
+    BINARY = enum.auto()
     PING = enum.auto()
     PONG = enum.auto()
     CLOSE = enum.auto()
@@ -55,8 +57,11 @@ class WsPeer:
         faults: FaultState,
         close_timeout: float,
         remote: str,
+        codec: str = "json",
     ) -> None:
         self.ws = ws
+        self.codec = codec
+        """``"json"`` (text frames) or ``"msgpack"`` (binary), as negotiated."""
         self.remote = remote
         self._transport = transport
         self._faults = faults
@@ -77,7 +82,10 @@ class WsPeer:
 
     def send(self, envelope: dict[str, Any]) -> None:
         if self.close_requested is None and not self.aborted:
-            self._put(_Kind.TEXT, text=json.dumps(envelope, separators=(",", ":")))
+            if self.codec == "msgpack":
+                self._put(_Kind.BINARY, data=msgpack.packb(envelope, use_bin_type=True))
+            else:
+                self._put(_Kind.TEXT, text=json.dumps(envelope, separators=(",", ":")))
 
     def close(self, code: int, reason: str) -> None:
         if self.close_requested is None and not self.aborted:
@@ -126,6 +134,8 @@ class WsPeer:
             try:
                 if item.kind is _Kind.TEXT:
                     await self.ws.send_str(item.text)
+                elif item.kind is _Kind.BINARY:
+                    await self.ws.send_bytes(item.data)
                 elif item.kind is _Kind.PING:
                     await self.ws.ping(item.data)
                 elif item.kind is _Kind.PONG:

@@ -82,6 +82,10 @@ class Client:
         drops the connection and reconnects. A frozen peer is noticed within
         ``ping_interval + ping_timeout``.
     :param quality_window: how many recent heartbeats the quality level is judged on.
+    :param max_pending_events: most events waiting for the handlers (and per
+        ``events()`` iterator); past it the client stops reading the socket until they
+        caught up, so a slow application pushes back on the server instead of growing
+        memory.
     :param store: a path (an SQLite file) or a :class:`~rtclient.store.Store`: the
         outbox, the joined rooms and their cursors survive the bot's own restart.
         Unacknowledged messages are sent again with their original ids (the server
@@ -117,6 +121,7 @@ class Client:
         token_refresh_ahead: float = 60.0,
         quality_window: int = 8,
         store: str | Store | None = None,
+        max_pending_events: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
@@ -148,7 +153,11 @@ class Client:
         self._store: Store | None = SqliteStore(store) if isinstance(store, str) else store
         self._session.track_changes = self._store is not None
         self._clock_offset = clock_offset()
-        self._dispatcher = Dispatcher(log, after=self._delivered if self._store else None)
+        self._dispatcher = Dispatcher(
+            log,
+            after=self._delivered if self._store else None,
+            max_pending=max_pending_events,
+        )
         self._waiters: dict[str, list[asyncio.Future[Any]]] = {}
         self._state_waiters: list[tuple[frozenset[ConnectionState], asyncio.Future[None]]] = []
         self._runner: asyncio.Task[None] | None = None
@@ -168,6 +177,7 @@ class Client:
             "token_refreshes": 0,
             "in_band_refreshes": 0,
             "dead_links": 0,
+            "read_pauses": 0,
         }
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -324,6 +334,16 @@ class Client:
         self._pump()
         ack: Ack = await self._await(future, timeout)
         return ack
+
+    def send_volatile(self, room: str, text: str) -> bool:
+        """Send now or never (presence pings, cursors, game ticks): never queued.
+
+        Returns False — and counts it in ``stats()["volatile_dropped"]`` — when the
+        client is not live or ``max_in_flight`` acks are outstanding (congestion).
+        """
+        sent = self._session.send_volatile(room, text)
+        self._pump()
+        return sent
 
     async def send_direct(self, user_id: str, text: str, *, ttl: float | None = None) -> Ack:
         """Send a direct message to every connection of ``user_id``."""
@@ -588,6 +608,9 @@ class Client:
             self._after_welcome()
             while True:
                 await self._receive(conn)
+                if self._dispatcher.backlog >= self._dispatcher.max_pending:
+                    self._counters["read_pauses"] += 1
+                    await self._dispatcher.wait_for_room()
         except TimeoutError:
             conn.abort()
             return TransportError("no welcome from the server in time"), welcomed

@@ -4,6 +4,11 @@ One dispatcher task delivers everything in the order the session produced it.
 Handlers may be sync or async; an async handler is awaited before the next event is
 delivered, so handlers see events in order. A handler that raises is logged and
 counted and never stops delivery.
+
+Backpressure: the queue between the session and the handlers is bounded by
+``max_pending`` (checked by the reader, which stops reading the socket until the
+handlers caught up), and each ``events()`` iterator's queue by the same bound (a slow
+iterator slows delivery, and so, in turn, reading).
 """
 
 from __future__ import annotations
@@ -41,9 +46,18 @@ class Dispatcher:
     """Queue between the session and the application's handlers and iterators."""
 
     def __init__(
-        self, logger: logging.Logger, after: Callable[[Delivered], None] | None = None
+        self,
+        logger: logging.Logger,
+        after: Callable[[Delivered], None] | None = None,
+        *,
+        max_pending: int = 10_000,
     ) -> None:
+        if max_pending < 1:
+            raise ValueError("max_pending must be positive")
+        self.max_pending = max_pending
         self._queue: asyncio.Queue[Delivered | object] = asyncio.Queue()
+        self._room = asyncio.Event()
+        self._room.set()
         self._handlers: dict[str, list[Handler]] = {}
         self._subscribers: set[asyncio.Queue[Delivered | object]] = set()
         self._log = logger
@@ -62,8 +76,23 @@ class Dispatcher:
             handlers.remove(handler)
 
     def put(self, item: Delivered) -> None:
-        """Queue ``item`` for delivery (never blocks)."""
+        """Queue ``item`` for delivery (never blocks; see :meth:`wait_for_room`)."""
         self._queue.put_nowait(item)
+        if self._queue.qsize() >= self.max_pending:
+            self._room.clear()
+
+    @property
+    def backlog(self) -> int:
+        """Items queued and not yet handed to the handlers."""
+        return self._queue.qsize()
+
+    async def wait_for_room(self) -> None:
+        """Return once the backlog is under ``max_pending`` (the reader waits here).
+
+        While it waits the reader does not read the socket, so the server's frames
+        stay in the network buffers: TCP pushes back instead of memory growing.
+        """
+        await self._room.wait()
 
     def end(self) -> None:
         """Deliver what is queued, then stop; iterators end after the last item."""
@@ -73,11 +102,13 @@ class Dispatcher:
         """Deliver items until :meth:`end`. Runs as one task of the client's task group."""
         while True:
             item = await self._queue.get()
+            if self._queue.qsize() < self.max_pending // 2 + 1:
+                self._room.set()  # hysteresis: resume reading once half drained
             if item is _END:
                 break
             assert isinstance(item, Event | Gap | StateChanged | QualityChanged | ErrorEvent)
-            for queue in self._subscribers:
-                queue.put_nowait(item)
+            for queue in list(self._subscribers):
+                await queue.put(item)  # a slow events() consumer slows delivery down
             name = name_of(item)
             handlers = list(self._handlers.get(name, ()))
             if isinstance(item, Event):
@@ -87,7 +118,10 @@ class Dispatcher:
             if self._after is not None:
                 self._after(item)  # e.g. record the cursor: the app has had the event
         self._ended = True
-        for queue in self._subscribers:
+        self._room.set()
+        for queue in list(self._subscribers):
+            if queue.full():  # an iterator nobody reads any more must not block close()
+                queue.get_nowait()
             queue.put_nowait(_END)
 
     async def _call(self, handler: Handler, item: Delivered) -> None:
@@ -103,7 +137,7 @@ class Dispatcher:
 
     async def stream(self) -> AsyncIterator[Delivered]:
         """Yield every item delivered from now on, until the client closes."""
-        queue: asyncio.Queue[Delivered | object] = asyncio.Queue()
+        queue: asyncio.Queue[Delivered | object] = asyncio.Queue(self.max_pending)
         if self._ended:
             return
         self._subscribers.add(queue)

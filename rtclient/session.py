@@ -156,6 +156,8 @@ class Session:
                 "dropped",
                 "expired",
                 "syncs",
+                "volatile_sent",
+                "volatile_dropped",
             ),
             0,
         )
@@ -357,6 +359,23 @@ class Session:
         """
         self._check_open_for_work()
         return self._enqueue_request(RequestKind.GENERIC, type_, payload, now, raw=raw)
+
+    def send_volatile(self, room: str, text: str) -> bool:
+        """Send a chat message now or never: not queued, not resent, no ack awaited.
+
+        Dropped (and counted in ``volatile_dropped``) when not live or when
+        ``max_in_flight`` messages are already waiting for acks (congestion).
+        """
+        if room not in self.rooms:
+            raise NotJoined(room)
+        if not self._live or self.outbox.in_flight_count() >= self.max_in_flight:
+            self.counters["volatile_dropped"] += 1
+            return False
+        self.counters["volatile_sent"] += 1
+        self._send_buffer.append(
+            {"type": "chat:send", "id": self._new_id(), "payload": {"roomId": room, "text": text}}
+        )
+        return True
 
     def notify(self, type_: str, payload: dict[str, Any]) -> bool:
         """Send a fire-and-forget message if live (typing indicators); False if not sent."""
