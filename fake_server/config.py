@@ -38,6 +38,8 @@ class ServerConfig:
     max_message_size: int = 100 * 1024
     """Largest frame, after decompression (larger: close 1009)."""
     compression: bool = True
+    socketio_serializer: str = "default"
+    """``"default"`` (JSON) or ``"msgpack"`` (socket.io-msgpack-parser compatible)."""
     """Accept permessage-deflate when a client offers it (windows as the client asks)."""
     max_text_length: int = 8000
     sync_page_default: int = 100

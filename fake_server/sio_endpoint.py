@@ -70,6 +70,7 @@ class SioEndpoint:
             ping_timeout=config.ping_timeout,
             max_http_buffer_size=config.max_message_size,
             monitor_clients=False,  # _heartbeat does it, and knows about pauses
+            serializer=config.socketio_serializer,
             logger=quiet_logger("fake_server.sio.lib"),
             engineio_logger=quiet_logger("fake_server.sio.engine"),
         )

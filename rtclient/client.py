@@ -67,8 +67,9 @@ class Client:
         logs, sync) or ``"generic"`` (any Socket.IO server: use :meth:`emit`,
         :meth:`call`, :meth:`on` and :meth:`on_connect`).
     :param namespace: the Socket.IO namespace.
-    :param codec: ``"json"`` (default) or ``"msgpack"`` on the raw WebSocket transport,
-        negotiated with the subprotocol ``rtclient.v1.<codec>``.
+    :param codec: ``"json"`` (default) or ``"msgpack"``: on the raw WebSocket transport
+        negotiated with the subprotocol ``rtclient.v1.<codec>``; over Socket.IO the
+        packet serializer (``socket.io-msgpack-parser`` compatible).
     :param compression: offer permessage-deflate (raw WebSocket transport).
     :param backoff: the reconnect policy.
     :param ack_timeout: seconds without an ack before a request is sent again.
@@ -878,10 +879,11 @@ def _make_transport(
     if transport == "socketio":
         if not url.startswith(("http://", "https://", "ws://", "wss://")):
             raise ValueError(f"a Socket.IO url starts with http(s):// or ws(s)://: {url[:16]!r}")
-        if codec is not None:
-            raise ValueError("codec= applies to the raw WebSocket transport only")
+        if codec not in (None, "json", "msgpack"):
+            raise ValueError("over Socket.IO, codec= is 'json' or 'msgpack' (the serializer)")
         generic = protocol == "generic"
         return SocketIOTransport(
+            serializer="msgpack" if codec == "msgpack" else "default",
             namespace=namespace,
             welcome="synthesize" if generic else "server",
             app_ping=not generic,

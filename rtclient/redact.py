@@ -37,11 +37,17 @@ def redact(text: str) -> str:
 class RedactingLogger(logging.LoggerAdapter[logging.Logger]):
     """A logger adapter that redacts the formatted message of every record it passes on."""
 
-    def __init__(self, logger: logging.Logger) -> None:
+    def __init__(self, logger: logging.Logger, *, quiet: tuple[str, ...] = ()) -> None:
         super().__init__(logger, {})
+        self._quiet = quiet
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        """Format, redact, then log (only when the level is enabled: no cost otherwise)."""
+        """Format, redact, then log (only when the level is enabled: no cost otherwise).
+
+        Messages starting with one of the ``quiet`` prefixes are demoted to DEBUG.
+        """
+        if self._quiet and level > logging.DEBUG and str(msg).startswith(self._quiet):
+            level = logging.DEBUG
         if not self.isEnabledFor(level):
             return
         text = str(msg) % args if args else str(msg)

@@ -52,6 +52,9 @@ _REFUSALS = {
 }
 _MESSAGE_ID_TYPES = frozenset({"chat:send", "dm:send"})
 _STATUS = re.compile(r"status code (\d{3})")
+# What python-socketio / engine.io log at WARNING on every ordinary close, or for a
+# retransmitted request's second ack: routine for rtclient, so DEBUG.
+_ROUTINE = ("Server sent", "Unknown callback received")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,8 @@ class SocketIOTransport:
     :param app_ping: measure RTT with a ``ping`` event and its ack (servers that speak
         the rooms contract); otherwise liveness is left to engine.io's own heartbeat.
     :param headers: extra HTTP headers for the handshake.
+    :param serializer: ``"msgpack"`` speaks MessagePack packets, compatible with the
+        JavaScript ``socket.io-msgpack-parser`` (the server must use it too).
     """
 
     def __init__(
@@ -83,6 +88,7 @@ class SocketIOTransport:
         welcome: Literal["server", "synthesize"] = "server",
         app_ping: bool = True,
         headers: dict[str, str] | None = None,
+        serializer: Literal["default", "msgpack"] = "default",
     ) -> None:
         self.namespace = namespace
         self.socketio_path = socketio_path
@@ -90,6 +96,9 @@ class SocketIOTransport:
         self.welcome = welcome
         self.app_ping = app_ping
         self.headers = dict(headers or {})
+        if serializer not in ("default", "msgpack"):
+            raise ValueError("serializer is 'default' (JSON) or 'msgpack'")
+        self.serializer = serializer
         self.pid: str | None = None
         """The session id the server gave for connection state recovery, if any."""
         self.offset: str | None = None
@@ -105,9 +114,10 @@ class SocketIOTransport:
         sio = _AsyncClient(
             reconnection=False,
             handle_sigint=False,
+            serializer=self.serializer,
             http_session=http,
-            logger=RedactingLogger(logging.getLogger("socketio.client")),
-            engineio_logger=RedactingLogger(logging.getLogger("engineio.client")),
+            logger=RedactingLogger(logging.getLogger("socketio.client"), quiet=_ROUTINE),
+            engineio_logger=RedactingLogger(logging.getLogger("engineio.client"), quiet=_ROUTINE),
         )
         conn = SocketIOConnection(sio, http, self.namespace, app_ping=self.app_ping, owner=self)
         auth: dict[str, Any] = {"token": token} if token else {}

@@ -151,3 +151,35 @@ async def test_missed_events_are_synced_page_by_page_and_marked_replayed(
     await alice.send("lobby", "live")
     await wait_until(lambda: len(seen.messages) == 31)
     assert not seen.messages[-1].replayed
+
+
+async def test_mixed_room_raw_and_socketio_through_faults(server: FakeServer) -> None:
+    """Raw WebSocket and Socket.IO users in one room: every message once, at everyone."""
+    from rtclient import Client
+
+    from .conftest import FAST
+
+    clients = [
+        Client(server.ws_url, token=server.issue_token("raw"), backoff=FAST),
+        Client(server.sio_url, transport="socketio", token=server.issue_token("sio"), backoff=FAST),
+    ]
+    seen = [Recorder(c) for c in clients]
+    for client in clients:
+        await client.connect()
+        await client.join("mixed")
+    sends = []
+    for round_ in range(4):
+        for i, client in enumerate(clients):
+            sends += [
+                asyncio.create_task(client.send("mixed", f"{i}-{round_}-{k}")) for k in range(25)
+            ]
+        if round_ % 2:
+            await server.restart(downtime=0.05)
+        else:
+            await server.drop_connections()
+    await asyncio.gather(*sends)
+    expected = server_ids(server, "mixed")
+    assert len(expected) == 200 == len(set(expected))
+    await wait_until(lambda: all(r.ids("mixed") == expected for r in seen))
+    for client in clients:
+        await client.close()

@@ -95,3 +95,19 @@ async def test_client_bounds_the_decompressed_size_and_keeps_going(bomb_server: 
     await wait_until(lambda: seen.count(ConnectionState.RECONNECTING) >= 2)
     assert client.state is not ConnectionState.CLOSED  # a retryable close (1009), no crash
     await client.close()
+
+
+async def test_socketio_msgpack_serializer() -> None:
+    async with FakeServer(socketio_serializer="msgpack") as srv:
+        client = Client(
+            srv.sio_url,
+            transport="socketio",
+            codec="msgpack",
+            token=srv.issue_token("alice"),
+            backoff=Backoff(base=0.01, cap=0.1),
+        )
+        async with client:
+            await client.join("packed")
+            ack = await client.send("packed", "over msgpack packets")
+            assert ack.event_id == 1
+        assert srv.room_events("packed")[0]["text"] == "over msgpack packets"
