@@ -22,7 +22,7 @@ from . import requests
 from .auth import AuthFailure, Principal, TokenAuthority
 from .config import ServerConfig
 from .dedupe import DedupeTable
-from .envelope import FrameError, Request, error_ack, event, parse_frame
+from .envelope import FrameError, Request, error_ack, event, parse_envelope, parse_frame
 from .errors import CloseCode, CloseReason, ErrorCode, RequestError
 from .eventlog import LogStore
 from .faults import FaultState
@@ -33,6 +33,9 @@ from .timers import Scheduler, Timer
 __all__ = ["Connection", "Hub", "Peer", "inbox_room"]
 
 log = logging.getLogger("fake_server.hub")
+
+MAX_BATCH = 100
+"""Most requests in one ``batch`` envelope."""
 
 
 class Peer(Protocol):
@@ -158,7 +161,7 @@ class Hub:
                     "epoch": self.epoch,
                     "expiresAt": principal.expires_at,
                     "serverTime": self.clock(),
-                    "features": ["token:refresh", "sync"],
+                    "features": ["token:refresh", "sync", "batch"],
                     "limits": {
                         "maxMessageSize": cfg.max_message_size,
                         "maxTextLength": cfg.max_text_length,
@@ -353,7 +356,37 @@ class Hub:
             else:
                 conn.peer.send(event("error", exc.payload()))
             return
-        self.handle_request(conn, request)
+        if request.type == "batch":
+            self._handle_batch(conn, request)
+        else:
+            self.handle_request(conn, request)
+
+    def _handle_batch(self, conn: Connection, batch: Request) -> None:
+        """Carry out ``{"type": "batch", "payload": {"items": [envelope, ...]}}`` in order.
+
+        Each item is a request of its own, acknowledged on its own; a bad item gets its
+        own error and does not stop the others. Batches do not nest.
+        """
+        items = batch.payload.get("items")
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+            error = FrameError(f"batch items must be a list of 1 to {MAX_BATCH} requests")
+            self.counters.bump("bad_requests")
+            conn.peer.send(event("error", error.payload()))
+            return
+        self.counters.bump("batches")
+        for item in items:
+            try:
+                request = parse_envelope(item)
+                if request.type == "batch":
+                    raise FrameError("batches do not nest", request.id)
+            except FrameError as exc:
+                self.counters.bump("bad_requests")
+                if exc.request_id is not None:
+                    conn.peer.send(error_ack(exc.request_id, exc))
+                else:
+                    conn.peer.send(event("error", exc.payload()))
+                continue
+            self.handle_request(conn, request)
 
     def handle_request(self, conn: Connection, request: Request) -> None:
         """Carry out one decoded request and send its ack, error or nothing."""

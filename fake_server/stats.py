@@ -21,6 +21,7 @@ COUNTER_NAMES = (
     "acks_lost",
     "events_duplicated",
     "syncs",
+    "batches",
     "errors",
 )
 

@@ -40,7 +40,7 @@ from .store import SqliteStore, Store, StoredMessage, clock_offset
 from .tokens import TokenSource, as_provider, token_times
 from .transports.base import Connection, Transport
 from .transports.socketio import SocketIOTransport
-from .transports.websocket import WebSocketTransport
+from .transports.websocket import WebSocketConnection, WebSocketTransport
 
 __all__ = ["Client"]
 
@@ -87,6 +87,11 @@ class Client:
         ``events()`` iterator); past it the client stops reading the socket until they
         caught up, so a slow application pushes back on the server instead of growing
         memory.
+    :param batch_max: send up to this many requests in one ``batch`` frame (raw
+        WebSocket, servers that list the ``batch`` feature); each is still acknowledged
+        on its own. 1: no batching.
+    :param batch_wait: with batching, wait this long for more requests before sending
+        a batch that is not full (trades latency for fewer frames).
     :param store: a path (an SQLite file) or a :class:`~rtclient.store.Store`: the
         outbox, the joined rooms and their cursors survive the bot's own restart.
         Unacknowledged messages are sent again with their original ids (the server
@@ -123,6 +128,8 @@ class Client:
         quality_window: int = 8,
         store: str | Store | None = None,
         max_pending_events: int = 10_000,
+        batch_max: int = 1,
+        batch_wait: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
@@ -137,6 +144,10 @@ class Client:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.token_refresh_ahead = token_refresh_ahead
+        if batch_max < 1 or batch_wait < 0:
+            raise ValueError("batch_max must be >= 1 and batch_wait >= 0")
+        self.batch_max = batch_max
+        self.batch_wait = batch_wait
         self._token: str | None = None
         self._token_fetched_at = 0.0
         self._refresh_now = asyncio.Event()
@@ -179,6 +190,7 @@ class Client:
             "in_band_refreshes": 0,
             "dead_links": 0,
             "read_pauses": 0,
+            "batches": 0,
         }
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -630,7 +642,7 @@ class Client:
     async def _write(self, conn: Connection) -> None:
         try:
             while True:
-                for envelope in self._session.data_to_send():
+                for envelope in await self._outgoing(conn):
                     try:
                         await conn.send(envelope)
                     except (TypeError, ValueError) as exc:  # unencodable: a local bug
@@ -668,6 +680,31 @@ class Client:
                 self._dispatcher.put(ErrorEvent("HOOK", f"on_connect hook failed: {exc!r}", exc))
         self._session.open_gate(self._clock())
         self._pump()
+
+    async def _outgoing(self, conn: Connection) -> list[dict[str, Any]]:
+        """The next envelopes to write, packed into ``batch`` frames when batching."""
+        envelopes = self._session.data_to_send()
+        features = self._session.welcome.get("features")
+        if (
+            self.batch_max == 1
+            or not envelopes
+            or not isinstance(conn, WebSocketConnection)
+            or not isinstance(features, list)
+            or "batch" not in features
+        ):
+            return envelopes
+        if len(envelopes) < self.batch_max and self.batch_wait > 0:
+            await asyncio.sleep(self.batch_wait)  # linger: let the batch fill up
+            envelopes += self._session.data_to_send()
+        frames: list[dict[str, Any]] = []
+        for start in range(0, len(envelopes), self.batch_max):
+            chunk = envelopes[start : start + self.batch_max]
+            if len(chunk) == 1:
+                frames.append(chunk[0])
+            else:
+                frames.append({"type": "batch", "payload": {"items": chunk}})
+                self._counters["batches"] += 1
+        return frames
 
     async def _heartbeat(self, conn: Connection) -> None:
         """Ping every ``ping_interval``; no pong within ``ping_timeout`` drops the link."""

@@ -111,3 +111,39 @@ async def test_socketio_msgpack_serializer() -> None:
             ack = await client.send("packed", "over msgpack packets")
             assert ack.event_id == 1
         assert srv.room_events("packed")[0]["text"] == "over msgpack packets"
+
+
+async def test_batched_sends_are_acked_one_by_one(
+    server: FakeServer, make_client: MakeClient
+) -> None:
+    alice = await make_client("alice", rooms=("b",), batch_max=16, batch_wait=0.005)
+    bob = await make_client("bob", rooms=("b",))
+    seen = Recorder(bob)
+    acks = await asyncio.gather(*(alice.send("b", f"m{i}") for i in range(100)))
+    assert [a.event_id for a in acks] == list(range(1, 101))
+    assert alice.stats()["batches"] >= 100 // 16
+    assert server.counters["batches"] == alice.stats()["batches"]
+    await wait_until(lambda: len(seen.messages) == 100)
+    assert seen.texts() == [f"m{i}" for i in range(100)]
+
+
+async def test_a_bad_item_in_a_batch_does_not_stop_the_others(server: FakeServer) -> None:
+    token = server.issue_token("raw")
+    async with websockets.connect(
+        server.ws_url, additional_headers={"Authorization": f"Bearer {token}"}
+    ) as ws:
+        await ws.recv()  # connected
+        items = [
+            {"type": "room:join", "id": "j", "payload": {"roomId": "b"}},
+            {"type": "chat:send", "id": "bad", "payload": {"roomId": "b", "text": 5}},
+            {"type": "chat:send", "id": "good", "payload": {"roomId": "b", "text": "ok"}},
+            {"type": "batch", "id": "nested", "payload": {"items": []}},
+        ]
+        await ws.send(json.dumps({"type": "batch", "payload": {"items": items}}))
+        acks = {}
+        while len(acks) < 4:
+            frame = json.loads(await ws.recv())
+            if frame["type"] == "ack":
+                acks[frame["id"]] = frame["payload"]["success"]
+        assert acks == {"j": True, "bad": False, "good": True, "nested": False}
+    assert [e["text"] for e in server.room_events("b")] == ["ok"]
