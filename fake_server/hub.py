@@ -34,6 +34,9 @@ __all__ = ["Connection", "Hub", "Peer", "inbox_room"]
 
 log = logging.getLogger("fake_server.hub")
 
+BASE_FEATURES = ("token:refresh", "sync")
+"""What every endpoint supports; the raw WebSocket endpoint adds ``batch``."""
+
 MAX_BATCH = 100
 """Most requests in one ``batch`` envelope."""
 
@@ -137,8 +140,12 @@ class Hub:
             log.info("authentication refused: %s", exc)
             raise
 
-    def attach(self, peer: Peer, principal: Principal) -> Connection:
+    def attach(
+        self, peer: Peer, principal: Principal, *, features: tuple[str, ...] = BASE_FEATURES
+    ) -> Connection:
         """Register an authenticated peer and send it ``connected``.
+
+        ``features`` is what the peer's endpoint supports (the welcome lists them).
 
         The peer is a live member of its inbox room from now on.  The caller must call
         :meth:`detach` exactly once when the connection is gone.
@@ -161,7 +168,7 @@ class Hub:
                     "epoch": self.epoch,
                     "expiresAt": principal.expires_at,
                     "serverTime": self.clock(),
-                    "features": ["token:refresh", "sync", "batch"],
+                    "features": list(features),
                     "limits": {
                         "maxMessageSize": cfg.max_message_size,
                         "maxTextLength": cfg.max_text_length,

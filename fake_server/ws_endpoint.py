@@ -20,7 +20,7 @@ from .auth import AuthFailure, Principal
 from .config import ServerConfig
 from .errors import CloseCode, CloseReason
 from .faults import FaultState, Rejection
-from .hub import Connection, Hub
+from .hub import BASE_FEATURES, Connection, Hub
 from .stats import Counters, LatencyStats
 from .ws_peer import WsPeer
 
@@ -123,7 +123,7 @@ class WsEndpoint:
         try:
             principal = await self._authenticate(request, peer)
             if principal is not None:
-                conn = self._hub.attach(peer, principal)
+                conn = self._hub.attach(peer, principal, features=(*BASE_FEATURES, "batch"))
                 if rejection is not None:
                     self._counters.bump("handshakes_rejected")
                     reason = (

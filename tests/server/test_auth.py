@@ -32,7 +32,7 @@ async def test_header_token_gets_connected_with_welcome_fields(server: FakeServe
     assert welcome["epoch"] == server.epoch
     assert welcome["expiresAt"] > time.time()
     assert abs(welcome["serverTime"] - time.time()) < 5
-    assert set(welcome["features"]) == {"token:refresh", "sync"}
+    assert set(welcome["features"]) == {"token:refresh", "sync", "batch"}
     assert welcome["limits"] == {
         "maxMessageSize": 102400,
         "maxTextLength": 8000,
