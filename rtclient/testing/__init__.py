@@ -4,6 +4,11 @@
 bandwidth limits, blackholes, resets, slow closes, truncation, fragmentation — modelled on
 Shopify's Toxiproxy, in-process and without a control API. See :mod:`.proxy` for usage
 and :mod:`.toxics` for what each toxic does.
+
+:func:`wait_until` and :class:`Inbox` help tests wait without fixed sleeps;
+:mod:`.plugin` is the pytest plugin (fixtures ``fake_server``, ``fault_proxy``,
+``make_rt_client``, ``rt_client``); :mod:`.chaos` records a run, breaks the network on
+purpose and checks that nothing was lost, doubled or reordered.
 """
 
 from ._link import ProxyStats
@@ -20,12 +25,14 @@ from .toxics import (
     Stream,
     Toxic,
 )
+from .waiting import Inbox, wait_until
 
 __all__ = [
     "Bandwidth",
     "Blackhole",
     "Direction",
     "FaultProxy",
+    "Inbox",
     "Latency",
     "LimitData",
     "ProxyStats",
@@ -35,4 +42,5 @@ __all__ = [
     "Stream",
     "Toxic",
     "ToxicHandle",
+    "wait_until",
 ]
