@@ -115,6 +115,8 @@ class StateMoved:
     new: ConnectionState
     delay: float | None = None
     at: float = 0.0
+    reason: str = ""
+    """Why, when the client said: the error's type and text."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,7 @@ class QualityMoved:
     new: str
     p95: float | None = None
     at: float = 0.0
+    missed_ratio: float = 0.0
 
 
 Record = Joined | Sent | Acked | SendFailed | Delivered | Announced | StateMoved | QualityMoved
@@ -188,7 +191,9 @@ class History:
             )
 
         def on_state(change: StateChanged) -> None:
-            self.add(StateMoved(name, change.old, change.new, change.delay, self.clock()))
+            error = change.error
+            reason = "" if error is None else f"{type(error).__name__}: {error}"
+            self.add(StateMoved(name, change.old, change.new, change.delay, self.clock(), reason))
 
         def on_quality(change: QualityChanged) -> None:
             self.add(
@@ -198,6 +203,7 @@ class History:
                     str(change.new.value),
                     change.snapshot.p95,
                     self.clock(),
+                    change.snapshot.missed_ratio,
                 )
             )
 

@@ -112,6 +112,8 @@ class Lab:
         self.bots: list[Bot] = []
         self.faults: Counter[str] = Counter()
         self.reconnects = 0
+        self.final_stats: dict[str, dict[str, int]] = {}
+        """Each bot's ``client.stats()`` just before it was closed."""
         self.leftover: set[asyncio.Task[object]] = set()
         self._sends: set[asyncio.Task[None]] = set()
         self._cursor: dict[tuple[str, str], tuple[str | None, int]] = {}
@@ -162,7 +164,8 @@ class Lab:
         for task in self._sends:
             task.cancel()
         await asyncio.gather(*self._sends, return_exceptions=True)
-        self.reconnects = sum(bot.client.stats()["reconnects"] for bot in self.bots)
+        self.final_stats = {bot.name: bot.client.stats() for bot in self.bots}
+        self.reconnects = sum(stats["reconnects"] for stats in self.final_stats.values())
         await asyncio.gather(*(bot.client.close(flush=False) for bot in self.bots))
         self.leftover = {
             t
@@ -248,8 +251,10 @@ class Lab:
         if self._sends:
             await asyncio.wait(set(self._sends), timeout=timeout)
         while not self.synced():
-            if time.monotonic() >= deadline:
-                return False
+            if time.monotonic() >= deadline or any(
+                bot.client.state is ConnectionState.CLOSED for bot in self.bots
+            ):
+                return False  # out of time, or a client stopped for good
             await asyncio.sleep(0.02)  # the state spans server and clients: poll it
         return True
 
@@ -294,12 +299,12 @@ class Lab:
         )
 
 
-def recovery_times(history: History) -> list[float]:
-    """Seconds from each connection loss (leaving CONNECTED) to CONNECTED again."""
+def recovery_times(history: History, client: str | None = None) -> list[float]:
+    """Seconds from each connection loss to CONNECTED again (of one ``client``, or all)."""
     lost_at: dict[str, float] = {}
     times: list[float] = []
     for record in history.records:
-        if not isinstance(record, StateMoved):
+        if not isinstance(record, StateMoved) or client not in (None, record.client):
             continue
         if record.new is ConnectionState.RECONNECTING and record.client not in lost_at:
             lost_at[record.client] = record.at
