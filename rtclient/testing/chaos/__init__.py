@@ -11,7 +11,7 @@ The lab needs ``fake_server`` (it ships with rtclient).
 """
 
 from .checker import KINDS, Anomaly, Report, check
-from .faults import FAULTS, Fault, calm
+from .faults import EPOCH_FAULTS, FAULTS, Fault, calm
 from .history import (
     Acked,
     Announced,
@@ -27,6 +27,7 @@ from .lab import Bot, Figures, Lab, LabConfig, percentile, recovery_times
 from .soak import SoakResult, run_soak
 
 __all__ = [
+    "EPOCH_FAULTS",
     "FAULTS",
     "KINDS",
     "Acked",

@@ -18,7 +18,7 @@ from ..toxics import Direction
 if TYPE_CHECKING:
     from .lab import Lab
 
-__all__ = ["FAULTS", "Fault", "calm"]
+__all__ = ["EPOCH_FAULTS", "FAULTS", "Fault", "calm"]
 
 Fault = Callable[["Lab", random.Random], Awaitable[str]]
 
@@ -108,6 +108,12 @@ async def restart(lab: Lab, rng: random.Random) -> str:
     return f"server restart (keep_log) with {downtime:.2f} s downtime"
 
 
+async def restart_losing_log(lab: Lab, rng: random.Random) -> str:
+    downtime = rng.uniform(0.1, 0.3)
+    await lab.server.restart(downtime=downtime, keep_log=False)
+    return f"server restart WITHOUT its log (new epoch) with {downtime:.2f} s downtime"
+
+
 async def drop(lab: Lab, rng: random.Random) -> str:
     await lab.server.drop_connections()
     return "server drop_connections (TCP abort)"
@@ -187,6 +193,9 @@ FAULTS: dict[str, Fault] = {
     "server_latency": server_latency,
 }
 """Every fault by name: the soak draws from all of them."""
+
+EPOCH_FAULTS: dict[str, Fault] = {"restart_new_epoch": restart_losing_log}
+"""Faults that lose data on purpose (a new epoch): only with ``run_soak(kinds=...)``."""
 
 
 async def calm(lab: Lab) -> None:

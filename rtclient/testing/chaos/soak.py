@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .checker import Report, check
-from .faults import FAULTS, calm
+from .faults import EPOCH_FAULTS, FAULTS, calm
+from .history import History
 from .lab import Figures, Lab, LabConfig, percentile
 
 __all__ = ["SoakResult", "run_soak"]
@@ -32,6 +33,7 @@ class SoakResult:
     report: Report
     figures: Figures
     leftover: int
+    history: History
     fault_log: list[tuple[float, str]] = field(default_factory=list)
 
     @property
@@ -70,7 +72,8 @@ async def run_soak(
 ) -> SoakResult:
     """Run a soak of ``seconds`` of faults under ``seed`` and check it.
 
-    ``rate`` is messages per second per bot; ``kinds`` limits the faults (default: all);
+    ``rate`` is messages per second per bot; ``kinds`` names the faults (default: all of
+    :data:`FAULTS`; :data:`EPOCH_FAULTS` only when named);
     ``pause`` is the range of quiet seconds between two faults.
     """
     started = time.monotonic()
@@ -88,7 +91,7 @@ async def run_soak(
                     bag = rng.sample(names, len(names))
                 name = bag.pop()
                 at = time.monotonic() - started
-                what = await FAULTS[name](lab, rng)
+                what = await {**FAULTS, **EPOCH_FAULTS}[name](lab, rng)
                 lab.faults[name] += 1
                 fault_log.append((at, what))
                 if log is not None:
@@ -107,6 +110,7 @@ async def run_soak(
         report=report,
         figures=lab.figures(report),
         leftover=len(lab.leftover),
+        history=lab.history,
         fault_log=fault_log,
     )
 
