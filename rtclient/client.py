@@ -181,6 +181,9 @@ class Client:
         self._schedule: BackoffSchedule = self.backoff.schedule()
         self._conn: Connection | None = None
         self._hook_group: asyncio.TaskGroup | None = None
+        self._dispatch_task: asyncio.Task[None] | None = None
+        self._reading_paused = False
+        self._read_pauses_begun = 0
         self._namespace = namespace
         self._fatal: RtClientError | None = None
         self._counters = {
@@ -190,6 +193,7 @@ class Client:
             "in_band_refreshes": 0,
             "dead_links": 0,
             "read_pauses": 0,
+            "pongs_unread": 0,
             "batches": 0,
         }
 
@@ -278,6 +282,10 @@ class Client:
                 conn.abort()
         if self._supervisor is not None:
             self._supervisor.cancel()  # an attempt or a backoff sleep under way
+        if asyncio.current_task() is self._dispatch_task:
+            # Called from a handler: the dispatcher cannot end before this handler
+            # returns, so do not wait for it; everything ends right after.
+            return
         await asyncio.shield(self._runner)
 
     async def __aenter__(self) -> Client:
@@ -380,10 +388,16 @@ class Client:
         ``payload`` must be JSON-serialisable (TypeError otherwise, at once).
         """
         json.dumps(payload)
-        future = self._waiter(self._session.request(type_, payload, self._clock()))
-        self._pump()
-        result: dict[str, Any] = await self._await(future, timeout)
+        result: dict[str, Any] = await self._request(type_, payload, timeout)
         return result
+
+    async def _request(
+        self, type_: str, payload: Any, timeout: float | None, *, resend: bool = True
+    ) -> Any:
+        key = self._session.request(type_, payload, self._clock(), resend=resend)
+        future = self._waiter(key)
+        self._pump()
+        return await self._await(future, timeout)
 
     async def members(self, room: str) -> list[str]:
         """The users currently in ``room``, from the server."""
@@ -488,7 +502,7 @@ class Client:
 
     async def _main(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._dispatcher.run(), name="rtclient dispatcher")
+            self._dispatch_task = tg.create_task(self._dispatcher.run(), name="rtclient dispatcher")
             timer = tg.create_task(self._timer(), name="rtclient timer")
             supervisor = tg.create_task(self._supervise(), name="rtclient supervisor")
             self._supervisor = supervisor
@@ -533,6 +547,7 @@ class Client:
             log.info("connection ended: %s (%s)", error, verdict.action.value)
             if welcomed:
                 self._counters["reconnects"] += 1
+                refreshes = 0  # the token was accepted: only consecutive refusals count
             if verdict.action is Action.FATAL:
                 return verdict.error
             if verdict.action is Action.REFRESH:
@@ -550,8 +565,6 @@ class Client:
                     delay = max(delay, verdict.retry_after)
             else:
                 delay = self._schedule.failure(self._clock(), retry_after=verdict.retry_after)
-            if welcomed and verdict.action is not Action.REFRESH:
-                refreshes = 0
             if delay is None:
                 return ConnectionFailed(f"gave up reconnecting: {error}")
             await self._pause(error, delay, lost=welcomed)
@@ -623,7 +636,12 @@ class Client:
                 await self._receive(conn)
                 if self._dispatcher.backlog >= self._dispatcher.max_pending:
                     self._counters["read_pauses"] += 1
-                    await self._dispatcher.wait_for_room()
+                    self._reading_paused = True
+                    self._read_pauses_begun += 1
+                    try:
+                        await self._dispatcher.wait_for_room()
+                    finally:
+                        self._reading_paused = False
         except TimeoutError:
             conn.abort()
             return TransportError("no welcome from the server in time"), welcomed
@@ -636,7 +654,11 @@ class Client:
         except ProtocolError as exc:
             self._session.malformed(str(exc))
         else:
-            self._session.receive(envelope, self._clock())
+            try:
+                self._session.receive(envelope, self._clock())
+            except Exception as exc:  # a bug of ours must not take the client down
+                log.exception("error handling a frame")
+                self._session.malformed(f"frame could not be handled: {exc!r}")
         self._pump()
 
     async def _write(self, conn: Connection) -> None:
@@ -712,12 +734,17 @@ class Client:
             return
         while True:
             await asyncio.sleep(self.ping_interval)
+            pauses = self._read_pauses_begun
             try:
                 async with asyncio.timeout(self.ping_timeout):
                     rtt = await conn.ping()
                 if rtt is None:
                     continue  # the transport's own heartbeat watches this link
             except TimeoutError:
+                if self._reading_paused or pauses != self._read_pauses_begun:
+                    # We stopped reading (backpressure): the pong may be waiting unread.
+                    self._counters["pongs_unread"] += 1
+                    continue
                 self._counters["dead_links"] += 1
                 log.warning("no pong within %.3g s: dropping a dead link", self.ping_timeout)
                 self._session.pong_missed()
@@ -757,9 +784,15 @@ class Client:
                 deadline = min(deadline, max(exp - lifetime / 2, time.time()))
             try:
                 token = await self._tokens.get(force=True)
-                if token is None:
+                new_exp = token_times(token)[1]
+                if token is None or token == self._token or new_exp is None or new_exp <= exp:
+                    # Nothing fresher to offer: let the server's 4002 and a reconnect
+                    # fetch one, rather than asking again and again.
+                    log.info("token provider has no fresher token: no in-band refresh")
                     return
-                await self.request("token:refresh", {"token": token})
+                await self._request("token:refresh", {"token": token}, None, resend=False)
+            except ClientClosed:
+                return
             except Exception as exc:
                 log.warning("in-band token refresh failed: %s", type(exc).__name__)
                 self._dispatcher.put(ErrorEvent("TOKEN_REFRESH", "in-band refresh failed", exc))

@@ -62,6 +62,7 @@ class Dispatcher:
         self._subscribers: set[asyncio.Queue[Delivered | object]] = set()
         self._log = logger
         self._ended = False
+        self._ending = False
         self._after = after
         self.handler_errors = 0
 
@@ -95,8 +96,24 @@ class Dispatcher:
         await self._room.wait()
 
     def end(self) -> None:
-        """Deliver what is queued, then stop; iterators end after the last item."""
+        """Deliver what is queued, then stop; iterators end after the last item.
+
+        From now on an iterator nobody reads any more loses its oldest items rather
+        than blocking the end (and so ``close()``).
+        """
+        self._ending = True
+        for queue in self._subscribers:
+            if queue.full():
+                queue.get_nowait()  # unblocks a put the dispatcher may be waiting in
         self._queue.put_nowait(_END)
+
+    async def _offer(self, queue: asyncio.Queue[Delivered | object], item: object) -> None:
+        if not self._ending:
+            await queue.put(item)  # a slow events() consumer slows delivery down
+            return
+        if queue.full():
+            queue.get_nowait()
+        queue.put_nowait(item)
 
     async def run(self) -> None:
         """Deliver items until :meth:`end`. Runs as one task of the client's task group."""
@@ -108,7 +125,7 @@ class Dispatcher:
                 break
             assert isinstance(item, Event | Gap | StateChanged | QualityChanged | ErrorEvent)
             for queue in list(self._subscribers):
-                await queue.put(item)  # a slow events() consumer slows delivery down
+                await self._offer(queue, item)
             name = name_of(item)
             handlers = list(self._handlers.get(name, ()))
             if isinstance(item, Event):

@@ -35,4 +35,6 @@ class Request:
     in_flight: bool = False
     sent_at: float | None = None
     raw: bool = False
+    resend: bool = True
+    """Send again on the next connection if this one drops before the answer."""
     """A generic Socket.IO call: the payload is sent as is, the ack's arguments returned."""

@@ -33,10 +33,12 @@ from typing import Any
 from .errors import (
     AckTimeout,
     ClientClosed,
+    ConnectionLost,
     Forbidden,
     MessageDropped,
     MessageExpired,
     NotJoined,
+    ProtocolError,
     RequestRejected,
     RtClientError,
 )
@@ -50,6 +52,7 @@ from .rooms import Room, RoomPhase
 __all__ = ["Completed", "Failed", "InvalidState", "Output", "Session"]
 
 LOGGED_EVENTS = frozenset({"chat:message", "dm:message"})
+MAX_RETRY_AFTER = 300.0  # a server's retryAfter beyond this is not believed
 _ENVELOPE_OVERHEAD = 96  # type, id and the JSON punctuation around the payload
 _S = ConnectionState
 _TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
@@ -135,6 +138,7 @@ class Session:
         self.track_changes = False
         """When true, changes a durable store must mirror are kept for :meth:`store_changes`."""
         self._changes: list[StoreChange] = []
+        self._max_frame: int | None = None
         self.gate_on_welcome = False
         """When true, a welcome does not lead to CONNECTED until :meth:`open_gate`."""
         self._gated = False
@@ -243,6 +247,9 @@ class Session:
                 self._complete(request.key, True)
             elif request.kind in (RequestKind.JOIN, RequestKind.SYNC):
                 del self._requests[request_id]  # the recovery plan sends them again
+            elif not request.resend:
+                del self._requests[request_id]
+                self._fail(request.key, ConnectionLost(None, "connection lost before the answer"))
             else:
                 request.in_flight = False
                 request.sent_at = None
@@ -257,8 +264,8 @@ class Session:
         self._check_open_for_work()
         key = join_key(room)
         state = self.rooms.get(room)
-        if state is not None and state.phase is RoomPhase.LIVE:
-            self._complete(key, sorted(state.members))
+        if state is not None and state.phase in (RoomPhase.LIVE, RoomPhase.SYNCING):
+            self._complete(key, sorted(state.members))  # joined (SYNCING: join acked)
             return key
         if state is None:
             passive = self._passive.pop(room, None)
@@ -287,6 +294,7 @@ class Session:
             self._enqueue_request(RequestKind.LEAVE, "room:leave", {"roomId": room}, now, key=key)
         else:
             self._complete(key, True)
+        self._maybe_live(now)  # it may have been the last room still recovering
         return key
 
     def send(
@@ -348,17 +356,23 @@ class Session:
         self._outputs.append(Failed(message_id, MessageDropped("cancelled by the application")))
         return True
 
-    def request(self, type_: str, payload: Any, now: float, *, raw: bool = False) -> str:
+    def request(
+        self, type_: str, payload: Any, now: float, *, raw: bool = False, resend: bool = True
+    ) -> str:
         """Send a request that expects an ack. Returns the outcome key.
 
         Sent as soon as the server has welcomed the connection (also while recovering,
         so an on-connect hook can use it), again after a reconnect if unanswered. The
         ``Completed`` result is the ack's payload (``raw``: the ack's arguments as they
         came, for any Socket.IO server); an error reply fails it with RequestRejected,
-        no ack within ``ack_timeout`` with AckTimeout.
+        no ack within ``ack_timeout`` with AckTimeout. ``resend=False``: if the
+        connection drops first, fail with ConnectionLost instead of sending it again
+        on the next connection (for requests tied to a connection, like token:refresh).
         """
         self._check_open_for_work()
-        return self._enqueue_request(RequestKind.GENERIC, type_, payload, now, raw=raw)
+        return self._enqueue_request(
+            RequestKind.GENERIC, type_, payload, now, raw=raw, resend=resend
+        )
 
     def send_volatile(self, room: str, text: str) -> bool:
         """Send a chat message now or never: not queued, not resent, no ack awaited.
@@ -400,10 +414,9 @@ class Session:
         """When :meth:`tick` must be called next (None: nothing is timed)."""
         deadlines: list[float] = []
         if self._open:
-            wait = self.ack_wait
             for entry in self.outbox.in_flight():
                 if entry.sent_at is not None:
-                    deadlines.append(entry.sent_at + wait)
+                    deadlines.append(entry.sent_at + self._retransmit_wait(entry))
             for request in self._requests.values():
                 if request.sent_at is not None:
                     deadlines.append(request.sent_at + self.ack_timeout)
@@ -450,6 +463,11 @@ class Session:
             return self.ack_timeout
         return min(self.ack_timeout, max(self.ack_timeout_floor, rto))
 
+    def _retransmit_wait(self, entry: OutboxEntry) -> float:
+        """:attr:`ack_wait`, doubled for every transmission so far (RFC 6298 §5.5)."""
+        backoff: float = 2.0 ** max(0, entry.attempts - 1)
+        return min(self.ack_timeout, self.ack_wait * backoff)
+
     def quality_snapshot(self) -> QualitySnapshot:
         """The link's quality figures now."""
         return self.quality.snapshot()
@@ -462,6 +480,7 @@ class Session:
             for entry in self.outbox.expire(now):
                 self._ttl_count -= 1
                 self.counters["expired"] += 1
+                self._record(("remove", entry.message_id))
                 self._outputs.append(
                     Failed(
                         entry.message_id,
@@ -470,9 +489,8 @@ class Session:
                 )
         if not self._open:
             return
-        wait = self.ack_wait
         for entry in list(self.outbox.in_flight()):
-            if entry.sent_at is not None and entry.sent_at + wait <= now:
+            if entry.sent_at is not None and entry.sent_at + self._retransmit_wait(entry) <= now:
                 self._transmit(entry, now)
         for request_id, request in list(self._requests.items()):
             if request.sent_at is None or request.sent_at + self.ack_timeout > now:
@@ -529,6 +547,9 @@ class Session:
             self._on_plain_event("connected", payload)
             return
         self.welcome = payload
+        limits = payload.get("limits")
+        size = limits.get("maxMessageSize") if isinstance(limits, dict) else None
+        self._max_frame = _opt_int(size)
         self._gated = self.gate_on_welcome
         self._set_state(ConnectionState.RECOVERING)
         for room in self.rooms.values():
@@ -601,7 +622,7 @@ class Session:
         room.request_id = None
         if not ok:
             self._outputs.append(ErrorEvent("SYNC_FAILED", f"{room.name}: {_rejection(payload)}"))
-            self._go_live(room, now)
+            self._go_live(room, now, after_sync=True)
             return
         events = payload.get("events")
         if not isinstance(events, list):
@@ -625,11 +646,30 @@ class Session:
         if payload.get("more") is True and progressed:
             self._send_sync(room, now)
         else:
-            self._go_live(room, now)
+            self._go_live(room, now, after_sync=True)
 
-    def _go_live(self, room: Room, now: float) -> None:
+    def _go_live(self, room: Room, now: float, *, after_sync: bool = False) -> None:
+        """Deliver the held events and go live.
+
+        ``after_sync``: a hole the sync just could not fill (it failed, or the server
+        has nothing up to the held event) is reported as a gap and skipped, instead
+        of syncing again and again.
+        """
         room.phase = RoomPhase.LIVE
-        for _, name, payload in room.release():
+        for event_id, name, payload in room.release():
+            epoch = _opt_str(payload.get("epoch"))
+            if (
+                after_sync
+                and not room.is_duplicate(event_id, epoch)
+                and not room.is_next(event_id, epoch)
+            ):
+                self.counters["gaps"] += 1
+                after = room.last_event_id or 0
+                self._outputs.append(
+                    Gap(room.name, "unavailable", after, room.epoch, epoch, event_id)
+                )
+                room.advance(event_id - 1, epoch)
+            after_sync = False
             self._on_logged_event(name, payload, now)
             if room.phase is not RoomPhase.LIVE:
                 break  # a hole: a new sync is under way and holds the rest
@@ -745,6 +785,8 @@ class Session:
             event_id = payload.get("eventId")
             if not isinstance(event_id, int):
                 self._malformed("message ack without an integer eventId")
+                self._remove_entry(entry)
+                self._fail(entry.message_id, ProtocolError("the server's ack has no eventId"))
                 return
             self._remove_entry(entry)
             if entry.attempts == 1 and entry.sent_at is not None:
@@ -766,7 +808,7 @@ class Session:
         if code in ("RATE_LIMIT", "INTERNAL"):
             self.counters["rate_limited"] += code == "RATE_LIMIT"
             retry_after = error.get("retryAfter") if isinstance(error, dict) else None
-            wait = float(retry_after) if isinstance(retry_after, int | float) else 0.5
+            wait = _seconds(retry_after, default=0.5)
             self._hold_until = max(self._hold_until, now + max(0.0, wait))
             self.outbox.mark_queued(entry)
             return
@@ -826,11 +868,13 @@ class Session:
         room: str | None = None,
         key: str | None = None,
         raw: bool = False,
+        resend: bool = True,
     ) -> str:
         request_id = self._new_id()
-        request = Request(request_id, kind, type_, payload, room, key or request_id)
+        request = Request(
+            request_id, kind, type_, payload, room, key or request_id, raw=raw, resend=resend
+        )
         self._requests[request_id] = request
-        request.raw = raw
         if self._welcomed:
             self._transmit_request(request, now)
         return request.key
@@ -873,11 +917,11 @@ class Session:
         if self._hold_until > now:
             return
         budget = self.max_in_flight - self.outbox.in_flight_count()
-        limit = self.welcome.get("limits", {}).get("maxMessageSize")
+        limit = self._max_frame
         for entry in list(self.outbox.queued()):
             if budget <= 0:
                 break
-            if isinstance(limit, int) and entry.size > limit:
+            if limit is not None and entry.size > limit:
                 # The server would close the connection (1009) and the resend would loop.
                 self._remove_entry(entry)
                 self._fail(
@@ -974,3 +1018,16 @@ def _opt_str(value: object) -> str | None:
 
 def _opt_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _seconds(value: object, *, default: float) -> float:
+    """A delay from the peer, as a float in [0, MAX_RETRY_AFTER]; ``default`` if absurd."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return default
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return MAX_RETRY_AFTER
+    if seconds != seconds:  # NaN
+        return default
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)

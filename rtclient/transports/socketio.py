@@ -138,6 +138,9 @@ class SocketIOTransport:
         except (socketio.exceptions.ConnectionError, TimeoutError, aiohttp.ClientError) as exc:
             await conn.close()
             raise conn.connect_failure(exc) from None
+        except BaseException:  # cancelled (the client is closing) or a bug: clean up
+            await asyncio.shield(conn.close())
+            raise
         recovered = sent_pid is not None and sio.pid == sent_pid
         self.pid = sio.pid
         if not recovered:
