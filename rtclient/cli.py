@@ -1,5 +1,7 @@
-"""The ``rtclient`` command line: ``chat``, ``ping``, ``token``, ``serve``.
+"""The ``rtclient`` command line: ``demo``, ``chat``, ``ping``, ``token``, ``serve``.
 
+- ``rtclient demo``: bots chat through a scripted network storm against an in-process
+  fake_server; a report says what was lost (nothing) — exit status 0 only then;
 - ``rtclient chat URL --room R``: an interactive chat that shows reconnects, queueing
   and acks (JSON lines when stdin is not a terminal);
 - ``rtclient ping URL``: round-trip times, p50 / p95 and the quality level;
@@ -29,6 +31,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Nam
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("serve", help="run fake_server in the foreground", add_help=False)
+    sub.add_parser("demo", help="bots through a scripted network storm", add_help=False)
     runners: dict[str, Callable[[argparse.Namespace], int]] = {}
     for name, module, text in (
         ("chat", chat, "interactive chat (JSON lines when stdin is not a terminal)"),
@@ -47,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from fake_server.cli import main as serve_main
 
         return serve_main(args[1:], prog="rtclient serve")
+    if args and args[0] == "demo":
+        from . import demo
+
+        return demo.main(args[1:])
     parser, runners = _parser()
     namespace = parser.parse_args(args)
     # What matters reaches the user as lines and events; library chatter only on request.

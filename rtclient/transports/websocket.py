@@ -17,6 +17,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import (
     ConnectionClosed,
     InvalidHandshake,
+    InvalidMessage,
     InvalidStatus,
     InvalidURI,
 )
@@ -160,6 +161,14 @@ def _mapped() -> Iterator[None]:
         ) from exc
     except InvalidURI as exc:
         raise ProtocolError(f"invalid WebSocket URL: {exc}") from exc
+    except InvalidMessage as exc:
+        # No valid HTTP response because the connection ended first (a TCP proxy in
+        # front of a restarting server): a network failure, not a protocol mismatch.
+        if isinstance(exc.__cause__, EOFError | OSError):
+            raise TransportError(
+                f"connection lost during the handshake: {exc.__cause__!r}"
+            ) from exc
+        raise ProtocolError(f"WebSocket handshake failed: {exc}") from exc
     except InvalidHandshake as exc:
         raise ProtocolError(f"WebSocket handshake failed: {exc}") from exc
     except (TimeoutError, OSError, EOFError) as exc:
