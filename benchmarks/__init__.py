@@ -1,1 +1,5 @@
-"""Benchmarks: run each module with ``python -m benchmarks.<name>``."""
+"""Benchmarks: ``python -m benchmarks`` runs the suite (rtclient against bare websockets
+and python-socketio, same server in its own process); ``--quick`` for a short run,
+``--only NAME`` for one case. ``python -m benchmarks.store`` is the store's own
+benchmark. Results: docs/benchmarks.md.
+"""

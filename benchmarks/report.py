@@ -1,0 +1,293 @@
+"""Markdown for docs/benchmarks.md: the generated block between the results markers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .harness import median, percentile
+
+if TYPE_CHECKING:
+    from .suite import Results
+
+BEGIN = "<!-- results:begin: written by `python -m benchmarks`; edit outside the markers -->"
+END = "<!-- results:end -->"
+
+LABELS = {
+    "send rt w1": "rtclient `await send()`, window 1",
+    "send ws w1": "websockets request/ack loop, window 1",
+    "send rt w64": "rtclient 64 tasks x `await send()`, `max_in_flight=64`",
+    "send ws w64": "websockets, 64 outstanding, acks matched by id",
+    "send rt nowait w64": "rtclient `send_nowait()` x n, `max_in_flight=64`",
+    "recv rt": "rtclient handler (`client.on`)",
+    "recv ws": "websockets `async for` + `json.loads`",
+    "send rt w64 plain": "rtclient 64 tasks x `await send()`, compression off",
+    "send ws w64 plain": "websockets, 64 outstanding, compression off",
+    "recv rt plain": "rtclient handler, compression off",
+    "recv ws plain": "websockets receive loop, compression off",
+    "send aio w64 plain": "bare aiohttp client, 64 outstanding, no compression",
+    "recv aio plain": "bare aiohttp client receive loop, no compression",
+    "sio rt send": "rtclient `transport='socketio'`, `await send()`",
+    "sio call": "python-socketio `await call('chat:send')`",
+    "sio rt recv": "rtclient `transport='socketio'` handler",
+    "sio recv": "python-socketio `on('chat:message')` handler",
+}
+
+
+def _ms(values: list[float]) -> str:
+    return ", ".join("∞" if v == float("inf") else f"{v * 1000:.0f}" for v in values)
+
+
+def _met(met: bool | None) -> str:
+    return "-" if met is None else ("**yes**" if met else "**no**")
+
+
+def _summary(results: Results) -> list[str]:
+    lines = [
+        "| case | rtclient | baseline | ratio | target | met? |",
+        "|---|---|---|---|---|---|",
+    ]
+    notes: list[str] = []
+    for row in results.rows:
+        ratio = "" if row.ratio is None else f"{row.ratio:.2f}x"
+        case = row.case
+        if row.note:
+            notes.append(row.note)
+            case += f" [{len(notes)}]"
+        lines.append(
+            f"| {case} | {row.rtclient} | {row.baseline} | {ratio} | {row.target or '-'} "
+            f"| {_met(row.met)} |"
+        )
+    lines.append("")
+    lines += [f"[{i}] {note}  " for i, note in enumerate(notes, 1)]
+    if results.skipped:
+        lines += ["", *(f"Skipped: {name}: {why}." for name, why in results.skipped.items())]
+    return lines
+
+
+def _throughput(details: dict[str, Any]) -> list[str]:
+    lines = [
+        "### Throughput runs",
+        "",
+        "*best* is the fastest run (the figure in the table above: on a shared 2-core "
+        "machine, other load only ever slows a run down); *client CPU* the worker "
+        "process's least CPU time per message over the measured span, *busy* its CPU "
+        "time over wall time (near 100 %: the client is the bottleneck, not the server). "
+        "*server s* is how long the server took to push the flood.",
+        "",
+        "| measurement | best msg/s | median | every run | client CPU µs/msg | busy | "
+        "WebSocket extensions | server s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, d in details.items():
+        spec = d["spec"]
+        server = [s for s in d["server_seconds"] if s is not None]
+        lines.append(
+            f"| {LABELS.get(label, label)} (n={spec['n']}) | {d['rate']:,.0f} | "
+            f"{d['median']:,.0f} | "
+            f"{', '.join(f'{r:,.0f}' for r in d['rates'])} | {d['cpu_us']:.1f} | "
+            f"{d['busy'] * 100:.0f} % | {d['extensions'] or '-'} | "
+            f"{', '.join(f'{s:.2f}' for s in server) or '-'} |"
+        )
+    return [*lines, ""]
+
+
+def _recovery(details: dict[str, Any]) -> list[str]:
+    lines = ["### Recovery runs", ""]
+    for key, title in (
+        ("drop", "Dropped connection, server up (each client alone)"),
+        ("restart", "Server process killed and restarted (all clients at once)"),
+    ):
+        if key not in details:
+            continue
+        lines += [
+            f"{title}; milliseconds from the fault:",
+            "",
+            "| client | until | p50 | p90 | min | max | every run |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, times in details[key].items():
+            until = "fully recovered" if name == "rtclient" else "connected"
+            lines.append(
+                f"| {name} | {until} | {median(times) * 1000:.0f} | "
+                f"{percentile(times, 0.9) * 1000:.0f} | {min(times) * 1000:.0f} | "
+                f"{max(times) * 1000:.0f} | {_ms(times)} |"
+            )
+        lines.append("")
+    if "restart_server_start" in details:
+        lines += [
+            "The new server process was listening after "
+            f"{_ms(details['restart_server_start'])} ms (spawn to ready, Python start-up "
+            "included).",
+            "",
+        ]
+    if "herd" in details:
+        herd = details["herd"]
+        lines += [
+            f"{len(herd)} rtclients in one process, one drop: fully recovered after "
+            f"{herd[0] * 1000:.0f} ms (first) … {median(herd) * 1000:.0f} ms (p50) … "
+            f"{herd[-1] * 1000:.0f} ms (last). The first attempts are spread over "
+            "`uniform(0, 50 ms)`; the rest of the spread is the client process and the "
+            "server doing 50 handshakes, rejoins, syncs and flushes on two cores.",
+            "",
+        ]
+    return lines
+
+
+def _memory(details: dict[str, Any]) -> list[str]:
+    lines = [
+        "### Idle memory",
+        "",
+        "| client | clients | RSS delta | per client | asyncio tasks | connect time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind, name in (("idle_rt", "rtclient"), ("idle_ws", "websockets")):
+        d = details[kind]
+        n = d["count"]
+        lines.append(
+            f"| {name} | {n} | {d['rss_bytes'] / 2**20:.1f} MiB | "
+            f"{d['rss_bytes'] / n / 1024:.1f} KiB | {d['tasks']} | {d['connected_in']:.1f} s |"
+        )
+    return [*lines, ""]
+
+
+def _codecs(details: dict[str, Any]) -> list[str]:
+    rows = details["rows"]
+    names = list(rows[0]["times"])
+    lines = [
+        "### Codecs",
+        "",
+        "Bytes per frame and µs per encode + decode (best of several rounds).",
+        "",
+        "| envelope | JSON bytes | msgpack bytes | saving | "
+        + " | ".join(f"{n} µs" for n in names)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(names),
+    ]
+    for r in rows:
+        saving = 1 - r["msgpack_bytes"] / r["json_bytes"]
+        lines.append(
+            f"| {r['envelope']} | {r['json_bytes']} | {r['msgpack_bytes']} | "
+            f"{saving * 100:.0f} % | "
+            + " | ".join(f"{r['times'][n] * 1e6:.2f}" for n in names)
+            + " |"
+        )
+    return [*lines, ""]
+
+
+def _store(details: dict[str, Any]) -> list[str]:
+    lines = [
+        "### Store",
+        "",
+        f"Messages per second, one run each, on {details['file_system']}.",
+        "",
+        "| workload | MemoryStore | SqliteStore (normal) | ratio |",
+        "|---|---|---|---|",
+    ]
+    for name, rates in details["rates"].items():
+        lines.append(
+            f"| {name} | {rates['memory']:,.0f} | {rates['sqlite/normal']:,.0f} | "
+            f"{rates['sqlite/normal'] / rates['memory']:.2f}x |"
+        )
+    return [*lines, ""]
+
+
+def _profile(details: dict[str, Any]) -> list[str]:
+    lines = ["### Profiles", ""]
+    for name, summary in details.items():
+        if name == "memory":
+            continue
+        result = summary["result"]
+        lines += [
+            f"**{name}** (py-spy, {summary['samples']} samples; under py-spy the worker "
+            f"ran at {result['count'] / result['seconds']:,.0f} msg/s).",
+            "",
+            "Self time by package: "
+            + ", ".join(f"{pkg} {share:.0f} %" for pkg, share in summary["packages"] if share >= 1)
+            + ".",
+            "",
+            "| top functions, self time | % | rtclient functions, inclusive | % |",
+            "|---|---|---|---|",
+        ]
+        own, incl = summary["self"], summary["rtclient_inclusive"]
+        for i in range(max(len(own), len(incl))):
+            left = own[i] if i < len(own) else ("", 0.0)
+            right = incl[i] if i < len(incl) else ("", 0.0)
+            lines.append(
+                f"| {left[0]} | {left[1]:.1f} | {right[0]} | {right[1]:.1f} |"
+                if left[0] or right[0]
+                else "| | | | |"
+            )
+        lines.append("")
+    memory = details.get("memory")
+    if memory:
+        rt, ws = memory["idle_rt"], memory["idle_ws"]
+        n = rt["count"]
+        lines += [
+            f"**Idle memory** (tracemalloc, {n} clients): Python allocations per client, "
+            f"rtclient {rt['traced_bytes'] / n / 1024:.1f} KiB, websockets "
+            f"{ws['traced_bytes'] / n / 1024:.1f} KiB (zlib's compression buffers count "
+            "here in full; RSS holds only their touched pages). Largest sites that the "
+            "bare client does not have:",
+            "",
+            "| site | bytes per client |",
+            "|---|---|",
+        ]
+        bare = {site for site, _ in ws["sites"]}
+        for site, size in rt["sites"]:
+            if site not in bare and size / n >= 200:
+                lines.append(f"| {site} | {size / n:,.0f} |")
+        lines.append("")
+    return lines
+
+
+def render(results: Results) -> str:
+    m = results.machine
+    s = results.sizes
+    lines = [
+        BEGIN,
+        "",
+        f"Command: `{results.command}` — {m['date']}, {results.seconds:.0f} s"
+        f"{' (quick run)' if results.quick else ''}.",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}, {m['os']}; {m['python']}.  ",
+        f"Libraries: {m['libraries']}.  ",
+        f"Load average (1 min) at the start and the end: {m.get('load', '?')} "
+        "(the machine is shared: other work slows single runs down).  ",
+        f"Runs: {s.repeats} per throughput measurement (best), {s.drop_runs} drops, "
+        f"{s.restart_runs} restarts, {s.idle_clients} idle clients.",
+        "",
+        *_summary(results),
+        "",
+    ]
+    d = results.details
+    if "throughput" in d:
+        lines += _throughput(d["throughput"])
+    if "recovery" in d:
+        lines += _recovery(d["recovery"])
+    if "memory" in d:
+        lines += _memory(d["memory"])
+    if "codecs" in d:
+        lines += _codecs(d["codecs"])
+    if "store" in d:
+        lines += _store(d["store"])
+    if "profile" in d:
+        lines += _profile(d["profile"])
+    lines.append(END)
+    return "\n".join(lines) + "\n"
+
+
+def write_report(results: Results, path: Path) -> None:
+    """Replace the generated block of ``path`` (or create the file around it)."""
+    block = render(results)
+    if path.exists():
+        text = path.read_text()
+        if BEGIN in text and END in text:
+            head, _, rest = text.partition(BEGIN)
+            _, _, tail = rest.partition(END)
+            path.write_text(head + block.rstrip("\n") + tail)
+            return
+        path.write_text(text.rstrip("\n") + "\n\n" + block)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("# Benchmarks\n\nRun `python -m benchmarks`.\n\n" + block)
