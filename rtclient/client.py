@@ -176,6 +176,7 @@ class Client:
         self._stop = asyncio.Event()
         self._wake_writer = asyncio.Event()
         self._wake_timer = asyncio.Event()
+        self._timer_due: float | None = None
         self._progress = asyncio.Event()
         self._supervisor: asyncio.Task[RtClientError | None] | None = None
         self._schedule: BackoffSchedule = self.backoff.schedule()
@@ -804,7 +805,7 @@ class Client:
 
     async def _timer(self) -> None:
         while True:
-            deadline = self._session.next_deadline()
+            deadline = self._timer_due = self._session.next_deadline()
             delay = None if deadline is None else max(0.0, deadline - self._clock())
             try:
                 async with asyncio.timeout(delay):
@@ -830,9 +831,11 @@ class Client:
                 elif isinstance(item, Event) and item.name == "token:expiring":
                     self._refresh_now.set()
                 self._dispatcher.put(item)
-        self._wake_writer.set()
-        if wake_timer:
-            self._wake_timer.set()
+        if self._session.has_data_to_send():
+            self._wake_writer.set()
+        new = self._session.take_new_deadline()
+        if wake_timer and new is not None and (self._timer_due is None or new < self._timer_due):
+            self._wake_timer.set()  # a deadline earlier than the one the timer sleeps to
         self._progress.set()
 
     def _settle(self, outcome: Completed | Failed) -> None:
@@ -870,6 +873,10 @@ class Client:
         return future
 
     async def _await(self, future: asyncio.Future[Any], timeout: float | None) -> Any:
+        if timeout is None:
+            # Cancelling the caller cancels this future only: the message stays queued
+            # (its outcome is then ignored), so no shield is needed.
+            return await future
         try:
             async with asyncio.timeout(timeout):
                 return await asyncio.shield(future)

@@ -58,7 +58,8 @@ class Dispatcher:
         self._queue: asyncio.Queue[Delivered | object] = asyncio.Queue()
         self._room = asyncio.Event()
         self._room.set()
-        self._handlers: dict[str, list[Handler]] = {}
+        # Tuples, replaced (not mutated) by on()/off(): delivery iterates without copying.
+        self._handlers: dict[str, tuple[Handler, ...]] = {}
         self._subscribers: set[asyncio.Queue[Delivered | object]] = set()
         self._log = logger
         self._ended = False
@@ -68,13 +69,14 @@ class Dispatcher:
 
     def on(self, name: str, handler: Handler) -> None:
         """Call ``handler`` for every item named ``name`` (``"*"``: every server event)."""
-        self._handlers.setdefault(name, []).append(handler)
+        self._handlers[name] = (*self._handlers.get(name, ()), handler)
 
     def off(self, name: str, handler: Handler) -> None:
         """Stop calling ``handler`` for ``name``; unknown handlers are ignored."""
-        handlers = self._handlers.get(name, [])
+        handlers = list(self._handlers.get(name, ()))
         if handler in handlers:
             handlers.remove(handler)
+            self._handlers[name] = tuple(handlers)
 
     def put(self, item: Delivered) -> None:
         """Queue ``item`` for delivery (never blocks; see :meth:`wait_for_room`)."""
@@ -123,17 +125,21 @@ class Dispatcher:
                 self._room.set()  # hysteresis: resume reading once half drained
             if item is _END:
                 break
-            assert isinstance(item, Event | Gap | StateChanged | QualityChanged | ErrorEvent)
-            for queue in list(self._subscribers):
-                await self._offer(queue, item)
-            name = name_of(item)
-            handlers = list(self._handlers.get(name, ()))
-            if isinstance(item, Event):
-                handlers += self._handlers.get("*", ())
+            delivered: Delivered = item  # type: ignore[assignment]
+            if self._subscribers:
+                for queue in list(self._subscribers):
+                    await self._offer(queue, delivered)
+            if isinstance(delivered, Event):
+                handlers = self._handlers.get(delivered.name, ())
+                wildcard = self._handlers.get("*", ())
+                if wildcard:
+                    handlers = handlers + wildcard
+            else:
+                handlers = self._handlers.get(KIND_NAMES[type(delivered)], ())
             for handler in handlers:
-                await self._call(handler, item)
+                await self._call(handler, delivered)
             if self._after is not None:
-                self._after(item)  # e.g. record the cursor: the app has had the event
+                self._after(delivered)  # e.g. record the cursor: the app has had the event
         self._ended = True
         self._room.set()
         for queue in list(self._subscribers):

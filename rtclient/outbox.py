@@ -37,6 +37,8 @@ class OutboxEntry:
     """A generic emit: ``payload`` is the application's data as is, any ack is accepted."""
     wants_ack: bool = True
     """False: fire-and-forget, done once written to a live connection."""
+    seq: int = 0
+    """Enqueue order, set by the outbox."""
 
 
 class Outbox:
@@ -56,8 +58,12 @@ class Outbox:
         self.max_bytes = max_bytes
         self.overflow: Overflow = overflow
         self._entries: dict[str, OutboxEntry] = {}
+        # Unsent and in-flight entries, each in enqueue order, so that a flush never
+        # walks the whole outbox to find what is left to send.
+        self._queued: dict[str, OutboxEntry] = {}
+        self._flight: dict[str, OutboxEntry] = {}
         self._bytes = 0
-        self._in_flight = 0
+        self._seq = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -102,7 +108,13 @@ class Outbox:
                 raise OutboxFull("outbox full and every queued message is in flight")
             for old in dropped:
                 self.remove(old.message_id)
+        self._seq += 1
+        entry.seq = self._seq
         self._entries[entry.message_id] = entry
+        if entry.in_flight:
+            self._flight[entry.message_id] = entry
+        else:
+            self._queued[entry.message_id] = entry
         self._bytes += entry.size
         return dropped
 
@@ -111,15 +123,19 @@ class Outbox:
         entry = self._entries.pop(message_id, None)
         if entry is not None:
             self._bytes -= entry.size
-            if entry.in_flight:
-                self._in_flight -= 1
+            self._queued.pop(message_id, None)
+            self._flight.pop(message_id, None)
         return entry
 
     def mark_sent(self, entry: OutboxEntry, now: float) -> None:
         """Record that ``entry`` was transmitted at ``now`` and awaits its ack."""
         if not entry.in_flight:
             entry.in_flight = True
-            self._in_flight += 1
+            del self._queued[entry.message_id]
+            last = next(reversed(self._flight.values()), None)
+            self._flight[entry.message_id] = entry
+            if last is not None and last.seq > entry.seq:  # sent out of order: rare
+                self._flight = {k: e for k, e in self._entries.items() if e.in_flight}
         entry.attempts += 1
         entry.sent_at = now
 
@@ -127,20 +143,23 @@ class Outbox:
         """Put ``entry`` back in the queue (rate limited, or its connection is gone)."""
         if entry.in_flight:
             entry.in_flight = False
-            self._in_flight -= 1
+            del self._flight[entry.message_id]
+            self._queued[entry.message_id] = entry
+            # Back in enqueue order (a rate-limited message goes before later ones).
+            self._queued = {k: e for k, e in self._entries.items() if not e.in_flight}
         entry.sent_at = None
 
     def queued(self) -> Iterator[OutboxEntry]:
         """Entries waiting to be transmitted, in enqueue order."""
-        return (e for e in self._entries.values() if not e.in_flight)
+        return iter(self._queued.values())
 
     def in_flight(self) -> Iterator[OutboxEntry]:
         """Entries transmitted and waiting for their ack, in enqueue order."""
-        return (e for e in self._entries.values() if e.in_flight)
+        return iter(self._flight.values())
 
     def in_flight_count(self) -> int:
         """How many entries are in flight."""
-        return self._in_flight
+        return len(self._flight)
 
     def entries(self) -> Iterator[OutboxEntry]:
         """All entries in enqueue order."""
@@ -149,7 +168,10 @@ class Outbox:
     def requeue_all(self) -> None:
         """Mark every entry as not in flight (the connection carrying them is gone)."""
         for entry in self._entries.values():
-            self.mark_queued(entry)
+            entry.in_flight = False
+            entry.sent_at = None
+        self._flight.clear()
+        self._queued = dict(self._entries)
 
     def expire(self, now: float) -> list[OutboxEntry]:
         """Remove and return the entries whose TTL has passed."""

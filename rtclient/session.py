@@ -25,6 +25,7 @@ event id) → flush the outbox in enqueue order → live (state CONNECTED).
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -139,6 +140,7 @@ class Session:
         """When true, changes a durable store must mirror are kept for :meth:`store_changes`."""
         self._changes: list[StoreChange] = []
         self._max_frame: int | None = None
+        self._new_deadline: float | None = None
         self.gate_on_welcome = False
         """When true, a welcome does not lead to CONNECTED until :meth:`open_gate`."""
         self._gated = False
@@ -404,6 +406,10 @@ class Session:
         """Return and forget the envelopes to write on the current connection, in order."""
         data, self._send_buffer = self._send_buffer, []
         return data
+
+    def has_data_to_send(self) -> bool:
+        """Whether :meth:`data_to_send` would return anything."""
+        return bool(self._send_buffer)
 
     def outcomes(self) -> list[Output]:
         """Return and forget what happened since the last call, in order."""
@@ -810,6 +816,7 @@ class Session:
             retry_after = error.get("retryAfter") if isinstance(error, dict) else None
             wait = _seconds(retry_after, default=0.5)
             self._hold_until = max(self._hold_until, now + max(0.0, wait))
+            self._note_deadline(self._hold_until)
             self.outbox.mark_queued(entry)
             return
         self._remove_entry(entry)
@@ -833,7 +840,7 @@ class Session:
         message_id = message_id or self._new_id()
         if message_id in self.outbox:
             return message_id
-        size = len(json.dumps(payload, ensure_ascii=False).encode()) + _ENVELOPE_OVERHEAD
+        size = _size_of(payload, raw=raw)
         entry = OutboxEntry(
             message_id,
             kind,
@@ -853,6 +860,8 @@ class Session:
             self._outputs.append(Failed(dropped.message_id, error))
             self._outputs.append(ErrorEvent("MESSAGE_DROPPED", str(error), error))
         self._ttl_count += entry.expires_at is not None
+        if entry.expires_at is not None:
+            self._note_deadline(entry.expires_at)
         if wants_ack and not raw:
             self._record(("enqueue", entry))
         self._flush(now)
@@ -882,6 +891,7 @@ class Session:
     def _transmit_request(self, request: Request, now: float) -> None:
         request.in_flight = True
         request.sent_at = now
+        self._note_deadline(now + self.ack_timeout)
         envelope = {"type": request.type, "id": request.request_id, "payload": request.payload}
         if request.raw:
             envelope["raw"] = True
@@ -899,7 +909,22 @@ class Session:
             return
         envelope["id"] = entry.message_id
         self.outbox.mark_sent(entry, now)
+        self._note_deadline(now + self._retransmit_wait(entry))
         self._send_buffer.append(envelope)
+
+    def _note_deadline(self, when: float) -> None:
+        if self._new_deadline is None or when < self._new_deadline:
+            self._new_deadline = when
+
+    def take_new_deadline(self) -> float | None:
+        """The earliest deadline created since the last call (None: none was).
+
+        Lets the caller keep its timer asleep unless a deadline earlier than the one
+        it waits for appeared, instead of recomputing :meth:`next_deadline` after
+        every frame.
+        """
+        when, self._new_deadline = self._new_deadline, None
+        return when
 
     @property
     def _live(self) -> bool:
@@ -917,10 +942,10 @@ class Session:
         if self._hold_until > now:
             return
         budget = self.max_in_flight - self.outbox.in_flight_count()
+        if budget <= 0:
+            return
         limit = self._max_frame
-        for entry in list(self.outbox.queued()):
-            if budget <= 0:
-                break
+        for entry in list(itertools.islice(self.outbox.queued(), budget)):
             if limit is not None and entry.size > limit:
                 # The server would close the connection (1009) and the resend would loop.
                 self._remove_entry(entry)
@@ -929,7 +954,6 @@ class Session:
                 )
                 continue
             self._transmit(entry, now)
-            budget -= 1
 
     # -- internals: helpers -----------------------------------------------------------
 
@@ -974,6 +998,8 @@ class Session:
         for entry in entries:
             self.outbox.add(entry)
             self._ttl_count += entry.expires_at is not None
+            if entry.expires_at is not None:
+                self._note_deadline(entry.expires_at)
 
     def _remove_entry(self, entry: OutboxEntry) -> None:
         self.outbox.remove(entry.message_id)
@@ -1031,3 +1057,18 @@ def _seconds(value: object, *, default: float) -> float:
     if seconds != seconds:  # NaN
         return default
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _size_of(payload: Any, *, raw: bool) -> int:
+    """About how many bytes ``payload`` takes on the wire (the outbox's byte bound).
+
+    Chat payloads are flat dicts of strings: their size is counted without encoding
+    them (the codec encodes once, when sending). Generic emits are JSON-encoded, which
+    also checks that they can be (TypeError at once otherwise).
+    """
+    if raw or not isinstance(payload, dict):
+        return len(json.dumps(payload, ensure_ascii=False).encode()) + _ENVELOPE_OVERHEAD
+    size = _ENVELOPE_OVERHEAD
+    for key, value in payload.items():
+        size += len(key) + (len(value.encode()) if isinstance(value, str) else 24)
+    return size
