@@ -44,3 +44,15 @@ def test_names_and_subprotocols() -> None:
     assert subprotocol_of(codec_named("json")) == "rtclient.v1.json"
     with pytest.raises(ValueError, match="unknown codec"):
         codec_named("xml")
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["orjson", "stdlib"])
+def test_json_codec_both_engines_make_the_same_frames(fast: bool) -> None:
+    codec = JsonCodec(fast=fast)
+    frame = codec.encode(ENVELOPE)
+    assert isinstance(frame, str)
+    assert codec.decode(frame) == ENVELOPE
+    assert JsonCodec(fast=not fast).decode(frame) == ENVELOPE
+    for bad in ("{", "[" * 100_000, b"{}"):
+        with pytest.raises(ProtocolError):
+            codec.decode(bad)
