@@ -28,6 +28,8 @@ import tenacity
 
 __all__ = ["Backoff", "BackoffSchedule"]
 
+_SHARED_RNG = random.Random()
+
 Jitter = Literal["full", "equal", "none"]
 
 
@@ -87,7 +89,8 @@ class BackoffSchedule:
 
     def __post_init__(self) -> None:
         p = self.policy
-        self._rng = random.Random(p.seed)
+        # One generator for every unseeded schedule: its state is 2.5 KB per client.
+        self._rng = random.Random(p.seed) if p.seed is not None else _SHARED_RNG
         self._wait = tenacity.wait_exponential(multiplier=p.base, max=p.cap)
         stop: tenacity.stop.stop_base = tenacity.stop_never
         if p.max_attempts is not None:

@@ -175,13 +175,14 @@ class Client:
         self._runner: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._wake_writer = asyncio.Event()
-        self._wake_timer = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
         self._progress = asyncio.Event()
         self._supervisor: asyncio.Task[RtClientError | None] | None = None
         self._schedule: BackoffSchedule = self.backoff.schedule()
         self._conn: Connection | None = None
         self._hook_group: asyncio.TaskGroup | None = None
+        self._helpers: list[asyncio.Task[None]] = []
         self._dispatch_task: asyncio.Task[None] | None = None
         self._reading_paused = False
         self._read_pauses_begun = 0
@@ -273,7 +274,6 @@ class Client:
             self._session.closing()
             self._pump()
         self._stop.set()
-        self._wake_timer.set()
         conn = self._conn
         if conn is not None:
             try:
@@ -504,7 +504,7 @@ class Client:
     async def _main(self) -> None:
         async with asyncio.TaskGroup() as tg:
             self._dispatch_task = tg.create_task(self._dispatcher.run(), name="rtclient dispatcher")
-            timer = tg.create_task(self._timer(), name="rtclient timer")
+            self._arm_timer()
             supervisor = tg.create_task(self._supervise(), name="rtclient supervisor")
             self._supervisor = supervisor
             try:
@@ -512,7 +512,7 @@ class Client:
                 if not supervisor.cancelled():
                     self._fatal = supervisor.result()
             finally:
-                timer.cancel()
+                self._disarm_timer()
                 aclose = getattr(self._tokens, "aclose", None)
                 if aclose is not None:
                     await aclose()
@@ -601,15 +601,15 @@ class Client:
         try:
             async with asyncio.TaskGroup() as tg:
                 self._hook_group = tg
-                helpers = [
-                    tg.create_task(self._write(conn), name="rtclient writer"),
-                    tg.create_task(self._heartbeat(conn), name="rtclient heartbeat"),
-                    tg.create_task(self._refresh_token(), name="rtclient token refresher"),
-                ]
+                self._helpers = [tg.create_task(self._write(conn), name="rtclient writer")]
+                if self.ping_interval is not None:
+                    self._helpers.append(
+                        tg.create_task(self._heartbeat(conn), name="rtclient heartbeat")
+                    )
                 try:
                     error, welcomed = await self._read(conn)
                 finally:
-                    for helper in helpers:
+                    for helper in self._helpers:
                         helper.cancel()
         finally:
             self._conn = None
@@ -689,8 +689,18 @@ class Client:
                     new_epoch=None,
                 )
             )
-        if self._hooks and self._hook_group is not None:
-            self._hook_group.create_task(self._run_hooks(), name="rtclient on_connect")
+        group = self._hook_group
+        if group is None:
+            return
+        if self._hooks:
+            group.create_task(self._run_hooks(), name="rtclient on_connect")
+        features = welcome.get("features")
+        refreshable = isinstance(features, list) and "token:refresh" in features
+        if refreshable and token_times(self._token)[1] is not None:
+            # Only tokens that expire, on servers that renew in band, need a refresher.
+            self._helpers.append(
+                group.create_task(self._refresh_token(), name="rtclient token refresher")
+            )
 
     async def _run_hooks(self) -> None:
         for hook in list(self._hooks):
@@ -803,18 +813,33 @@ class Client:
             self._token, self._token_fetched_at = token, time.time()
             self._counters["in_band_refreshes"] += 1
 
-    async def _timer(self) -> None:
-        while True:
-            deadline = self._timer_due = self._session.next_deadline()
-            delay = None if deadline is None else max(0.0, deadline - self._clock())
-            try:
-                async with asyncio.timeout(delay):
-                    await self._wake_timer.wait()
-            except TimeoutError:
-                pass
-            self._wake_timer.clear()
+    def _arm_timer(self) -> None:
+        """Set the one timer callback to the session's next deadline (or none).
+
+        A loop callback, not a task: an idle client holds no coroutine for it.
+        """
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self._timer_due = self._session.next_deadline()
+        if deadline is not None:
+            delay = max(0.0, deadline - self._clock())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _disarm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_due = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        try:
             self._session.tick(self._clock())
             self._pump(wake_timer=False)
+        finally:
+            if self._runner is not None and not self._runner.done():
+                self._arm_timer()
 
     # -- internals: outcomes -------------------------------------------------------------
 
@@ -835,7 +860,7 @@ class Client:
             self._wake_writer.set()
         new = self._session.take_new_deadline()
         if wake_timer and new is not None and (self._timer_due is None or new < self._timer_due):
-            self._wake_timer.set()  # a deadline earlier than the one the timer sleeps to
+            self._arm_timer()  # a deadline earlier than the one the timer is set for
         self._progress.set()
 
     def _settle(self, outcome: Completed | Failed) -> None:

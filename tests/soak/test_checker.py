@@ -144,3 +144,17 @@ def test_an_ack_and_a_delivery_that_disagree_are_mismatched() -> None:
     assert kinds(records) == {"lost": 1}  # bob never got m2
     records[at] = Delivered("bob", "lobby", 2, E1, "m1", "alice:1")
     assert kinds(records) == {"duplicated": 1, "mismatched": 1, "lost": 1}
+
+
+def test_an_epoch_that_lived_and_died_while_a_client_was_away_is_covered() -> None:
+    e3 = "epoch-3"
+    records: list[object] = [Joined("alice", "lobby", 0, E2), Joined("bob", "lobby", 0, E1)]
+    records += [
+        Acked("alice", "lobby", "in-e2", "m1", 1, E2, at=1.0),  # bob was away all of E2
+        Delivered("alice", "lobby", 1, E2, "m1", "in-e2"),
+        Announced("bob", "lobby", "epoch", 0, E1, e3, None, at=2.0),  # told of E1 -> E3
+    ]
+    assert kinds(records) == {}
+    # ... but a gap announced before the message was acknowledged does not cover it.
+    records[-1] = Announced("bob", "lobby", "epoch", 0, E1, e3, None, at=0.5)
+    assert kinds(records) == {"lost": 1}

@@ -16,7 +16,9 @@ mismatched         delivered under another event id than the sender's ack said
 A gap covers a hole when it was announced after the client's previous delivery in that
 room and starts at or before it; it covers a lost message when the message sits in the
 announced range (``after_event_id`` < id < ``resumed_at``), or in the old epoch of an
-epoch gap. The checker is pure: it reads records and returns a :class:`Report`.
+epoch gap — or in an epoch the client never saw at all (it began and was lost while the
+client was away), when an epoch gap was announced after the message was acknowledged.
+The checker is pure: it reads records and returns a :class:`Report`.
 """
 
 from __future__ import annotations
@@ -127,6 +129,13 @@ def check(history: History) -> Report:
             d.message_id for d in stream if isinstance(d, Delivered) and d.message_id is not None
         }
 
+    seen_epochs: dict[tuple[str, str], set[str | None]] = defaultdict(set)
+    for key, stream in streams.items():
+        for item in stream:
+            if isinstance(item, Delivered):
+                seen_epochs[key].add(item.epoch)
+            else:
+                seen_epochs[key].update((item.old_epoch, item.new_epoch))
     for message_id, ack in first_ack.items():
         for (client, room), joined in members.items():
             if room != ack.room or message_id in got[client, room]:
@@ -135,6 +144,12 @@ def check(history: History) -> Report:
                 continue  # before this member joined: not owed to it
             announced = [r for r in streams[client, room] if isinstance(r, Announced)]
             if any(_covers(gap, ack) for gap in announced):
+                continue
+            if ack.epoch not in seen_epochs[client, room] and any(
+                gap.old_epoch != gap.new_epoch and gap.at >= ack.at for gap in announced
+            ):
+                # An epoch that began and was lost while this client was away: it
+                # cannot know of it; the epoch gap it was told about covers it.
                 continue
             add(
                 Anomaly(
