@@ -46,7 +46,8 @@ async def test_short_tokens_are_refreshed_in_band_without_reconnecting(
     assert server.counters["connections_opened"] == before  # exactly one connection
     assert alice.stats()["reconnects"] == 0
     assert alice.stats()["in_band_refreshes"] >= 4
-    assert issued == alice.stats()["in_band_refreshes"] + 1
+    # Every token the provider made went to the server (one may be on its way now).
+    await wait_until(lambda: issued == alice.stats()["in_band_refreshes"] + 1)
     await wait_until(lambda: len(seen.messages) == i)
     assert seen.texts() == [f"m{k}" for k in range(i)]
     assert [a.event_id for a in acks] == list(range(1, i + 1))
