@@ -67,7 +67,9 @@ def build_client(args: argparse.Namespace) -> tuple[Client, object]:
     return client, source
 
 
-async def _interactive_main(args: argparse.Namespace) -> int:
+async def open_client(args: argparse.Namespace) -> Client | int:
+    """The client for ``args`` with its credentials checked, or an exit status (2: usage,
+    1: the credentials failed), the reason already on stderr."""
     try:
         client, source = build_client(args)
         await check_credentials(source)
@@ -77,6 +79,13 @@ async def _interactive_main(args: argparse.Namespace) -> int:
     except RtClientError as exc:
         print(f"rtclient chat: {describe_error(exc)}", file=sys.stderr)
         return 1
+    return client
+
+
+async def _interactive_main(args: argparse.Namespace) -> int:
+    client = await open_client(args)
+    if isinstance(client, int):
+        return client
     print(
         f"rtclient chat · {shown_url(args.url)} · rooms: {', '.join(args.room)}"
         " · /help for commands, Ctrl-D to quit"

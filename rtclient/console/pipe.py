@@ -22,7 +22,6 @@ from ..client import Client
 from ..dispatch import Delivered
 from ..errors import RtClientError
 from ..events import ConnectionState, StateChanged
-from .auth import UsageError, check_credentials
 from .render import ack_record, describe_error, failure_record, item_record, json_line
 
 __all__ = ["feed_lines", "pipe", "run_pipe"]
@@ -57,17 +56,11 @@ def feed_lines(queue: asyncio.Queue[str | None], stream: TextIO | None = None) -
 
 async def run_pipe(args: argparse.Namespace) -> int:
     """``rtclient chat`` with stdin not a terminal; returns the exit status."""
-    from .chat import build_client
+    from .chat import open_client
 
-    try:
-        client, source = build_client(args)
-        await check_credentials(source)
-    except UsageError as exc:
-        print(f"rtclient chat: error: {exc}", file=sys.stderr)
-        return 2
-    except RtClientError as exc:
-        print(f"rtclient chat: {describe_error(exc)}", file=sys.stderr)
-        return 1
+    client = await open_client(args)
+    if isinstance(client, int):
+        return client
     queue: asyncio.Queue[str | None] = asyncio.Queue()
     feed_lines(queue)
     return await pipe(client, args.room, queue)
