@@ -92,7 +92,10 @@ class MsgpackCodec:
 
     def encode(self, envelope: dict[str, Any]) -> bytes:
         """Return the MessagePack bytes (TypeError for values it cannot represent)."""
-        data: bytes = self._packer.pack(envelope)
+        try:
+            data: bytes = self._packer.pack(envelope)
+        except OverflowError as exc:  # an integer beyond 64 bits
+            raise TypeError(f"cannot encode as MessagePack: {exc}") from None
         return data
 
     def decode(self, frame: str | bytes) -> object:
@@ -101,10 +104,12 @@ class MsgpackCodec:
             raise ProtocolError("text frame where MessagePack was expected")
         try:
             return msgpack.unpackb(frame, raw=False, strict_map_key=True, max_bin_len=len(frame))
+        except (msgpack.StackError, RecursionError):
+            raise ProtocolError("frame is nested too deeply") from None
+        except msgpack.FormatError:  # it has no message
+            raise ProtocolError("frame is not valid MessagePack: reserved type byte") from None
         except (ValueError, msgpack.UnpackException, TypeError) as exc:
             raise ProtocolError(f"frame is not valid MessagePack: {exc}") from None
-        except RecursionError:
-            raise ProtocolError("frame is nested too deeply") from None
 
 
 CODECS: dict[str, type[JsonCodec] | type[MsgpackCodec]] = {

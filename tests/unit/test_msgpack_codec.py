@@ -35,8 +35,19 @@ def test_smaller_than_json_on_a_chat_message() -> None:
     ids=["reserved", "truncated", "text", "int-key", "deep"],
 )
 def test_bad_frames_raise_protocol_error(frame: bytes | str) -> None:
-    with pytest.raises(ProtocolError):
+    with pytest.raises(ProtocolError, match=r"\w+: \w+|too deeply|text frame"):
         MsgpackCodec().decode(frame)
+
+
+def test_deep_frame_says_so() -> None:
+    with pytest.raises(ProtocolError, match="nested too deeply"):
+        MsgpackCodec().decode(b"\x91" * 100_000)
+
+
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1])
+def test_integers_beyond_64_bits_raise_type_error(value: int) -> None:
+    with pytest.raises(TypeError, match="MessagePack"):
+        MsgpackCodec().encode({"type": "x", "payload": {"n": value}})
 
 
 def test_names_and_subprotocols() -> None:
