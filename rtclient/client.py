@@ -33,7 +33,9 @@ from .errors import (
 )
 from .events import Ack, ConnectionState, ErrorEvent, Event, Gap, StateChanged
 from .failures import Action, classify
+from .flag import Flag
 from .outbox import Overflow
+from .outgoing import Outgoing
 from .quality import QualitySnapshot, QualityTracker
 from .session import Completed, Failed, Session, leave_key
 from .store import SqliteStore, Store, StoredMessage, clock_offset
@@ -150,7 +152,7 @@ class Client:
         self.batch_wait = batch_wait
         self._token: str | None = None
         self._token_fetched_at = 0.0
-        self._refresh_now = asyncio.Event()
+        self._refresh_now = Flag()
         self.max_token_refreshes = max_token_refreshes
         self._clock = clock
         self._session = Session(
@@ -173,16 +175,17 @@ class Client:
         self._waiters: dict[str, list[asyncio.Future[Any]]] = {}
         self._state_waiters: list[tuple[frozenset[ConnectionState], asyncio.Future[None]]] = []
         self._runner: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
-        self._wake_writer = asyncio.Event()
+        self._stop = Flag()
+        self._wake_writer = Flag()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
-        self._progress = asyncio.Event()
-        self._supervisor: asyncio.Task[RtClientError | None] | None = None
+        self._progress = Flag()
+        self._interrupt: asyncio.Timeout | None = None
         self._schedule: BackoffSchedule = self.backoff.schedule()
         self._conn: Connection | None = None
         self._hook_group: asyncio.TaskGroup | None = None
         self._helpers: list[asyncio.Task[None]] = []
+        self._out: Outgoing | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
         self._reading_paused = False
         self._read_pauses_begun = 0
@@ -281,8 +284,8 @@ class Client:
                     await conn.close(1000, "client closing")
             except (RtClientError, TimeoutError):
                 conn.abort()
-        if self._supervisor is not None:
-            self._supervisor.cancel()  # an attempt or a backoff sleep under way
+        if self._interrupt is not None and self._interrupt.when() is None:
+            self._interrupt.reschedule(-1.0)  # an attempt or a backoff sleep under way
         if asyncio.current_task() is self._dispatch_task:
             # Called from a handler: the dispatcher cannot end before this handler
             # returns, so do not wait for it; everything ends right after.
@@ -321,7 +324,7 @@ class Client:
         """
         key = self._session.join(room, self._clock())
         future = self._waiter(key)
-        self._pump()
+        self._pump(wake_writer=False)  # _await writes it
         result: list[str] = await self._await(future, timeout)
         return result
 
@@ -329,7 +332,7 @@ class Client:
         """Leave ``room``: it is forgotten, its queued messages fail with NotJoined."""
         future = self._waiter(leave_key(room))
         self._session.leave(room, self._clock())
-        self._pump()
+        self._pump(wake_writer=False)  # _await writes it
         await self._await(future, None)
 
     def send_nowait(self, room: str, text: str, *, ttl: float | None = None) -> str:
@@ -353,7 +356,7 @@ class Client:
         """
         message_id = self._session.send(room, text, self._clock(), ttl=ttl)
         future = self._waiter(message_id)
-        self._pump()
+        self._pump(wake_writer=False)  # _await writes it
         ack: Ack = await self._await(future, timeout)
         return ack
 
@@ -371,7 +374,7 @@ class Client:
         """Send a direct message to every connection of ``user_id``."""
         message_id = self._session.send_direct(user_id, text, self._clock(), ttl=ttl)
         future = self._waiter(message_id)
-        self._pump()
+        self._pump(wake_writer=False)  # _await writes it
         ack: Ack = await self._await(future, None)
         return ack
 
@@ -397,7 +400,7 @@ class Client:
     ) -> Any:
         key = self._session.request(type_, payload, self._clock(), resend=resend)
         future = self._waiter(key)
-        self._pump()
+        self._pump(wake_writer=False)  # _await writes it
         return await self._await(future, timeout)
 
     async def members(self, room: str) -> list[str]:
@@ -440,7 +443,7 @@ class Client:
                 event, data, self._clock(), ack=ack, ttl=ttl, message_id_field=message_id_field
             )
         )
-        self._pump()
+        self._pump(wake_writer=False)  # _await writes it
         return await self._await(future, timeout)
 
     def emit_nowait(
@@ -460,7 +463,7 @@ class Client:
         """
         json.dumps(data)
         future = self._waiter(self._session.request(event, data, self._clock(), raw=True))
-        self._pump()
+        self._pump(wake_writer=False)  # _await writes it
         return await self._await(future, timeout)
 
     def on_connect(self, hook: Callable[[Client], Awaitable[None] | None]) -> None:
@@ -505,12 +508,8 @@ class Client:
         async with asyncio.TaskGroup() as tg:
             self._dispatch_task = tg.create_task(self._dispatcher.run(), name="rtclient dispatcher")
             self._arm_timer()
-            supervisor = tg.create_task(self._supervise(), name="rtclient supervisor")
-            self._supervisor = supervisor
             try:
-                await asyncio.wait([supervisor])
-                if not supervisor.cancelled():
-                    self._fatal = supervisor.result()
+                self._fatal = await self._supervise()
             finally:
                 self._disarm_timer()
                 aclose = getattr(self._tokens, "aclose", None)
@@ -524,6 +523,24 @@ class Client:
             await self._store.close()  # after the dispatcher: the last cursors are in
 
     async def _supervise(self) -> RtClientError | None:
+        """Run connections until one ends fatally (its error) or :meth:`close` (None).
+
+        Runs in the runner task itself, not a task of its own (one task less per
+        client); ``close()`` interrupts whatever it awaits through ``_interrupt``, a
+        timeout used as a cancel scope.
+        """
+        try:
+            async with asyncio.timeout(None) as scope:
+                self._interrupt = scope
+                return await self._connections()
+        except TimeoutError:
+            if self._stop.is_set():
+                return None  # close() interrupted an attempt or a backoff sleep
+            raise
+        finally:
+            self._interrupt = None
+
+    async def _connections(self) -> RtClientError | None:
         """Connect, run the connection, decide what its end means; repeat until stopped."""
         refreshes = 0
         force_refresh = False
@@ -596,12 +613,21 @@ class Client:
         except RtClientError as exc:
             return exc, False
         self._conn = conn
+        out = self._out = Outgoing(
+            conn,
+            self._session,
+            batchable=isinstance(conn, WebSocketConnection),
+            batch_max=self.batch_max,
+            batch_wait=self.batch_wait,
+            report=self._dispatcher.put,
+            counters=self._counters,
+        )
         self._session.connection_opened()
         welcomed = False
         try:
             async with asyncio.TaskGroup() as tg:
                 self._hook_group = tg
-                self._helpers = [tg.create_task(self._write(conn), name="rtclient writer")]
+                self._helpers = [tg.create_task(self._write(out), name="rtclient writer")]
                 if self.ping_interval is not None:
                     self._helpers.append(
                         tg.create_task(self._heartbeat(conn), name="rtclient heartbeat")
@@ -612,7 +638,7 @@ class Client:
                     for helper in self._helpers:
                         helper.cancel()
         finally:
-            self._conn = None
+            self._conn = self._out = None
             self._hook_group = None
             try:
                 async with asyncio.timeout(self.connect_timeout):
@@ -662,19 +688,25 @@ class Client:
                 self._session.malformed(f"frame could not be handled: {exc!r}")
         self._pump()
 
-    async def _write(self, conn: Connection) -> None:
-        try:
-            while True:
-                for envelope in await self._outgoing(conn):
-                    try:
-                        await conn.send(envelope)
-                    except (TypeError, ValueError) as exc:  # unencodable: a local bug
-                        log.error("cannot encode %s: %s", envelope.get("type"), exc)
-                        self._dispatcher.put(ErrorEvent("ENCODE", str(exc), exc))
-                await self._wake_writer.wait()
-                self._wake_writer.clear()
-        except ConnectionLost:
-            return  # the reader sees the same close and reports it
+    async def _write(self, out: Outgoing) -> None:
+        """The connection's writer task: writes whenever woken and nobody else writes."""
+        while True:
+            if not out.busy:
+                await out.flush()
+            await self._wake_writer.wait()
+            self._wake_writer.clear()
+
+    async def _write_now(self) -> None:
+        """Write what the session has from the caller's task, or leave it to the writer."""
+        out = self._out
+        if out is not None and out.inline:
+            try:
+                await out.flush()  # waits only on a full socket buffer
+            finally:
+                if out.unsent or self._session.has_data_to_send():
+                    self._wake_writer.set()  # cancelled meanwhile: the writer goes on
+        elif self._session.has_data_to_send():
+            self._wake_writer.set()
 
     def _after_welcome(self) -> None:
         """Tell the app if its Socket.IO session was not recovered; start the hooks."""
@@ -713,31 +745,6 @@ class Client:
                 self._dispatcher.put(ErrorEvent("HOOK", f"on_connect hook failed: {exc!r}", exc))
         self._session.open_gate(self._clock())
         self._pump()
-
-    async def _outgoing(self, conn: Connection) -> list[dict[str, Any]]:
-        """The next envelopes to write, packed into ``batch`` frames when batching."""
-        envelopes = self._session.data_to_send()
-        features = self._session.welcome.get("features")
-        if (
-            self.batch_max == 1
-            or not envelopes
-            or not isinstance(conn, WebSocketConnection)
-            or not isinstance(features, list)
-            or "batch" not in features
-        ):
-            return envelopes
-        if len(envelopes) < self.batch_max and self.batch_wait > 0:
-            await asyncio.sleep(self.batch_wait)  # linger: let the batch fill up
-            envelopes += self._session.data_to_send()
-        frames: list[dict[str, Any]] = []
-        for start in range(0, len(envelopes), self.batch_max):
-            chunk = envelopes[start : start + self.batch_max]
-            if len(chunk) == 1:
-                frames.append(chunk[0])
-            else:
-                frames.append({"type": "batch", "payload": {"items": chunk}})
-                self._counters["batches"] += 1
-        return frames
 
     async def _heartbeat(self, conn: Connection) -> None:
         """Ping every ``ping_interval``; no pong within ``ping_timeout`` drops the link."""
@@ -843,8 +850,11 @@ class Client:
 
     # -- internals: outcomes -------------------------------------------------------------
 
-    def _pump(self, *, wake_timer: bool = True) -> None:
-        """Route the session's outcomes; wake the writer and, unless it is the caller, the timer."""
+    def _pump(self, *, wake_timer: bool = True, wake_writer: bool = True) -> None:
+        """Route the session's outcomes; wake the writer and, unless it is the caller, the timer.
+
+        ``wake_writer=False``: the caller writes itself next (:meth:`_write_now`).
+        """
         if self._store is not None:
             self._mirror(self._store)
         for item in self._session.outcomes():
@@ -856,7 +866,7 @@ class Client:
                 elif isinstance(item, Event) and item.name == "token:expiring":
                     self._refresh_now.set()
                 self._dispatcher.put(item)
-        if self._session.has_data_to_send():
+        if wake_writer and self._session.has_data_to_send():
             self._wake_writer.set()
         new = self._session.take_new_deadline()
         if wake_timer and new is not None and (self._timer_due is None or new < self._timer_due):
@@ -891,22 +901,28 @@ class Client:
 
     def _waiter(self, key: str) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        # A caller that stopped waiting (timeout, cancel) must not leave a "never
-        # retrieved" exception behind: the outcome was reported to it as AckTimeout.
-        future.add_done_callback(_consume)
         self._waiters.setdefault(key, []).append(future)
         return future
 
     async def _await(self, future: asyncio.Future[Any], timeout: float | None) -> Any:
-        if timeout is None:
-            # Cancelling the caller cancels this future only: the message stays queued
-            # (its outcome is then ignored), so no shield is needed.
-            return await future
+        """Write the caller's request (see :meth:`_write_now`), then wait for its outcome."""
         try:
-            async with asyncio.timeout(timeout):
-                return await asyncio.shield(future)
-        except TimeoutError:
-            raise AckTimeout(f"no answer within {timeout} s (still queued)") from None
+            if timeout is None:
+                # Cancelling the caller cancels this future only: the message stays
+                # queued (its outcome is then ignored), so no shield is needed.
+                await self._write_now()
+                return await future
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._write_now()
+                    return await asyncio.shield(future)
+            except TimeoutError:
+                raise AckTimeout(f"no answer within {timeout} s (still queued)") from None
+        except BaseException:
+            # Nobody waits for the outcome any more: it must not be reported as an
+            # exception that was never retrieved.
+            future.add_done_callback(_consume)
+            raise
 
     async def enqueue(self, room: str, text: str, *, ttl: float | None = None) -> str:
         """Queue a message and return its id once it is safe: durable with a ``store``.

@@ -114,13 +114,17 @@ class WebSocketConnection:
     async def send(self, envelope: dict[str, Any]) -> None:
         """Encode and send one envelope."""
         frame = self.codec.encode(envelope)
-        with _mapped():
+        try:  # not `with _mapped()`: this runs per message, a try costs nothing
             await self._ws.send(frame)
+        except (ConnectionClosed, OSError) as exc:
+            raise _mapped_error(exc) from exc
 
     async def recv(self) -> object:
         """Wait for the next frame and decode it (ProtocolError if it is malformed)."""
-        with _mapped():
+        try:
             frame = await self._ws.recv()
+        except (ConnectionClosed, OSError) as exc:
+            raise _mapped_error(exc) from exc
         return self.codec.decode(frame)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -149,30 +153,36 @@ def _mapped() -> Iterator[None]:
     """Translate websockets and network exceptions into rtclient's."""
     try:
         yield
-    except ConnectionClosed as exc:
+    except Exception as exc:
+        mapped = _mapped_error(exc)
+        if mapped is exc:
+            raise
+        raise mapped from exc
+
+
+def _mapped_error(exc: Exception) -> Exception:
+    """The rtclient exception for a websockets or network one (others as they are)."""
+    if isinstance(exc, ConnectionClosed):
         frame = exc.rcvd
-        raise ConnectionLost(
-            frame.code if frame is not None else None, frame.reason if frame is not None else ""
-        ) from exc
-    except InvalidStatus as exc:
+        if frame is None:
+            return ConnectionLost(None, "")
+        return ConnectionLost(frame.code, frame.reason)
+    if isinstance(exc, InvalidStatus):
         response = exc.response
-        raise HandshakeRejected(
+        return HandshakeRejected(
             response.status_code, retry_after=_retry_after(response.headers.get("Retry-After"))
-        ) from exc
-    except InvalidURI as exc:
-        raise ProtocolError(f"invalid WebSocket URL: {exc}") from exc
-    except InvalidMessage as exc:
+        )
+    if isinstance(exc, InvalidURI):
+        return ProtocolError(f"invalid WebSocket URL: {exc}")
+    if isinstance(exc, InvalidMessage) and isinstance(exc.__cause__, EOFError | OSError):
         # No valid HTTP response because the connection ended first (a TCP proxy in
         # front of a restarting server): a network failure, not a protocol mismatch.
-        if isinstance(exc.__cause__, EOFError | OSError):
-            raise TransportError(
-                f"connection lost during the handshake: {exc.__cause__!r}"
-            ) from exc
-        raise ProtocolError(f"WebSocket handshake failed: {exc}") from exc
-    except InvalidHandshake as exc:
-        raise ProtocolError(f"WebSocket handshake failed: {exc}") from exc
-    except (TimeoutError, OSError, EOFError) as exc:
-        raise TransportError(f"connection failed: {exc!r}") from exc
+        return TransportError(f"connection lost during the handshake: {exc.__cause__!r}")
+    if isinstance(exc, InvalidHandshake):
+        return ProtocolError(f"WebSocket handshake failed: {exc}")
+    if isinstance(exc, TimeoutError | OSError | EOFError):
+        return TransportError(f"connection failed: {exc!r}")
+    return exc
 
 
 def _retry_after(value: str | None) -> float | None:
