@@ -76,20 +76,32 @@ class QualityTracker:
         self.srtt: float | None = None
         self.rttvar: float | None = None
         self.samples = 0
-        self._rtts: deque[float] = deque(maxlen=window)
-        self._beats: deque[bool] = deque(maxlen=window)
+        # Made on the first heartbeat (an idle client without heartbeats keeps none).
+        self._window = window
+        self._rtts: deque[float] | tuple[()] = ()
+        self._beats: deque[bool] | tuple[()] = ()
         self.level = QualityLevel.UNKNOWN
+
+    def _rtts_deque(self) -> deque[float]:
+        if not isinstance(self._rtts, deque):
+            self._rtts = deque(maxlen=self._window)
+        return self._rtts
+
+    def _beats_deque(self) -> deque[bool]:
+        if not isinstance(self._beats, deque):
+            self._beats = deque(maxlen=self._window)
+        return self._beats
 
     def pong(self, rtt: float) -> QualityLevel | None:
         """A heartbeat answered after ``rtt`` seconds. Returns the new level if it changed."""
         self._smooth(rtt)
-        self._rtts.append(rtt)
-        self._beats.append(True)
+        self._rtts_deque().append(rtt)
+        self._beats_deque().append(True)
         return self._reassess()
 
     def missed(self) -> QualityLevel | None:
         """A heartbeat went unanswered. Returns the new level if it changed."""
-        self._beats.append(False)
+        self._beats_deque().append(False)
         return self._reassess()
 
     def ack_rtt(self, rtt: float) -> None:
