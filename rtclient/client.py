@@ -152,7 +152,11 @@ class Client:
         self.batch_wait = batch_wait
         self._token: str | None = None
         self._token_fetched_at = 0.0
-        self._refresh_now = Flag()
+        self._refresh_timer: asyncio.TimerHandle | None = None
+        self._refresh_due = 0.0
+        """When (wall clock) the in-band refresh of the current token is due."""
+        self._refresh_floor = 0.0
+        """The earliest the server's ``token:expiring`` may pull it to: half the lifetime."""
         self.max_token_refreshes = max_token_refreshes
         self._clock = clock
         self._session = Session(
@@ -176,7 +180,7 @@ class Client:
         self._state_waiters: list[tuple[frozenset[ConnectionState], asyncio.Future[None]]] = []
         self._runner: asyncio.Task[None] | None = None
         self._stop = Flag()
-        self._wake_writer = Flag()
+        self._writer: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
         self._progress = Flag()
@@ -613,7 +617,7 @@ class Client:
         except RtClientError as exc:
             return exc, False
         self._conn = conn
-        out = self._out = Outgoing(
+        self._out = Outgoing(
             conn,
             self._session,
             batchable=isinstance(conn, WebSocketConnection),
@@ -627,7 +631,8 @@ class Client:
         try:
             async with asyncio.TaskGroup() as tg:
                 self._hook_group = tg
-                self._helpers = [tg.create_task(self._write(out), name="rtclient writer")]
+                self._helpers = []
+                self._kick_writer()
                 if self.ping_interval is not None:
                     self._helpers.append(
                         tg.create_task(self._heartbeat(conn), name="rtclient heartbeat")
@@ -635,8 +640,11 @@ class Client:
                 try:
                     error, welcomed = await self._read(conn)
                 finally:
+                    self._cancel_refresh()
                     for helper in self._helpers:
                         helper.cancel()
+                    if self._writer is not None:
+                        self._writer.cancel()
         finally:
             self._conn = self._out = None
             self._hook_group = None
@@ -688,25 +696,35 @@ class Client:
                 self._session.malformed(f"frame could not be handled: {exc!r}")
         self._pump()
 
+    def _kick_writer(self) -> None:
+        """Start the connection's writer task unless someone is writing already.
+
+        The task lives only while there is something to write: an idle client holds no
+        writer (a caller writing its own request needs none either, see _write_now).
+        """
+        out, group = self._out, self._hook_group
+        if out is None or group is None or out.busy or self._writer is not None:
+            return  # no connection yet, or whoever writes takes this too
+        if out.unsent or self._session.has_data_to_send():
+            self._writer = group.create_task(self._write(out), name="rtclient writer")
+
     async def _write(self, out: Outgoing) -> None:
-        """The connection's writer task: writes whenever woken and nobody else writes."""
-        while True:
-            if not out.busy:
-                await out.flush()
-            await self._wake_writer.wait()
-            self._wake_writer.clear()
+        try:
+            await out.flush()
+        finally:
+            if self._writer is asyncio.current_task():
+                self._writer = None
 
     async def _write_now(self) -> None:
         """Write what the session has from the caller's task, or leave it to the writer."""
         out = self._out
-        if out is not None and out.inline:
+        if out is not None and out.inline and self._writer is None:
             try:
                 await out.flush()  # waits only on a full socket buffer
             finally:
-                if out.unsent or self._session.has_data_to_send():
-                    self._wake_writer.set()  # cancelled meanwhile: the writer goes on
-        elif self._session.has_data_to_send():
-            self._wake_writer.set()
+                self._kick_writer()  # cancelled meanwhile: a writer takes the rest
+        else:
+            self._kick_writer()
 
     def _after_welcome(self) -> None:
         """Tell the app if its Socket.IO session was not recovered; start the hooks."""
@@ -728,11 +746,56 @@ class Client:
             group.create_task(self._run_hooks(), name="rtclient on_connect")
         features = welcome.get("features")
         refreshable = isinstance(features, list) and "token:refresh" in features
-        if refreshable and token_times(self._token)[1] is not None:
-            # Only tokens that expire, on servers that renew in band, need a refresher.
-            self._helpers.append(
-                group.create_task(self._refresh_token(), name="rtclient token refresher")
-            )
+        if refreshable:
+            self._plan_refresh()
+
+    # -- internals: in-band token refresh --------------------------------------------------
+
+    def _plan_refresh(self) -> None:
+        """Arm the refresh of the current token, if it expires (a timer: no task waits).
+
+        Due ``token_refresh_ahead`` before ``exp``, or at half the token's lifetime if
+        that is sooner.
+        """
+        self._cancel_refresh()
+        iat, exp = token_times(self._token)
+        if exp is None:
+            return  # a token that does not expire needs no refresher
+        lifetime = max(0.0, exp - (iat if iat is not None else self._token_fetched_at))
+        self._refresh_due = exp - min(self.token_refresh_ahead, lifetime / 2)
+        self._refresh_floor = exp - lifetime / 2
+        self._arm_refresh()
+
+    def _arm_refresh(self) -> None:
+        delay = max(0.0, self._refresh_due - time.time())
+        self._refresh_timer = asyncio.get_running_loop().call_later(delay, self._start_refresh)
+
+    def _cancel_refresh(self) -> None:
+        if self._refresh_timer is not None:
+            self._refresh_timer.cancel()
+            self._refresh_timer = None
+
+    def _refresh_sooner(self) -> None:
+        """The server warned that the token expires soon (``token:expiring``).
+
+        The refresh moves forward, but never before half the token's life: a
+        short-lived token must not refresh in a loop.
+        """
+        if self._refresh_timer is None:
+            return  # none planned, or one under way
+        due = min(self._refresh_due, max(self._refresh_floor, time.time()))
+        if due < self._refresh_due:
+            self._refresh_timer.cancel()
+            self._refresh_due = due
+            self._arm_refresh()
+
+    def _start_refresh(self) -> None:
+        self._refresh_timer = None
+        group = self._hook_group
+        if group is None:
+            return  # the connection ended: the next welcome plans again
+        self._helpers = [task for task in self._helpers if not task.done()]
+        self._helpers.append(group.create_task(self._refresh_token(), name="rtclient refresh"))
 
     async def _run_hooks(self) -> None:
         for hook in list(self._hooks):
@@ -775,31 +838,16 @@ class Client:
             self._pump()
 
     async def _refresh_token(self) -> None:
-        """Renew the token in band before it expires, when the server supports it.
+        """Renew the token in band now (the server supports it), then plan the next.
 
         A refresh that fails is reported and tried again; if the token does expire,
         the server closes with 4002 and the reconnect fetches a fresh one.
         """
         await self.wait_for(ConnectionState.CONNECTED)
-        features = self._session.welcome.get("features")
-        if not isinstance(features, list) or "token:refresh" not in features:
-            return
         while True:
-            iat, exp = token_times(self._token)
+            exp = token_times(self._token)[1]
             if exp is None:
                 return
-            lifetime = max(0.0, exp - (iat if iat is not None else self._token_fetched_at))
-            deadline = exp - min(self.token_refresh_ahead, lifetime / 2)
-            while (remaining := deadline - time.time()) > 0:
-                try:
-                    async with asyncio.timeout(remaining):
-                        await self._refresh_now.wait()
-                except TimeoutError:
-                    break
-                self._refresh_now.clear()
-                # The server's token:expiring pulls the refresh forward, but never before
-                # half the token's life: a short-lived token must not refresh in a loop.
-                deadline = min(deadline, max(exp - lifetime / 2, time.time()))
             try:
                 token = await self._tokens.get(force=True)
                 new_exp = token_times(token)[1]
@@ -819,6 +867,8 @@ class Client:
                 continue
             self._token, self._token_fetched_at = token, time.time()
             self._counters["in_band_refreshes"] += 1
+            self._plan_refresh()
+            return
 
     def _arm_timer(self) -> None:
         """Set the one timer callback to the session's next deadline (or none).
@@ -864,10 +914,10 @@ class Client:
                 if isinstance(item, StateChanged):
                     self._state_changed(item)
                 elif isinstance(item, Event) and item.name == "token:expiring":
-                    self._refresh_now.set()
+                    self._refresh_sooner()
                 self._dispatcher.put(item)
-        if wake_writer and self._session.has_data_to_send():
-            self._wake_writer.set()
+        if wake_writer:
+            self._kick_writer()
         new = self._session.take_new_deadline()
         if wake_timer and new is not None and (self._timer_due is None or new < self._timer_due):
             self._arm_timer()  # a deadline earlier than the one the timer is set for
