@@ -7,8 +7,10 @@ size in bytes, and the time of one encode + one decode, for
 - ``msgpack``: ``packb`` / ``unpackb`` (``use_bin_type``, ``raw=False``);
 - ``orjson``: ``dumps`` / ``loads`` (if installed), on the envelope and on the payload
   alone — the issue's reference point ("bare orjson on the payload");
+- ``ormsgpack``: ``packb`` / ``unpackb`` (if installed);
 - rtclient's own codecs (``rtclient.codec.JsonCodec`` and, when it exists,
-  ``MsgpackCodec``) on the envelope: what rtclient pays per frame.
+  ``MsgpackCodec``) on the envelope, as constructed by default: what rtclient pays per
+  frame (with orjson / ormsgpack when installed, as ``pip install rtclient[fast]``).
 
 Each figure is the best of several timing rounds (the least disturbed one).
 """
@@ -33,6 +35,12 @@ try:
     import orjson
 except ImportError:  # pragma: no cover - optional
     orjson = None
+
+ormsgpack: ModuleType | None
+try:
+    import ormsgpack
+except ImportError:  # pragma: no cover - optional
+    ormsgpack = None
 
 Pair = tuple[Callable[[Any], Any], Callable[[Any], Any]]
 
@@ -104,6 +112,8 @@ def _pairs() -> dict[str, Pair]:
     }
     if orjson is not None:
         pairs["orjson"] = (orjson.dumps, orjson.loads)
+    if ormsgpack is not None:
+        pairs["ormsgpack"] = (ormsgpack.packb, ormsgpack.unpackb)
     for name in ("JsonCodec", "MsgpackCodec"):
         cls = getattr(rt_codec, name, None)
         if cls is not None:

@@ -245,6 +245,7 @@ def machine() -> dict[str, str]:
         "aiohttp",
         "msgpack",
         "orjson",
+        "ormsgpack",
         "py-spy",
     ]
     return {
