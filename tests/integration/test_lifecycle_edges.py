@@ -94,3 +94,28 @@ async def test_a_slow_application_is_not_a_dead_link(server: FakeServer) -> None
         assert client.stats()["dead_links"] == 0 and client.stats()["reconnects"] == 0
         gate.set()
         await wait_until(lambda: len(seen.messages) == 200, timeout=20)
+
+
+def _client_tasks() -> list[str]:
+    return sorted(t.get_name() for t in asyncio.all_tasks() if "rtclient" in t.get_name())
+
+
+async def test_an_idle_client_runs_two_tasks_and_refreshes_leave_none_behind(
+    server: FakeServer, make_client: MakeClient
+) -> None:
+    # Idle memory (issue 8): the writer exists only while something is to be written,
+    # the in-band token refresh is a timer that starts a task when it is due.
+    client = await make_client(
+        "alice",
+        rooms=("lobby",),
+        token=lambda: server.issue_token("alice", ttl=1.2),
+        token_refresh_ahead=0.6,
+        ping_interval=None,
+    )
+    await client.send("lobby", "hello")
+    await wait_until(lambda: len(_client_tasks()) == 2)
+    assert _client_tasks() == ["rtclient dispatcher", f"rtclient {server.ws_url}"]
+    await wait_until(lambda: client.stats()["in_band_refreshes"] >= 3)
+    await wait_until(lambda: len(_client_tasks()) == 2)  # each refresh task has ended
+    assert client.stats()["reconnects"] == 0
+    assert len(client._helpers) <= 1  # finished refresh tasks are not kept
