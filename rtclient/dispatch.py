@@ -96,14 +96,15 @@ class Dispatcher:
         or being delivered, is passed over at once (``after`` still sees it, in order):
         a bot that does not listen to its own echoes does not pay a task switch for each.
         """
-        if not (self._busy or self._subscribers or self.backlog or self._heard(item)):
+        items = self._items
+        if not (self._busy or self._subscribers or len(items) > self._head or self._heard(item)):
             self.unheard += 1
             if self._after is not None:
                 self._after(item)
             return
-        self._items.append(item)
+        items.append(item)
         self._ready.set()
-        if self.backlog >= self.max_pending:
+        if len(items) - self._head >= self.max_pending:
             self._room.clear()
 
     def _heard(self, item: Delivered) -> bool:
@@ -147,11 +148,15 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Deliver items until :meth:`end`. Runs as one task of the client's task group."""
+        resume_below = self.max_pending // 2 + 1
         while True:
             self._busy = False
-            item = await self._next()
+            while self._head == len(self._items):
+                self._ready.clear()
+                await self._ready.wait()
+            item = self._take()
             self._busy = True
-            if self.backlog < self.max_pending // 2 + 1:
+            if len(self._items) - self._head < resume_below:
                 self._room.set()  # hysteresis: resume reading once half drained
             if item is _END:
                 break
@@ -167,7 +172,16 @@ class Dispatcher:
             else:
                 handlers = self._handlers.get(KIND_NAMES[type(delivered)], ())
             for handler in handlers:
-                await self._call(handler, delivered)
+                # Inline rather than a coroutine per call: this runs for every event.
+                try:
+                    result = handler(delivered)
+                    if result is not None and inspect.isawaitable(result):
+                        await result
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self.handler_errors += 1
+                    self._log.exception("handler %r for %s failed", handler, name_of(delivered))
             if self._after is not None:
                 self._after(delivered)  # e.g. record the cursor: the app has had the event
         self._ended = True
@@ -177,10 +191,8 @@ class Dispatcher:
                 queue.get_nowait()
             queue.put_nowait(_END)
 
-    async def _next(self) -> Delivered | object:
-        while self._head == len(self._items):
-            self._ready.clear()
-            await self._ready.wait()
+    def _take(self) -> Delivered | object:
+        """The next item (there is one), forgotten by the list."""
         items, head = self._items, self._head
         item = items[head]
         items[head] = None  # let it go once delivered
@@ -193,17 +205,6 @@ class Dispatcher:
         else:
             self._head = head + 1
         return item
-
-    async def _call(self, handler: Handler, item: Delivered) -> None:
-        try:
-            result = handler(item)
-            if inspect.isawaitable(result):
-                await result
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self.handler_errors += 1
-            self._log.exception("handler %r for %s failed", handler, name_of(item))
 
     async def stream(self) -> AsyncIterator[Delivered]:
         """Yield every item delivered from now on, until the client closes."""

@@ -149,6 +149,11 @@ class Outbox:
             self._queued = {k: e for k, e in self._entries.items() if not e.in_flight}
         entry.sent_at = None
 
+    @property
+    def has_queued(self) -> bool:
+        """Whether anything waits to be transmitted (O(1): checked on every frame)."""
+        return bool(self._queued)
+
     def queued(self) -> Iterator[OutboxEntry]:
         """Entries waiting to be transmitted, in enqueue order."""
         return iter(self._queued.values())

@@ -700,7 +700,7 @@ class Session:
         elif room.is_duplicate(event_id, epoch):
             self.counters["duplicates_dropped"] += 1
         elif room.is_next(event_id, epoch):
-            self._deliver_logged(name, payload, room, replayed=False)
+            self._emit_logged(name, payload, room, event_id, epoch, replayed=False)
         else:
             # A hole in the live stream or a new epoch: fetch what is missing first.
             room.hold(event_id, name, payload)
@@ -715,6 +715,20 @@ class Session:
         if room.is_duplicate(event_id, epoch):
             self.counters["duplicates_dropped"] += 1
             return False
+        self._emit_logged(name, payload, room, event_id, epoch, replayed=replayed)
+        return True
+
+    def _emit_logged(
+        self,
+        name: str,
+        payload: dict[str, Any],
+        room: Room,
+        event_id: int,
+        epoch: str | None,
+        *,
+        replayed: bool,
+    ) -> None:
+        """Deliver a checked, new logged event and move the room's cursor past it."""
         room.advance(event_id, epoch)
         self.counters["replayed" if replayed else "delivered"] += 1
         self._outputs.append(
@@ -729,7 +743,6 @@ class Session:
                 replayed=replayed,
             )
         )
-        return True
 
     def _on_plain_event(self, name: str, payload: dict[str, Any]) -> None:
         room_id = _opt_str(payload.get("roomId"))
@@ -937,7 +950,7 @@ class Session:
         for request in self._requests.values():
             if not request.in_flight:
                 self._transmit_request(request, now)
-        if not self._live:
+        if not self.outbox.has_queued or not self._live:
             return
         if self._hold_until > now:
             return
