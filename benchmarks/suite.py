@@ -312,6 +312,19 @@ class Suite:
         for case, subject, baseline, name, target in pairs:
             if case not in done and subject in self.rates and baseline in self.rates:
                 self.compare(case, subject, baseline, name, target)
+        # At window 1 the round trip includes the server's work on each endpoint: how
+        # far the raw endpoint is ahead of the Socket.IO one bounds the ratio above.
+        case = "ceiling: bare websockets vs python-socketio call(), window 1"
+        if case not in done and "send ws w1" in self.rates and "sio call" in self.rates:
+            self.compare(
+                case,
+                "send ws w1",
+                "sio call",
+                "python-socketio call()",
+                None,
+                "both bare, same server: what any raw-WebSocket client can reach against "
+                "python-socketio here (the 'rtclient' column is bare websockets)",
+            )
 
     async def case_recovery(self, server: ServerProcess) -> None:
         s = self.sizes
