@@ -716,13 +716,17 @@ class Client:
                 self._writer = None
 
     async def _write_now(self) -> None:
-        """Write what the session has from the caller's task, or leave it to the writer."""
+        """Write what the session has now from the caller's task, or leave it to the writer.
+
+        One round only: what other callers queue while this one waits on a full socket
+        buffer is the writer task's, started when this caller is done.
+        """
         out = self._out
         if out is not None and out.inline and self._writer is None:
             try:
-                await out.flush()  # waits only on a full socket buffer
+                await out.flush(rounds=1)  # waits only on a full socket buffer
             finally:
-                self._kick_writer()  # cancelled meanwhile: a writer takes the rest
+                self._kick_writer()  # the rest, or what a cancelled caller left
         else:
             self._kick_writer()
 
@@ -967,6 +971,9 @@ class Client:
                     await self._write_now()
                     return await asyncio.shield(future)
             except TimeoutError:
+                if future.done() and not future.cancelled():
+                    # Answered while the caller was still draining its own write.
+                    return future.result()
                 raise AckTimeout(f"no answer within {timeout} s (still queued)") from None
         except BaseException:
             # Nobody waits for the outcome any more: it must not be reported as an

@@ -7,10 +7,13 @@ its own request from its own task when nobody else is writing: no task switch be
 the frame leaves, which is most of what a request/ack round trip costs the client when
 one message is in flight.
 
-Whoever writes drains everything the session has, so frames leave in the session's
-order. A writer only ever waits once a frame is handed to the transport (on a full
-socket buffer); if it is cancelled there, the envelopes it took from the session and
-had not written yet stay here for the next writer.
+Only one writes at a time, so frames leave in the session's order. The writer task
+drains everything the session has; a caller writes one round (what the session has
+when it starts) and leaves whatever came meanwhile to the writer task, so that a
+caller is never kept writing other callers' frames on a slow link. A writer only ever
+waits once a frame is handed to the transport (on a full socket buffer); if it is
+cancelled there, the envelopes it took from the session and had not written yet stay
+here for the next writer.
 """
 
 from __future__ import annotations
@@ -86,9 +89,11 @@ class Outgoing:
         """Whether a caller may write now from its own task (nobody writes, no batching)."""
         return not self.busy and not self._batching()
 
-    async def flush(self) -> None:
+    async def flush(self, *, rounds: int | None = None) -> None:
         """Write what is unsent and then everything the session has, until it has nothing.
 
+        With ``rounds``, take frames from the session at most that many times and then
+        return even if it has more (the caller must then see that someone writes it).
         Returns quietly when the connection is gone (the reader reports that); raises
         only CancelledError (what was taken and not written stays in :attr:`unsent`).
         """
@@ -97,6 +102,10 @@ class Outgoing:
         try:
             while True:
                 if not unsent:
+                    if rounds is not None:
+                        if rounds == 0:
+                            return
+                        rounds -= 1
                     unsent += await self._next_frames()
                     if not unsent:
                         return

@@ -8,7 +8,7 @@ import asyncio
 from fake_server import FakeServer
 from rtclient import Client, ConnectionState, Event
 
-from .conftest import FAST, MakeClient, Recorder, wait_until
+from .conftest import FAST, GatedTransport, MakeClient, Recorder, wait_until
 
 
 async def test_a_token_that_does_not_change_is_not_refreshed_in_a_loop(
@@ -119,3 +119,51 @@ async def test_an_idle_client_runs_two_tasks_and_refreshes_leave_none_behind(
     await wait_until(lambda: len(_client_tasks()) == 2)  # each refresh task has ended
     assert client.stats()["reconnects"] == 0
     assert len(client._helpers) <= 1  # finished refresh tasks are not kept
+
+
+# -- close() interrupting the supervisor (it runs in the runner task) -------------------
+
+
+async def test_close_while_the_token_provider_hangs(server: FakeServer) -> None:
+    asked = asyncio.Event()
+
+    async def slow_token() -> str:
+        asked.set()
+        await asyncio.Event().wait()  # never answers
+        return "x"
+
+    client = Client(server.ws_url, token=slow_token, backoff=FAST)
+    await client.connect(wait=False)
+    await asyncio.wait_for(asked.wait(), 5)
+    await asyncio.wait_for(client.close(), 5)
+    assert client.state is ConnectionState.CLOSED
+
+
+async def test_close_from_an_on_connect_hook_and_twice_concurrently(
+    server: FakeServer, make_client: MakeClient
+) -> None:
+    client = await make_client("alice", connect=False)
+    closed = asyncio.Event()
+
+    async def hook(c: Client) -> None:
+        try:
+            await c.close()
+        finally:
+            closed.set()
+
+    client.on_connect(hook)
+    await client.connect(wait=False)
+    await asyncio.wait_for(closed.wait(), 5)
+    await asyncio.wait_for(asyncio.gather(client.close(), client.close()), 5)
+    assert client.state is ConnectionState.CLOSED
+
+
+async def test_close_during_a_backoff_sleep_and_while_connecting(
+    server: FakeServer, make_client: MakeClient
+) -> None:
+    gate = GatedTransport()
+    client = await make_client("alice", gate=gate, backoff=FAST)
+    gate.cut()
+    await client.wait_for(ConnectionState.RECONNECTING)
+    await asyncio.wait_for(client.close(), 5)
+    assert client.state is ConnectionState.CLOSED

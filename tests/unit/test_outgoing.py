@@ -92,6 +92,23 @@ async def test_a_writer_cancelled_on_a_full_buffer_leaves_the_rest_for_the_next(
     assert wire.texts() == ["m0", "m1", "m2", "m3", "m4"]
 
 
+async def test_one_round_leaves_what_came_meanwhile_to_the_next_writer() -> None:
+    session, wire = live_session(), Wire()
+    out = outgoing(session, wire)
+    session.send("a", "mine", 1.0)
+    wire.open.clear()  # a slow link: the caller's own write waits for the buffer
+    caller = asyncio.create_task(out.flush(rounds=1))
+    await asyncio.sleep(0)
+    for i in range(3):
+        session.send("a", f"other{i}", 1.0)  # others queue while it waits
+    wire.open.set()
+    await caller
+    assert wire.texts() == ["mine"]  # it returned instead of writing the others' frames
+    assert not out.busy and session.has_data_to_send()
+    await out.flush()  # the writer task's part: everything, in order
+    assert wire.texts() == ["mine", "other0", "other1", "other2"]
+
+
 async def test_a_lost_connection_ends_the_flush_quietly() -> None:
     session, wire = live_session(), Wire()
     out = outgoing(session, wire)
