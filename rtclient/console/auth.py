@@ -171,7 +171,12 @@ async def check_credentials(source: object) -> None:
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """URL, transport and codec: what ``chat`` and ``ping`` both take."""
     parser.add_argument("url", help="server URL: ws://host:port/ws (Socket.IO: http://host:port)")
-    parser.add_argument("--transport", choices=["websocket", "socketio"], default="websocket")
+    parser.add_argument(
+        "--transport",
+        choices=["websocket", "aiohttp", "socketio"],
+        default="websocket",
+        help="raw WebSocket on websockets (default) or on aiohttp, or Socket.IO",
+    )
     parser.add_argument(
         "--codec", choices=sorted(CODECS), help="wire codec (raw WebSocket only; default json)"
     )
@@ -234,7 +239,7 @@ def make_client(
 ) -> Client:
     """A Client for ``args.url`` with the arguments' transport and codec, and ``source``."""
     codec = codec_named(args.codec) if args.codec else None
-    if codec is not None and args.transport != "websocket":
+    if codec is not None and args.transport == "socketio":
         raise UsageError("--codec applies to the raw WebSocket transport only")
     try:
         return Client(

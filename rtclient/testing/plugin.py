@@ -81,7 +81,7 @@ CLIENT_DEFAULTS: dict[str, Any] = {
 }
 """Client options of ``make_rt_client`` (besides the URL, the transport and the token)."""
 
-Transport = Literal["websocket", "socketio"]
+Transport = Literal["websocket", "aiohttp", "socketio"]
 
 
 class RtClientFactory(Protocol):
@@ -158,7 +158,7 @@ async def _make_rt_client(
         connect: bool = True,
         **options: Any,
     ) -> Client:
-        if transport == "websocket":
+        if transport in ("websocket", "aiohttp"):
             url = fake_server.ws_url if direct else fault_proxy.url("ws", "/ws")
         else:
             url = fake_server.sio_url if direct else fault_proxy.url("http")

@@ -170,7 +170,8 @@ def _mapped_error(exc: Exception) -> Exception:
     if isinstance(exc, InvalidStatus):
         response = exc.response
         return HandshakeRejected(
-            response.status_code, retry_after=_retry_after(response.headers.get("Retry-After"))
+            response.status_code,
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
         )
     if isinstance(exc, InvalidURI):
         return ProtocolError(f"invalid WebSocket URL: {exc}")
@@ -185,7 +186,8 @@ def _mapped_error(exc: Exception) -> Exception:
     return exc
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds; None when absent or not a number."""
     try:
         return float(value) if value is not None else None
     except ValueError:

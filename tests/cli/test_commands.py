@@ -78,6 +78,8 @@ async def test_pipe_mode_mints_over_the_admin_endpoint(server: FakeServer) -> No
             "carol",
             "--admin-token",
             ADMIN,
+            "--transport",
+            "aiohttp",
             "--codec",
             "msgpack",
         ],

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
 
 from fake_server import FakeServer
 from rtclient import Backoff, Client
@@ -34,7 +36,7 @@ async def server() -> AsyncIterator[FakeServer]:
 
 @pytest.fixture
 def transport_name() -> str:
-    """The transport ``make_client`` uses; modules parametrize it to run on both."""
+    """The transport ``make_client`` uses; modules parametrize it to run on each."""
     return "websocket"
 
 
@@ -64,7 +66,7 @@ async def make_client(server: FakeServer, transport_name: str) -> AsyncIterator[
             options["transport"] = gate
         else:
             options.setdefault("transport", transport_name)
-        url = server.ws_url if transport_name == "websocket" else server.sio_url
+        url = server.sio_url if transport_name == "socketio" else server.ws_url
         client = Client(url, **options)
         clients.append(client)
         if connect:
@@ -119,9 +121,13 @@ class GatedTransport:
         self.open.set()
 
     def wrap(self, transport_name: str) -> None:
-        from rtclient.transports import SocketIOTransport, WebSocketTransport
+        from rtclient.transports import AiohttpTransport, SocketIOTransport, WebSocketTransport
 
-        inner = {"websocket": WebSocketTransport, "socketio": SocketIOTransport}
+        inner = {
+            "websocket": WebSocketTransport,
+            "aiohttp": AiohttpTransport,
+            "socketio": SocketIOTransport,
+        }
         self._inner = inner[transport_name]()
 
     async def connect(self, url: str, *, token: str | None, open_timeout: float) -> Any:
@@ -140,3 +146,17 @@ class GatedTransport:
 
     def restore(self) -> None:
         self.open.set()
+
+
+@pytest.fixture
+async def bomb_server() -> AsyncIterator[str]:
+    """A hostile server: welcomes, then sends a frame that inflates to 4 MB."""
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send(json.dumps({"type": "connected", "payload": {"userId": "x"}}))
+        await ws.send(json.dumps({"type": "error", "payload": {"pad": "0" * 4_000_000}}))
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as srv:
+        port = next(iter(srv.sockets)).getsockname()[1]
+        yield f"ws://127.0.0.1:{port}/"

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from fake_server import FakeServer
 from rtclient import ConnectionState, Event
 
 from .conftest import MakeClient, wait_until
+
+
+@pytest.fixture(params=["websocket", "aiohttp"])
+def transport_name(request: pytest.FixtureRequest) -> str:
+    """Every test in this module runs over both raw WebSocket transports."""
+    return str(request.param)
 
 
 async def test_a_slow_handler_stops_the_client_reading(

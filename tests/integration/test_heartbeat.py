@@ -6,10 +6,19 @@ import asyncio
 import random
 import time
 
+import pytest
+
 from fake_server import FakeServer
 from rtclient import ConnectionState, QualityLevel
 
 from .conftest import MakeClient, wait_until
+
+
+@pytest.fixture(params=["websocket", "aiohttp"])
+def transport_name(request: pytest.FixtureRequest) -> str:
+    """Every test in this module runs over both raw WebSocket transports."""
+    return str(request.param)
+
 
 INTERVAL, TIMEOUT = 0.1, 0.3
 
@@ -43,6 +52,7 @@ async def test_frozen_server_is_detected_within_interval_plus_timeout(
     assert [e["messageId"] for e in server.room_events("lobby")] == [ack.message_id]
 
 
+@pytest.mark.parametrize("transport_name", ["websocket"])  # 5 s; aiohttp's RTT: its own test
 async def test_quality_levels_follow_latency_with_jitter_without_flapping(
     server: FakeServer, make_client: MakeClient
 ) -> None:

@@ -22,6 +22,12 @@ from rtclient import (
 from .conftest import MakeClient, Recorder, wait_until
 
 
+@pytest.fixture(params=["websocket", "aiohttp"])
+def transport_name(request: pytest.FixtureRequest) -> str:
+    """Every test in this module runs over both raw WebSocket transports."""
+    return str(request.param)
+
+
 async def test_invalid_token_raises_unauthorized_without_retrying(
     server: FakeServer, make_client: MakeClient
 ) -> None:

@@ -21,9 +21,9 @@ from rtclient import (
 from .conftest import GatedTransport, MakeClient, Recorder, wait_until
 
 
-@pytest.fixture(params=["websocket", "socketio"])
+@pytest.fixture(params=["websocket", "aiohttp", "socketio"])
 def transport_name(request: pytest.FixtureRequest) -> str:
-    """Every test in this module runs over both transports."""
+    """Every test in this module runs over each transport."""
     return str(request.param)
 
 

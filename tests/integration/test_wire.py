@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 import websockets
-from websockets.asyncio.server import ServerConnection, serve
 
 from fake_server import FakeServer
 from rtclient import Backoff, Client, ConnectionState
@@ -71,20 +69,6 @@ async def test_server_bounds_the_decompressed_size(server: FakeServer) -> None:
             while True:
                 await ws.recv()
         assert info.value.rcvd is not None and info.value.rcvd.code == 1009
-
-
-@pytest.fixture
-async def bomb_server() -> AsyncIterator[str]:
-    """A hostile server: welcomes, then sends a frame that inflates to 4 MB."""
-
-    async def handler(ws: ServerConnection) -> None:
-        await ws.send(json.dumps({"type": "connected", "payload": {"userId": "x"}}))
-        await ws.send(json.dumps({"type": "error", "payload": {"pad": "0" * 4_000_000}}))
-        await ws.wait_closed()
-
-    async with serve(handler, "127.0.0.1", 0) as srv:
-        port = next(iter(srv.sockets)).getsockname()[1]
-        yield f"ws://127.0.0.1:{port}/"
 
 
 async def test_client_bounds_the_decompressed_size_and_keeps_going(bomb_server: str) -> None:

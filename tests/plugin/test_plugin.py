@@ -38,15 +38,19 @@ pytestmark = pytest.mark.asyncio  # needed in strict mode, harmless in auto mode
 async def test_a_message_crosses_a_half_open_link(fault_proxy, make_rt_client):
     alice = await make_rt_client("alice", rooms=["lobby"])
     bob = await make_rt_client("bob", rooms=["lobby"], transport="socketio")
-    inbox = Inbox(bob)
+    carol = await make_rt_client("carol", rooms=["lobby"], transport="aiohttp")
+    inbox, carols = Inbox(bob), Inbox(carol)
     with fault_proxy.blackhole():  # bytes vanish, sockets stay open: only heartbeats tell
         await alice.wait_for(ConnectionState.RECONNECTING, timeout=5)
+        await carol.wait_for(ConnectionState.RECONNECTING, timeout=5)
         sending = asyncio.ensure_future(alice.send("lobby", "through the storm"))
     await alice.wait_for(ConnectionState.CONNECTED, timeout=5)
     ack = await asyncio.wait_for(sending, 5)
     (event,) = await inbox.wait_for(1)
     assert (event.text, event.event_id) == ("through the storm", ack.event_id)
-    assert alice.stats()["dead_links"] >= 1
+    (seen,) = await carols.wait_for(1)
+    assert (seen.text, seen.event_id) == ("through the storm", ack.event_id)
+    assert alice.stats()["dead_links"] >= 1 and carol.stats()["dead_links"] >= 1
 
 
 async def test_rt_client_survives_a_server_drop(rt_client, fake_server):

@@ -1,0 +1,223 @@
+"""Raw WebSocket transport on aiohttp's client (``ClientSession.ws_connect``).
+
+The same wire as :mod:`.websocket` (subprotocol-negotiated codec, token in the
+``Authorization: Bearer`` header, permessage-deflate with the decompressed size bounded
+by ``max_size``), on another library: aiohttp frames and masks messages in C and writes
+a frame without a task switch, which makes it the cheaper of the two per message (see
+docs/benchmarks.md). One ``connect`` is one attempt on a ``ClientSession`` of its own,
+closed with the connection. aiohttp's exceptions are mapped to :mod:`rtclient.errors`
+here.
+
+Differences from the websockets transport, both from aiohttp's API:
+
+- once permessage-deflate is negotiated aiohttp compresses every message, so there is
+  no ``compression_threshold``;
+- pings and pongs are handled by :meth:`AiohttpConnection.recv` (autoping off), which
+  is how the RTT is measured: a pong is seen only while someone reads, as with a
+  reader paused by backpressure on any transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import OrderedDict
+from typing import Any
+
+import aiohttp
+from aiohttp import WSMsgType
+
+from ..codec import Codec, JsonCodec, codec_named, subprotocol_of
+from ..errors import ConnectionLost, HandshakeRejected, ProtocolError, TransportError
+from .websocket import retry_after_seconds
+
+__all__ = ["AiohttpConnection", "AiohttpTransport"]
+
+
+class AiohttpTransport:
+    """Opens WebSocket connections with aiohttp.
+
+    :param codec: the codec to use (``"json"``, ``"msgpack"`` or a Codec), offered as the
+        subprotocol ``rtclient.v1.<name>``; or ``codecs``: several names, in order of
+        preference, for the server to choose from. A server that chooses none gets JSON.
+    :param compression: offer permessage-deflate; every message is compressed once it
+        is negotiated. ``compression_window_bits`` (9 to 15) bounds the server's window,
+        which is what the client must hold to decompress (aiohttp compresses with the
+        window the server allows it).
+    :param max_size: largest incoming message in bytes, after decompression (a larger
+        one closes the connection with 1009).
+    :param close_timeout: how long :meth:`AiohttpConnection.close` waits for the
+        server's close frame.
+    :param options: passed on to :meth:`aiohttp.ClientSession.ws_connect`.
+    """
+
+    def __init__(
+        self,
+        *,
+        codec: Codec | str | None = None,
+        codecs: tuple[str, ...] | None = None,
+        compression: bool = True,
+        compression_window_bits: int = 15,
+        max_size: int = 1024 * 1024,
+        close_timeout: float = 5.0,
+        **options: Any,
+    ) -> None:
+        if codec is not None and codecs is not None:
+            raise ValueError("give codec= or codecs=, not both")
+        if not 9 <= compression_window_bits <= 15:
+            raise ValueError("compression_window_bits must be between 9 and 15")
+        if isinstance(codec, str):
+            codec = codec_named(codec)
+        offered = [codec] if codec is not None else [codec_named(n) for n in codecs or ("json",)]
+        self._codecs = {subprotocol_of(c): c for c in offered}
+        self._options: dict[str, Any] = {
+            "protocols": list(self._codecs),
+            "compress": compression_window_bits if compression else 0,
+            "max_msg_size": max_size,
+            "autoping": False,  # recv answers pings and reads pongs (RTT)
+            "autoclose": True,
+            "heartbeat": None,  # the Client runs its own heartbeat
+            "timeout": aiohttp.ClientWSTimeout(ws_receive=None, ws_close=close_timeout),
+            **options,
+        }
+
+    async def connect(
+        self, url: str, *, token: str | None, open_timeout: float
+    ) -> AiohttpConnection:
+        """Open one connection; see :class:`rtclient.transports.base.Transport`."""
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        session = aiohttp.ClientSession()
+        try:
+            async with asyncio.timeout(open_timeout):
+                ws = await session.ws_connect(url, headers=headers, **self._options)
+        except BaseException as exc:
+            await session.close()
+            if isinstance(exc, Exception):
+                raise _handshake_error(exc) from exc
+            raise
+        chosen = ws.protocol
+        # A server that selects no subprotocol predates the negotiation: it speaks JSON.
+        codec = self._codecs.get(chosen, JsonCodec()) if chosen else JsonCodec()
+        return AiohttpConnection(session, ws, codec)
+
+
+class AiohttpConnection:
+    """An open aiohttp WebSocket; see :class:`rtclient.transports.base.Connection`."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, codec: Codec
+    ) -> None:
+        self._session = session
+        self._ws = ws
+        self.codec = codec
+        self.compressed = ws.compress != 0
+        """Whether permessage-deflate was negotiated."""
+        self._pings: OrderedDict[bytes, tuple[float, asyncio.Future[float]]] = OrderedDict()
+
+    async def send(self, envelope: dict[str, Any]) -> None:
+        """Encode and send one envelope."""
+        frame = self.codec.encode(envelope)
+        try:
+            if isinstance(frame, str):
+                await self._ws.send_str(frame)
+            else:
+                await self._ws.send_bytes(frame)
+        except (aiohttp.ClientError, OSError, RuntimeError) as exc:
+            # aiohttp raises ClientConnectionResetError (an OSError) on a closing
+            # transport, RuntimeError on a closed socket response.
+            raise ConnectionLost(self._ws.close_code, "") from exc
+
+    async def recv(self) -> object:
+        """Wait for the next message and decode it (ProtocolError if it is malformed)."""
+        ws = self._ws
+        while True:
+            msg = await ws.receive()
+            kind = msg.type
+            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+                return self.codec.decode(msg.data)
+            if kind is WSMsgType.PING:
+                try:
+                    await ws.pong(msg.data)
+                except (aiohttp.ClientError, OSError) as exc:
+                    raise ConnectionLost(None, "") from exc
+            elif kind is WSMsgType.PONG:
+                self._pong(msg.data)
+            elif kind is WSMsgType.CLOSE:
+                # aiohttp has answered it (autoclose); the server's code and reason.
+                self._fail_pings()
+                raise ConnectionLost(msg.data, msg.extra or "")
+            else:  # CLOSING, CLOSED, ERROR: ended without a close frame from the server
+                self._fail_pings()
+                reason = str(msg.data) if kind is WSMsgType.ERROR else ""
+                raise ConnectionLost(None, reason)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with a closing handshake, then release the session."""
+        try:
+            await self._ws.close(code=code, message=reason.encode())
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransportError(f"close failed: {exc!r}") from exc
+        finally:
+            self._fail_pings()
+            await self._session.close()
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a closing handshake."""
+        transport = self._ws._response.connection and self._ws._response.connection.transport
+        if transport is not None:
+            transport.abort()
+
+    async def ping(self) -> float:
+        """Send a ping frame; return the round-trip time in seconds."""
+        loop = asyncio.get_running_loop()
+        payload = os.urandom(4)
+        waiter: asyncio.Future[float] = loop.create_future()
+        self._pings[payload] = (loop.time(), waiter)
+        try:
+            await self._ws.ping(payload)
+        except (aiohttp.ClientError, OSError, RuntimeError) as exc:
+            self._pings.pop(payload, None)
+            raise ConnectionLost(None, "") from exc
+        try:
+            return await waiter
+        finally:
+            self._pings.pop(payload, None)
+
+    def _pong(self, payload: bytes) -> None:
+        """A pong answers its ping and every earlier one (RFC 6455 § 5.5.3)."""
+        if payload not in self._pings:
+            return  # unsolicited, or for a ping whose caller has given up
+        now = asyncio.get_running_loop().time()
+        while self._pings:
+            key, (sent, waiter) = self._pings.popitem(last=False)
+            if not waiter.done():
+                waiter.set_result(now - sent)
+            if key == payload:
+                return
+
+    def _fail_pings(self) -> None:
+        while self._pings:
+            _, (_, waiter) = self._pings.popitem(last=False)
+            if not waiter.done():
+                waiter.set_exception(ConnectionLost(None, ""))
+                waiter.exception()  # retrieved: nobody may be waiting any more
+
+
+def _handshake_error(exc: Exception) -> Exception:
+    """The rtclient exception for a failed aiohttp connection attempt."""
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        if exc.status != 101:
+            retry_after = exc.headers.get("Retry-After") if exc.headers else None
+            return HandshakeRejected(exc.status, retry_after=retry_after_seconds(retry_after))
+        return ProtocolError(f"WebSocket handshake failed: {exc.message}")
+    if isinstance(exc, aiohttp.InvalidURL | ValueError):
+        return ProtocolError(f"invalid WebSocket URL: {exc}")
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+        # The connection ended before a response (a TCP proxy in front of a restarting
+        # server), or could not be made: a network failure.
+        return TransportError(f"connection failed: {exc!r}")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return ProtocolError(f"not a WebSocket server: {exc.message}")
+    if isinstance(exc, aiohttp.ClientError | TimeoutError | OSError):
+        return TransportError(f"connection failed: {exc!r}")
+    return exc
