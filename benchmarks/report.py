@@ -27,6 +27,12 @@ LABELS = {
     "recv ws plain": "websockets receive loop, compression off",
     "send aio w64 plain": "bare aiohttp client, 64 outstanding, no compression",
     "recv aio plain": "bare aiohttp client receive loop, no compression",
+    "send rt w1 plain": "rtclient `await send()`, window 1, compression off",
+    "send rta w1": "rtclient `transport='aiohttp'`, `await send()`, window 1",
+    "send rta w64": "rtclient `transport='aiohttp'`, 64 tasks x `await send()`",
+    "send rta w64 plain": "rtclient `transport='aiohttp'`, 64 tasks, compression off",
+    "recv rta": "rtclient `transport='aiohttp'` handler",
+    "recv rta plain": "rtclient `transport='aiohttp'` handler, compression off",
     "sio rt send": "rtclient `transport='socketio'`, `await send()`",
     "sio call": "python-socketio `await call('chat:send')`",
     "sio rt recv": "rtclient `transport='socketio'` handler",
@@ -141,7 +147,14 @@ def _memory(details: dict[str, Any]) -> list[str]:
         "| client | clients | RSS delta | per client | asyncio tasks | connect time |",
         "|---|---|---|---|---|---|",
     ]
-    for kind, name in (("idle_rt", "rtclient"), ("idle_ws", "websockets")):
+    kinds = (
+        ("idle_rt", "rtclient"),
+        ("idle_rt_aio", "rtclient, transport='aiohttp'"),
+        ("idle_ws", "websockets"),
+    )
+    for kind, name in kinds:
+        if kind not in details:
+            continue
         d = details[kind]
         n = d["count"]
         lines.append(

@@ -207,6 +207,20 @@ class Suite:
                     "compression": False,
                 },
                 "send aio w64 plain": {"kind": "send_aio", "n": s.send_w64, "window": 64},
+                "send rt w1 plain": {
+                    "kind": "send_rt",
+                    "n": s.send_w1,
+                    "window": 1,
+                    "compression": False,
+                },
+                "send rta w1": {"kind": "send_rt_aio", "n": s.send_w1, "window": 1},
+                "send rta w64": {"kind": "send_rt_aio", "n": s.send_w64, "window": 64},
+                "send rta w64 plain": {
+                    "kind": "send_rt_aio",
+                    "n": s.send_w64,
+                    "window": 64,
+                    "compression": False,
+                },
             },
         )
         self.compare("send + ack, window 1", "send rt w1", "send ws w1", "websockets", 0.9)
@@ -227,6 +241,18 @@ class Suite:
             None,
             "both bare; what an aiohttp transport could start from (the 'rtclient' column "
             "is aiohttp here)",
+        )
+        aio = "transport='aiohttp'"
+        self.compare(f"send + ack, window 1, {aio}", "send rta w1", "send ws w1", "websockets", 0.9)
+        self.compare(
+            f"send + ack, window 64, {aio}", "send rta w64", "send ws w64", "websockets", 0.8
+        )
+        self.compare(
+            f"send + ack, window 64, {aio}, compression off on both",
+            "send rta w64 plain",
+            "send ws w64 plain",
+            "websockets",
+            0.8,
         )
         self.compare(
             "send_nowait, window 64",
@@ -249,6 +275,8 @@ class Suite:
                 "recv rt plain": {"kind": "recv_rt", "n": n, "compression": False},
                 "recv ws plain": {"kind": "recv_ws", "n": n, "compression": False},
                 "recv aio plain": {"kind": "recv_aio", "n": n},
+                "recv rta": {"kind": "recv_rt_aio", "n": n},
+                "recv rta plain": {"kind": "recv_rt_aio", "n": n, "compression": False},
             },
         )
         self.compare("receive", "recv rt", "recv ws", "websockets", 0.9)
@@ -259,6 +287,15 @@ class Suite:
             "websockets",
             0.9,
             "without permessage-deflate",
+        )
+        aio = "transport='aiohttp'"
+        self.compare(f"receive, {aio}", "recv rta", "recv ws", "websockets", 0.9)
+        self.compare(
+            f"receive, {aio}, compression off on both",
+            "recv rta plain",
+            "recv ws plain",
+            "websockets",
+            0.9,
         )
         self.compare(
             "ceiling: bare aiohttp vs bare websockets, receive, no compression",
@@ -303,15 +340,24 @@ class Suite:
     def _cross_socketio(self) -> None:
         """The issue's targets against python-socketio: rtclient on its raw transport."""
         done = {r.case for r in self.results.rows}
+        # python-socketio negotiates no compression (engine.io opens its WebSocket
+        # without permessage-deflate): the "compression off" rows compare like with like.
         pairs = [
             ("send + ack, window 1: rtclient (raw WS) vs Socket.IO", "send rt w1", "sio call",
-             "python-socketio call()", 1.8),
+             "python-socketio call()", 1.8, ""),
+            ("send + ack, window 1, compression off (as python-socketio): rtclient (raw WS) "
+             "vs Socket.IO", "send rt w1 plain", "sio call", "python-socketio call()", 1.8,
+             "neither compresses"),
+            ("send + ack, window 1: rtclient (transport='aiohttp') vs Socket.IO", "send rta w1",
+             "sio call", "python-socketio call()", 1.8, ""),
             ("receive: rtclient (raw WS) vs Socket.IO", "recv rt", "sio recv",
-             "python-socketio handler", 3.0),
+             "python-socketio handler", 3.0, ""),
+            ("receive: rtclient (transport='aiohttp') vs Socket.IO", "recv rta", "sio recv",
+             "python-socketio handler", 3.0, ""),
         ]  # fmt: skip
-        for case, subject, baseline, name, target in pairs:
+        for case, subject, baseline, name, target, note in pairs:
             if case not in done and subject in self.rates and baseline in self.rates:
-                self.compare(case, subject, baseline, name, target)
+                self.compare(case, subject, baseline, name, target, note)
         # At window 1 the round trip includes the server's work on each endpoint: how
         # far the raw endpoint is ahead of the Socket.IO one bounds the ratio above.
         case = "ceiling: bare websockets vs python-socketio call(), window 1"
@@ -380,23 +426,25 @@ class Suite:
         base = {"url": server.ws_url, "http": server.http_url, "control_port": server.control_port}
         got = {
             kind: await run_worker({**base, "kind": kind, "clients": n}, timeout=180.0)
-            for kind in ("idle_rt", "idle_ws")
+            for kind in ("idle_rt", "idle_ws", "idle_rt_aio")
         }
-        rt, ws = (got[k]["rss_bytes"] / n for k in ("idle_rt", "idle_ws"))
-        ratio = rt / ws
         self.results.details["memory"] = got
-        self.row(
-            Row(
-                f"memory per idle client ({n} clients)",
-                f"{rt / 1024:.1f} KiB",
-                f"websockets {ws / 1024:.1f} KiB",
-                ratio,
-                "≤ 1.25x",
-                _at_most(ratio, 1.25),
-                f"{got['idle_rt']['tasks'] / n:.0f} asyncio tasks per client against "
-                f"{got['idle_ws']['tasks'] / n:.0f}",
+        ws = got["idle_ws"]["rss_bytes"] / n
+        for kind, label in (("idle_rt", ""), ("idle_rt_aio", ", transport='aiohttp'")):
+            rt = got[kind]["rss_bytes"] / n
+            ratio = rt / ws
+            self.row(
+                Row(
+                    f"memory per idle client ({n} clients){label}",
+                    f"{rt / 1024:.1f} KiB",
+                    f"websockets {ws / 1024:.1f} KiB",
+                    ratio,
+                    "≤ 1.25x",
+                    _at_most(ratio, 1.25),
+                    f"{got[kind]['tasks'] / n:.0f} asyncio tasks per client against "
+                    f"{got['idle_ws']['tasks'] / n:.0f}",
+                )
             )
-        )
 
     async def case_codecs(self) -> None:
         self.say("codecs: JSON vs msgpack on seed-like envelopes")

@@ -70,6 +70,8 @@ def _rt_extensions(client: Client) -> str:
     """The negotiated WebSocket extensions of rtclient's connection (for the report)."""
     conn = getattr(client, "_conn", None)
     ws = getattr(conn, "_ws", None)
+    if isinstance(ws, aiohttp.ClientWebSocketResponse):
+        return ws._response.headers.get("Sec-WebSocket-Extensions", "") or "none"
     return _extensions(ws) if isinstance(ws, ClientConnection) else "?"
 
 
@@ -80,7 +82,7 @@ async def _rt_client(spec: Spec, user: str, **options: Any) -> Client:
     token = Token()(user)
     transport = options.pop("transport", "websocket")
     url = spec["http"] if transport == "socketio" else spec["url"]
-    if transport == "websocket":
+    if transport in ("websocket", "aiohttp"):
         options.setdefault("compression", spec.get("compression", True))
     client = Client(url, token=token, transport=transport, ping_interval=None, **options)
     await client.connect()
@@ -473,7 +475,12 @@ async def idle_rt(spec: Spec) -> Result:
     clients: list[Client] = []
 
     async def connect_one(i: int) -> Client:
-        client = Client(spec["url"], token=Token()(f"idle-{i}"), ping_interval=None)
+        client = Client(
+            spec["url"],
+            token=Token()(f"idle-{i}"),
+            transport=spec.get("transport", "websocket"),
+            ping_interval=None,
+        )
         await client.connect()
         await client.join(f"idle-{i}")  # a room each: no presence storm between them
         assert client.state is ConnectionState.CONNECTED
@@ -514,6 +521,9 @@ KINDS: dict[str, Callable[[Spec], Awaitable[Result]]] = {
     "send_rt_nowait": send_rt_nowait,
     "send_ws": send_ws,
     "send_rt_sio": lambda spec: send_rt({**spec, "transport": "socketio", "window": 1}),
+    "send_rt_aio": lambda spec: send_rt({**spec, "transport": "aiohttp"}),
+    "recv_rt_aio": lambda spec: recv_rt({**spec, "transport": "aiohttp"}),
+    "idle_rt_aio": lambda spec: idle_rt({**spec, "transport": "aiohttp"}),
     "send_sio": send_sio,
     "send_aio": send_aio,
     "recv_aio": recv_aio,
