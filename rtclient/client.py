@@ -65,8 +65,8 @@ class Client:
     :param token: a string, a sync/async callable, or a TokenProvider; asked before
         every connection attempt, and again with ``force=True`` after a 4002.
     :param transport: ``"websocket"`` (raw WebSocket on the websockets library),
-        ``"aiohttp"`` (the same wire on aiohttp's client, cheaper per message; no
-        compression threshold), ``"socketio"``, or a
+        ``"aiohttp"`` (the same wire on aiohttp's client, cheaper per message),
+        ``"socketio"``, or a
         :class:`~rtclient.transports.Transport`.
     :param protocol: ``"rooms"`` (the server speaks docs/protocol.md: rooms, event
         logs, sync) or ``"generic"`` (any Socket.IO server: use :meth:`emit`,

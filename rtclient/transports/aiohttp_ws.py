@@ -8,10 +8,17 @@ docs/benchmarks.md). One ``connect`` is one attempt on a ``ClientSession`` of it
 closed with the connection. aiohttp's exceptions are mapped to :mod:`rtclient.errors`
 here.
 
-Differences from the websockets transport, both from aiohttp's API:
+Two things aiohttp does differently, and what this module does about them:
 
-- once permessage-deflate is negotiated aiohttp compresses every message, so there is
-  no ``compression_threshold``;
+- once permessage-deflate is negotiated, aiohttp compresses every message with one
+  long-lived compressor (a zlib state of ~100 KiB per connection, allocated by the
+  first small frame). Here, as on the websockets transport, messages under
+  ``compression_threshold`` bytes go out uncompressed and larger ones are compressed
+  on their own (aiohttp's per-message ``compress``: a fresh context per message, which
+  RFC 7692 allows a sender; the server's messages are inflated as usual). That needs
+  the writer's ``compress`` attribute set to 0 after the handshake: aiohttp has no
+  public switch for it. Without that attribute, or with a threshold of 0, aiohttp
+  compresses every message itself;
 - pings and pongs are handled by :meth:`AiohttpConnection.recv` (autoping off), which
   is how the RTT is measured: a pong is seen only while someone reads, as with a
   reader paused by backpressure on any transport.
@@ -40,8 +47,9 @@ class AiohttpTransport:
     :param codec: the codec to use (``"json"``, ``"msgpack"`` or a Codec), offered as the
         subprotocol ``rtclient.v1.<name>``; or ``codecs``: several names, in order of
         preference, for the server to choose from. A server that chooses none gets JSON.
-    :param compression: offer permessage-deflate; every message is compressed once it
-        is negotiated. ``compression_window_bits`` (9 to 15) bounds the server's window,
+    :param compression: offer permessage-deflate; messages under
+        ``compression_threshold`` bytes are sent uncompressed (0: compress every
+        message). ``compression_window_bits`` (9 to 15) bounds the server's window,
         which is what the client must hold to decompress (aiohttp compresses with the
         window the server allows it).
     :param max_size: largest incoming message in bytes, after decompression (a larger
@@ -57,6 +65,7 @@ class AiohttpTransport:
         codec: Codec | str | None = None,
         codecs: tuple[str, ...] | None = None,
         compression: bool = True,
+        compression_threshold: int = 256,
         compression_window_bits: int = 15,
         max_size: int = 1024 * 1024,
         close_timeout: float = 5.0,
@@ -70,6 +79,7 @@ class AiohttpTransport:
             codec = codec_named(codec)
         offered = [codec] if codec is not None else [codec_named(n) for n in codecs or ("json",)]
         self._codecs = {subprotocol_of(c): c for c in offered}
+        self._threshold = max(0, compression_threshold)
         self._options: dict[str, Any] = {
             "protocols": list(self._codecs),
             "compress": compression_window_bits if compression else 0,
@@ -98,14 +108,19 @@ class AiohttpTransport:
         chosen = ws.protocol
         # A server that selects no subprotocol predates the negotiation: it speaks JSON.
         codec = self._codecs.get(chosen, JsonCodec()) if chosen else JsonCodec()
-        return AiohttpConnection(session, ws, codec)
+        return AiohttpConnection(session, ws, codec, threshold=self._threshold)
 
 
 class AiohttpConnection:
     """An open aiohttp WebSocket; see :class:`rtclient.transports.base.Connection`."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, codec: Codec
+        self,
+        session: aiohttp.ClientSession,
+        ws: aiohttp.ClientWebSocketResponse,
+        codec: Codec,
+        *,
+        threshold: int = 0,
     ) -> None:
         self._session = session
         self._ws = ws
@@ -113,15 +128,25 @@ class AiohttpConnection:
         self.compressed = ws.compress != 0
         """Whether permessage-deflate was negotiated."""
         self._pings: OrderedDict[bytes, tuple[float, asyncio.Future[float]]] = OrderedDict()
+        self._threshold = 0
+        """Compress messages of at least this many bytes ourselves (0: aiohttp decides)."""
+        writer = getattr(ws, "_writer", None)
+        if self.compressed and threshold > 0 and isinstance(getattr(writer, "compress", None), int):
+            writer.compress = 0  # type: ignore[union-attr]  # see the module docstring
+            self._threshold = threshold
 
     async def send(self, envelope: dict[str, Any]) -> None:
         """Encode and send one envelope."""
         frame = self.codec.encode(envelope)
+        if isinstance(frame, str):
+            data, opcode = frame.encode(), WSMsgType.TEXT
+        else:
+            data, opcode = frame, WSMsgType.BINARY
+        # None: as the writer is set (uncompressed below the threshold); else the
+        # negotiated window, for this message alone.
+        compress = self._ws.compress if self._threshold and len(data) >= self._threshold else None
         try:
-            if isinstance(frame, str):
-                await self._ws.send_str(frame)
-            else:
-                await self._ws.send_bytes(frame)
+            await self._ws.send_frame(data, opcode, compress)
         except (aiohttp.ClientError, OSError, RuntimeError) as exc:
             # aiohttp raises ClientConnectionResetError (an OSError) on a closing
             # transport, RuntimeError on a closed socket response.

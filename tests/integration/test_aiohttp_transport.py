@@ -25,6 +25,7 @@ from rtclient import (
     TransportError,
     Unauthorized,
 )
+from rtclient.testing import FaultProxy
 from rtclient.transports import AiohttpConnection, AiohttpTransport
 
 from .conftest import FAST, MakeClient, Recorder, wait_until
@@ -90,6 +91,35 @@ async def test_compression_window_bits_and_off(server: FakeServer) -> None:
         for conn in (on, narrow, off):
             await conn.close()
     assert on._session.closed and narrow._session.closed and off._session.closed
+
+
+async def _bytes_sent(proxy: FaultProxy, conn: AiohttpConnection, pad: str) -> int:
+    """Bytes that reach the server for one acknowledged request carrying ``pad``."""
+    before = proxy.stats.bytes_upstream
+    await _request(conn, {"type": "ping", "id": pad[:8], "payload": {"pad": pad}})
+    return proxy.stats.bytes_upstream - before
+
+
+async def test_small_messages_go_uncompressed_and_large_ones_compressed(
+    server: FakeServer,
+) -> None:
+    async with FaultProxy(upstream=(server.host, server.port)) as proxy:
+        transport = AiohttpTransport()  # threshold 256 bytes, as on the websockets transport
+        conn = await transport.connect(
+            proxy.url("ws", "/ws"), token=server.issue_token("probe"), open_timeout=2
+        )
+        try:
+            await conn.recv()
+            assert conn.compressed
+            small = await _bytes_sent(proxy, conn, "s" * 100)
+            assert small >= 100  # as it is: deflate would make ~20 bytes of these 100
+            assert conn._ws._writer._compressobj is None  # no zlib state held for it
+            large = await _bytes_sent(proxy, conn, "l" * 20_000)
+            assert large < 1_000  # compressed, and the server inflated it (it answered)
+            again = await _bytes_sent(proxy, conn, "m" * 20_000)
+            assert again < 1_000  # each large message on its own context
+        finally:
+            await conn.close()
 
 
 async def test_the_decompressed_size_is_bounded_and_the_client_keeps_going(
