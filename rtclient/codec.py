@@ -28,7 +28,16 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 from .errors import ProtocolError
 
-__all__ = ["CODECS", "Codec", "JsonCodec", "MsgpackCodec", "codec_named", "subprotocol_of"]
+__all__ = [
+    "CODECS",
+    "Codec",
+    "JsonCodec",
+    "MsgpackCodec",
+    "codec_named",
+    "negotiated",
+    "offered_subprotocols",
+    "subprotocol_of",
+]
 
 SUBPROTOCOL_PREFIX = "rtclient.v1."
 
@@ -178,3 +187,27 @@ def codec_named(name: str) -> Codec:
 def subprotocol_of(codec: Codec) -> str:
     """The WebSocket subprotocol that names ``codec``."""
     return SUBPROTOCOL_PREFIX + codec.name
+
+
+def offered_subprotocols(
+    codec: Codec | str | None, codecs: tuple[str, ...] | None
+) -> dict[str, Codec]:
+    """The codecs a client offers, by subprotocol, in order of preference.
+
+    ``codec`` (a name or a Codec) offers that one alone; ``codecs`` several names; neither
+    offers JSON.
+    """
+    if codec is not None and codecs is not None:
+        raise ValueError("give codec= or codecs=, not both")
+    if isinstance(codec, str):
+        codec = codec_named(codec)
+    offered = [codec] if codec is not None else [codec_named(n) for n in codecs or ("json",)]
+    return {subprotocol_of(c): c for c in offered}
+
+
+def negotiated(offered: dict[str, Codec], chosen: str | None) -> Codec:
+    """The codec for the subprotocol the server chose.
+
+    A server that selects none predates the negotiation: it speaks JSON.
+    """
+    return offered.get(chosen, JsonCodec()) if chosen else JsonCodec()

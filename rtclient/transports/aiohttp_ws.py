@@ -34,7 +34,7 @@ from typing import Any
 import aiohttp
 from aiohttp import WSMsgType
 
-from ..codec import Codec, JsonCodec, codec_named, subprotocol_of
+from ..codec import Codec, negotiated, offered_subprotocols
 from ..errors import ConnectionLost, HandshakeRejected, ProtocolError, TransportError
 from .websocket import retry_after_seconds
 
@@ -71,14 +71,9 @@ class AiohttpTransport:
         close_timeout: float = 5.0,
         **options: Any,
     ) -> None:
-        if codec is not None and codecs is not None:
-            raise ValueError("give codec= or codecs=, not both")
         if not 9 <= compression_window_bits <= 15:
             raise ValueError("compression_window_bits must be between 9 and 15")
-        if isinstance(codec, str):
-            codec = codec_named(codec)
-        offered = [codec] if codec is not None else [codec_named(n) for n in codecs or ("json",)]
-        self._codecs = {subprotocol_of(c): c for c in offered}
+        self._codecs = offered_subprotocols(codec, codecs)
         self._threshold = max(0, compression_threshold)
         self._options: dict[str, Any] = {
             "protocols": list(self._codecs),
@@ -105,9 +100,7 @@ class AiohttpTransport:
             if isinstance(exc, Exception):
                 raise _handshake_error(exc) from exc
             raise
-        chosen = ws.protocol
-        # A server that selects no subprotocol predates the negotiation: it speaks JSON.
-        codec = self._codecs.get(chosen, JsonCodec()) if chosen else JsonCodec()
+        codec = negotiated(self._codecs, ws.protocol)
         return AiohttpConnection(session, ws, codec, threshold=self._threshold)
 
 
@@ -188,9 +181,13 @@ class AiohttpConnection:
 
     def abort(self) -> None:
         """Drop the TCP connection without a closing handshake."""
-        transport = self._ws._response.connection and self._ws._response.connection.transport
+        response = self._ws._response  # aiohttp has no public way to reach the socket
+        connection = response.connection
+        transport = connection.transport if connection is not None else None
         if transport is not None:
             transport.abort()
+        else:
+            response.close()  # already detached: release it, which ends the reader too
 
     async def ping(self) -> float:
         """Send a ping frame; return the round-trip time in seconds."""

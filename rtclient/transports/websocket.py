@@ -22,7 +22,7 @@ from websockets.exceptions import (
     InvalidURI,
 )
 
-from ..codec import Codec, JsonCodec, codec_named, subprotocol_of
+from ..codec import Codec, negotiated, offered_subprotocols
 from ..errors import ConnectionLost, HandshakeRejected, ProtocolError, TransportError
 from ..redact import RedactingLogger
 from .deflate import deflate_factory
@@ -63,12 +63,7 @@ class WebSocketTransport:
         close_timeout: float = 5.0,
         **options: Any,
     ) -> None:
-        if codec is not None and codecs is not None:
-            raise ValueError("give codec= or codecs=, not both")
-        if isinstance(codec, str):
-            codec = codec_named(codec)
-        offered = [codec] if codec is not None else [codec_named(n) for n in codecs or ("json",)]
-        self._codecs = {subprotocol_of(c): c for c in offered}
+        self._codecs = offered_subprotocols(codec, codecs)
         self._options: dict[str, Any] = {
             "subprotocols": list(self._codecs),
             "compression": None,
@@ -98,9 +93,7 @@ class WebSocketTransport:
             ws = await websockets.connect(
                 url, additional_headers=headers, open_timeout=open_timeout, **self._options
             )
-        chosen = ws.subprotocol
-        # A server that selects no subprotocol predates the negotiation: it speaks JSON.
-        codec = self._codecs.get(chosen, JsonCodec()) if chosen else JsonCodec()
+        codec = negotiated(self._codecs, ws.subprotocol)
         return WebSocketConnection(ws, codec)
 
 

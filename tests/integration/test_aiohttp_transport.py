@@ -7,6 +7,7 @@ run over it in their own modules; these are the transport's own edges.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 
@@ -15,10 +16,8 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from fake_server import FakeServer
 from rtclient import (
-    Backoff,
     Client,
     ConnectionLost,
-    ConnectionState,
     ErrorEvent,
     HandshakeRejected,
     ProtocolError,
@@ -122,20 +121,6 @@ async def test_small_messages_go_uncompressed_and_large_ones_compressed(
             await conn.close()
 
 
-async def test_the_decompressed_size_is_bounded_and_the_client_keeps_going(
-    bomb_server: str,
-) -> None:
-    client = Client(
-        bomb_server, token="t", transport="aiohttp", backoff=Backoff(base=0.01, cap=0.05)
-    )
-    seen: list[ConnectionState] = []
-    client.on("state", lambda change: seen.append(change.new))
-    await client.connect()
-    await wait_until(lambda: seen.count(ConnectionState.RECONNECTING) >= 2)
-    assert client.state is not ConnectionState.CLOSED  # a retryable close (1009), no crash
-    await client.close()
-
-
 @pytest.fixture
 async def garbage_server() -> AsyncIterator[str]:
     """Welcomes, then sends a frame that is not JSON, then a real event."""
@@ -216,38 +201,35 @@ async def test_handshake_failures_are_typed(server: FakeServer) -> None:
         await transport.connect(f"ws://127.0.0.1:{port}/", token=None, open_timeout=2)
 
 
-async def test_a_peer_that_is_not_http_is_a_protocol_error() -> None:
-    async def babble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+@contextlib.asynccontextmanager
+async def tcp_peer(answer: bytes) -> AsyncIterator[str]:
+    """A TCP server that reads the upgrade request, writes ``answer`` and hangs up."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        writer.write(answer)
         await writer.drain()
         writer.close()
 
-    peer = await asyncio.start_server(babble, "127.0.0.1", 0)
-    port = peer.sockets[0].getsockname()[1]
+    peer = await asyncio.start_server(handle, "127.0.0.1", 0)
     try:
-        with pytest.raises(ProtocolError):
-            await AiohttpTransport().connect(f"ws://127.0.0.1:{port}/", token=None, open_timeout=2)
+        yield f"ws://127.0.0.1:{peer.sockets[0].getsockname()[1]}/"
     finally:
         peer.close()
         await peer.wait_closed()
 
 
+async def test_a_peer_that_is_not_http_is_a_protocol_error() -> None:
+    async with tcp_peer(b"SSH-2.0-OpenSSH_9.6\r\n\r\n") as url:
+        with pytest.raises(ProtocolError):
+            await AiohttpTransport().connect(url, token=None, open_timeout=2)
+
+
 async def test_an_eof_before_the_response_is_retried_not_fatal() -> None:
     """A TCP proxy in front of a restarting server accepts and closes at once."""
-
-    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.close()
-
-    eof = await asyncio.start_server(hang_up, "127.0.0.1", 0)
-    port = eof.sockets[0].getsockname()[1]
-    try:
+    async with tcp_peer(b"") as url:
         with pytest.raises(TransportError):
-            await AiohttpTransport().connect(f"ws://127.0.0.1:{port}/", token=None, open_timeout=2)
-    finally:
-        eof.close()
-        await eof.wait_closed()
+            await AiohttpTransport().connect(url, token=None, open_timeout=2)
 
 
 async def test_a_bad_token_is_fatal_after_one_attempt(

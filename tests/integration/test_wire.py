@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Literal
 
 import pytest
 import websockets
@@ -71,8 +72,13 @@ async def test_server_bounds_the_decompressed_size(server: FakeServer) -> None:
         assert info.value.rcvd is not None and info.value.rcvd.code == 1009
 
 
-async def test_client_bounds_the_decompressed_size_and_keeps_going(bomb_server: str) -> None:
-    client = Client(bomb_server, token="t", backoff=Backoff(base=0.01, cap=0.05))
+@pytest.mark.parametrize("transport", ["websocket", "aiohttp"])
+async def test_client_bounds_the_decompressed_size_and_keeps_going(
+    bomb_server: str, transport: Literal["websocket", "aiohttp"]
+) -> None:
+    client = Client(
+        bomb_server, token="t", transport=transport, backoff=Backoff(base=0.01, cap=0.05)
+    )
     seen: list[ConnectionState] = []
     client.on("state", lambda change: seen.append(change.new))
     await client.connect()
