@@ -521,11 +521,18 @@ class Suite:
             self.results.skipped["profile"] = "py-spy is not installed (pip install py-spy)"
             self.say("profile: skipped, py-spy is not installed")
             return
-        self.say("profile: py-spy on rtclient send (window 64) and receive")
+        self.say("profile: py-spy on rtclient send (window 1, 64) and receive, both raw transports")
         base = {"url": server.ws_url, "http": server.http_url, "control_port": server.control_port}
         specs = {
+            "send + ack, window 1": {"kind": "send_rt", "n": 6000, "window": 1},
             "send + ack, window 64": {"kind": "send_rt", "n": 20000, "window": 64},
             "receive": {"kind": "recv_rt", "n": 60000},
+            "send + ack, window 64, transport='aiohttp'": {
+                "kind": "send_rt_aio",
+                "n": 20000,
+                "window": 64,
+            },
+            "receive, transport='aiohttp'": {"kind": "recv_rt_aio", "n": 60000},
         }
         got: dict[str, Any] = {}
         for name, spec in specs.items():
