@@ -27,12 +27,15 @@ Two things aiohttp does differently, and what this module does about them:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections import OrderedDict
 from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType
+from websockets.proxy import get_proxy
+from websockets.uri import parse_uri
 
 from ..codec import Codec, negotiated, offered_subprotocols
 from ..errors import ConnectionLost, HandshakeRejected, ProtocolError, TransportError
@@ -53,10 +56,13 @@ class AiohttpTransport:
         which is what the client must hold to decompress (aiohttp compresses with the
         window the server allows it).
     :param max_size: largest incoming message in bytes, after decompression (a larger
-        one closes the connection with 1009).
+        one closes the connection with 1009); None for no limit.
     :param close_timeout: how long :meth:`AiohttpConnection.close` waits for the
         server's close frame.
-    :param options: passed on to :meth:`aiohttp.ClientSession.ws_connect`.
+    :param options: passed on to :meth:`aiohttp.ClientSession.ws_connect`. Without
+        ``proxy=``, the proxy comes from the environment as on the websockets transport
+        (``ws_proxy`` / ``wss_proxy``, ``https_proxy``, ``http_proxy``, ``no_proxy``);
+        aiohttp speaks HTTP(S) proxies only, so a SOCKS proxy there is a ProtocolError.
     """
 
     def __init__(
@@ -67,7 +73,7 @@ class AiohttpTransport:
         compression: bool = True,
         compression_threshold: int = 256,
         compression_window_bits: int = 15,
-        max_size: int = 1024 * 1024,
+        max_size: int | None = 1024 * 1024,
         close_timeout: float = 5.0,
         **options: Any,
     ) -> None:
@@ -75,10 +81,11 @@ class AiohttpTransport:
             raise ValueError("compression_window_bits must be between 9 and 15")
         self._codecs = offered_subprotocols(codec, codecs)
         self._threshold = max(0, compression_threshold)
+        self._close_timeout = close_timeout
         self._options: dict[str, Any] = {
             "protocols": list(self._codecs),
             "compress": compression_window_bits if compression else 0,
-            "max_msg_size": max_size,
+            "max_msg_size": max_size or 0,  # 0: no limit, in aiohttp
             "autoping": False,  # recv answers pings and reads pongs (RTT)
             "autoclose": True,
             "heartbeat": None,  # the Client runs its own heartbeat
@@ -91,17 +98,22 @@ class AiohttpTransport:
     ) -> AiohttpConnection:
         """Open one connection; see :class:`rtclient.transports.base.Transport`."""
         headers = {"Authorization": f"Bearer {token}"} if token else None
+        options = self._options
+        if "proxy" not in options:
+            options = {**options, "proxy": _environment_proxy(url)}
         session = aiohttp.ClientSession()
         try:
             async with asyncio.timeout(open_timeout):
-                ws = await session.ws_connect(url, headers=headers, **self._options)
+                ws = await session.ws_connect(url, headers=headers, **options)
         except BaseException as exc:
             await session.close()
             if isinstance(exc, Exception):
                 raise _handshake_error(exc) from exc
             raise
         codec = negotiated(self._codecs, ws.protocol)
-        return AiohttpConnection(session, ws, codec, threshold=self._threshold)
+        return AiohttpConnection(
+            session, ws, codec, threshold=self._threshold, close_timeout=self._close_timeout
+        )
 
 
 class AiohttpConnection:
@@ -114,6 +126,7 @@ class AiohttpConnection:
         codec: Codec,
         *,
         threshold: int = 0,
+        close_timeout: float = 5.0,
     ) -> None:
         self._session = session
         self._ws = ws
@@ -121,11 +134,18 @@ class AiohttpConnection:
         self.compressed = ws.compress != 0
         """Whether permessage-deflate was negotiated."""
         self._pings: OrderedDict[bytes, tuple[float, asyncio.Future[float]]] = OrderedDict()
+        self._close_timeout = close_timeout
+        writer = ws._writer
+        self._transport = writer.transport
+        """The socket's transport, which aiohttp lets go of on close (abort needs it)."""
+        self._send_lock = asyncio.Lock()
+        """Held from a frame's send until it is written, even past a cancelled caller."""
+        self._close_frame: tuple[int, str] | None = None
+        """The server's close code and reason, once its close frame arrived."""
         self._threshold = 0
         """Compress messages of at least this many bytes ourselves (0: aiohttp decides)."""
-        writer = getattr(ws, "_writer", None)
         if self.compressed and threshold > 0 and isinstance(getattr(writer, "compress", None), int):
-            writer.compress = 0  # type: ignore[union-attr]  # see the module docstring
+            writer.compress = 0  # see the module docstring
             self._threshold = threshold
 
     async def send(self, envelope: dict[str, Any]) -> None:
@@ -138,12 +158,37 @@ class AiohttpConnection:
         # None: as the writer is set (uncompressed below the threshold); else the
         # negotiated window, for this message alone.
         compress = self._ws.compress if self._threshold and len(data) >= self._threshold else None
+        lock = self._send_lock
+        await lock.acquire()  # does not yield when free: one frame at a time, in order
+        if compress is None:
+            # Written before the first await (it may then wait for the buffer to drain).
+            try:
+                await self._ws.send_frame(data, opcode, None)
+            except (aiohttp.ClientError, OSError, RuntimeError) as exc:
+                raise self._lost() from exc
+            finally:
+                lock.release()
+            return
+        # aiohttp compresses a large frame in its executor and writes it afterwards
+        # even if this caller is cancelled meanwhile: the lock is held until it is out,
+        # so that no later frame overtakes it.
+        write = asyncio.ensure_future(self._ws.send_frame(data, opcode, compress))
+        write.add_done_callback(self._written)
         try:
-            await self._ws.send_frame(data, opcode, compress)
+            await asyncio.shield(write)
         except (aiohttp.ClientError, OSError, RuntimeError) as exc:
-            # aiohttp raises ClientConnectionResetError (an OSError) on a closing
-            # transport, RuntimeError on a closed socket response.
-            raise ConnectionLost(self._ws.close_code, "") from exc
+            raise self._lost() from exc
+
+    def _written(self, write: asyncio.Future[None]) -> None:
+        self._send_lock.release()
+        if not write.cancelled():
+            write.exception()  # retrieved: a cancelled caller no longer waits for it
+
+    def _lost(self) -> ConnectionLost:
+        """Why a send failed: the server's close frame, if one came (None: a dead link)."""
+        # aiohttp raises ClientConnectionResetError (an OSError) on a closing
+        # transport, RuntimeError on a closed socket response.
+        return ConnectionLost(*(self._close_frame or (None, "")))
 
     async def recv(self) -> object:
         """Wait for the next message and decode it (ProtocolError if it is malformed)."""
@@ -156,38 +201,44 @@ class AiohttpConnection:
             if kind is WSMsgType.PING:
                 try:
                     await ws.pong(msg.data)
-                except (aiohttp.ClientError, OSError) as exc:
-                    raise ConnectionLost(None, "") from exc
+                except (aiohttp.ClientError, OSError, RuntimeError) as exc:
+                    self._fail_pings()
+                    raise self._lost() from exc
             elif kind is WSMsgType.PONG:
                 self._pong(msg.data)
             elif kind is WSMsgType.CLOSE:
-                # aiohttp has answered it (autoclose); the server's code and reason.
+                # aiohttp has answered it (autoclose); the server's code and reason
+                # (aiohttp says 0 for a close frame without a code: RFC 6455 says 1005).
                 self._fail_pings()
-                raise ConnectionLost(msg.data, msg.extra or "")
+                self._close_frame = (msg.data or 1005, msg.extra or "")
+                raise ConnectionLost(*self._close_frame)
             else:  # CLOSING, CLOSED, ERROR: ended without a close frame from the server
                 self._fail_pings()
                 reason = str(msg.data) if kind is WSMsgType.ERROR else ""
                 raise ConnectionLost(None, reason)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close with a closing handshake, then release the session."""
+        """Close with a closing handshake, then release the session and the socket."""
         try:
+            if self._send_lock.locked():  # a frame still being written goes first
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._close_timeout), self._send_lock:
+                        pass
             await self._ws.close(code=code, message=reason.encode())
         except (aiohttp.ClientError, OSError) as exc:
             raise TransportError(f"close failed: {exc!r}") from exc
         finally:
             self._fail_pings()
+            if self._transport.get_write_buffer_size():
+                # The peer reads nothing: a graceful close would keep the socket open
+                # for as long as the peer holds it.
+                self._transport.abort()
             await self._session.close()
 
     def abort(self) -> None:
         """Drop the TCP connection without a closing handshake."""
-        response = self._ws._response  # aiohttp has no public way to reach the socket
-        connection = response.connection
-        transport = connection.transport if connection is not None else None
-        if transport is not None:
-            transport.abort()
-        else:
-            response.close()  # already detached: release it, which ends the reader too
+        self._transport.abort()
+        self._ws._response.close()  # release aiohttp's side too (idempotent)
 
     async def ping(self) -> float:
         """Send a ping frame; return the round-trip time in seconds."""
@@ -196,11 +247,10 @@ class AiohttpConnection:
         waiter: asyncio.Future[float] = loop.create_future()
         self._pings[payload] = (loop.time(), waiter)
         try:
-            await self._ws.ping(payload)
-        except (aiohttp.ClientError, OSError, RuntimeError) as exc:
-            self._pings.pop(payload, None)
-            raise ConnectionLost(None, "") from exc
-        try:
+            try:
+                await self._ws.ping(payload)
+            except (aiohttp.ClientError, OSError, RuntimeError) as exc:
+                raise self._lost() from exc
             return await waiter
         finally:
             self._pings.pop(payload, None)
@@ -223,6 +273,20 @@ class AiohttpConnection:
             if not waiter.done():
                 waiter.set_exception(ConnectionLost(None, ""))
                 waiter.exception()  # retrieved: nobody may be waiting any more
+
+
+def _environment_proxy(url: str) -> str | None:
+    """The proxy the websockets transport would take for ``url`` from the environment."""
+    try:
+        proxy = get_proxy(parse_uri(url))
+    except Exception:  # an invalid URL: ws_connect says so, mapped below
+        return None
+    if proxy is not None and not proxy.startswith(("http://", "https://")):
+        raise ProtocolError(
+            f"transport='aiohttp' connects through HTTP proxies only, and the environment "
+            f"names {proxy.split('://', 1)[0]}://…: use transport='websocket'"
+        )
+    return proxy
 
 
 def _handshake_error(exc: Exception) -> Exception:

@@ -160,3 +160,16 @@ async def bomb_server() -> AsyncIterator[str]:
     async with serve(handler, "127.0.0.1", 0) as srv:
         port = next(iter(srv.sockets)).getsockname()[1]
         yield f"ws://127.0.0.1:{port}/"
+
+
+@pytest.fixture
+async def roomy_server() -> AsyncIterator[FakeServer]:
+    """The test server, with chat texts of up to 60 000 characters."""
+    async with FakeServer(
+        secret=SECRET,
+        rate_per_second=1_000_000.0,
+        rate_burst=1_000_000,
+        close_timeout=1.0,
+        max_text_length=60_000,
+    ) as srv:
+        yield srv
