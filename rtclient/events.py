@@ -71,6 +71,47 @@ class Event:
         return value if isinstance(value, str) else None
 
 
+_new = object.__new__
+(
+    _set_name,
+    _set_data,
+    _set_room,
+    _set_event_id,
+    _set_epoch,
+    _set_sender,
+    _set_message_id,
+    _set_replayed,
+) = (Event.__dict__[f].__set__ for f in Event.__slots__)
+
+
+def make_event(
+    name: str,
+    data: dict[str, Any],
+    room: str | None,
+    event_id: int | None,
+    epoch: str | None,
+    sender: str | None,
+    message_id: str | None,
+    replayed: bool,
+) -> Event:
+    """``Event(...)`` for the receive path: the same object in less than half the time.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``
+    (1.1 µs for an Event, about half of what rtclient adds per received message); the
+    slots' own descriptors do it in 0.45 µs. The class stays frozen for everyone else.
+    """
+    event = _new(Event)
+    _set_name(event, name)
+    _set_data(event, data)
+    _set_room(event, room)
+    _set_event_id(event, event_id)
+    _set_epoch(event, epoch)
+    _set_sender(event, sender)
+    _set_message_id(event, message_id)
+    _set_replayed(event, replayed)
+    return event
+
+
 @dataclass(frozen=True, slots=True)
 class Ack:
     """The server's receipt for a message: its place in the room's log.

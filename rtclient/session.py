@@ -43,7 +43,16 @@ from .errors import (
     RequestRejected,
     RtClientError,
 )
-from .events import Ack, ConnectionState, ErrorEvent, Event, Gap, QualityChanged, StateChanged
+from .events import (
+    Ack,
+    ConnectionState,
+    ErrorEvent,
+    Event,
+    Gap,
+    QualityChanged,
+    StateChanged,
+    make_event,
+)
 from .ids import new_message_id
 from .outbox import Outbox, OutboxEntry, Overflow
 from .quality import QualityLevel, QualitySnapshot, QualityTracker
@@ -732,15 +741,15 @@ class Session:
         room.advance(event_id, epoch)
         self.counters["replayed" if replayed else "delivered"] += 1
         self._outputs.append(
-            Event(
-                name=name,
-                data=payload,
-                room=room.name,
-                event_id=event_id,
-                epoch=room.epoch,
-                sender=_opt_str(payload.get("from")),
-                message_id=_opt_str(payload.get("messageId")),
-                replayed=replayed,
+            make_event(
+                name,
+                payload,
+                room.name,
+                event_id,
+                room.epoch,
+                _opt_str(payload.get("from")),
+                _opt_str(payload.get("messageId")),
+                replayed,
             )
         )
 
