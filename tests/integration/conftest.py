@@ -21,16 +21,20 @@ FAST = Backoff(base=0.01, cap=0.2, first_delay=0.01, stable_after=0.3)
 MakeClient = Callable[..., Awaitable[Client]]
 
 
+TEST_SERVER: dict[str, Any] = {
+    "secret": SECRET,
+    "rate_per_second": 1_000_000.0,
+    "rate_burst": 1_000_000,
+    "close_timeout": 1.0,
+    "auth_timeout": 2.0,
+}
+"""FakeServer settings of these tests: no rate limit to speak of, test-speed timeouts."""
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[FakeServer]:
     """A FakeServer with no rate limit to speak of and test-speed timeouts."""
-    async with FakeServer(
-        secret=SECRET,
-        rate_per_second=1_000_000.0,
-        rate_burst=1_000_000,
-        close_timeout=1.0,
-        auth_timeout=2.0,
-    ) as srv:
+    async with FakeServer(**TEST_SERVER) as srv:
         yield srv
 
 
@@ -165,11 +169,5 @@ async def bomb_server() -> AsyncIterator[str]:
 @pytest.fixture
 async def roomy_server() -> AsyncIterator[FakeServer]:
     """The test server, with chat texts of up to 60 000 characters."""
-    async with FakeServer(
-        secret=SECRET,
-        rate_per_second=1_000_000.0,
-        rate_burst=1_000_000,
-        close_timeout=1.0,
-        max_text_length=60_000,
-    ) as srv:
+    async with FakeServer(**TEST_SERVER, max_text_length=60_000) as srv:
         yield srv
