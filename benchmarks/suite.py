@@ -29,6 +29,9 @@ from . import store as store_bench
 from .harness import ROOT, ServerProcess, machine, median, percentile, run_worker
 from .report import write_report
 
+AIO = "transport='aiohttp'"
+"""How the rows of rtclient on its aiohttp transport are labelled."""
+
 CASES = ("send", "receive", "socketio", "recovery", "memory", "codecs", "store", "profile")
 
 
@@ -242,13 +245,12 @@ class Suite:
             "both bare; what an aiohttp transport could start from (the 'rtclient' column "
             "is aiohttp here)",
         )
-        aio = "transport='aiohttp'"
-        self.compare(f"send + ack, window 1, {aio}", "send rta w1", "send ws w1", "websockets", 0.9)
+        self.compare(f"send + ack, window 1, {AIO}", "send rta w1", "send ws w1", "websockets", 0.9)
         self.compare(
-            f"send + ack, window 64, {aio}", "send rta w64", "send ws w64", "websockets", 0.8
+            f"send + ack, window 64, {AIO}", "send rta w64", "send ws w64", "websockets", 0.8
         )
         self.compare(
-            f"send + ack, window 64, {aio}, compression off on both",
+            f"send + ack, window 64, {AIO}, compression off on both",
             "send rta w64 plain",
             "send ws w64 plain",
             "websockets",
@@ -288,10 +290,9 @@ class Suite:
             0.9,
             "without permessage-deflate",
         )
-        aio = "transport='aiohttp'"
-        self.compare(f"receive, {aio}", "recv rta", "recv ws", "websockets", 0.9)
+        self.compare(f"receive, {AIO}", "recv rta", "recv ws", "websockets", 0.9)
         self.compare(
-            f"receive, {aio}, compression off on both",
+            f"receive, {AIO}, compression off on both",
             "recv rta plain",
             "recv ws plain",
             "websockets",

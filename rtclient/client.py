@@ -40,10 +40,10 @@ from .quality import QualitySnapshot, QualityTracker
 from .session import Completed, Failed, Session, leave_key
 from .store import SqliteStore, Store, StoredMessage, clock_offset
 from .tokens import TokenSource, as_provider, token_times
-from .transports.aiohttp_ws import AiohttpConnection, AiohttpTransport
+from .transports.aiohttp_ws import AiohttpTransport
 from .transports.base import Connection, Transport
 from .transports.socketio import SocketIOTransport
-from .transports.websocket import WebSocketConnection, WebSocketTransport
+from .transports.websocket import WebSocketTransport
 
 __all__ = ["Client"]
 
@@ -623,7 +623,7 @@ class Client:
         self._out = Outgoing(
             conn,
             self._session,
-            batchable=isinstance(conn, WebSocketConnection | AiohttpConnection),
+            batchable=getattr(conn, "batchable", False),
             batch_max=self.batch_max,
             batch_wait=self.batch_wait,
             report=self._dispatcher.put,
@@ -727,7 +727,7 @@ class Client:
         out = self._out
         if out is not None and out.inline and self._writer is None:
             try:
-                await out.flush(rounds=1)  # waits only on a full socket buffer
+                await out.flush(once=True)  # waits only on a full socket buffer
             finally:
                 self._kick_writer()  # the rest, or what a cancelled caller left
         else:

@@ -89,23 +89,23 @@ class Outgoing:
         """Whether a caller may write now from its own task (nobody writes, no batching)."""
         return not self.busy and not self._batching()
 
-    async def flush(self, *, rounds: int | None = None) -> None:
+    async def flush(self, *, once: bool = False) -> None:
         """Write what is unsent and then everything the session has, until it has nothing.
 
-        With ``rounds``, take frames from the session at most that many times and then
-        return even if it has more (the caller must then see that someone writes it).
+        With ``once``, take frames from the session one time only and then return even
+        if it has more (the caller must then see that someone writes it).
         Returns quietly when the connection is gone (the reader reports that); raises
         only CancelledError (what was taken and not written stays in :attr:`unsent`).
         """
         unsent = self.unsent
+        taken = False
         self.busy = True
         try:
             while True:
                 if not unsent:
-                    if rounds is not None:
-                        if rounds == 0:
-                            return
-                        rounds -= 1
+                    if once and taken:
+                        return
+                    taken = True
                     unsent += await self._next_frames()
                     if not unsent:
                         return

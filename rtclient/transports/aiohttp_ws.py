@@ -34,6 +34,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType
+from websockets.exceptions import InvalidURI
 from websockets.proxy import get_proxy
 from websockets.uri import parse_uri
 
@@ -118,6 +119,9 @@ class AiohttpTransport:
 
 class AiohttpConnection:
     """An open aiohttp WebSocket; see :class:`rtclient.transports.base.Connection`."""
+
+    batchable = True
+    """It carries the raw protocol's ``batch`` frames (when the server offers them)."""
 
     def __init__(
         self,
@@ -279,7 +283,7 @@ def _environment_proxy(url: str) -> str | None:
     """The proxy the websockets transport would take for ``url`` from the environment."""
     try:
         proxy = get_proxy(parse_uri(url))
-    except Exception:  # an invalid URL: ws_connect says so, mapped below
+    except (InvalidURI, ValueError):  # an invalid URL: ws_connect says so, mapped below
         return None
     if proxy is not None and not proxy.startswith(("http://", "https://")):
         raise ProtocolError(
@@ -296,7 +300,7 @@ def _handshake_error(exc: Exception) -> Exception:
             retry_after = exc.headers.get("Retry-After") if exc.headers else None
             return HandshakeRejected(exc.status, retry_after=retry_after_seconds(retry_after))
         return ProtocolError(f"WebSocket handshake failed: {exc.message}")
-    if isinstance(exc, aiohttp.InvalidURL | ValueError):
+    if isinstance(exc, ValueError):  # aiohttp.InvalidURL is one
         return ProtocolError(f"invalid WebSocket URL: {exc}")
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
         # The connection ended before a response (a TCP proxy in front of a restarting

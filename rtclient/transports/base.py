@@ -47,6 +47,9 @@ class Connection(Protocol):
         """Drop the connection at once, without a closing handshake (a dead link)."""
         ...
 
+    # Optional: ``batchable = True`` on a connection that carries the raw protocol's
+    # ``batch`` frames (the Client then batches when the server offers it).
+
     async def ping(self) -> float | None:
         """Send a ping and return the round-trip time in seconds once the pong arrives.
 

@@ -100,6 +100,9 @@ class WebSocketTransport:
 class WebSocketConnection:
     """An open WebSocket connection; see :class:`rtclient.transports.base.Connection`."""
 
+    batchable = True
+    """It carries the raw protocol's ``batch`` frames (when the server offers them)."""
+
     def __init__(self, ws: ClientConnection, codec: Codec) -> None:
         self._ws = ws
         self.codec = codec

@@ -21,7 +21,7 @@ from websockets.frames import Frame, Opcode
 
 from fake_server import FakeServer
 from rtclient import Client, ConnectionLost, ProtocolError
-from rtclient.transports import AiohttpTransport, WebSocketTransport
+from rtclient.transports import AiohttpConnection, AiohttpTransport, WebSocketTransport
 
 from .conftest import FAST, wait_until
 
@@ -112,10 +112,12 @@ async def test_cancelled_large_send_is_not_overtaken(
         sending.cancel()
         await asyncio.gather(sending, return_exceptions=True)
         after = asyncio.create_task(alice.send("order", "after"))
-        # Give the second message the chance to overtake (a correct transport holds it
-        # back, so this wait may time out; that is fine).
-        with contextlib.suppress(TimeoutError):
-            await wait_until(lambda: len(server.room_events("order")) >= 1, timeout=1.0)
+        # The second frame must wait for the first: it queues on the send lock (it used
+        # to be written at once, ahead of it).
+        conn = alice._conn
+        assert isinstance(conn, AiohttpConnection)
+        await wait_until(lambda: _queued_on_send_lock(conn))
+        assert server.room_events("order") == []
         gated_executor.release()
         await asyncio.wait_for(after, 5)
         await wait_until(lambda: len(server.room_events("order")) == 2)
@@ -325,6 +327,11 @@ async def test_max_size_none_means_no_limit(server: FakeServer) -> None:
     await conn.close()
 
 
+def _queued_on_send_lock(conn: AiohttpConnection) -> bool:
+    """Someone waits for the connection's send lock (asyncio.Lock keeps its waiters)."""
+    return bool(getattr(conn._send_lock, "_waiters", None))
+
+
 def _aiohttp_send_tasks() -> list[asyncio.Task[Any]]:
     return [
         t
@@ -359,9 +366,9 @@ async def test_close_waits_for_a_frame_still_being_written(
         sending.cancel()
         await asyncio.gather(sending, return_exceptions=True)
         closing = asyncio.create_task(conn.close())
-        # A correct close() waits for the frame (until the gate opens): this may time out.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(closing), 1.0)
+        # close() must wait for the frame (queued on the send lock until the gate opens);
+        # it used to return at once, leaving aiohttp's send task behind.
+        await wait_until(lambda task=closing: task.done() or _queued_on_send_lock(conn))
         left_behind = [repr(t)[:80] for t in _aiohttp_send_tasks()] if closing.done() else []
         gated_executor.release()
         await asyncio.wait_for(closing, 5)

@@ -97,7 +97,7 @@ async def test_one_round_leaves_what_came_meanwhile_to_the_next_writer() -> None
     out = outgoing(session, wire)
     session.send("a", "mine", 1.0)
     wire.open.clear()  # a slow link: the caller's own write waits for the buffer
-    caller = asyncio.create_task(out.flush(rounds=1))
+    caller = asyncio.create_task(out.flush(once=True))
     await asyncio.sleep(0)
     for i in range(3):
         session.send("a", f"other{i}", 1.0)  # others queue while it waits
