@@ -118,11 +118,14 @@ class Ack:
 
     ``duplicate`` is true when the server had already committed this message id
     (a resend after a lost ack): ``event_id`` is then the original one.
+    ``event_id`` is None when the server said it committed the message but gave no
+    usable event id (a malformed ack, counted and reported as ``MALFORMED``): the
+    message is sent; do not send it again.
     """
 
     message_id: str
     room: str
-    event_id: int
+    event_id: int | None
     epoch: str | None = None
     duplicate: bool = False
 

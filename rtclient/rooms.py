@@ -12,8 +12,10 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Room", "RoomPhase"]
+__all__ = ["RecentIds", "Room", "RoomPhase"]
 
+# Logged events of rooms without a cursor (the inbox) remembered to drop doubles.
+RECENT_IDS = 1024
 # Live events kept while a room syncs. Past this the oldest are dropped: the sync
 # that is under way will fetch them again from the log.
 MAX_HELD = 10_000
@@ -34,10 +36,9 @@ class RoomPhase(enum.Enum):
 
 @dataclass(slots=True)
 class Room:
-    """A room the application joined (``tracked``), or one we only receive from."""
+    """A room the application joined: its cursor, phase and held live events."""
 
     name: str
-    tracked: bool = True
     phase: RoomPhase = RoomPhase.OFFLINE
     epoch: str | None = None
     last_event_id: int | None = None
@@ -45,6 +46,10 @@ class Room:
     held: dict[int, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     request_id: str | None = None
     """The join or sync request in flight for this room."""
+    refetch_at: int | None = None
+    """The cursor from which a sync page with a hole was asked for again (once)."""
+    doubted: bool = False
+    """Held events lay past the server's head: one more sync checks them."""
 
     @property
     def has_cursor(self) -> bool:
@@ -81,3 +86,30 @@ class Room:
         """Return and forget the held events, in event-id order (duplicates included)."""
         held, self.held = self.held, {}
         return [(event_id, name, payload) for event_id, (name, payload) in sorted(held.items())]
+
+
+class RecentIds:
+    """The last :data:`RECENT_IDS` (room, epoch, event id) seen in rooms without a cursor.
+
+    The user's inbox is not joined, so it has no cursor and no sync: doubled frames
+    are caught by this window instead. A window, not a high-water mark, so one
+    absurd event id cannot hide the real ones after it; bounded, so a server
+    sending events for many rooms cannot grow it.
+    """
+
+    def __init__(self, size: int = RECENT_IDS) -> None:
+        self._size = size
+        self._seen: dict[tuple[str, str | None, int], None] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def seen(self, room: str, epoch: str | None, event_id: int) -> bool:
+        """True if this event was seen already; otherwise remember it and return False."""
+        key = (room, epoch, event_id)
+        if key in self._seen:
+            return True
+        self._seen[key] = None
+        if len(self._seen) > self._size:
+            del self._seen[next(iter(self._seen))]
+        return False

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,7 @@ from .errors import (
     MessageDropped,
     MessageExpired,
     NotJoined,
-    ProtocolError,
+    OutboxFull,
     RequestRejected,
     RtClientError,
 )
@@ -55,11 +56,14 @@ from .events import (
 )
 from .ids import new_message_id
 from .outbox import Outbox, OutboxEntry, Overflow
+from .pages import check_page, event_id_of
 from .quality import QualityLevel, QualitySnapshot, QualityTracker
 from .requests import Request, RequestKind
-from .rooms import Room, RoomPhase
+from .rooms import RecentIds, Room, RoomPhase
 
 __all__ = ["Completed", "Failed", "InvalidState", "Output", "Session"]
+
+log = logging.getLogger("rtclient")
 
 LOGGED_EVENTS = frozenset({"chat:message", "dm:message"})
 MAX_RETRY_AFTER = 300.0  # a server's retryAfter beyond this is not believed
@@ -138,7 +142,8 @@ class Session:
         self._state = ConnectionState.IDLE
         self._open = False
         self.rooms: dict[str, Room] = {}
-        self._passive: dict[str, Room] = {}
+        self._recent = RecentIds()
+        self._foreign_reported = False
         self._requests: dict[str, Request] = {}
         self._send_buffer: list[dict[str, Any]] = []
         self._outputs: list[Output] = []
@@ -165,6 +170,9 @@ class Session:
                 "replayed",
                 "duplicates_dropped",
                 "gaps",
+                "inconsistent_pages",
+                "implausible_events",
+                "foreign_events",
                 "rate_limited",
                 "malformed",
                 "server_errors",
@@ -250,6 +258,8 @@ class Session:
         for room in self.rooms.values():
             room.phase = RoomPhase.OFFLINE
             room.request_id = None
+            room.refetch_at = None
+            room.doubted = False
             room.held.clear()
         for request_id, request in list(self._requests.items()):
             if request.kind is RequestKind.LEAVE:
@@ -279,8 +289,7 @@ class Session:
             self._complete(key, sorted(state.members))  # joined (SYNCING: join acked)
             return key
         if state is None:
-            passive = self._passive.pop(room, None)
-            state = Room(room, epoch=passive.epoch if passive else None)
+            state = Room(room)
             self.rooms[room] = state
             self._record(("rooms", list(self.rooms)))
         if self._welcomed and state.request_id is None:
@@ -302,7 +311,9 @@ class Session:
         if state.request_id is not None:
             self._requests.pop(state.request_id, None)
         if self._welcomed:
-            self._enqueue_request(RequestKind.LEAVE, "room:leave", {"roomId": room}, now, key=key)
+            self._enqueue_request(
+                RequestKind.LEAVE, "room:leave", {"roomId": room}, now, room=room, key=key
+            )
         else:
             self._complete(key, True)
         self._maybe_live(now)  # it may have been the last room still recovering
@@ -566,6 +577,7 @@ class Session:
         size = limits.get("maxMessageSize") if isinstance(limits, dict) else None
         self._max_frame = _opt_int(size)
         self._gated = self.gate_on_welcome
+        self._foreign_reported = False
         self._set_state(ConnectionState.RECOVERING)
         for room in self.rooms.values():
             self._send_join(room, now)
@@ -629,6 +641,8 @@ class Session:
             self._go_live(room, now)
         elif head is not None and epoch == room.epoch and head == room.last_event_id:
             self._go_live(room, now)
+        elif head is not None and epoch == room.epoch and self._cursor_ahead(room, head):
+            self._go_live(room, now)
         else:
             self._send_sync(room, now)
         self._complete(join_key(room.name), sorted(room.members))
@@ -639,38 +653,108 @@ class Session:
             self._outputs.append(ErrorEvent("SYNC_FAILED", f"{room.name}: {_rejection(payload)}"))
             self._go_live(room, now, after_sync=True)
             return
-        events = payload.get("events")
-        if not isinstance(events, list):
+        items = payload.get("events")
+        if not isinstance(items, list):
             self._malformed("sync reply without an events list")
-            events = []
+            items = []
         epoch = _opt_str(payload.get("epoch"))
-        first = next((e.get("eventId") for e in events if isinstance(e, dict)), None)
+        head = _opt_int(payload.get("lastEventId"))
+        page = check_page(items, epoch=epoch, head=head)
+        if page.malformed:
+            self._malformed(f"sync page of {room.name}: {page.malformed} events without an eventId")
+        if page.problems:
+            self._inconsistent(room, ", ".join(page.problems))
+        first = event_id_of(page.events[0]) if page.events else None
         if payload.get("truncated") is True:
             after = room.last_event_id or 0
             reason = "epoch" if epoch is not None and epoch != room.epoch else "retention"
             self.counters["gaps"] += 1
-            resumed = first if isinstance(first, int) else None
-            self._outputs.append(Gap(room.name, reason, after, room.epoch, epoch, resumed))
-            head = _opt_int(payload.get("lastEventId")) or 0
-            room.advance(resumed - 1 if resumed is not None else head, epoch)
+            self._outputs.append(Gap(room.name, reason, after, room.epoch, epoch, first))
+            room.advance(first - 1 if first is not None else (head or 0), epoch)
             self._record(("cursor", room.name, room.epoch, room.last_event_id))
+        elif head is not None and epoch == room.epoch:
+            self._cursor_ahead(room, head)
         progressed = False
-        for item in events:
-            name = "dm:message" if isinstance(item, dict) and "to" in item else "chat:message"
-            progressed |= self._deliver_logged(name, item, room, replayed=True)
+        for item in page.events:
+            event_id: int = item["eventId"]
+            item_epoch = _opt_str(item.get("epoch"))
+            if room.is_duplicate(event_id, item_epoch):
+                self.counters["duplicates_dropped"] += 1
+                continue
+            if not room.is_next(event_id, item_epoch):
+                if not self._page_hole(room, event_id, item_epoch, now):
+                    return  # asked again from the cursor
+            name = "dm:message" if "to" in item else "chat:message"
+            self._emit_logged(name, item, room, event_id, item_epoch, replayed=True)
+            progressed = True
+        room.refetch_at = None
         if payload.get("more") is True and progressed:
             self._send_sync(room, now)
         else:
-            self._go_live(room, now, after_sync=True)
+            self._go_live(room, now, after_sync=True, head=head, epoch=epoch)
 
-    def _go_live(self, room: Room, now: float, *, after_sync: bool = False) -> None:
+    def _page_hole(self, room: Room, event_id: int, epoch: str | None, now: float) -> bool:
+        """A page skips events after the cursor (without saying ``truncated``).
+
+        The first time at this cursor the page is asked for again (False: a sync is
+        under way); if the server skips them again it cannot serve them: a gap with
+        reason ``inconsistent``, and delivery resumes at ``event_id`` (True).
+        """
+        after = room.last_event_id or 0
+        if room.refetch_at != after:
+            room.refetch_at = after
+            self._inconsistent(room, f"page skips from {after} to {event_id}; asking again")
+            self._send_sync(room, now)
+            return False
+        room.refetch_at = None
+        self.counters["gaps"] += 1
+        self._outputs.append(Gap(room.name, "inconsistent", after, room.epoch, epoch, event_id))
+        room.advance(event_id - 1, epoch)
+        return True
+
+    def _cursor_ahead(self, room: Room, head: int) -> bool:
+        """The server's head is behind the cursor (same epoch): believe the server.
+
+        Only an event id the server never had (an absurd live id) puts a cursor
+        there; left alone, every later real event would look like a duplicate. The
+        cursor goes back to the head and a gap (reason ``ahead``) says so.
+        """
+        after = room.last_event_id
+        if after is None or after <= head:
+            return False
+        self.counters["gaps"] += 1
+        self._outputs.append(Gap(room.name, "ahead", head, room.epoch, room.epoch, None))
+        log.warning("%s: cursor %d is past the server's head %d: reset", room.name, after, head)
+        room.last_event_id = head
+        self._record(("cursor", room.name, room.epoch, head))
+        return True
+
+    def _inconsistent(self, room: Room, what: str) -> None:
+        self.counters["inconsistent_pages"] += 1
+        message = f"sync page of {room.name} broke the protocol: {what}"
+        log.warning("%s", message)
+        self._outputs.append(ErrorEvent("SYNC_INCONSISTENT", message))
+
+    def _go_live(
+        self,
+        room: Room,
+        now: float,
+        *,
+        after_sync: bool = False,
+        head: int | None = None,
+        epoch: str | None = None,
+    ) -> None:
         """Deliver the held events and go live.
 
         ``after_sync``: a hole the sync just could not fill (it failed, or the server
         has nothing up to the held event) is reported as a gap and skipped, instead
-        of syncing again and again.
+        of syncing again and again. ``head``/``epoch``: what the sync said the log
+        holds; held events past it are not believed (see :meth:`_doubt_held`).
         """
+        if after_sync and head is not None and self._doubt_held(room, head, epoch, now):
+            return
         room.phase = RoomPhase.LIVE
+        room.doubted = False
         for event_id, name, payload in room.release():
             epoch = _opt_str(payload.get("epoch"))
             if (
@@ -690,6 +774,36 @@ class Session:
                 break  # a hole: a new sync is under way and holds the rest
         self._maybe_live(now)
 
+    def _doubt_held(self, room: Room, head: int, epoch: str | None, now: float) -> bool:
+        """Held live events past the server's head, or of another epoch, are doubted.
+
+        The first time, one more sync is asked for (True): a live event may have
+        overtaken the reply that reports it. If the next reply still does not know
+        them, they are dropped, counted and reported, so that one absurd event id
+        cannot move the cursor past every real event to come.
+        """
+        doubtful = [
+            event_id
+            for event_id, (_, payload) in room.held.items()
+            if event_id > head or _opt_str(payload.get("epoch")) not in (None, epoch)
+        ]
+        if not doubtful:
+            return False
+        if not room.doubted:
+            room.doubted = True
+            self._send_sync(room, now)
+            return True
+        for event_id in doubtful:
+            del room.held[event_id]
+        self.counters["implausible_events"] += len(doubtful)
+        message = (
+            f"{room.name}: {len(doubtful)} live events (ids up to {max(doubtful)}) are past "
+            f"the server's head {head} in epoch {epoch}: ignored"
+        )
+        log.warning("%s", message)
+        self._outputs.append(ErrorEvent("IMPLAUSIBLE_EVENT", message))
+        return False
+
     # -- internals: events --------------------------------------------------------------
 
     def _on_logged_event(self, name: str, payload: dict[str, Any], now: float) -> None:
@@ -701,8 +815,7 @@ class Session:
         epoch = _opt_str(payload.get("epoch"))
         room = self.rooms.get(room_id)
         if room is None:
-            room = self._passive.setdefault(room_id, Room(room_id, tracked=False))
-            self._deliver_logged(name, payload, room, replayed=False)
+            self._on_unjoined_event(name, payload, room_id, event_id, epoch)
             return
         if room.phase is not RoomPhase.LIVE:
             room.hold(event_id, name, payload)
@@ -715,17 +828,47 @@ class Session:
             room.hold(event_id, name, payload)
             self._send_sync(room, now)
 
-    def _deliver_logged(self, name: str, payload: object, room: Room, *, replayed: bool) -> bool:
-        if not isinstance(payload, dict) or not isinstance(payload.get("eventId"), int):
-            self._malformed(f"{name} in {room.name} without an integer eventId")
-            return False
-        event_id: int = payload["eventId"]
-        epoch = _opt_str(payload.get("epoch"))
-        if room.is_duplicate(event_id, epoch):
+    def _on_unjoined_event(
+        self, name: str, payload: dict[str, Any], room_id: str, event_id: int, epoch: str | None
+    ) -> None:
+        """A logged event of a room the application has not joined.
+
+        The user's inbox (``user:<userId>``, a member without joining) is delivered,
+        doubles dropped by a bounded window. Any other room is a server's mistake (or
+        the tail of a room just left): counted and dropped, without keeping state for
+        it. Before a welcome that names the user (generic servers), there is no
+        inbox to tell apart: such events are delivered the inbox's way.
+        """
+        user = _opt_str(self.welcome.get("userId"))
+        if user is not None and room_id != f"user:{user}":
+            self.counters["foreign_events"] += 1
+            if not self._foreign_reported and not self._leaving(room_id):
+                self._foreign_reported = True
+                message = f"{name} for {room_id}, a room not joined: dropped (once per connection)"
+                log.warning("%s", message)
+                self._outputs.append(ErrorEvent("NOT_JOINED_EVENT", message))
+            return
+        if self._recent.seen(room_id, epoch, event_id):
             self.counters["duplicates_dropped"] += 1
-            return False
-        self._emit_logged(name, payload, room, event_id, epoch, replayed=replayed)
-        return True
+            return
+        self.counters["delivered"] += 1
+        self._outputs.append(
+            make_event(
+                name,
+                payload,
+                room_id,
+                event_id,
+                epoch,
+                _opt_str(payload.get("from")),
+                _opt_str(payload.get("messageId")),
+                False,
+            )
+        )
+
+    def _leaving(self, room_id: str) -> bool:
+        return any(
+            r.kind is RequestKind.LEAVE and r.room == room_id for r in self._requests.values()
+        )
 
     def _emit_logged(
         self,
@@ -810,12 +953,14 @@ class Session:
             self._complete(entry.message_id, result)
             return
         if ok:
-            event_id = payload.get("eventId")
-            if not isinstance(event_id, int):
-                self._malformed("message ack without an integer eventId")
-                self._remove_entry(entry)
-                self._fail(entry.message_id, ProtocolError("the server's ack has no eventId"))
-                return
+            # The server says it committed the message: that settles it, whatever else
+            # the ack gets wrong. Failing it would make an app that retries post twice.
+            event_id = _opt_int(payload.get("eventId"))
+            if event_id is None:
+                self._malformed(
+                    f"ack of {entry.message_id} says success without an integer eventId "
+                    f"({type(payload.get('eventId')).__name__}): settled with event_id None"
+                )
             self._remove_entry(entry)
             if entry.attempts == 1 and entry.sent_at is not None:
                 self.quality.ack_rtt(now - entry.sent_at)  # Karn: only unambiguous samples
@@ -876,11 +1021,7 @@ class Session:
         )
         for dropped in self.outbox.add(entry):
             self._ttl_count -= dropped.expires_at is not None
-            self._record(("remove", dropped.message_id))
-            self.counters["dropped"] += 1
-            error = MessageDropped(f"message {dropped.message_id} dropped: outbox full")
-            self._outputs.append(Failed(dropped.message_id, error))
-            self._outputs.append(ErrorEvent("MESSAGE_DROPPED", str(error), error))
+            self._dropped(dropped, "outbox full")
         self._ttl_count += entry.expires_at is not None
         if entry.expires_at is not None:
             self._note_deadline(entry.expires_at)
@@ -1011,17 +1152,46 @@ class Session:
 
         Rooms are rejoined in this order and synced from their cursors; the
         messages are sent again, in order, with their original ids.
+
+        More messages than the outbox takes: under ``overflow="raise"`` this raises
+        OutboxFull and restores nothing (the caller must close the store); under
+        ``"drop_oldest"`` the oldest are dropped as a live overflow drops them: a
+        ``remove`` store change, the ``dropped`` counter, a MessageDropped failure
+        and a ``MESSAGE_DROPPED`` error event each.
         """
         if self._state is not ConnectionState.IDLE:
             raise InvalidState("restore() is for a session that has not connected yet")
+        box = self.outbox
+        size = sum(entry.size for entry in entries)
+        if box.overflow == "raise" and (len(entries) > box.limit or size > box.max_bytes):
+            raise OutboxFull(
+                f"the store holds {len(entries)} queued messages ({size} bytes), more than "
+                f"the outbox takes (outbox_limit={box.limit}, outbox_max_bytes="
+                f"{box.max_bytes}): raise the limits or use overflow='drop_oldest'"
+            )
         for name in rooms:
             epoch, last = cursors.get(name, (None, None))
             self.rooms[name] = Room(name, epoch=epoch, last_event_id=last)
         for entry in entries:
-            self.outbox.add(entry)
+            try:
+                dropped = box.add(entry)
+            except OutboxFull:  # alone larger than outbox_max_bytes
+                self._dropped(entry, "larger than the outbox")
+                continue
+            for old in dropped:
+                self._ttl_count -= old.expires_at is not None
+                self._dropped(old, "outbox full on restore")
             self._ttl_count += entry.expires_at is not None
             if entry.expires_at is not None:
                 self._note_deadline(entry.expires_at)
+
+    def _dropped(self, entry: OutboxEntry, why: str) -> None:
+        """Report a message the outbox dropped (it is no longer in the outbox)."""
+        self._record(("remove", entry.message_id))
+        self.counters["dropped"] += 1
+        error = MessageDropped(f"message {entry.message_id} dropped: {why}")
+        self._outputs.append(Failed(entry.message_id, error))
+        self._outputs.append(ErrorEvent("MESSAGE_DROPPED", str(error), error))
 
     def _remove_entry(self, entry: OutboxEntry) -> None:
         self.outbox.remove(entry.message_id)
@@ -1046,6 +1216,7 @@ class Session:
 
     def _malformed(self, what: str) -> None:
         self.counters["malformed"] += 1
+        log.warning("malformed input from the server: %s", what)
         self._outputs.append(ErrorEvent("MALFORMED", what))
 
 

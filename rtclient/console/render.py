@@ -120,7 +120,8 @@ def pending_line(room: str, text: str, *, online: bool) -> str:
 def ack_line(ack: Ack, text: str) -> str:
     """The line for an acknowledged message: ``✓ #12  [room] text``."""
     again = " (duplicate)" if ack.duplicate else ""
-    return f"✓ #{ack.event_id}{again}  [{ack.room}] {clip(text)}"
+    number = f"#{ack.event_id}" if ack.event_id is not None else "#?"
+    return f"✓ {number}{again}  [{ack.room}] {clip(text)}"
 
 
 def failure_line(room: str, text: str, error: BaseException) -> str:

@@ -224,6 +224,9 @@ class History:
         except RtClientError as exc:
             self.add(SendFailed(name, room, text, f"{type(exc).__name__}: {exc}", self.clock()))
             return
+        if ack.event_id is None:  # a malformed ack (never from fake_server): nothing to check
+            self.add(SendFailed(name, room, text, "acked without an event id", self.clock()))
+            return
         self.add(
             Acked(
                 name,
