@@ -996,10 +996,23 @@ class Client:
         return message_id
 
     async def _restore(self, store: Store) -> None:
+        """Load the store into the session; on any failure close both, then raise.
+
+        A store left open would stay locked for every later Client of this process.
+        """
         state = await store.open()
-        cursors = {room: (c.epoch, c.last_event_id) for room, c in state.cursors.items()}
-        entries = [m.to_entry(clock_offset=self._clock_offset) for m in state.outbox]
-        self._session.restore(state.rooms, cursors, entries)
+        try:
+            cursors = {room: (c.epoch, c.last_event_id) for room, c in state.cursors.items()}
+            entries = [m.to_entry(clock_offset=self._clock_offset) for m in state.outbox]
+            self._session.restore(state.rooms, cursors, entries)
+        except BaseException as exc:
+            try:
+                await store.close()
+            finally:
+                self._session.closed(exc if isinstance(exc, RtClientError) else None)
+                self._session.store_changes()  # the store is closed: nothing to mirror
+                self._pump()
+            raise
         if state.rooms or entries:
             log.info("restored %d rooms and %d queued messages", len(state.rooms), len(entries))
 
