@@ -639,9 +639,8 @@ class Session:
                 room.advance(head, epoch)
                 self._record(("cursor", room.name, room.epoch, room.last_event_id))
             self._go_live(room, now)
-        elif head is not None and epoch == room.epoch and head == room.last_event_id:
-            self._go_live(room, now)
-        elif head is not None and epoch == room.epoch and self._cursor_ahead(room, head):
+        elif head is not None and epoch == room.epoch and head <= (room.last_event_id or 0):
+            self._cursor_ahead(room, head)  # past the head: only an id the server never had
             self._go_live(room, now)
         else:
             self._send_sync(room, now)
@@ -681,9 +680,9 @@ class Session:
             if room.is_duplicate(event_id, item_epoch):
                 self.counters["duplicates_dropped"] += 1
                 continue
-            if not room.is_next(event_id, item_epoch):
-                if not self._page_hole(room, event_id, item_epoch, now):
-                    return  # asked again from the cursor
+            hole = not room.is_next(event_id, item_epoch)
+            if hole and not self._page_hole(room, event_id, item_epoch, now):
+                return  # asked again from the cursor
             name = "dm:message" if "to" in item else "chat:message"
             self._emit_logged(name, item, room, event_id, item_epoch, replayed=True)
             progressed = True

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from rtclient.events import ConnectionState, ErrorEvent, Event, Gap
-from rtclient.session import Completed, Failed, Session
+from rtclient.session import Completed, Session
 
 
 def welcome(s: Session, **extra: Any) -> None:

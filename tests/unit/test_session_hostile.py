@@ -231,7 +231,7 @@ def test_events_of_rooms_not_joined_are_counted_and_dropped_without_state() -> N
     assert ids(out) == []
     assert [e.code for e in of(out, ErrorEvent)] == ["NOT_JOINED_EVENT"]  # once
     assert s.stats()["foreign_events"] == 2_000
-    assert list(s.rooms) == ["a"] and len(s._recent) == 0  # noqa: SLF001
+    assert list(s.rooms) == ["a"] and len(s._recent) == 0
 
 
 def test_the_inbox_is_delivered_once_without_joining() -> None:
@@ -294,7 +294,7 @@ def test_a_restore_larger_than_the_outbox_reports_what_drop_oldest_dropped() -> 
 
 def test_a_restore_larger_than_the_outbox_raises_clearly_and_restores_nothing() -> None:
     s = Session(outbox_limit=3)
-    with pytest.raises(OutboxFull, match="outbox_limit=3.*drop_oldest"):
+    with pytest.raises(OutboxFull, match=r"outbox_limit=3.*drop_oldest"):
         s.restore(["a"], {}, [entry(i) for i in range(5)])
     assert len(s.outbox) == 0 and s.rooms == {}
 
