@@ -134,8 +134,14 @@ class Ack:
 class Gap:
     """Events in ``room`` after ``after_event_id`` could not all be replayed.
 
-    ``reason`` is ``"epoch"`` (the server's log was reset: a new epoch) or
-    ``"retention"`` (the missed events left the server's retention window).
+    ``reason`` is ``"epoch"`` (the server's log was reset: a new epoch),
+    ``"retention"`` (the missed events left the server's retention window),
+    ``"unavailable"`` (a hole in the live stream the sync could not fill),
+    ``"inconsistent"`` (the server's sync pages skipped these events twice without
+    saying ``truncated``), ``"ahead"`` (the cursor was past the head the server
+    reports in the same epoch — an event id the server never had was believed — and
+    was moved back to ``after_event_id``; later event ids may repeat ones seen
+    before) or ``"session"`` (Socket.IO: the server did not recover the session).
     Delivery resumes at ``resumed_at`` (the first event id delivered after the gap,
     or None if nothing was available).
     """
