@@ -686,10 +686,12 @@ class Session:
             name = "dm:message" if "to" in item else "chat:message"
             self._emit_logged(name, item, room, event_id, item_epoch, replayed=True)
             progressed = True
-        room.refetch_at = None
-        if payload.get("more") is True and progressed:
+        more = payload.get("more") is True
+        if more and progressed:
+            room.refetch_at = None
             self._send_sync(room, now)
-        else:
+        elif more or not self._page_short(room, head, epoch, now):
+            room.refetch_at = None
             self._go_live(room, now, after_sync=True, head=head, epoch=epoch)
 
     def _page_hole(self, room: Room, event_id: int, epoch: str | None, now: float) -> bool:
@@ -710,6 +712,34 @@ class Session:
         self._outputs.append(Gap(room.name, "inconsistent", after, room.epoch, epoch, event_id))
         room.advance(event_id - 1, epoch)
         return True
+
+    def _page_short(self, room: Room, head: int | None, epoch: str | None, now: float) -> bool:
+        """The last page ends below the head it reports (``more`` false): a missing tail.
+
+        Unless a held live event carries on from the cursor, the page is asked for
+        again once (True: a sync is under way). Missing again: a gap with reason
+        ``inconsistent``; with nothing held the cursor moves to the head (False).
+        """
+        after = room.last_event_id
+        if (
+            after is None
+            or head is None
+            or after >= head
+            or epoch not in (None, room.epoch)
+            or after + 1 in room.held
+        ):
+            return False
+        if room.refetch_at != after:
+            room.refetch_at = after
+            self._inconsistent(room, f"page ends at {after}, the head it reports is {head}")
+            self._send_sync(room, now)
+            return True
+        if not room.held:  # else going live reports the hole up to the first held event
+            self.counters["gaps"] += 1
+            self._outputs.append(Gap(room.name, "inconsistent", after, room.epoch, epoch, None))
+            room.advance(head, epoch)
+            self._record(("cursor", room.name, room.epoch, head))
+        return False
 
     def _cursor_ahead(self, room: Room, head: int) -> bool:
         """The server's head is behind the cursor (same epoch): believe the server.
@@ -755,18 +785,18 @@ class Session:
         room.phase = RoomPhase.LIVE
         room.doubted = False
         for event_id, name, payload in room.release():
-            epoch = _opt_str(payload.get("epoch"))
+            held_epoch = _opt_str(payload.get("epoch"))
             if (
                 after_sync
-                and not room.is_duplicate(event_id, epoch)
-                and not room.is_next(event_id, epoch)
+                and not room.is_duplicate(event_id, held_epoch)
+                and not room.is_next(event_id, held_epoch)
             ):
                 self.counters["gaps"] += 1
                 after = room.last_event_id or 0
                 self._outputs.append(
-                    Gap(room.name, "unavailable", after, room.epoch, epoch, event_id)
+                    Gap(room.name, "unavailable", after, room.epoch, held_epoch, event_id)
                 )
-                room.advance(event_id - 1, epoch)
+                room.advance(event_id - 1, held_epoch)
             after_sync = False
             self._on_logged_event(name, payload, now)
             if room.phase is not RoomPhase.LIVE:
@@ -1162,7 +1192,8 @@ class Session:
             raise InvalidState("restore() is for a session that has not connected yet")
         box = self.outbox
         size = sum(entry.size for entry in entries)
-        if box.overflow == "raise" and (len(entries) > box.limit or size > box.max_bytes):
+        count = len(box) + len(entries)
+        if box.overflow == "raise" and (count > box.limit or box.bytes + size > box.max_bytes):
             raise OutboxFull(
                 f"the store holds {len(entries)} queued messages ({size} bytes), more than "
                 f"the outbox takes (outbox_limit={box.limit}, outbox_max_bytes="

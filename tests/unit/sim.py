@@ -28,6 +28,10 @@ class SimServer:
     lose_acks: int = 0
     page_limit: int = 3
     commits: int = 0
+    reverse_pages: int = 0
+    """Misbehave: the next n sync pages list their events backwards."""
+    holey_pages: int = 0
+    """Misbehave: the next n sync pages of 2+ events leave out their second event."""
 
     # -- connection -------------------------------------------------------------------
 
@@ -96,13 +100,20 @@ class SimServer:
             after = p["lastEventId"] if p.get("epoch") in (None, self.epoch) else 0
             truncated = p.get("epoch") not in (None, self.epoch)
             page = log[after : after + min(p["limit"], self.page_limit)]
+            more = after + len(page) < len(log)
+            if self.holey_pages and len(page) >= 2:
+                self.holey_pages -= 1
+                page = page[:1] + page[2:]
+            if self.reverse_pages and len(page) >= 2:
+                self.reverse_pages -= 1
+                page = page[::-1]
             self._ack(
                 rid,
                 {
                     "roomId": p["roomId"],
                     "epoch": self.epoch,
                     "events": page,
-                    "more": after + len(page) < len(log),
+                    "more": more,
                     "truncated": truncated,
                     "lastEventId": len(log),
                 },

@@ -139,6 +139,31 @@ def test_a_holey_page_with_more_continues_after_the_gap() -> None:
     assert [(g.reason, g.after_event_id) for g in of(out, Gap)] == [("inconsistent", 1)]
 
 
+def test_a_page_short_of_the_head_it_reports_is_asked_again() -> None:
+    s = Session()
+    joined(s, head=1)
+    reconnect(s, head=4)  # the cursor is at 1: the session syncs
+    page(s, [msg(2)], head=4)  # more: false, yet 3 and 4 are missing
+    assert page(s, [msg(3), msg(4)], head=4) == 2
+    out = s.outcomes()
+    assert ids(out) == [2, 3, 4] and of(out, Gap) == []
+    assert s.state is ConnectionState.CONNECTED
+
+
+def test_a_tail_the_server_cannot_serve_is_a_gap_and_the_cursor_moves_on() -> None:
+    s = Session()
+    joined(s, head=1)
+    reconnect(s, head=4)
+    page(s, [msg(2)], head=4)
+    assert page(s, [], head=4) == 2
+    out = s.outcomes()
+    assert ids(out) == [2]
+    gaps = of(out, Gap)
+    assert [(g.reason, g.after_event_id, g.resumed_at) for g in gaps] == [("inconsistent", 2, None)]
+    live(s, msg(5))
+    assert ids(s.outcomes()) == [5]
+
+
 def test_a_page_that_contradicts_its_own_reply_is_not_believed() -> None:
     s = Session()
     joined(s, head=1)

@@ -1,7 +1,8 @@
 """A Hypothesis state machine over the session core against a simple model.
 
 Random sends, other users' posts, lost acks, duplicated and reordered frames,
-disconnects, reconnects and time passing. Whatever happens, once the network
+sync pages out of order or with a hole (once), disconnects, reconnects and time
+passing. Whatever happens, once the network
 settles: every message sent is in the server's log exactly once and acknowledged
 with its event id; every client sees every event of its rooms exactly once, in order.
 """
@@ -66,6 +67,14 @@ class SessionMachine(RuleBasedStateMachine):
     @rule()
     def lose_next_ack(self) -> None:
         self.server.lose_acks += 1
+
+    @rule()
+    def next_sync_page_backwards(self) -> None:
+        self.server.reverse_pages += 1
+
+    @rule()
+    def next_sync_page_with_a_hole(self) -> None:
+        self.server.holey_pages = 1  # once: asked again, the server fills it
 
     @precondition(lambda self: bool(self.server.wire))
     @rule()
