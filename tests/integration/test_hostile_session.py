@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import socketio
+from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 
 from fake_server import FakeServer
@@ -36,63 +38,112 @@ def chat(event_id: int, room: str = "a", epoch: str = "e1") -> Envelope:
 
 
 class ScriptedServer:
-    """One room ``a`` in epoch ``e1``; every answer comes from the script."""
+    """One room ``a`` in epoch ``e1``; every answer comes from the script.
 
-    def __init__(self) -> None:
+    Speaks the raw binding on a ``websockets`` server, or the Socket.IO binding on
+    a python-socketio server (``transport="socketio"``), with the same script.
+    """
+
+    def __init__(self, transport: str) -> None:
+        self.transport = transport
         self.head = 1
         self.pages: list[tuple[list[Envelope], int]] = []
         """(events, head) answers to the next syncs; afterwards: no events, ``head``."""
         self.send_ack: Envelope = {"eventId": 1}
         self.requests: list[Envelope] = []
         self.ws: ServerConnection | None = None
+        self.sio = socketio.AsyncServer(async_mode="aiohttp", always_connect=True)
+        self.sid = ""
         self.url = ""
+        self.welcome = {"userId": "me", "epoch": "e1", "features": []}
+        for kind in ("room:join", "sync:messages", "chat:send"):
+            self.sio.on(kind, self._sio_handler(kind))
+        self.sio.on("connect", self._sio_connect)
+
+    def answer(self, kind: str, rid: object, payload: Envelope) -> Envelope | None:
+        """The ack payload for a request (None: no ack)."""
+        self.requests.append({"type": kind, "id": rid, "payload": payload})
+        if kind == "room:join":
+            reply = {"roomId": "a", "members": ["me"], "epoch": "e1", "lastEventId": self.head}
+        elif kind == "sync:messages":
+            events, head = self.pages.pop(0) if self.pages else ([], self.head)
+            reply = {"roomId": "a", "epoch": "e1", "events": events, "more": False}
+            reply.update({"truncated": False, "lastEventId": head})
+        elif kind == "chat:send":
+            reply = {"roomId": payload["roomId"], "messageId": payload.get("messageId", rid)}
+            reply.update({"epoch": "e1", "duplicate": False, **self.send_ack})
+        else:
+            return None
+        return {"success": True, **reply}
 
     async def handler(self, ws: ServerConnection) -> None:
         self.ws = ws
-        welcome = {"userId": "me", "epoch": "e1", "features": []}
-        await ws.send(json.dumps({"type": "connected", "payload": welcome}))
+        await ws.send(json.dumps({"type": "connected", "payload": self.welcome}))
         async for frame in ws:
             request = json.loads(frame)
-            self.requests.append(request)
-            kind, rid, payload = request["type"], request.get("id"), request.get("payload", {})
-            if kind == "room:join":
-                reply = {"roomId": "a", "members": ["me"], "epoch": "e1", "lastEventId": self.head}
-            elif kind == "sync:messages":
-                events, head = self.pages.pop(0) if self.pages else ([], self.head)
-                reply = {"roomId": "a", "epoch": "e1", "events": events, "more": False}
-                reply.update({"truncated": False, "lastEventId": head})
-            elif kind == "chat:send":
-                reply = {"roomId": payload["roomId"], "messageId": rid, "epoch": "e1"}
-                reply.update({"duplicate": False, **self.send_ack})
-            else:
-                continue
-            await ws.send(
-                json.dumps({"type": "ack", "id": rid, "payload": {"success": True, **reply}})
-            )
+            kind, rid = request["type"], request.get("id")
+            reply = self.answer(kind, rid, request.get("payload", {}))
+            if reply is not None:
+                await ws.send(json.dumps({"type": "ack", "id": rid, "payload": reply}))
+
+    async def _sio_connect(self, sid: str, environ: Any, auth: Any) -> None:
+        self.sid = sid
+        await self.sio.emit("connected", self.welcome, to=sid)
+
+    def _sio_handler(self, kind: str) -> Any:
+        async def handle(sid: str, data: Envelope) -> Envelope | None:
+            return self.answer(kind, None, data)
+
+        return handle
 
     async def push(self, *payloads: Envelope, name: str = "chat:message") -> None:
-        assert self.ws is not None
         for payload in payloads:
-            await self.ws.send(json.dumps({"type": name, "payload": payload}))
+            if self.transport == "socketio":
+                await self.sio.emit(name, payload, to=self.sid)
+            else:
+                assert self.ws is not None
+                await self.ws.send(json.dumps({"type": name, "payload": payload}))
+
+    async def kick(self) -> None:
+        """Close the connection the way a restarting server does."""
+        if self.transport == "socketio":
+            await self.sio.disconnect(self.sid)
+        else:
+            assert self.ws is not None
+            await self.ws.close(1012)
 
     def syncs(self) -> list[int]:
         """The ``lastEventId`` of every sync the client asked for, in order."""
         return [r["payload"]["lastEventId"] for r in self.requests if r["type"] == "sync:messages"]
 
 
-@pytest.fixture
-async def scripted() -> AsyncIterator[ScriptedServer]:
-    script = ScriptedServer()
-    async with serve(script.handler, "127.0.0.1", 0) as srv:
-        port = next(iter(srv.sockets)).getsockname()[1]
-        script.url = f"ws://127.0.0.1:{port}/"
+@pytest.fixture(params=["websocket", "aiohttp", "socketio"])
+async def scripted(request: pytest.FixtureRequest) -> AsyncIterator[ScriptedServer]:
+    script = ScriptedServer(request.param)
+    if request.param != "socketio":
+        async with serve(script.handler, "127.0.0.1", 0) as srv:
+            port = next(iter(srv.sockets)).getsockname()[1]
+            script.url = f"ws://127.0.0.1:{port}/"
+            yield script
+        return
+    app = web.Application()
+    script.sio.attach(app)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    script.url = f"http://127.0.0.1:{port}"
+    try:
         yield script
+    finally:
+        await runner.cleanup()
 
 
 class Watched:
     """A client joined to ``a`` and everything its handlers were given."""
 
-    def __init__(self, client: Watched) -> None:
+    def __init__(self, client: Client) -> None:
         self.client = client
         self.seen: list[Event | Gap | ErrorEvent] = []
         client.on("chat:message", self.seen.append)
@@ -109,11 +160,11 @@ class Watched:
         return self.client.stats()
 
 
-@pytest.fixture(params=["websocket", "aiohttp"])
-async def client(
-    request: pytest.FixtureRequest, scripted: ScriptedServer
-) -> AsyncIterator[Watched]:
-    c = Client(scripted.url, token="t", transport=request.param, backoff=FAST, ping_interval=None)
+@pytest.fixture
+async def client(scripted: ScriptedServer) -> AsyncIterator[Watched]:
+    c = Client(
+        scripted.url, token="t", transport=scripted.transport, backoff=FAST, ping_interval=None
+    )
     watched = Watched(c)
     async with c:
         await c.join("a")
@@ -154,8 +205,7 @@ async def test_an_absurd_event_id_does_not_blind_the_room(
     await scripted.push(chat(4))
     await wait_until(lambda: client.delivered() == [2, 3, 4])
     scripted.head = 4
-    assert scripted.ws is not None
-    await scripted.ws.close(1012)  # and after a reconnect whose join ack says 4
+    await scripted.kick()  # and after a reconnect whose join ack says 4
     await wait_until(lambda: client.stats()["reconnects"] == 1)
     await client.client.wait_for(ConnectionState.CONNECTED)
     await scripted.push(chat(5))
