@@ -1008,6 +1008,8 @@ class Client:
         except BaseException as exc:
             try:
                 await store.close()
+            except Exception as close_error:  # the restore's error is the one to raise
+                log.warning("closing the store after a failed restore: %r", close_error)
             finally:
                 self._session.closed(exc if isinstance(exc, RtClientError) else None)
                 self._session.store_changes()  # the store is closed: nothing to mirror
