@@ -18,28 +18,27 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Literal
 
-from .backoff import Backoff, BackoffSchedule
+from .backoff import Backoff
 from .codec import Codec
 from .dispatch import Delivered, Dispatcher, Handler
 from .errors import (
     AckTimeout,
     ClientClosed,
-    ConnectionFailed,
     ConnectionLost,
     ProtocolError,
     RtClientError,
-    TokenExpired,
     TransportError,
 )
 from .events import Ack, ConnectionState, ErrorEvent, Event, Gap, StateChanged
-from .failures import Action, classify
 from .flag import Flag
+from .hints import DEFAULT_MAX_SERVER_DELAY
 from .outbox import Overflow
 from .outgoing import Outgoing
 from .quality import QualitySnapshot, QualityTracker
+from .reconnect import NoWelcome, ReconnectPolicy, Step
 from .session import Completed, Failed, Session, leave_key
 from .store import SqliteStore, Store, StoredMessage, clock_offset
-from .tokens import TokenSource, as_provider, token_times
+from .tokens import StaticToken, TokenSource, as_provider, token_times
 from .transports.aiohttp_ws import AiohttpTransport
 from .transports.base import Connection, Transport
 from .transports.socketio import SocketIOTransport
@@ -82,7 +81,8 @@ class Client:
     :param overflow: ``"raise"`` (OutboxFull) or ``"drop_oldest"`` when the outbox is full.
     :param max_in_flight: most messages sent and not yet acknowledged at once.
     :param connect_timeout: seconds for one connection attempt (upgrade and welcome).
-    :param max_token_refreshes: consecutive 4002 rejections before TokenExpired.
+    :param max_token_refreshes: 4002 rejections in a row (without a stable connection
+        between them) before TokenExpired.
     :param ping_interval: seconds between heartbeats (WebSocket pings; seed default 25 s).
     :param ping_timeout: a heartbeat unanswered this long means a dead link: the client
         drops the connection and reconnects. A frozen peer is noticed within
@@ -104,6 +104,9 @@ class Client:
         got to. Cursors are recorded once the event was handed to the handlers, so
         after a crash an event may be delivered again, never skipped. One store per
         client identity: a second process opening it gets StoreLocked.
+    :param max_server_delay: the longest the server can make the client wait (seconds,
+        default 60): a ``Retry-After`` header, a ``retryAfter`` in a close reason or a
+        rate-limit reply beyond it is cut down to it; unreadable ones are ignored.
     :param token_refresh_ahead: refresh the token in band (``token:refresh``, no
         reconnect) this long before its ``exp``, or at half its lifetime if sooner.
     """
@@ -135,6 +138,7 @@ class Client:
         max_pending_events: int = 10_000,
         batch_max: int = 1,
         batch_wait: float = 0.0,
+        max_server_delay: float = DEFAULT_MAX_SERVER_DELAY,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
@@ -170,6 +174,7 @@ class Client:
             max_in_flight=max_in_flight,
             sync_page_size=sync_page_size,
             quality=QualityTracker(window=quality_window),
+            max_server_delay=max_server_delay,
         )
         self._store: Store | None = SqliteStore(store) if isinstance(store, str) else store
         self._session.track_changes = self._store is not None
@@ -188,7 +193,12 @@ class Client:
         self._timer_due: float | None = None
         self._progress = Flag()
         self._interrupt: asyncio.Timeout | None = None
-        self._schedule: BackoffSchedule = self.backoff.schedule()
+        self._policy = ReconnectPolicy(
+            self.backoff,
+            max_server_delay=max_server_delay,
+            max_token_refreshes=max_token_refreshes,
+            refreshable=not isinstance(self._tokens, StaticToken),
+        )
         self._conn: Connection | None = None
         self._hook_group: asyncio.TaskGroup | None = None
         self._helpers: list[asyncio.Task[None]] = []
@@ -548,8 +558,8 @@ class Client:
             self._interrupt = None
 
     async def _connections(self) -> RtClientError | None:
-        """Connect, run the connection, decide what its end means; repeat until stopped."""
-        refreshes = 0
+        """Connect, run the connection, carry out the policy's decision; repeat until stopped."""
+        policy = self._policy
         force_refresh = False
         while not self._stop.is_set():
             self._counters["attempts"] += 1
@@ -559,40 +569,25 @@ class Client:
             except Exception as exc:
                 log.warning("token provider failed: %s", type(exc).__name__)
                 self._dispatcher.put(ErrorEvent("TOKEN_PROVIDER", "token provider failed", exc))
-                retry = self._schedule.failure(self._clock())
-                if retry is None:
-                    return ConnectionFailed("token provider kept failing")
-                await self._pause(exc, retry, lost=False)
+                decision = policy.token_failed(self._clock())
+                if decision.error is not None:
+                    return decision.error
+                await self._pause(exc, decision.delay, lost=False)
                 continue
             force_refresh = False
             error, welcomed = await self._connect_once(token)
             if self._stop.is_set():
                 return None
-            verdict = classify(error)
-            log.info("connection ended: %s (%s)", error, verdict.action.value)
+            decision = policy.decide(error, welcomed=welcomed, now=self._clock())
+            log.info("connection ended: %s (%s)", error, decision.step.value)
             if welcomed:
                 self._counters["reconnects"] += 1
-                refreshes = 0  # the token was accepted: only consecutive refusals count
-            if verdict.action is Action.FATAL:
-                return verdict.error
-            if verdict.action is Action.REFRESH:
-                refreshes += 1
-                if refreshes > self.max_token_refreshes:
-                    return TokenExpired(
-                        f"token still expired after {self.max_token_refreshes} fresh tokens"
-                    )
+            if decision.error is not None:
+                return decision.error
+            if decision.step is Step.REFRESH:
                 self._counters["token_refreshes"] += 1
                 force_refresh = True
-                delay: float | None = 0.0
-            elif welcomed:
-                delay = self._schedule.disconnected(self._clock())
-                if delay is not None and verdict.retry_after is not None:
-                    delay = max(delay, verdict.retry_after)
-            else:
-                delay = self._schedule.failure(self._clock(), retry_after=verdict.retry_after)
-            if delay is None:
-                return ConnectionFailed(f"gave up reconnecting: {error}")
-            await self._pause(error, delay, lost=welcomed)
+            await self._pause(error, decision.delay, lost=welcomed)
         return None
 
     async def _pause(self, error: BaseException, delay: float, *, lost: bool) -> None:
@@ -668,7 +663,7 @@ class Client:
                         ConnectionState.RECOVERING,
                         ConnectionState.CONNECTED,
                     )
-            self._schedule.connected(self._clock())
+            self._policy.connected(self._clock())
             self._after_welcome()
             while True:
                 await self._receive(conn)
@@ -682,7 +677,7 @@ class Client:
                         self._reading_paused = False
         except TimeoutError:
             conn.abort()
-            return TransportError("no welcome from the server in time"), welcomed
+            return NoWelcome("no welcome from the server in time"), welcomed
         except (ConnectionLost, TransportError) as exc:
             return exc, welcomed
 
