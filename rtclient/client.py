@@ -208,6 +208,7 @@ class Client:
         self._read_pauses_begun = 0
         self._namespace = namespace
         self._fatal: RtClientError | None = None
+        self._fatal_reported = False
         self._counters = {
             "attempts": 0,
             "reconnects": 0,
@@ -255,7 +256,8 @@ class Client:
         """Start the client; with ``wait``, return once it is live (CONNECTED).
 
         Retryable failures are retried under the backoff policy meanwhile; a fatal one
-        (bad credentials, forbidden, protocol mismatch, retries exhausted) raises.
+        (bad credentials, forbidden, protocol mismatch, retries exhausted) raises. If it
+        raises or is cancelled, the client is closed: no task of it goes on running.
         """
         if self._runner is not None:
             raise RtClientError("connect() was already called")
@@ -265,7 +267,13 @@ class Client:
         self._pump()
         self._runner = asyncio.create_task(self._main(), name=f"rtclient {self.url}")
         if wait:
-            await self.wait_for(ConnectionState.CONNECTED)
+            try:
+                await self.wait_for(ConnectionState.CONNECTED)
+            except BaseException:
+                # Failed or cancelled (``asyncio.timeout`` around ``async with``): the
+                # caller will not close what it never got, so nothing may go on running.
+                await self.close(flush=False)
+                raise
 
     async def close(self, *, flush: bool = True, timeout: float | None = None) -> None:
         """Stop the client; returns when every task it started has ended.
@@ -935,6 +943,10 @@ class Client:
                 future.set_exception(outcome.error)
         if not live and isinstance(outcome, Failed) and not isinstance(outcome.error, ClientClosed):
             error = outcome.error
+            if error is self._fatal:
+                if self._fatal_reported:
+                    return  # every pending join and message fails with it: say it once
+                self._fatal_reported = True
             self._dispatcher.put(ErrorEvent(type(error).__name__, str(error), error))
 
     def _state_changed(self, change: StateChanged) -> None:

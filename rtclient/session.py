@@ -65,6 +65,8 @@ __all__ = ["Completed", "Failed", "InvalidState", "Output", "Session"]
 LOGGED_EVENTS = frozenset({"chat:message", "dm:message"})
 PACE_MAX = 1.0
 """While rate limited, messages go out one at a time at most this far apart."""
+PACE_MARGIN = 1.1
+"""The pace is the server's retryAfter and a tenth: a little under its rate, not at it."""
 PACE_RELEASE = 1.0
 """Pacing ends once nothing is queued and no rate limit came for this long."""
 _ENVELOPE_OVERHEAD = 96  # type, id and the JSON punctuation around the payload
@@ -855,7 +857,7 @@ class Session:
             self._note_deadline(self._hold_until)
             if code == "RATE_LIMIT":
                 self.counters["rate_limited"] += 1
-                self._pace = min(PACE_MAX, max(self._pace, wait))
+                self._pace = min(PACE_MAX, max(self._pace, wait * PACE_MARGIN))
                 self._limited_at = now
             self.outbox.mark_queued(entry)
             return
