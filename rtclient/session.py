@@ -67,6 +67,8 @@ PACE_MAX = 1.0
 """While rate limited, messages go out one at a time at most this far apart."""
 PACE_MARGIN = 1.1
 """The pace is the server's retryAfter and a tenth: a little under its rate, not at it."""
+PACE_GROWTH = 1.25
+"""A message limited although it was paced makes the pace this much slower."""
 PACE_RELEASE = 1.0
 """Pacing ends once nothing is queued and no rate limit came for this long."""
 _ENVELOPE_OVERHEAD = 96  # type, id and the JSON punctuation around the payload
@@ -155,6 +157,7 @@ class Session:
         """While rate limited: the least time between two message sends (0: no pacing)."""
         self._paced_at = 0.0
         self._limited_at = 0.0
+        self._paced_since = 0.0
         self._ttl_count = 0
         self.welcome: dict[str, Any] = {}
         self.track_changes = False
@@ -857,7 +860,12 @@ class Session:
             self._note_deadline(self._hold_until)
             if code == "RATE_LIMIT":
                 self.counters["rate_limited"] += 1
-                self._pace = min(PACE_MAX, max(self._pace, wait * PACE_MARGIN))
+                paced = bool(self._pace) and (entry.sent_at or 0.0) > self._paced_since
+                if not self._pace:
+                    self._paced_since = now
+                # Limited although paced (the path bunched our sends up): slow down.
+                grown = self._pace * PACE_GROWTH if paced else self._pace
+                self._pace = min(PACE_MAX, max(grown, wait * PACE_MARGIN))
                 self._limited_at = now
             self.outbox.mark_queued(entry)
             return
