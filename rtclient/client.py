@@ -62,7 +62,8 @@ class Client:
 
     :param url: the server's WebSocket URL (``ws://host:port/ws``).
     :param token: a string, a sync/async callable, or a TokenProvider; asked before
-        every connection attempt, and again with ``force=True`` after a 4002.
+        every connection attempt, and again with ``force=True`` after a 4002 (and after
+        a first 4001, unless it is a fixed string).
     :param transport: ``"websocket"`` (raw WebSocket on the websockets library),
         ``"aiohttp"`` (the same wire on aiohttp's client, cheaper per message),
         ``"socketio"``, or a
@@ -75,7 +76,8 @@ class Client:
         negotiated with the subprotocol ``rtclient.v1.<codec>``; over Socket.IO the
         packet serializer (``socket.io-msgpack-parser`` compatible).
     :param compression: offer permessage-deflate (raw WebSocket transport).
-    :param backoff: the reconnect policy.
+    :param backoff: the reconnect schedule (see :mod:`rtclient.reconnect` for the
+        decisions built on it).
     :param ack_timeout: seconds without an ack before a request is sent again.
     :param outbox_limit: most unacknowledged messages; ``outbox_max_bytes`` the most bytes.
     :param overflow: ``"raise"`` (OutboxFull) or ``"drop_oldest"`` when the outbox is full.

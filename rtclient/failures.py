@@ -16,6 +16,10 @@ HTTP 5xx, 408, 429                                     retry (``Retry-After`` re
 HTTP 401 / 403                                         fatal: Unauthorized / Forbidden
 HTTP other 4xx, anything else                          fatal: ProtocolError
 =====================================================  ==========================
+
+What the client then does (delays, the counts behind "refresh" and "fatal", server
+hints) is :mod:`rtclient.reconnect`'s decision; it turns a first 4001 into a refresh
+when the token provider can hand out another token.
 """
 
 from __future__ import annotations
