@@ -8,20 +8,23 @@ touches no socket; :class:`rtclient.Client` carries the decision out.
 The rules, on top of :func:`rtclient.failures.classify` and the
 :class:`~rtclient.backoff.Backoff` schedule (tenacity's strategies):
 
-- **A stable connection resets everything.** Only a connection that stayed up
-  ``stable_after`` seconds resets the backoff series and the counters below; a welcome
-  alone does not (a server that welcomes and then closes at once gets growing delays).
+- **Only a stable connection resets the schedule.** A connection that stayed up
+  ``stable_after`` seconds resets the backoff series, the immediate token refresh and
+  the 4001 retry below; a welcome alone does not (a server that welcomes and then
+  closes at once gets growing delays).
 - **No zero-delay loop.** Outside the first try after a stable connection, every retry
   waits at least ``backoff.base / 10`` (:attr:`ReconnectPolicy.min_delay`), whatever the
-  jitter draws; a token refresh is immediate only for the first one of a series.
+  jitter draws; a token refresh is immediate only once per stable connection.
 - **Server hints are capped.** ``Retry-After`` / ``retryAfter`` (parsed by
   :mod:`rtclient.hints`) are a floor for the delay, but never above
   ``max_server_delay``.
-- **4002** (token expired): a fresh token (``force=True``) and retry; after
-  ``max_token_refreshes`` in a row without a stable connection: TokenExpired.
+- **4002** (token expired): a fresh token (``force=True``) and retry — at once for the
+  first 4002 after a stable connection, under the backoff after that (a server that
+  welcomes and then says 4002 every time gets growing delays, not a storm); after
+  ``max_token_refreshes`` in a row without a welcome between them: TokenExpired.
 - **4001** (invalid token): with a provider that can hand out another token (anything
   but a fixed string), one forced refresh and retry — the server may have rotated its
-  signing key; a second 4001 is fatal (Unauthorized).
+  signing key; a second 4001 before a stable connection is fatal (Unauthorized).
 - **No welcome** on ``max_unwelcomed`` connections in a row: the server does not speak
   the rooms protocol; fatal ProtocolError that names ``protocol="generic"``.
 """
@@ -99,6 +102,7 @@ class ReconnectPolicy:
         self.min_delay = self.backoff.base / 10
         self._schedule: BackoffSchedule = self.backoff.schedule()
         self._refreshes = 0
+        self._quick_refresh = True
         self._auth_retries = 0
         self._unwelcomed = 0
 
@@ -118,7 +122,10 @@ class ReconnectPolicy:
         up_since = self._schedule.connected_at
         stable = welcomed and up_since is not None and now - up_since >= self.backoff.stable_after
         if stable:
-            self._refreshes = self._auth_retries = 0
+            self._auth_retries = 0
+            self._quick_refresh = True
+        if welcomed:
+            self._refreshes = 0  # the token was accepted: only refusals in a row count
         if not welcomed and isinstance(failure, NoWelcome):
             self._unwelcomed += 1
             if self._unwelcomed >= self.max_unwelcomed:
@@ -152,7 +159,8 @@ class ReconnectPolicy:
                             f"token still expired after {self.max_token_refreshes} fresh tokens"
                         ),
                     )
-                return self._refresh(failure, welcomed, now, immediate=self._refreshes == 1)
+                quick, self._quick_refresh = self._quick_refresh, False
+                return self._refresh(failure, welcomed, now, immediate=quick)
         delay = self._next_delay(welcomed, now)
         if delay is None:
             return Decision(Step.STOP, error=ConnectionFailed(f"gave up reconnecting: {failure}"))

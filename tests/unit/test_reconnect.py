@@ -116,22 +116,27 @@ def test_without_a_stable_connection_attempts_in_any_window_are_bounded(
         assert len(within) <= bound
 
 
-def test_welcome_then_4002_refreshes_once_at_once_then_backs_off_then_stops() -> None:
-    policy = ReconnectPolicy(Backoff(base=1.0, jitter="none", stable_after=10.0))
+def test_welcome_then_4002_refreshes_once_at_once_then_backs_off() -> None:
+    policy = ReconnectPolicy(Backoff(base=1.0, cap=8.0, jitter="none", stable_after=10.0))
     now, delays = 0.0, []
-    while True:
+    for _ in range(6):
         policy.connected(now)
         decision = policy.decide(ConnectionLost(4002, "expired"), welcomed=True, now=now + 0.01)
-        if decision.step is Step.STOP:
-            break
         assert decision.step is Step.REFRESH
         delays.append(decision.delay)
         now += 0.01 + decision.delay
-    assert delays == [0.0, 2.0, 4.0]  # the backoff series goes on (1 s was the first)
-    assert isinstance(decision.error, TokenExpired)
+    assert delays == [0.0, 2.0, 4.0, 8.0, 8.0, 8.0]  # the backoff series goes on (1 s: first)
 
 
-def test_a_stable_connection_resets_the_token_refreshes() -> None:
+def test_4002_before_any_welcome_ends_in_token_expired() -> None:
+    policy = ReconnectPolicy(Backoff(), max_token_refreshes=2)
+    steps = [policy.decide(ConnectionLost(4002, ""), welcomed=False, now=i) for i in range(3)]
+    assert [s.step for s in steps] == [Step.REFRESH, Step.REFRESH, Step.STOP]
+    assert steps[0].delay == 0.0 and steps[1].delay > 0
+    assert isinstance(steps[-1].error, TokenExpired)
+
+
+def test_a_stable_connection_makes_the_next_refresh_immediate_again() -> None:
     policy = ReconnectPolicy(Backoff(stable_after=1.0), max_token_refreshes=1)
     for start in (0.0, 10.0, 20.0):
         policy.connected(start)
