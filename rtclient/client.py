@@ -200,6 +200,11 @@ class Client:
             max_server_delay=max_server_delay,
             max_token_refreshes=max_token_refreshes,
             refreshable=not isinstance(self._tokens, StaticToken),
+            max_unwelcomed=(
+                3
+                if protocol == "rooms" and isinstance(self._transport, SocketIOTransport)
+                else None
+            ),
         )
         self._conn: Connection | None = None
         self._hook_group: asyncio.TaskGroup | None = None

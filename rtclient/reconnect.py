@@ -25,8 +25,11 @@ The rules, on top of :func:`rtclient.failures.classify` and the
 - **4001** (invalid token): with a provider that can hand out another token (anything
   but a fixed string), one forced refresh and retry — the server may have rotated its
   signing key; a second 4001 before a stable connection is fatal (Unauthorized).
-- **No welcome** on ``max_unwelcomed`` connections in a row: the server does not speak
-  the rooms protocol; fatal ProtocolError that names ``protocol="generic"``.
+- **No welcome** on ``max_unwelcomed`` connections in a row (the Client sets it for
+  Socket.IO in rooms mode, where the server answered the namespace connect and so is
+  alive): the server does not speak the rooms protocol; fatal ProtocolError that names
+  ``protocol="generic"``. None: retried under the backoff like any failure (the raw
+  transports: a stalled server and a foreign one look the same there).
 """
 
 from __future__ import annotations
@@ -88,11 +91,11 @@ class ReconnectPolicy:
         max_server_delay: float = DEFAULT_MAX_SERVER_DELAY,
         max_token_refreshes: int = 3,
         refreshable: bool = False,
-        max_unwelcomed: int = 3,
+        max_unwelcomed: int | None = 3,
     ) -> None:
         if not max_server_delay >= 0 or max_server_delay == float("inf"):
             raise ValueError("max_server_delay must be a finite number of seconds >= 0")
-        if max_token_refreshes < 0 or max_unwelcomed < 1:
+        if max_token_refreshes < 0 or (max_unwelcomed is not None and max_unwelcomed < 1):
             raise ValueError("max_token_refreshes must be >= 0 and max_unwelcomed >= 1")
         self.backoff = backoff or Backoff()
         self.max_server_delay = max_server_delay
@@ -128,7 +131,7 @@ class ReconnectPolicy:
             self._refreshes = 0  # the token was accepted: only refusals in a row count
         if not welcomed and isinstance(failure, NoWelcome):
             self._unwelcomed += 1
-            if self._unwelcomed >= self.max_unwelcomed:
+            if self.max_unwelcomed is not None and self._unwelcomed >= self.max_unwelcomed:
                 self._schedule.connected_at = None
                 return Decision(
                     Step.STOP,

@@ -304,3 +304,17 @@ async def test_rate_limited_messages_are_sent_once_more_not_in_a_storm(transport
     # The first window (all n at once) meets an empty bucket; after that the client
     # paces itself: every message is limited at most once (before the fix: ~15 times).
     assert limited <= n
+
+
+async def test_a_raw_server_that_never_welcomes_is_retried_not_fatal(transport_name: str) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.wait_closed()  # stalled: a raw server says nothing either way
+
+    async with ws_server(handler) as url:
+        client = Client(
+            url, token="t", transport=transport_name, backoff=FAST, connect_timeout=0.05
+        )
+        await client.connect(wait=False)
+        await wait_until(lambda: client.stats()["attempts"] >= 5)
+        assert client.state is not ConnectionState.CLOSED
+        await client.close()
