@@ -83,8 +83,8 @@ class Client:
     :param overflow: ``"raise"`` (OutboxFull) or ``"drop_oldest"`` when the outbox is full.
     :param max_in_flight: most messages sent and not yet acknowledged at once.
     :param connect_timeout: seconds for one connection attempt (upgrade and welcome).
-    :param max_token_refreshes: 4002 rejections in a row (without a stable connection
-        between them) before TokenExpired.
+    :param max_token_refreshes: 4002 rejections in a row (no welcome between them)
+        before TokenExpired.
     :param ping_interval: seconds between heartbeats (WebSocket pings; seed default 25 s).
     :param ping_timeout: a heartbeat unanswered this long means a dead link: the client
         drops the connection and reconnects. A frozen peer is noticed within

@@ -95,6 +95,7 @@ def test_no_delay_exceeds_the_cap(
     for decision in decisions:
         assert math.isfinite(decision.delay)
         assert 0 <= decision.delay <= max(backoff.cap, max_server_delay, backoff.base / 10)
+        assert decision.delay <= policy.max_delay
         assert (decision.step is Step.STOP) == (decision.error is not None)
 
 
