@@ -18,28 +18,27 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Literal
 
-from .backoff import Backoff, BackoffSchedule
+from .backoff import Backoff
 from .codec import Codec
 from .dispatch import Delivered, Dispatcher, Handler
 from .errors import (
     AckTimeout,
     ClientClosed,
-    ConnectionFailed,
     ConnectionLost,
     ProtocolError,
     RtClientError,
-    TokenExpired,
     TransportError,
 )
 from .events import Ack, ConnectionState, ErrorEvent, Event, Gap, StateChanged
-from .failures import Action, classify
 from .flag import Flag
+from .hints import DEFAULT_MAX_SERVER_DELAY
 from .outbox import Overflow
 from .outgoing import Outgoing
 from .quality import QualitySnapshot, QualityTracker
+from .reconnect import NoWelcome, ReconnectPolicy, Step
 from .session import Completed, Failed, Session, leave_key
 from .store import SqliteStore, Store, StoredMessage, clock_offset
-from .tokens import TokenSource, as_provider, token_times
+from .tokens import StaticToken, TokenSource, as_provider, token_times
 from .transports.aiohttp_ws import AiohttpTransport
 from .transports.base import Connection, Transport
 from .transports.socketio import SocketIOTransport
@@ -63,7 +62,8 @@ class Client:
 
     :param url: the server's WebSocket URL (``ws://host:port/ws``).
     :param token: a string, a sync/async callable, or a TokenProvider; asked before
-        every connection attempt, and again with ``force=True`` after a 4002.
+        every connection attempt, and again with ``force=True`` after a 4002 (and after
+        a first 4001, unless it is a fixed string).
     :param transport: ``"websocket"`` (raw WebSocket on the websockets library),
         ``"aiohttp"`` (the same wire on aiohttp's client, cheaper per message),
         ``"socketio"``, or a
@@ -76,13 +76,15 @@ class Client:
         negotiated with the subprotocol ``rtclient.v1.<codec>``; over Socket.IO the
         packet serializer (``socket.io-msgpack-parser`` compatible).
     :param compression: offer permessage-deflate (raw WebSocket transport).
-    :param backoff: the reconnect policy.
+    :param backoff: the reconnect schedule (see :mod:`rtclient.reconnect` for the
+        decisions built on it).
     :param ack_timeout: seconds without an ack before a request is sent again.
     :param outbox_limit: most unacknowledged messages; ``outbox_max_bytes`` the most bytes.
     :param overflow: ``"raise"`` (OutboxFull) or ``"drop_oldest"`` when the outbox is full.
     :param max_in_flight: most messages sent and not yet acknowledged at once.
     :param connect_timeout: seconds for one connection attempt (upgrade and welcome).
-    :param max_token_refreshes: consecutive 4002 rejections before TokenExpired.
+    :param max_token_refreshes: 4002 rejections in a row (no welcome between them)
+        before TokenExpired.
     :param ping_interval: seconds between heartbeats (WebSocket pings; seed default 25 s).
     :param ping_timeout: a heartbeat unanswered this long means a dead link: the client
         drops the connection and reconnects. A frozen peer is noticed within
@@ -104,6 +106,9 @@ class Client:
         got to. Cursors are recorded once the event was handed to the handlers, so
         after a crash an event may be delivered again, never skipped. One store per
         client identity: a second process opening it gets StoreLocked.
+    :param max_server_delay: the longest the server can make the client wait (seconds,
+        default 60): a ``Retry-After`` header, a ``retryAfter`` in a close reason or a
+        rate-limit reply beyond it is cut down to it; unreadable ones are ignored.
     :param token_refresh_ahead: refresh the token in band (``token:refresh``, no
         reconnect) this long before its ``exp``, or at half its lifetime if sooner.
     """
@@ -135,6 +140,7 @@ class Client:
         max_pending_events: int = 10_000,
         batch_max: int = 1,
         batch_wait: float = 0.0,
+        max_server_delay: float = DEFAULT_MAX_SERVER_DELAY,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
@@ -170,6 +176,7 @@ class Client:
             max_in_flight=max_in_flight,
             sync_page_size=sync_page_size,
             quality=QualityTracker(window=quality_window),
+            max_server_delay=max_server_delay,
         )
         self._store: Store | None = SqliteStore(store) if isinstance(store, str) else store
         self._session.track_changes = self._store is not None
@@ -188,7 +195,17 @@ class Client:
         self._timer_due: float | None = None
         self._progress = Flag()
         self._interrupt: asyncio.Timeout | None = None
-        self._schedule: BackoffSchedule = self.backoff.schedule()
+        self._policy = ReconnectPolicy(
+            self.backoff,
+            max_server_delay=max_server_delay,
+            max_token_refreshes=max_token_refreshes,
+            refreshable=not isinstance(self._tokens, StaticToken),
+            max_unwelcomed=(
+                3
+                if protocol == "rooms" and isinstance(self._transport, SocketIOTransport)
+                else None
+            ),
+        )
         self._conn: Connection | None = None
         self._hook_group: asyncio.TaskGroup | None = None
         self._helpers: list[asyncio.Task[None]] = []
@@ -198,6 +215,7 @@ class Client:
         self._read_pauses_begun = 0
         self._namespace = namespace
         self._fatal: RtClientError | None = None
+        self._fatal_reported = False
         self._counters = {
             "attempts": 0,
             "reconnects": 0,
@@ -245,7 +263,8 @@ class Client:
         """Start the client; with ``wait``, return once it is live (CONNECTED).
 
         Retryable failures are retried under the backoff policy meanwhile; a fatal one
-        (bad credentials, forbidden, protocol mismatch, retries exhausted) raises.
+        (bad credentials, forbidden, protocol mismatch, retries exhausted) raises. If it
+        raises or is cancelled, the client is closed: no task of it goes on running.
         """
         if self._runner is not None:
             raise RtClientError("connect() was already called")
@@ -255,7 +274,13 @@ class Client:
         self._pump()
         self._runner = asyncio.create_task(self._main(), name=f"rtclient {self.url}")
         if wait:
-            await self.wait_for(ConnectionState.CONNECTED)
+            try:
+                await self.wait_for(ConnectionState.CONNECTED)
+            except BaseException:
+                # Failed or cancelled (``asyncio.timeout`` around ``async with``): the
+                # caller will not close what it never got, so nothing may go on running.
+                await self.close(flush=False)
+                raise
 
     async def close(self, *, flush: bool = True, timeout: float | None = None) -> None:
         """Stop the client; returns when every task it started has ended.
@@ -548,8 +573,8 @@ class Client:
             self._interrupt = None
 
     async def _connections(self) -> RtClientError | None:
-        """Connect, run the connection, decide what its end means; repeat until stopped."""
-        refreshes = 0
+        """Connect, run the connection, carry out the policy's decision; repeat until stopped."""
+        policy = self._policy
         force_refresh = False
         while not self._stop.is_set():
             self._counters["attempts"] += 1
@@ -559,40 +584,25 @@ class Client:
             except Exception as exc:
                 log.warning("token provider failed: %s", type(exc).__name__)
                 self._dispatcher.put(ErrorEvent("TOKEN_PROVIDER", "token provider failed", exc))
-                retry = self._schedule.failure(self._clock())
-                if retry is None:
-                    return ConnectionFailed("token provider kept failing")
-                await self._pause(exc, retry, lost=False)
+                decision = policy.token_failed(self._clock())
+                if decision.error is not None:
+                    return decision.error
+                await self._pause(exc, decision.delay, lost=False)
                 continue
             force_refresh = False
             error, welcomed = await self._connect_once(token)
             if self._stop.is_set():
                 return None
-            verdict = classify(error)
-            log.info("connection ended: %s (%s)", error, verdict.action.value)
+            decision = policy.decide(error, welcomed=welcomed, now=self._clock())
+            log.info("connection ended: %s (%s)", error, decision.step.value)
             if welcomed:
                 self._counters["reconnects"] += 1
-                refreshes = 0  # the token was accepted: only consecutive refusals count
-            if verdict.action is Action.FATAL:
-                return verdict.error
-            if verdict.action is Action.REFRESH:
-                refreshes += 1
-                if refreshes > self.max_token_refreshes:
-                    return TokenExpired(
-                        f"token still expired after {self.max_token_refreshes} fresh tokens"
-                    )
+            if decision.error is not None:
+                return decision.error
+            if decision.step is Step.REFRESH:
                 self._counters["token_refreshes"] += 1
                 force_refresh = True
-                delay: float | None = 0.0
-            elif welcomed:
-                delay = self._schedule.disconnected(self._clock())
-                if delay is not None and verdict.retry_after is not None:
-                    delay = max(delay, verdict.retry_after)
-            else:
-                delay = self._schedule.failure(self._clock(), retry_after=verdict.retry_after)
-            if delay is None:
-                return ConnectionFailed(f"gave up reconnecting: {error}")
-            await self._pause(error, delay, lost=welcomed)
+            await self._pause(error, decision.delay, lost=welcomed)
         return None
 
     async def _pause(self, error: BaseException, delay: float, *, lost: bool) -> None:
@@ -668,7 +678,7 @@ class Client:
                         ConnectionState.RECOVERING,
                         ConnectionState.CONNECTED,
                     )
-            self._schedule.connected(self._clock())
+            self._policy.connected(self._clock())
             self._after_welcome()
             while True:
                 await self._receive(conn)
@@ -682,7 +692,7 @@ class Client:
                         self._reading_paused = False
         except TimeoutError:
             conn.abort()
-            return TransportError("no welcome from the server in time"), welcomed
+            return NoWelcome("no welcome from the server in time"), welcomed
         except (ConnectionLost, TransportError) as exc:
             return exc, welcomed
 
@@ -940,6 +950,10 @@ class Client:
                 future.set_exception(outcome.error)
         if not live and isinstance(outcome, Failed) and not isinstance(outcome.error, ClientClosed):
             error = outcome.error
+            if error is self._fatal:
+                if self._fatal_reported:
+                    return  # every pending join and message fails with it: say it once
+                self._fatal_reported = True
             self._dispatcher.put(ErrorEvent(type(error).__name__, str(error), error))
 
     def _state_changed(self, change: StateChanged) -> None:

@@ -6,7 +6,7 @@ The table (close codes from RFC 6455 and docs/protocol.md):
 failure                                                verdict
 =====================================================  ==========================
 network error, timeout, connection refused             retry
-close 1000/1001/1005/1006/1009/1011/1012/1013/1014     retry (1013 may carry ``retryAfter``)
+close 1000/1001/1005/1006/1009/1011/1012/1013/1014     retry (the reason may carry ``retryAfter``)
 close 1002/1003/1007/1008/1010 (protocol violations)   fatal: ProtocolError
 close 4001, 3000                                       fatal: Unauthorized
 close 4002                                             refresh the token, retry at once
@@ -16,12 +16,15 @@ HTTP 5xx, 408, 429                                     retry (``Retry-After`` re
 HTTP 401 / 403                                         fatal: Unauthorized / Forbidden
 HTTP other 4xx, anything else                          fatal: ProtocolError
 =====================================================  ==========================
+
+What the client then does (delays, the counts behind "refresh" and "fatal", server
+hints) is :mod:`rtclient.reconnect`'s decision; it turns a first 4001 into a refresh
+when the token provider can hand out another token.
 """
 
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass
 
 from .errors import (
@@ -34,11 +37,11 @@ from .errors import (
     TransportError,
     Unauthorized,
 )
+from .hints import reason_delay
 
 __all__ = ["Action", "Verdict", "classify"]
 
 _PROTOCOL_CLOSE = frozenset({1002, 1003, 1007, 1008, 1010})
-_RETRY_AFTER = re.compile(r"retryAfter=(\d+(?:\.\d+)?)")
 
 
 class Action(enum.Enum):
@@ -56,6 +59,7 @@ class Verdict:
     action: Action
     error: RtClientError
     retry_after: float | None = None
+    """The server's hint (Retry-After, ``retryAfter=``), parsed and not yet capped."""
 
 
 def classify(exc: BaseException) -> Verdict:
@@ -74,8 +78,7 @@ def classify(exc: BaseException) -> Verdict:
 def _classify_close(exc: ConnectionLost) -> Verdict:
     code = exc.code
     if code is None or (1000 <= code < 3000 and code not in _PROTOCOL_CLOSE):
-        match = _RETRY_AFTER.search(exc.reason) if code == 1013 else None
-        return Verdict(Action.RETRY, exc, float(match.group(1)) if match else None)
+        return Verdict(Action.RETRY, exc, reason_delay(exc.reason) if code is not None else None)
     if code in _PROTOCOL_CLOSE:
         return Verdict(Action.FATAL, ProtocolError(f"server closed with {code}: {exc.reason}"))
     if code in (4001, 3000):

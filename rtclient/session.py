@@ -54,6 +54,7 @@ from .events import (
     StateChanged,
     make_event,
 )
+from .hints import DEFAULT_MAX_SERVER_DELAY, parse_delay
 from .ids import new_message_id
 from .outbox import Outbox, OutboxEntry, Overflow
 from .pages import check_page, event_id_of
@@ -66,7 +67,14 @@ __all__ = ["Completed", "Failed", "InvalidState", "Output", "Session"]
 log = logging.getLogger("rtclient")
 
 LOGGED_EVENTS = frozenset({"chat:message", "dm:message"})
-MAX_RETRY_AFTER = 300.0  # a server's retryAfter beyond this is not believed
+PACE_MAX = 1.0
+"""While rate limited, messages go out one at a time at most this far apart."""
+PACE_MARGIN = 1.1
+"""The pace is the server's retryAfter and a tenth: a little under its rate, not at it."""
+PACE_GROWTH = 1.25
+"""A message limited although it was paced makes the pace this much slower."""
+PACE_RELEASE = 1.0
+"""Pacing ends once nothing is queued and no rate limit came for this long."""
 _ENVELOPE_OVERHEAD = 96  # type, id and the JSON punctuation around the payload
 _S = ConnectionState
 _TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
@@ -129,6 +137,7 @@ class Session:
         sync_page_size: int = 100,
         quality: QualityTracker | None = None,
         id_factory: Callable[[], str] = new_message_id,
+        max_server_delay: float = DEFAULT_MAX_SERVER_DELAY,
     ) -> None:
         if ack_timeout <= 0 or max_in_flight < 1 or sync_page_size < 1:
             raise ValueError("ack_timeout, max_in_flight and sync_page_size must be positive")
@@ -147,7 +156,13 @@ class Session:
         self._requests: dict[str, Request] = {}
         self._send_buffer: list[dict[str, Any]] = []
         self._outputs: list[Output] = []
+        self.max_server_delay = max_server_delay
         self._hold_until = 0.0
+        self._pace = 0.0
+        """While rate limited: the least time between two message sends (0: no pacing)."""
+        self._paced_at = 0.0
+        self._limited_at = 0.0
+        self._paced_since = 0.0
         self._ttl_count = 0
         self.welcome: dict[str, Any] = {}
         self.track_changes = False
@@ -448,6 +463,8 @@ class Session:
                     deadlines.append(request.sent_at + self.ack_timeout)
             if self._hold_until and self._state is ConnectionState.CONNECTED:
                 deadlines.append(self._hold_until)
+            if self._pace and self.outbox.has_queued and self._state is ConnectionState.CONNECTED:
+                deadlines.append(max(self._hold_until, self._paced_at + self._pace))
         if self._ttl_count:
             expiry = self.outbox.next_expiry()
             if expiry is not None:
@@ -1008,11 +1025,22 @@ class Session:
         error = payload.get("error")
         code = error.get("code") if isinstance(error, dict) else None
         if code in ("RATE_LIMIT", "INTERNAL"):
-            self.counters["rate_limited"] += code == "RATE_LIMIT"
-            retry_after = error.get("retryAfter") if isinstance(error, dict) else None
-            wait = _seconds(retry_after, default=0.5)
-            self._hold_until = max(self._hold_until, now + max(0.0, wait))
+            # Hold every message for the server's retryAfter; after a rate limit, send
+            # one at a time, that far apart, until the backlog is gone: a limited
+            # message is sent once more, not once per window.
+            hint = parse_delay(error.get("retryAfter") if isinstance(error, dict) else None)
+            wait = min(hint, self.max_server_delay) if hint is not None else 0.5
+            self._hold_until = max(self._hold_until, now + wait)
             self._note_deadline(self._hold_until)
+            if code == "RATE_LIMIT":
+                self.counters["rate_limited"] += 1
+                paced = bool(self._pace) and (entry.sent_at or 0.0) > self._paced_since
+                if not self._pace:
+                    self._paced_since = now
+                # Limited although paced (the path bunched our sends up): slow down.
+                grown = self._pace * PACE_GROWTH if paced else self._pace
+                self._pace = min(PACE_MAX, max(grown, wait * PACE_MARGIN))
+                self._limited_at = now
             self.outbox.mark_queued(entry)
             return
         self._remove_entry(entry)
@@ -1129,13 +1157,22 @@ class Session:
         for request in self._requests.values():
             if not request.in_flight:
                 self._transmit_request(request, now)
+        if self._pace and not self.outbox.has_queued and now - self._limited_at >= PACE_RELEASE:
+            self._pace = 0.0
         if not self.outbox.has_queued or not self._live:
             return
         if self._hold_until > now:
             return
         budget = self.max_in_flight - self.outbox.in_flight_count()
+        if self._pace:
+            if now < self._paced_at + self._pace:
+                self._note_deadline(self._paced_at + self._pace)
+                return
+            budget = min(budget, 1)
         if budget <= 0:
             return
+        if self._pace:
+            self._paced_at = now
         limit = self._max_frame
         for entry in list(itertools.islice(self.outbox.queued(), budget)):
             if limit is not None and entry.size > limit:
@@ -1267,19 +1304,6 @@ def _opt_str(value: object) -> str | None:
 
 def _opt_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _seconds(value: object, *, default: float) -> float:
-    """A delay from the peer, as a float in [0, MAX_RETRY_AFTER]; ``default`` if absurd."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return default
-    try:
-        seconds = float(value)
-    except OverflowError:
-        return MAX_RETRY_AFTER
-    if seconds != seconds:  # NaN
-        return default
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def _size_of(payload: Any, *, raw: bool) -> int:

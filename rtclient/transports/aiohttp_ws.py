@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -40,7 +41,7 @@ from websockets.uri import parse_uri
 
 from ..codec import Codec, negotiated, offered_subprotocols
 from ..errors import ConnectionLost, HandshakeRejected, ProtocolError, TransportError
-from .websocket import retry_after_seconds
+from ..hints import parse_delay
 
 __all__ = ["AiohttpConnection", "AiohttpTransport"]
 
@@ -298,7 +299,9 @@ def _handshake_error(exc: Exception) -> Exception:
     if isinstance(exc, aiohttp.WSServerHandshakeError):
         if exc.status != 101:
             retry_after = exc.headers.get("Retry-After") if exc.headers else None
-            return HandshakeRejected(exc.status, retry_after=retry_after_seconds(retry_after))
+            return HandshakeRejected(
+                exc.status, retry_after=parse_delay(retry_after, now=time.time())
+            )
         return ProtocolError(f"WebSocket handshake failed: {exc.message}")
     if isinstance(exc, ValueError):  # aiohttp.InvalidURL is one
         return ProtocolError(f"invalid WebSocket URL: {exc}")

@@ -38,6 +38,7 @@ import aiohttp
 import socketio
 
 from ..errors import ConnectionLost, HandshakeRejected, TransportError
+from ..hints import parse_delay
 from ..redact import RedactingLogger
 
 __all__ = ["SocketIOConnection", "SocketIOTransport"]
@@ -337,10 +338,7 @@ def _handshake_status(exc: BaseException) -> tuple[int | None, float | None]:
     while seen is not None:
         if isinstance(seen, aiohttp.WSServerHandshakeError):
             retry = seen.headers.get("Retry-After") if seen.headers else None
-            try:
-                return seen.status, float(retry) if retry is not None else None
-            except ValueError:
-                return seen.status, None
+            return seen.status, parse_delay(retry, now=time.time())
         match = _STATUS.search(str(seen))
         if match:
             return int(match.group(1)), None

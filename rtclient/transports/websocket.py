@@ -8,6 +8,7 @@ attempt) and its exceptions are mapped to :mod:`rtclient.errors` here.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +25,7 @@ from websockets.exceptions import (
 
 from ..codec import Codec, negotiated, offered_subprotocols
 from ..errors import ConnectionLost, HandshakeRejected, ProtocolError, TransportError
+from ..hints import parse_delay
 from ..redact import RedactingLogger
 from .deflate import deflate_factory
 
@@ -167,7 +169,7 @@ def _mapped_error(exc: Exception) -> Exception:
         response = exc.response
         return HandshakeRejected(
             response.status_code,
-            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            retry_after=parse_delay(response.headers.get("Retry-After"), now=time.time()),
         )
     if isinstance(exc, InvalidURI):
         return ProtocolError(f"invalid WebSocket URL: {exc}")
@@ -180,11 +182,3 @@ def _mapped_error(exc: Exception) -> Exception:
     if isinstance(exc, TimeoutError | OSError | EOFError):
         return TransportError(f"connection failed: {exc!r}")
     return exc
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """A ``Retry-After`` header in seconds; None when absent or not a number."""
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None

@@ -1,0 +1,200 @@
+"""What the client does after a connection attempt or a connection ended: a pure policy.
+
+:class:`ReconnectPolicy` takes what happened (the failure, whether the server's welcome
+had arrived, the time) and returns a :class:`Decision`: retry after a delay, fetch a
+fresh token and retry, or stop with an error. It never sleeps, reads no clock and
+touches no socket; :class:`rtclient.Client` carries the decision out.
+
+The rules, on top of :func:`rtclient.failures.classify` and the
+:class:`~rtclient.backoff.Backoff` schedule (tenacity's strategies):
+
+- **Only a stable connection resets the schedule.** A connection that stayed up
+  ``stable_after`` seconds resets the backoff series, the immediate token refresh and
+  the 4001 retry below; a welcome alone does not (a server that welcomes and then
+  closes at once gets growing delays).
+- **No zero-delay loop.** Outside the first try after a stable connection, every retry
+  waits at least ``backoff.base / 10`` (:attr:`ReconnectPolicy.min_delay`), whatever the
+  jitter draws; a token refresh is immediate only once per stable connection.
+- **Server hints are capped.** ``Retry-After`` / ``retryAfter`` (parsed by
+  :mod:`rtclient.hints`) are a floor for the delay, but never above
+  ``max_server_delay``.
+- **4002** (token expired): a fresh token (``force=True``) and retry — at once for the
+  first 4002 after a stable connection, under the backoff after that (a server that
+  welcomes and then says 4002 every time gets growing delays, not a storm); after
+  ``max_token_refreshes`` in a row without a welcome between them: TokenExpired.
+- **4001** (invalid token): with a provider that can hand out another token (anything
+  but a fixed string), one forced refresh and retry — the server may have rotated its
+  signing key; a second 4001 before a stable connection is fatal (Unauthorized).
+- **No welcome** on ``max_unwelcomed`` connections in a row (the Client sets it for
+  Socket.IO in rooms mode, where the server answered the namespace connect and so is
+  alive): the server does not speak the rooms protocol; fatal ProtocolError that names
+  ``protocol="generic"``. None: retried under the backoff like any failure (the raw
+  transports: a stalled server and a foreign one look the same there).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .backoff import Backoff, BackoffSchedule
+from .errors import (
+    ConnectionFailed,
+    ProtocolError,
+    RtClientError,
+    TokenExpired,
+    TransportError,
+    Unauthorized,
+)
+from .failures import Action, classify
+from .hints import DEFAULT_MAX_SERVER_DELAY, capped
+
+__all__ = ["Decision", "NoWelcome", "ReconnectPolicy", "Step"]
+
+
+class NoWelcome(TransportError):
+    """The connection opened, but the server's ``connected`` welcome never came."""
+
+
+class Step(enum.Enum):
+    """What the client does next."""
+
+    RETRY = "retry"
+    """Wait ``delay`` seconds, then connect again with the same token source."""
+    REFRESH = "refresh"
+    """Wait ``delay`` seconds, then connect again with a token asked for with ``force``."""
+    STOP = "stop"
+    """Stop the client; ``error`` is what the application is told."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The policy's answer: a step, the delay before it, and (for STOP) the error."""
+
+    step: Step
+    delay: float = 0.0
+    error: RtClientError | None = None
+
+
+class ReconnectPolicy:
+    """The reconnect decisions of one client; see the module docstring for the rules.
+
+    Call :meth:`connected` when the server's welcome arrives, then :meth:`decide` when
+    the attempt or connection ended (or :meth:`token_failed` when the token provider
+    failed before an attempt). Time is the caller's monotonic clock, in seconds.
+    """
+
+    def __init__(
+        self,
+        backoff: Backoff | None = None,
+        *,
+        max_server_delay: float = DEFAULT_MAX_SERVER_DELAY,
+        max_token_refreshes: int = 3,
+        refreshable: bool = False,
+        max_unwelcomed: int | None = 3,
+    ) -> None:
+        if not max_server_delay >= 0 or max_server_delay == float("inf"):
+            raise ValueError("max_server_delay must be a finite number of seconds >= 0")
+        if max_token_refreshes < 0 or (max_unwelcomed is not None and max_unwelcomed < 1):
+            raise ValueError("max_token_refreshes must be >= 0 and max_unwelcomed >= 1")
+        self.backoff = backoff or Backoff()
+        self.max_server_delay = max_server_delay
+        self.max_token_refreshes = max_token_refreshes
+        self.refreshable = refreshable
+        self.max_unwelcomed = max_unwelcomed
+        self.min_delay = self.backoff.base / 10
+        self._schedule: BackoffSchedule = self.backoff.schedule()
+        self._refreshes = 0
+        self._quick_refresh = True
+        self._auth_retries = 0
+        self._unwelcomed = 0
+
+    @property
+    def max_delay(self) -> float:
+        """The longest delay a decision can carry."""
+        return max(self.backoff.cap, self.max_server_delay, self.min_delay)
+
+    def connected(self, now: float) -> None:
+        """The server's welcome arrived: the connection is up (stable after a while)."""
+        self._schedule.connected(now)
+        self._unwelcomed = 0
+
+    def decide(self, failure: BaseException, *, welcomed: bool, now: float) -> Decision:
+        """Decide what follows the end of an attempt (or of its connection) at ``now``."""
+        verdict = classify(failure)
+        up_since = self._schedule.connected_at
+        stable = welcomed and up_since is not None and now - up_since >= self.backoff.stable_after
+        if stable:
+            self._auth_retries = 0
+            self._quick_refresh = True
+        if welcomed:
+            self._refreshes = 0  # the token was accepted: only refusals in a row count
+        if not welcomed and isinstance(failure, NoWelcome):
+            self._unwelcomed += 1
+            if self.max_unwelcomed is not None and self._unwelcomed >= self.max_unwelcomed:
+                self._schedule.connected_at = None
+                return Decision(
+                    Step.STOP,
+                    error=ProtocolError(
+                        f"no welcome from the server on {self._unwelcomed} connections in a "
+                        "row: it does not speak the rooms protocol (for a plain Socket.IO "
+                        'server use protocol="generic")'
+                    ),
+                )
+        match verdict.action:
+            case Action.FATAL:
+                if (
+                    isinstance(verdict.error, Unauthorized)
+                    and self.refreshable
+                    and self._auth_retries == 0
+                ):
+                    self._auth_retries += 1
+                    return self._refresh(failure, welcomed, now, immediate=True)
+                self._schedule.connected_at = None
+                return Decision(Step.STOP, error=verdict.error)
+            case Action.REFRESH:
+                self._refreshes += 1
+                if self._refreshes > self.max_token_refreshes:
+                    self._schedule.connected_at = None
+                    return Decision(
+                        Step.STOP,
+                        error=TokenExpired(
+                            f"token still expired after {self.max_token_refreshes} fresh tokens"
+                        ),
+                    )
+                quick, self._quick_refresh = self._quick_refresh, False
+                return self._refresh(failure, welcomed, now, immediate=quick)
+        delay = self._next_delay(welcomed, now)
+        if delay is None:
+            return Decision(Step.STOP, error=ConnectionFailed(f"gave up reconnecting: {failure}"))
+        hint = capped(verdict.retry_after, self.max_server_delay)
+        return Decision(Step.RETRY, delay if hint is None else max(delay, hint))
+
+    def token_failed(self, now: float) -> Decision:
+        """The token provider failed before an attempt: retry it under the backoff."""
+        delay = self._next_delay(False, now)
+        if delay is None:
+            return Decision(Step.STOP, error=ConnectionFailed("token provider kept failing"))
+        return Decision(Step.RETRY, delay)
+
+    def _refresh(
+        self, failure: BaseException, welcomed: bool, now: float, *, immediate: bool
+    ) -> Decision:
+        delay = self._next_delay(welcomed, now)
+        if delay is None:
+            return Decision(Step.STOP, error=ConnectionFailed(f"gave up reconnecting: {failure}"))
+        return Decision(Step.REFRESH, 0.0 if immediate else delay)
+
+    def _next_delay(self, welcomed: bool, now: float) -> float | None:
+        """The backoff's delay (None: give up), never below ``min_delay`` unless stable."""
+        up_since = self._schedule.connected_at
+        if welcomed and up_since is not None:
+            stable = now - up_since >= self.backoff.stable_after
+            delay = self._schedule.disconnected(now)
+            if stable or delay is None:
+                return delay  # the quick first retry after a stable connection
+        else:
+            delay = self._schedule.failure(now)
+            if delay is None:
+                return None
+        return max(delay, self.min_delay)

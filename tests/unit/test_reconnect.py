@@ -1,0 +1,208 @@
+"""Unit tests for rtclient.reconnect: the reconnect decisions, with time passed in."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rtclient.backoff import Backoff
+from rtclient.errors import (
+    ConnectionFailed,
+    ConnectionLost,
+    HandshakeRejected,
+    ProtocolError,
+    TokenExpired,
+    TransportError,
+    Unauthorized,
+)
+from rtclient.hints import parse_delay
+from rtclient.reconnect import Decision, NoWelcome, ReconnectPolicy, Step
+
+HINTS = st.one_of(
+    st.none(),
+    st.sampled_from(["0", "1", "86400", "999999", "inf", "-5", "nan", "1e999", "soon"]),
+    st.floats(min_value=0, max_value=1e9).map(lambda f: f"{f:.3f}"),
+)
+
+
+@st.composite
+def failures(draw: st.DrawFn) -> BaseException:
+    hint = draw(HINTS)
+    reason = "" if hint is None else f"retryAfter={hint}"
+    kind = draw(st.sampled_from(["close", "status", "network", "nowelcome"]))
+    if kind == "close":
+        code = draw(st.sampled_from([None, 1000, 1001, 1006, 1011, 1012, 1013, 4001, 4002]))
+        return ConnectionLost(code, reason)
+    if kind == "status":
+        status = draw(st.sampled_from([429, 503, 500, 408, 401]))
+        return HandshakeRejected(status, retry_after=parse_delay(hint, now=0.0))
+    if kind == "nowelcome":
+        return NoWelcome("no welcome from the server in time")
+    return TransportError("connection refused")
+
+
+backoffs = st.builds(
+    Backoff,
+    base=st.floats(min_value=0.001, max_value=5.0),
+    cap=st.floats(min_value=5.0, max_value=120.0),
+    jitter=st.sampled_from(["full", "equal", "none"]),
+    first_delay=st.floats(min_value=0.0, max_value=1.0),
+    stable_after=st.floats(min_value=0.01, max_value=30.0),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+outcomes = st.lists(
+    st.tuples(failures(), st.booleans(), st.floats(min_value=0.0, max_value=1.0)),
+    min_size=1,
+    max_size=80,
+)
+
+
+def run(
+    policy: ReconnectPolicy, steps: list[tuple[BaseException, bool, float]], *, stable: bool
+) -> tuple[list[float], list[Decision]]:
+    """Feed ``steps`` (failure, welcomed, share of stable_after the link stayed up).
+
+    Returns when each attempt started and every decision; stops at the first STOP.
+    """
+    now, attempts, decisions = 0.0, [], []
+    for failure, welcomed, up in steps:
+        attempts.append(now)
+        if welcomed:
+            policy.connected(now)
+            # Without ``stable``, a welcomed link drops before it is stable.
+            now += policy.backoff.stable_after * (up + 1.0 if stable else up * 0.99)
+        decision = policy.decide(failure, welcomed=welcomed, now=now)
+        decisions.append(decision)
+        if decision.step is Step.STOP:
+            break
+        now += decision.delay
+    return attempts, decisions
+
+
+@settings(max_examples=300, deadline=None)
+@given(backoffs, st.floats(min_value=0.0, max_value=600.0), outcomes, st.booleans())
+def test_no_delay_exceeds_the_cap(
+    backoff: Backoff,
+    max_server_delay: float,
+    steps: list[tuple[BaseException, bool, float]],
+    stable: bool,
+) -> None:
+    policy = ReconnectPolicy(backoff, max_server_delay=max_server_delay, refreshable=True)
+    _, decisions = run(policy, steps, stable=stable)
+    for decision in decisions:
+        assert math.isfinite(decision.delay)
+        assert 0 <= decision.delay <= max(backoff.cap, max_server_delay, backoff.base / 10)
+        assert decision.delay <= policy.max_delay
+        assert (decision.step is Step.STOP) == (decision.error is not None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(backoffs, outcomes, st.floats(min_value=0.001, max_value=60.0), st.booleans())
+def test_without_a_stable_connection_attempts_in_any_window_are_bounded(
+    backoff: Backoff,
+    steps: list[tuple[BaseException, bool, float]],
+    window: float,
+    refreshable: bool,
+) -> None:
+    policy = ReconnectPolicy(backoff, refreshable=refreshable)
+    attempts, _ = run(policy, steps, stable=False)
+    # Zero-delay retries: the first token refresh and the one 4001 refresh of a
+    # series; every other retry waits at least min_delay.
+    bound = 3 + math.floor(window / policy.min_delay)
+    for i, start in enumerate(attempts):
+        within = [t for t in attempts[i:] if t <= start + window]
+        assert len(within) <= bound
+
+
+def test_welcome_then_4002_refreshes_once_at_once_then_backs_off() -> None:
+    policy = ReconnectPolicy(Backoff(base=1.0, cap=8.0, jitter="none", stable_after=10.0))
+    now, delays = 0.0, []
+    for _ in range(6):
+        policy.connected(now)
+        decision = policy.decide(ConnectionLost(4002, "expired"), welcomed=True, now=now + 0.01)
+        assert decision.step is Step.REFRESH
+        delays.append(decision.delay)
+        now += 0.01 + decision.delay
+    assert delays == [0.0, 2.0, 4.0, 8.0, 8.0, 8.0]  # the backoff series goes on (1 s: first)
+
+
+def test_4002_before_any_welcome_ends_in_token_expired() -> None:
+    policy = ReconnectPolicy(Backoff(), max_token_refreshes=2)
+    steps = [policy.decide(ConnectionLost(4002, ""), welcomed=False, now=i) for i in range(3)]
+    assert [s.step for s in steps] == [Step.REFRESH, Step.REFRESH, Step.STOP]
+    assert steps[0].delay == 0.0 and steps[1].delay > 0
+    assert isinstance(steps[-1].error, TokenExpired)
+
+
+def test_a_stable_connection_makes_the_next_refresh_immediate_again() -> None:
+    policy = ReconnectPolicy(Backoff(stable_after=1.0), max_token_refreshes=1)
+    for start in (0.0, 10.0, 20.0):
+        policy.connected(start)
+        decision = policy.decide(ConnectionLost(4002, ""), welcomed=True, now=start + 5)
+        assert decision == Decision(Step.REFRESH, 0.0)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        HandshakeRejected(429, retry_after=999999.0),
+        HandshakeRejected(503, retry_after=86400.0),
+        ConnectionLost(1013, "retryAfter=86400"),
+    ],
+)
+def test_server_hints_are_capped(failure: BaseException) -> None:
+    policy = ReconnectPolicy(Backoff(base=0.1, cap=1.0), max_server_delay=42.0)
+    assert policy.decide(failure, welcomed=False, now=0.0) == Decision(Step.RETRY, 42.0)
+
+
+def test_an_unreadable_hint_leaves_the_backoff() -> None:
+    policy = ReconnectPolicy(Backoff(base=0.1, cap=1.0, jitter="none"))
+    decision = policy.decide(ConnectionLost(1013, "retryAfter=inf"), welcomed=False, now=0.0)
+    assert decision == Decision(Step.RETRY, 0.1)
+
+
+def test_4001_with_a_refreshable_provider_refreshes_once() -> None:
+    policy = ReconnectPolicy(Backoff(), refreshable=True)
+    first = policy.decide(ConnectionLost(4001, "bad signature"), welcomed=False, now=0.0)
+    assert first == Decision(Step.REFRESH, 0.0)
+    second = policy.decide(ConnectionLost(4001, "bad signature"), welcomed=False, now=0.1)
+    assert second.step is Step.STOP and isinstance(second.error, Unauthorized)
+
+
+def test_4001_with_a_fixed_token_is_fatal_at_once() -> None:
+    policy = ReconnectPolicy(Backoff(), refreshable=False)
+    decision = policy.decide(HandshakeRejected(401), welcomed=False, now=0.0)
+    assert decision.step is Step.STOP and isinstance(decision.error, Unauthorized)
+
+
+def test_connections_without_a_welcome_end_in_a_protocol_error_naming_generic() -> None:
+    policy = ReconnectPolicy(Backoff(), max_unwelcomed=3)
+    steps = [policy.decide(NoWelcome("x"), welcomed=False, now=float(i)) for i in range(3)]
+    assert [s.step for s in steps] == [Step.RETRY, Step.RETRY, Step.STOP]
+    assert isinstance(steps[-1].error, ProtocolError)
+    assert 'protocol="generic"' in str(steps[-1].error)
+
+
+def test_a_welcome_resets_the_count_of_welcome_less_connections() -> None:
+    policy = ReconnectPolicy(Backoff(), max_unwelcomed=2)
+    assert policy.decide(NoWelcome("x"), welcomed=False, now=0.0).step is Step.RETRY
+    policy.connected(1.0)
+    assert policy.decide(ConnectionLost(1006), welcomed=True, now=1.5).step is Step.RETRY
+    assert policy.decide(NoWelcome("x"), welcomed=False, now=2.0).step is Step.RETRY
+
+
+def test_token_provider_failures_give_up_with_max_attempts() -> None:
+    policy = ReconnectPolicy(Backoff(max_attempts=2))
+    assert policy.token_failed(0.0).step is Step.RETRY
+    decision = policy.token_failed(1.0)
+    assert decision.step is Step.STOP and isinstance(decision.error, ConnectionFailed)
+
+
+def test_max_server_delay_must_be_finite() -> None:
+    with pytest.raises(ValueError):
+        ReconnectPolicy(max_server_delay=math.inf)
+    with pytest.raises(ValueError):
+        ReconnectPolicy(max_server_delay=-1.0)

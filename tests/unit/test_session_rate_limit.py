@@ -1,0 +1,71 @@
+"""Unit tests: the session paces its sends after a rate limit (time passed in)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from rtclient.session import PACE_MARGIN, Session
+
+from .sim import SimServer
+from .test_session import online
+
+
+def limit(session: Session, message_id: str, now: float, retry_after: Any) -> None:
+    error = {"code": "RATE_LIMIT", "message": "slow down", "retryAfter": retry_after}
+    session.receive(
+        {"type": "ack", "id": message_id, "payload": {"success": False, "error": error}}, now
+    )
+
+
+def ack(session: Session, message_id: str, event_id: int, now: float) -> None:
+    payload = {"success": True, "eventId": event_id, "roomId": "a"}
+    session.receive({"type": "ack", "id": message_id, "payload": payload}, now)
+
+
+def joined_session(**options: Any) -> Session:
+    session, server = Session(**options), SimServer()
+    online(session, server)
+    session.join("a", 0)
+    server.deliver(session)
+    return session
+
+
+def test_after_a_rate_limit_messages_go_one_at_a_time_a_retry_after_apart() -> None:
+    session = joined_session()
+    ids = [session.send("a", f"m{i}", 0) for i in range(5)]
+    assert [e["id"] for e in session.data_to_send()] == ids  # the whole window at once
+    ack(session, ids[0], 1, 0.0)
+    for message_id in ids[1:]:
+        limit(session, message_id, 0.0, 0.1)
+    assert session.data_to_send() == []
+    pace = 0.1 * PACE_MARGIN
+    sent = []
+    now = 0.0
+    for _ in range(20):
+        deadline = session.next_deadline()
+        if deadline is None:
+            break
+        now = deadline
+        session.tick(now)
+        for envelope in session.data_to_send():
+            sent.append((now, envelope["id"]))
+            ack(session, envelope["id"], len(sent) + 1, now)
+    # Each limited message once more, in order, one per pace.
+    assert [m for _, m in sent] == ids[1:]
+    times = [t for t, _ in sent]
+    assert times[0] >= 0.1  # held for retryAfter
+    assert [b - a for a, b in itertools.pairwise(times)] == pytest.approx([pace] * 3)
+    assert session.counters["resent"] == 4
+
+
+@pytest.mark.parametrize("retry_after", [86400, 1e300, float("inf"), -1, "soon", None, True])
+def test_a_rate_limit_hint_is_capped_or_ignored(retry_after: Any) -> None:
+    session = joined_session(max_server_delay=30.0)
+    message_id = session.send("a", "x", 0)
+    session.data_to_send()
+    limit(session, message_id, 0.0, retry_after)
+    expected = 30.0 if retry_after in (86400, 1e300) else 0.5  # unreadable: 0.5 s
+    assert session.next_deadline() == pytest.approx(expected)
