@@ -9,6 +9,7 @@ binding is described in the "Socket.IO binding" section of ``docs/protocol.md``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import urllib.parse
@@ -266,8 +267,9 @@ class SioEndpoint:
         socket = self.sio.eio.sockets.get(eio_sid)
         if socket is None:
             return
-        async with asyncio.timeout(self._config.close_timeout):
-            await socket.queue.join()
+        with contextlib.suppress(TimeoutError):  # a client that stopped polling
+            async with asyncio.timeout(self._config.close_timeout):
+                await socket.queue.join()
         await socket.close(wait=False)
         self.sio.eio.sockets.pop(eio_sid, None)
 
