@@ -9,6 +9,7 @@ binding is described in the "Socket.IO binding" section of ``docs/protocol.md``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import urllib.parse
@@ -180,7 +181,9 @@ class SioEndpoint:
             )
             conn = self._hub.attach(peer, principal)
             self._peers[sid] = (peer, conn)
-            self._writers[sid] = self._track(peer.run_writer())
+            writer = self._track(peer.run_writer())
+            self._writers[sid] = writer
+            writer.add_done_callback(lambda _: self._writers.pop(sid, None))
             rejection: Rejection | None = request.get(_REJECTION_KEY)
             if rejection is not None:
                 retry = rejection.retry_after
@@ -236,7 +239,7 @@ class SioEndpoint:
             code = 1000 if why == self.sio.reason.CLIENT_DISCONNECT else 1006
             reason = why
         self._hub.detach(conn, code=code, reason=reason)
-        writer = self._writers.pop(peer.sid, None)
+        writer = self._writers.get(peer.sid)
         if writer is not None and writer is not asyncio.current_task():
             writer.cancel()
         peer.finished.set()
@@ -253,10 +256,22 @@ class SioEndpoint:
         await self.sio.send_ack(eio_sid, ack_id, payload)
 
     async def disconnect(self, sid: str, eio_sid: str) -> None:
-        """Disconnect the namespace, then close the engine.io connection."""
+        """Disconnect the namespace, then close the engine.io connection.
+
+        Engine.io refuses every poll once a session is closed, even one that would fetch
+        packets still queued, and a poll may return between the ``error`` event and the
+        DISCONNECT (Python >= 3.12 resumes a poll sooner).  So the session closes only
+        after the client has fetched both; its CLOSE goes to a poll in flight, if any.
+        """
         await self.sio.disconnect(sid)
-        async with asyncio.timeout(self._config.close_timeout):
-            await self.sio.eio.disconnect(eio_sid)
+        socket = self.sio.eio.sockets.get(eio_sid)
+        if socket is None:
+            return
+        with contextlib.suppress(TimeoutError):  # a client that stopped polling
+            async with asyncio.timeout(self._config.close_timeout):
+                await socket.queue.join()
+        await socket.close(wait=False)
+        self.sio.eio.sockets.pop(eio_sid, None)
 
     def abort(self, eio_sid: str) -> None:
         """Cut the engine.io transport without a CLOSE packet."""
@@ -295,11 +310,20 @@ class SioEndpoint:
         return peers
 
     async def wait_finished(self, peers: list[SioPeer], within: float) -> bool:
-        """Wait until ``peers`` are disconnected and their WebSockets closed."""
+        """Wait until ``peers`` are disconnected, their writers done and WebSockets closed.
+
+        A peer is disconnected as soon as its Socket.IO DISCONNECT is queued; its writer
+        ends once engine.io has handed that packet and its CLOSE to the client (a
+        long-polling client fetches them with its next poll, which may come after the
+        poll that took the ``error`` event).  Until then the session must stay.
+        """
         try:
             async with asyncio.timeout(within):
                 for peer in peers:
                     await peer.finished.wait()
+                    writer = self._writers.get(peer.sid)
+                    if writer is not None:
+                        await asyncio.wait([writer])
                     # Only the peers' own WebSockets: others may be connecting meanwhile.
                     ws = self._websockets.get(peer.eio_sid)
                     if ws is not None:

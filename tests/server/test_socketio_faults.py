@@ -248,6 +248,26 @@ async def test_stop_disconnects_long_polling_clients(make_server: MakeServer, si
     assert await poller.disconnected() == "server disconnect"
 
 
+async def test_closing_a_client_that_stopped_polling_ends_its_session(server: FakeServer) -> None:
+    """The server waits ``close_timeout`` for the poll that fetches its DISCONNECT, no more."""
+    base = f"{server.sio_url}/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base) as response:
+            sid = json.loads((await response.text())[1:])["sid"]
+        url = f"{base}&sid={sid}"
+        auth = json.dumps({"token": server.issue_token("alice")})
+        async with http.post(url, data="40" + auth) as response:
+            assert response.status == 200
+        text = ""
+        async with asyncio.timeout(WAIT):
+            while '"connected"' not in text:
+                async with http.get(url) as response:
+                    text = await response.text()
+        await server.disable_user("alice")  # and never poll again
+        await wait_until(lambda: server.socket_count() == 0, server.config.close_timeout + 2)
+        assert server.connection_count() == 0
+
+
 async def test_oversize_packet_cuts_the_connection(server: FakeServer, sio: OpenSio) -> None:
     alice = await sio(server, "alice")
     big = {"roomId": "lobby", "text": "x" * (server.config.max_message_size + 1), "messageId": "b"}
