@@ -734,7 +734,10 @@ class Session:
             self._inconsistent(room, f"page ends at {after}, the head it reports is {head}")
             self._send_sync(room, now)
             return True
-        if not room.held:  # else going live reports the hole up to the first held event
+        if not any(after < i <= head for i in room.held):
+            # Else going live reports the hole up to the first held event. Held events
+            # at or below the cursor (the live one that started the sync, now in the
+            # page) or past the head (doubted) carry nothing on: the tail is a gap.
             self.counters["gaps"] += 1
             self._outputs.append(Gap(room.name, "inconsistent", after, room.epoch, epoch, None))
             room.advance(head, epoch)

@@ -164,6 +164,20 @@ def test_a_tail_the_server_cannot_serve_is_a_gap_and_the_cursor_moves_on() -> No
     assert ids(s.outcomes()) == [5]
 
 
+def test_a_missing_tail_is_a_gap_when_the_live_event_that_started_the_sync_was_in_the_page() -> (
+    None
+):
+    s = Session()
+    joined(s, head=1)
+    hole(s, 3)  # 2 is missing: the session syncs, 3 held
+    page(s, [msg(2), msg(3)], head=5)  # more: false, yet 4 and 5 are missing
+    assert page(s, [], head=5) == 3  # asked again: still missing
+    out = s.outcomes()
+    assert ids(out) == [2, 3]
+    gaps = of(out, Gap)
+    assert [(g.reason, g.after_event_id, g.resumed_at) for g in gaps] == [("inconsistent", 3, None)]
+
+
 def test_a_page_that_contradicts_its_own_reply_is_not_believed() -> None:
     s = Session()
     joined(s, head=1)
