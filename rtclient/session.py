@@ -718,7 +718,9 @@ class Session:
 
         Unless a held live event carries on from the cursor, the page is asked for
         again once (True: a sync is under way). Missing again: a gap with reason
-        ``inconsistent``; with nothing held the cursor moves to the head (False).
+        ``inconsistent`` (False). The cursor stays at the last event delivered: a head
+        that no event backs is not believed (an absurd one would make every later
+        real event look like a duplicate).
         """
         after = room.last_event_id
         if (
@@ -740,8 +742,6 @@ class Session:
             # page) or past the head (doubted) carry nothing on: the tail is a gap.
             self.counters["gaps"] += 1
             self._outputs.append(Gap(room.name, "inconsistent", after, room.epoch, epoch, None))
-            room.advance(head, epoch)
-            self._record(("cursor", room.name, room.epoch, head))
         return False
 
     def _cursor_ahead(self, room: Room, head: int) -> bool:

@@ -150,7 +150,7 @@ def test_a_page_short_of_the_head_it_reports_is_asked_again() -> None:
     assert s.state is ConnectionState.CONNECTED
 
 
-def test_a_tail_the_server_cannot_serve_is_a_gap_and_the_cursor_moves_on() -> None:
+def test_a_tail_the_server_cannot_serve_is_a_gap() -> None:
     s = Session()
     joined(s, head=1)
     reconnect(s, head=4)
@@ -160,8 +160,14 @@ def test_a_tail_the_server_cannot_serve_is_a_gap_and_the_cursor_moves_on() -> No
     assert ids(out) == [2]
     gaps = of(out, Gap)
     assert [(g.reason, g.after_event_id, g.resumed_at) for g in gaps] == [("inconsistent", 2, None)]
-    live(s, msg(5))
-    assert ids(s.outcomes()) == [5]
+    assert s.rooms["a"].last_event_id == 2  # a head no event backs is not believed
+    live(s, msg(5))  # past the tail still missing: fetched first, asked again once
+    assert page(s, [], head=5) == 2
+    assert page(s, [], head=5) == 2
+    out = s.outcomes()
+    assert ids(out) == [5]
+    gaps = of(out, Gap)
+    assert [(g.reason, g.after_event_id, g.resumed_at) for g in gaps] == [("unavailable", 2, 5)]
 
 
 def test_a_missing_tail_is_a_gap_when_the_live_event_that_started_the_sync_was_in_the_page() -> (
@@ -176,6 +182,17 @@ def test_a_missing_tail_is_a_gap_when_the_live_event_that_started_the_sync_was_i
     assert ids(out) == [2, 3]
     gaps = of(out, Gap)
     assert [(g.reason, g.after_event_id, g.resumed_at) for g in gaps] == [("inconsistent", 3, None)]
+
+
+def test_an_absurd_head_of_a_short_page_does_not_blind_the_room() -> None:
+    s = Session()
+    joined(s, head=1)
+    reconnect(s, head=3)
+    page(s, [msg(2), msg(3)], head=2**64 - 1)  # a head no event backs
+    page(s, [], head=2**64 - 1)
+    assert [g.reason for g in of(s.outcomes(), Gap)] == ["inconsistent"]
+    live(s, msg(4))  # the real next event
+    assert ids(s.outcomes()) == [4]
 
 
 def test_a_page_that_contradicts_its_own_reply_is_not_believed() -> None:
