@@ -26,6 +26,7 @@ from .errors import (
     ClientClosed,
     ConnectionFailed,
     ConnectionLost,
+    MessageDropped,
     ProtocolError,
     RtClientError,
     TokenExpired,
@@ -938,7 +939,13 @@ class Client:
                 future.set_result(outcome.result)
             else:
                 future.set_exception(outcome.error)
-        if not live and isinstance(outcome, Failed) and not isinstance(outcome.error, ClientClosed):
+        # Nobody waits (enqueue(), a restored message): the failure becomes an error
+        # event, unless the session reported it already (a drop: MESSAGE_DROPPED).
+        if (
+            not live
+            and isinstance(outcome, Failed)
+            and not isinstance(outcome.error, ClientClosed | MessageDropped)
+        ):
             error = outcome.error
             self._dispatcher.put(ErrorEvent(type(error).__name__, str(error), error))
 
