@@ -817,7 +817,8 @@ class Session:
         doubtful = [
             event_id
             for event_id, (_, payload) in room.held.items()
-            if event_id > head or _opt_str(payload.get("epoch")) not in (None, epoch)
+            if event_id > head
+            or (epoch is not None and _opt_str(payload.get("epoch")) not in (None, epoch))
         ]
         if not doubtful:
             return False

@@ -238,6 +238,17 @@ def test_a_live_event_that_overtook_the_reply_is_fetched_not_dropped() -> None:
     assert of(out, ErrorEvent) == [] and of(out, Gap) == []
 
 
+def test_a_sync_reply_without_an_epoch_does_not_make_held_events_doubtful() -> None:
+    s = Session()
+    joined(s, head=3)
+    hole(s, 5)
+    page(s, [msg(4), msg(5)], head=5, epoch=None)  # the reply names no epoch; events do
+    assert [e for e in s.data_to_send() if e["type"] == "sync:messages"] == []
+    out = s.outcomes()
+    assert ids(out) == [4, 5] and of(out, ErrorEvent) == []
+    assert s.state is ConnectionState.CONNECTED and s.stats()["syncs"] == 1
+
+
 def test_a_live_event_of_a_made_up_epoch_does_not_move_the_cursor() -> None:
     s = Session()
     joined(s, head=3)
