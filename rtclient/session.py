@@ -718,7 +718,7 @@ class Session:
 
         Unless a held live event carries on from the cursor, the page is asked for
         again once (True: a sync is under way). Missing again: a gap with reason
-        ``inconsistent`` (False). The cursor stays at the last event delivered: a head
+        ``inconsistent`` (False), once per cursor. The cursor stays at the last event delivered: a head
         that no event backs is not believed (an absurd one would make every later
         real event look like a duplicate).
         """
@@ -729,6 +729,7 @@ class Session:
             or after >= head
             or epoch not in (None, room.epoch)
             or after + 1 in room.held
+            or room.tail_gap == (room.epoch, after)  # reported: nothing new to ask or say
         ):
             return False
         if room.refetch_at != after:
@@ -740,6 +741,7 @@ class Session:
             # Else going live reports the hole up to the first held event. Held events
             # at or below the cursor (the live one that started the sync, now in the
             # page) or past the head (doubted) carry nothing on: the tail is a gap.
+            room.tail_gap = (room.epoch, after)
             self.counters["gaps"] += 1
             self._outputs.append(Gap(room.name, "inconsistent", after, room.epoch, epoch, None))
         return False

@@ -161,8 +161,7 @@ def test_a_tail_the_server_cannot_serve_is_a_gap() -> None:
     gaps = of(out, Gap)
     assert [(g.reason, g.after_event_id, g.resumed_at) for g in gaps] == [("inconsistent", 2, None)]
     assert s.rooms["a"].last_event_id == 2  # a head no event backs is not believed
-    live(s, msg(5))  # past the tail still missing: fetched first, asked again once
-    assert page(s, [], head=5) == 2
+    live(s, msg(5))  # past the tail still missing: fetched first (not asked again)
     assert page(s, [], head=5) == 2
     out = s.outcomes()
     assert ids(out) == [5]
@@ -193,6 +192,22 @@ def test_an_absurd_head_of_a_short_page_does_not_blind_the_room() -> None:
     assert [g.reason for g in of(s.outcomes(), Gap)] == ["inconsistent"]
     live(s, msg(4))  # the real next event
     assert ids(s.outcomes()) == [4]
+
+
+def test_a_missing_tail_is_reported_once_when_a_doubted_live_event_costs_another_sync() -> None:
+    s = Session()
+    joined(s, head=1)
+    reconnect(s, head=4)
+    live(s, msg(2**64 - 1))  # held while the room syncs
+    page(s, [msg(2)], head=4)  # short: asked again
+    page(s, [], head=4)  # still short: a gap; the held event is doubted: one more sync
+    page(s, [], head=4)  # still nothing: the held event is dropped
+    assert [e for e in s.data_to_send() if e["type"] == "sync:messages"] == []
+    out = s.outcomes()
+    gaps = of(out, Gap)
+    assert [(g.reason, g.after_event_id, g.resumed_at) for g in gaps] == [("inconsistent", 2, None)]
+    assert [e.code for e in of(out, ErrorEvent)] == ["SYNC_INCONSISTENT", "IMPLAUSIBLE_EVENT"]
+    assert s.state is ConnectionState.CONNECTED
 
 
 def test_a_page_that_contradicts_its_own_reply_is_not_believed() -> None:
