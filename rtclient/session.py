@@ -718,9 +718,9 @@ class Session:
 
         Unless a held live event carries on from the cursor, the page is asked for
         again once (True: a sync is under way). Missing again: a gap with reason
-        ``inconsistent`` (False), once per cursor. The cursor stays at the last event delivered: a head
-        that no event backs is not believed (an absurd one would make every later
-        real event look like a duplicate).
+        ``inconsistent`` (False), once per cursor. The cursor stays at the last event
+        delivered: a head that no event backs is not believed (an absurd one would
+        make every later real event look like a duplicate).
         """
         after = room.last_event_id
         if (
