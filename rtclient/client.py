@@ -25,6 +25,7 @@ from .errors import (
     AckTimeout,
     ClientClosed,
     ConnectionLost,
+    MessageDropped,
     ProtocolError,
     RtClientError,
     TransportError,
@@ -948,7 +949,13 @@ class Client:
                 future.set_result(outcome.result)
             else:
                 future.set_exception(outcome.error)
-        if not live and isinstance(outcome, Failed) and not isinstance(outcome.error, ClientClosed):
+        # Nobody waits (enqueue(), a restored message): the failure becomes an error
+        # event, unless the session reported it already (a drop: MESSAGE_DROPPED).
+        if (
+            not live
+            and isinstance(outcome, Failed)
+            and not isinstance(outcome.error, ClientClosed | MessageDropped)
+        ):
             error = outcome.error
             if error is self._fatal:
                 if self._fatal_reported:

@@ -48,6 +48,8 @@ class Room:
     """The join or sync request in flight for this room."""
     refetch_at: int | None = None
     """The cursor from which a sync page with a hole was asked for again (once)."""
+    tail_gap: tuple[str | None, int] | None = None
+    """The (epoch, cursor) after which a missing sync tail was reported: not again."""
     doubted: bool = False
     """Held events lay past the server's head: one more sync checks them."""
 

@@ -735,7 +735,9 @@ class Session:
 
         Unless a held live event carries on from the cursor, the page is asked for
         again once (True: a sync is under way). Missing again: a gap with reason
-        ``inconsistent``; with nothing held the cursor moves to the head (False).
+        ``inconsistent`` (False), once per cursor. The cursor stays at the last event
+        delivered: a head that no event backs is not believed (an absurd one would
+        make every later real event look like a duplicate).
         """
         after = room.last_event_id
         if (
@@ -744,6 +746,7 @@ class Session:
             or after >= head
             or epoch not in (None, room.epoch)
             or after + 1 in room.held
+            or room.tail_gap == (room.epoch, after)  # reported: nothing new to ask or say
         ):
             return False
         if room.refetch_at != after:
@@ -751,11 +754,13 @@ class Session:
             self._inconsistent(room, f"page ends at {after}, the head it reports is {head}")
             self._send_sync(room, now)
             return True
-        if not room.held:  # else going live reports the hole up to the first held event
+        if not any(after < i <= head for i in room.held):
+            # Else going live reports the hole up to the first held event. Held events
+            # at or below the cursor (the live one that started the sync, now in the
+            # page) or past the head (doubted) carry nothing on: the tail is a gap.
+            room.tail_gap = (room.epoch, after)
             self.counters["gaps"] += 1
             self._outputs.append(Gap(room.name, "inconsistent", after, room.epoch, epoch, None))
-            room.advance(head, epoch)
-            self._record(("cursor", room.name, room.epoch, head))
         return False
 
     def _cursor_ahead(self, room: Room, head: int) -> bool:
@@ -831,7 +836,8 @@ class Session:
         doubtful = [
             event_id
             for event_id, (_, payload) in room.held.items()
-            if event_id > head or _opt_str(payload.get("epoch")) not in (None, epoch)
+            if event_id > head
+            or (epoch is not None and _opt_str(payload.get("epoch")) not in (None, epoch))
         ]
         if not doubtful:
             return False

@@ -276,6 +276,7 @@ async def test_a_restore_over_the_limit_closes_the_store(
     async with dropping:
         await wait_until(lambda: len(server.room_events("lobby")) == 3)
         await wait_until(lambda: len([e for e in errors if e.code == "MESSAGE_DROPPED"]) == 2)
+    assert [e.code for e in errors] == ["MESSAGE_DROPPED"] * 2  # each drop reported once
     assert [e["messageId"] for e in server.room_events("lobby")] == ids[2:]
     assert dropping.stats()["dropped"] == 2
 

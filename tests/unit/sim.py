@@ -32,6 +32,12 @@ class SimServer:
     """Misbehave: the next n sync pages list their events backwards."""
     holey_pages: int = 0
     """Misbehave: the next n sync pages of 2+ events leave out their second event."""
+    short_pages: int = 0
+    """Misbehave: the next n last sync pages leave out their last event (``more`` false)."""
+    mended: dict[str, str] = field(default_factory=dict)
+    """Room -> the sync request answered with a hole or short: the room's next other
+    sync request (the client asking again) is answered in full, or the hole would be
+    a real gap."""
 
     # -- connection -------------------------------------------------------------------
 
@@ -101,9 +107,17 @@ class SimServer:
             truncated = p.get("epoch") not in (None, self.epoch)
             page = log[after : after + min(p["limit"], self.page_limit)]
             more = after + len(page) < len(log)
-            if self.holey_pages and len(page) >= 2:
+            if p["roomId"] in self.mended:
+                if self.mended[p["roomId"]] != rid:
+                    del self.mended[p["roomId"]]
+            elif self.holey_pages and len(page) >= 2:
                 self.holey_pages -= 1
+                self.mended[p["roomId"]] = rid
                 page = page[:1] + page[2:]
+            elif self.short_pages and page and not more:
+                self.short_pages -= 1
+                self.mended[p["roomId"]] = rid
+                page = page[:-1]
             if self.reverse_pages and len(page) >= 2:
                 self.reverse_pages -= 1
                 page = page[::-1]

@@ -150,7 +150,7 @@ def test_a_page_short_of_the_head_it_reports_is_asked_again() -> None:
     assert s.state is ConnectionState.CONNECTED
 
 
-def test_a_tail_the_server_cannot_serve_is_a_gap_and_the_cursor_moves_on() -> None:
+def test_a_tail_the_server_cannot_serve_is_a_gap() -> None:
     s = Session()
     joined(s, head=1)
     reconnect(s, head=4)
@@ -160,8 +160,54 @@ def test_a_tail_the_server_cannot_serve_is_a_gap_and_the_cursor_moves_on() -> No
     assert ids(out) == [2]
     gaps = of(out, Gap)
     assert [(g.reason, g.after_event_id, g.resumed_at) for g in gaps] == [("inconsistent", 2, None)]
-    live(s, msg(5))
-    assert ids(s.outcomes()) == [5]
+    assert s.rooms["a"].last_event_id == 2  # a head no event backs is not believed
+    live(s, msg(5))  # past the tail still missing: fetched first (not asked again)
+    assert page(s, [], head=5) == 2
+    out = s.outcomes()
+    assert ids(out) == [5]
+    gaps = of(out, Gap)
+    assert [(g.reason, g.after_event_id, g.resumed_at) for g in gaps] == [("unavailable", 2, 5)]
+
+
+def test_a_missing_tail_is_a_gap_when_the_live_event_that_started_the_sync_was_in_the_page() -> (
+    None
+):
+    s = Session()
+    joined(s, head=1)
+    hole(s, 3)  # 2 is missing: the session syncs, 3 held
+    page(s, [msg(2), msg(3)], head=5)  # more: false, yet 4 and 5 are missing
+    assert page(s, [], head=5) == 3  # asked again: still missing
+    out = s.outcomes()
+    assert ids(out) == [2, 3]
+    gaps = of(out, Gap)
+    assert [(g.reason, g.after_event_id, g.resumed_at) for g in gaps] == [("inconsistent", 3, None)]
+
+
+def test_an_absurd_head_of_a_short_page_does_not_blind_the_room() -> None:
+    s = Session()
+    joined(s, head=1)
+    reconnect(s, head=3)
+    page(s, [msg(2), msg(3)], head=2**64 - 1)  # a head no event backs
+    page(s, [], head=2**64 - 1)
+    assert [g.reason for g in of(s.outcomes(), Gap)] == ["inconsistent"]
+    live(s, msg(4))  # the real next event
+    assert ids(s.outcomes()) == [4]
+
+
+def test_a_missing_tail_is_reported_once_when_a_doubted_live_event_costs_another_sync() -> None:
+    s = Session()
+    joined(s, head=1)
+    reconnect(s, head=4)
+    live(s, msg(2**64 - 1))  # held while the room syncs
+    page(s, [msg(2)], head=4)  # short: asked again
+    page(s, [], head=4)  # still short: a gap; the held event is doubted: one more sync
+    page(s, [], head=4)  # still nothing: the held event is dropped
+    assert [e for e in s.data_to_send() if e["type"] == "sync:messages"] == []
+    out = s.outcomes()
+    gaps = of(out, Gap)
+    assert [(g.reason, g.after_event_id, g.resumed_at) for g in gaps] == [("inconsistent", 2, None)]
+    assert [e.code for e in of(out, ErrorEvent)] == ["SYNC_INCONSISTENT", "IMPLAUSIBLE_EVENT"]
+    assert s.state is ConnectionState.CONNECTED
 
 
 def test_a_page_that_contradicts_its_own_reply_is_not_believed() -> None:
@@ -205,6 +251,17 @@ def test_a_live_event_that_overtook_the_reply_is_fetched_not_dropped() -> None:
     out = s.outcomes()
     assert ids(out) == [4, 5, 6]
     assert of(out, ErrorEvent) == [] and of(out, Gap) == []
+
+
+def test_a_sync_reply_without_an_epoch_does_not_make_held_events_doubtful() -> None:
+    s = Session()
+    joined(s, head=3)
+    hole(s, 5)
+    page(s, [msg(4), msg(5)], head=5, epoch=None)  # the reply names no epoch; events do
+    assert [e for e in s.data_to_send() if e["type"] == "sync:messages"] == []
+    out = s.outcomes()
+    assert ids(out) == [4, 5] and of(out, ErrorEvent) == []
+    assert s.state is ConnectionState.CONNECTED and s.stats()["syncs"] == 1
 
 
 def test_a_live_event_of_a_made_up_epoch_does_not_move_the_cursor() -> None:

@@ -1,10 +1,10 @@
 """A Hypothesis state machine over the session core against a simple model.
 
 Random sends, other users' posts, lost acks, duplicated and reordered frames,
-sync pages out of order or with a hole (once), disconnects, reconnects and time
-passing. Whatever happens, once the network
-settles: every message sent is in the server's log exactly once and acknowledged
-with its event id; every client sees every event of its rooms exactly once, in order.
+sync pages out of order, with a hole or short of their head (once), disconnects,
+reconnects and time passing. Whatever happens, once the network settles: every
+message sent is in the server's log exactly once and acknowledged with its event id;
+every client sees every event of its rooms exactly once, in order.
 """
 
 from __future__ import annotations
@@ -75,6 +75,10 @@ class SessionMachine(RuleBasedStateMachine):
     @rule()
     def next_sync_page_with_a_hole(self) -> None:
         self.server.holey_pages = 1  # once: asked again, the server fills it
+
+    @rule()
+    def next_last_sync_page_short(self) -> None:
+        self.server.short_pages = 1  # once: asked again, the server fills it
 
     @precondition(lambda self: bool(self.server.wire))
     @rule()
