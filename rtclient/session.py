@@ -58,6 +58,7 @@ from .hints import DEFAULT_MAX_SERVER_DELAY, parse_delay
 from .ids import new_message_id
 from .outbox import Outbox, OutboxEntry, Overflow
 from .pages import check_page, event_id_of
+from .peerlog import PeerLog
 from .quality import QualityLevel, QualitySnapshot, QualityTracker
 from .requests import Request, RequestKind
 from .rooms import RecentIds, Room, RoomPhase
@@ -152,6 +153,7 @@ class Session:
         self._open = False
         self.rooms: dict[str, Room] = {}
         self._recent = RecentIds()
+        self._peerlog = PeerLog(log)
         self._foreign_reported = False
         self._requests: dict[str, Request] = {}
         self._send_buffer: list[dict[str, Any]] = []
@@ -775,7 +777,9 @@ class Session:
             return False
         self.counters["gaps"] += 1
         self._outputs.append(Gap(room.name, "ahead", head, room.epoch, room.epoch, None))
-        log.warning("%s: cursor %d is past the server's head %d: reset", room.name, after, head)
+        self._peerlog.warn(
+            "ahead", f"{room.name}: cursor {after} is past the server's head {head}: reset"
+        )
         room.last_event_id = head
         self._record(("cursor", room.name, room.epoch, head))
         return True
@@ -783,7 +787,7 @@ class Session:
     def _inconsistent(self, room: Room, what: str) -> None:
         self.counters["inconsistent_pages"] += 1
         message = f"sync page of {room.name} broke the protocol: {what}"
-        log.warning("%s", message)
+        self._peerlog.warn("SYNC_INCONSISTENT", message)
         self._outputs.append(ErrorEvent("SYNC_INCONSISTENT", message))
 
     def _go_live(
@@ -852,7 +856,7 @@ class Session:
             f"{room.name}: {len(doubtful)} live events (ids up to {max(doubtful)}) are past "
             f"the server's head {head} in epoch {epoch}: ignored"
         )
-        log.warning("%s", message)
+        self._peerlog.warn("IMPLAUSIBLE_EVENT", message)
         self._outputs.append(ErrorEvent("IMPLAUSIBLE_EVENT", message))
         return False
 
@@ -1289,7 +1293,7 @@ class Session:
 
     def _malformed(self, what: str) -> None:
         self.counters["malformed"] += 1
-        log.warning("malformed input from the server: %s", what)
+        self._peerlog.warn("MALFORMED", f"malformed input from the server: {what}")
         self._outputs.append(ErrorEvent("MALFORMED", what))
 
 
