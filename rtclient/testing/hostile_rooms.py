@@ -1,0 +1,143 @@
+"""The rooms contract as a :class:`~rtclient.testing.HostileServer` speaks it by default.
+
+Just enough of docs/protocol.md to get a client to CONNECTED and keep it there: the
+welcome, ``room:join`` / ``room:leave`` / ``room:members`` acks, ``chat:send`` with a
+per-room event log and a dedupe table by message id, paged ``sync:messages``,
+``token:refresh``, ``ping``, typing and read receipts. No authentication, no rate
+limits, no retention: a test scripts those misbehaviours itself. Everything here is
+the well-behaved baseline a script departs from.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .hostile import HostileServer, Request
+    from .hostile_conn import HostileConnection
+
+__all__ = ["RoomsContract"]
+
+
+class RoomsContract:
+    """Rooms, event logs and a dedupe table shared by every connection of one server.
+
+    ``logs[room]`` holds the ``chat:message`` payloads in event-id order; a test may
+    append to it (or read it) directly.
+    """
+
+    def __init__(self, server: HostileServer, *, epoch: str, sync_page_max: int) -> None:
+        self._server = server
+        self.epoch = epoch
+        self.sync_page_max = sync_page_max
+        self.logs: dict[str, list[dict[str, Any]]] = {}
+        self._acks: dict[str, dict[str, Any]] = {}
+
+    def head(self, room: str) -> int:
+        """The room's newest event id (0 when empty)."""
+        log = self.logs.get(room)
+        return int(log[-1]["eventId"]) if log else 0
+
+    def append(
+        self, room: str, text: str, *, sender: str = "someone", message_id: str = ""
+    ) -> dict[str, Any]:
+        """Add a message to the room's log; return its ``chat:message`` payload (not sent)."""
+        event = {
+            "roomId": room,
+            "eventId": self.head(room) + 1,
+            "epoch": self.epoch,
+            "messageId": message_id or f"m-{room}-{self.head(room) + 1}",
+            "from": sender,
+            "text": text,
+            "timestamp": time.time(),
+        }
+        self.logs.setdefault(room, []).append(event)
+        return event
+
+    def sync_page(self, room: str, after: int, limit: int) -> dict[str, Any]:
+        """The contract's sync reply for events after ``after`` (at most ``limit``)."""
+        log = self.logs.get(room, [])
+        newer = [e for e in log if e["eventId"] > after]
+        page = newer[: max(1, min(limit, self.sync_page_max))]
+        return {
+            "success": True,
+            "roomId": room,
+            "epoch": self.epoch,
+            "events": page,
+            "more": len(newer) > len(page),
+            "truncated": False,
+            "lastEventId": self.head(room),
+        }
+
+    async def answer(self, conn: HostileConnection, req: Request) -> None:
+        """Answer ``req`` as a well-behaved server would."""
+        payload = req.payload
+        room = payload.get("roomId")
+        match req.type:
+            case "room:join":
+                conn.rooms.add(str(room))
+                await conn.ack(
+                    req,
+                    roomId=room,
+                    members=[self._server.user_id],
+                    epoch=self.epoch,
+                    lastEventId=self.head(str(room)),
+                )
+            case "room:leave":
+                conn.rooms.discard(str(room))
+                await conn.ack(req, roomId=room)
+            case "room:members":
+                await conn.ack(req, roomId=room, members=[self._server.user_id])
+            case "chat:send":
+                await self._chat_send(conn, req)
+            case "sync:messages":
+                after = payload.get("lastEventId")
+                limit = payload.get("limit")
+                await conn.ack(
+                    req,
+                    **self.sync_page(
+                        str(room),
+                        after if isinstance(after, int) else 0,
+                        limit if isinstance(limit, int) else 100,
+                    ),
+                )
+            case "token:refresh":
+                await conn.ack(req, expiresAt=time.time() + 3600)
+            case "ping":
+                if req.id is None:
+                    await conn.emit("pong", {"ts": payload.get("ts"), "serverTime": time.time()})
+                else:
+                    await conn.ack(req, ts=payload.get("ts"), serverTime=time.time())
+            case "typing:start" | "typing:stop" | "message:read":
+                if req.id is not None:
+                    await conn.ack(req, roomId=room)
+            case _:
+                await conn.reject(req, "UNKNOWN_TYPE", f"unknown request type {req.type!r}")
+
+    async def _chat_send(self, conn: HostileConnection, req: Request) -> None:
+        message_id = req.message_id
+        if message_id is None:
+            await conn.reject(req, "BAD_REQUEST", "chat:send needs an id")
+            return
+        known = self._acks.get(message_id)
+        if known is not None:
+            await conn.ack(req, **{**known, "duplicate": True})
+            return
+        room = str(req.payload.get("roomId"))
+        event = self.append(
+            room, str(req.payload.get("text")), sender=self._server.user_id, message_id=message_id
+        )
+        ack = {
+            "roomId": room,
+            "eventId": event["eventId"],
+            "messageId": message_id,
+            "epoch": self.epoch,
+            "timestamp": event["timestamp"],
+            "duplicate": False,
+        }
+        self._acks[message_id] = ack
+        for other in self._server.connections:
+            if room in other.rooms and not other.closed:
+                await other.emit("chat:message", event)
+        await conn.ack(req, **ack)
