@@ -336,3 +336,4 @@ class HostileConnection:
         finally:
             self._inbox.put_nowait(None)
             self._gone.set()
+            self.closed = True

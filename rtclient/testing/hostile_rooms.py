@@ -10,6 +10,7 @@ the well-behaved baseline a script departs from.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -139,5 +140,6 @@ class RoomsContract:
         self._acks[message_id] = ack
         for other in self._server.connections:
             if room in other.rooms and not other.closed:
-                await other.emit("chat:message", event)
+                with contextlib.suppress(ConnectionError):  # a client that just left
+                    await other.emit("chat:message", event)
         await conn.ack(req, **ack)
