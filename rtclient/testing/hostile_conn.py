@@ -29,6 +29,18 @@ if TYPE_CHECKING:
 __all__ = ["HostileConnection"]
 
 Kind = Literal["websocket", "socketio"]
+_CLOSE_NAMES = {
+    1000: "NORMAL",
+    1001: "GOING_AWAY",
+    1009: "MESSAGE_TOO_BIG",
+    1011: "INTERNAL",
+    1012: "SERVICE_RESTART",
+    1013: "TRY_AGAIN_LATER",
+    4001: "INVALID_TOKEN",
+    4002: "TOKEN_EXPIRED",
+    4003: "FORBIDDEN",
+}
+"""The Socket.IO binding's ``error`` code for a close code (docs/protocol.md)."""
 _SIO_PACKET = re.compile(r"^4(\d)(?:(/[^,]*),)?(\d*)(.*)$", re.S)
 
 
@@ -111,7 +123,8 @@ class HostileConnection:
             if not self._namespace_open and self._engine_open:
                 await self.send_text("44" + json.dumps({"message": text}))
             elif self._namespace_open:
-                error: dict[str, Any] = {"code": "CLOSED", "message": text, "reason": text}
+                name = _CLOSE_NAMES.get(code, "CLOSED") if code is not None else "CLOSED"
+                error: dict[str, Any] = {"code": name, "message": text, "reason": text}
                 if code is not None:
                     error["closeCode"] = code
                 match = re.search(r"retryAfter=(\S+)", text)
