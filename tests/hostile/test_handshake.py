@@ -56,7 +56,7 @@ async def test_503_with_a_useless_retry_after_backs_off_as_usual(
     srv: HostileServer, make_client: MakeClient, transport: str, retry_after: str
 ) -> None:
     srv.refuse(503, headers={"Retry-After": retry_after}, times=2)
-    client, seen = await make_client(transport, rooms=("lobby",))
+    _client, seen = await make_client(transport, rooms=("lobby",))
     assert len(srv.handshakes) == 3
     delays = seen.delays()
     assert len(delays) == 2
@@ -184,7 +184,7 @@ async def test_handshake_that_never_answers_times_out_and_is_retried(
     srv: HostileServer, make_client: MakeClient, transport: str
 ) -> None:
     srv.stall_handshake(times=1)
-    client, seen = await make_client(transport, rooms=("lobby",), connect_timeout=0.3)
+    _client, seen = await make_client(transport, rooms=("lobby",), connect_timeout=0.3)
     assert len(srv.handshakes) == 2
     assert len(seen.delays()) == 1
 
