@@ -117,14 +117,25 @@ class RoomsContract:
                 await conn.reject(req, "UNKNOWN_TYPE", f"unknown request type {req.type!r}")
 
     async def _chat_send(self, conn: HostileConnection, req: Request) -> None:
+        ack = await self.commit(req)
+        if ack is None:
+            await conn.reject(req, "BAD_REQUEST", "chat:send needs an id")
+        else:
+            await conn.ack(req, **ack)
+
+    async def commit(self, req: Request) -> dict[str, Any] | None:
+        """Carry out a ``chat:send`` without acknowledging it: log, broadcast; return the ack.
+
+        A resend of a known message id is not logged again: its original ack comes back
+        with ``duplicate: true``. None for a request without a message id. For hooks
+        that lose acks: ``await srv.contract.commit(req); await conn.close(1012)``.
+        """
         message_id = req.message_id
         if message_id is None:
-            await conn.reject(req, "BAD_REQUEST", "chat:send needs an id")
-            return
+            return None
         known = self._acks.get(message_id)
         if known is not None:
-            await conn.ack(req, **{**known, "duplicate": True})
-            return
+            return {**known, "duplicate": True}
         room = str(req.payload.get("roomId"))
         event = self.append(
             room, str(req.payload.get("text")), sender=self._server.user_id, message_id=message_id
@@ -142,4 +153,4 @@ class RoomsContract:
             if room in other.rooms and not other.closed:
                 with contextlib.suppress(ConnectionError):  # a client that just left
                     await other.emit("chat:message", event)
-        await conn.ack(req, **ack)
+        return ack
