@@ -131,6 +131,7 @@ class HostileServer:
         self._hooks: list[tuple[str, Collection[int] | None, Hook]] = []
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -147,11 +148,13 @@ class HostileServer:
     ) -> None:
         if self._server is not None:
             self._server.close()
-        for conn in self.connections:
-            conn.drop()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in list(self._writers):
+            writer.transport.abort()  # every script sees its client go, and ends
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=1.0)
+            for task in stuck:  # a script awaiting something else: end it
+                task.cancel()
+            await asyncio.gather(*stuck, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
         if exc is None and self.errors:
@@ -270,6 +273,7 @@ class HostileServer:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self._writers.add(writer)
         try:
             await self._serve_one(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
@@ -280,6 +284,7 @@ class HostileServer:
             self.errors.append(exc)
         finally:
             self._tasks.discard(task)
+            self._writers.discard(writer)
             writer.transport.abort()
 
     async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -10,6 +10,7 @@ loop.
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
@@ -234,11 +235,14 @@ async def test_socketio_bad_engineio_open_is_retried_not_crashed(
     try:
         await _connect(client)
     finally:
-        await client.close()
+        try:
+            await client.close()
+        finally:
+            gc.collect()  # what the crash leaked is found here, not in a later test
     assert len(srv.handshakes) == 2
 
 
-async def test_socketio_noop_before_engineio_open_times_out_and_is_retried(
+async def test_socketio_noop_before_engineio_open_is_retried(
     srv: HostileServer, make_client: MakeClient
 ) -> None:
     async def script(conn: HostileConnection) -> None:
