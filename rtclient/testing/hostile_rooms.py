@@ -71,6 +71,25 @@ class RoomsContract:
             "lastEventId": self.head(room),
         }
 
+    def page(self, room: str, ids: list[int], **fields: Any) -> dict[str, Any]:
+        """A made-up sync reply: the logged events ``ids``, in that order (holes allowed).
+
+        ``fields`` override the rest (``more=True``, ``truncated=True``, ``epoch=…``)::
+
+            srv.on("sync:messages", lambda c, r: c.ack(r, **srv.contract.page("lobby", [4, 2, 3])))
+        """
+        logged = {e["eventId"]: e for e in self.logs.get(room, [])}
+        reply = {
+            "success": True,
+            "roomId": room,
+            "epoch": self.epoch,
+            "events": [logged[i] for i in ids if i in logged],
+            "more": False,
+            "truncated": False,
+            "lastEventId": self.head(room),
+        }
+        return {**reply, **fields}
+
     async def answer(self, conn: HostileConnection, req: Request) -> None:
         """Answer ``req`` as a well-behaved server would."""
         payload = req.payload
