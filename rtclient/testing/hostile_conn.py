@@ -78,6 +78,15 @@ class HostileConnection:
         self._namespace_open = False
         self._reading: asyncio.Task[None] | None = None
 
+    @property
+    def token(self) -> str | None:
+        """The token the client presented: the ``Authorization: Bearer`` header, or on
+        Socket.IO the CONNECT packet's ``auth.token`` (known after :meth:`open`)."""
+        if isinstance(self.auth, dict) and isinstance(self.auth.get("token"), str):
+            return str(self.auth["token"])
+        scheme, _, value = self.handshake.headers.get("authorization", "").partition(" ")
+        return value if scheme.lower() == "bearer" and value else None
+
     # -- raw wire --------------------------------------------------------------------
 
     async def send_raw(self, data: bytes) -> None:
