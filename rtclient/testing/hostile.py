@@ -58,6 +58,7 @@ class HandshakeRequest:
     """The client's HTTP upgrade request, as received."""
 
     method: str
+    """``"TLS"`` for a TLS ClientHello (``wss://`` to this plain server: answered 400)."""
     path: str
     headers: dict[str, str]
     """Header names in lower case."""
@@ -288,7 +289,13 @@ class HostileServer:
             writer.transport.abort()
 
     async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
+        first = await reader.readexactly(1)
+        if first == b"\x16":  # a TLS ClientHello: answer as a plain HTTP server would
+            self.handshakes.append(HandshakeRequest("TLS", "", {}))
+            writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            return
+        head = first + await reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         method, path, *_ = [*lines[0].split(" "), "", ""]
         headers = {}
