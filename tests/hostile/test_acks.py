@@ -131,14 +131,8 @@ async def test_refusal_fails_that_send_only(
 @pytest.mark.parametrize("transport", ALL)
 @pytest.mark.parametrize(
     ("code", "retry_after"),
-    [
-        ("RATE_LIMIT", -5),
-        ("RATE_LIMIT", "soon"),
-        ("RATE_LIMIT", float("nan")),
-        ("RATE_LIMIT", 0),
-        ("INTERNAL", None),
-    ],
-    ids=["neg", "str", "nan", "zero", "internal-none"],
+    [("RATE_LIMIT", -5), ("RATE_LIMIT", "soon"), ("INTERNAL", float("nan"))],
+    ids=["neg", "str", "internal-nan"],
 )
 async def test_retryable_refusal_with_an_odd_retry_after_is_resent_once(
     srv: HostileServer, make_client: MakeClient, transport: str, code: str, retry_after: object
