@@ -5,6 +5,10 @@ bandwidth limits, blackholes, resets, slow closes, truncation, fragmentation —
 Shopify's Toxiproxy, in-process and without a control API. See :mod:`.proxy` for usage
 and :mod:`.toxics` for what each toxic does.
 
+:class:`HostileServer` is a server a test scripts to misbehave: any HTTP answer,
+frame or close code at a chosen moment, over raw WebSocket and Socket.IO, on top of a
+well-behaved default that speaks the rooms contract (see :mod:`.hostile`).
+
 :func:`wait_until` and :class:`Inbox` help tests wait without fixed sleeps;
 :mod:`.plugin` is the pytest plugin (fixtures ``fake_server``, ``fault_proxy``,
 ``make_rt_client``, ``rt_client``); :mod:`.chaos` records a run, breaks the network on
@@ -12,6 +16,8 @@ purpose and checks that nothing was lost, doubled or reordered.
 """
 
 from ._link import ProxyStats
+from .hostile import HandshakeRequest, HostileServer, Request
+from .hostile_conn import HostileConnection
 from .proxy import FaultProxy, ToxicHandle
 from .toxics import (
     Bandwidth,
@@ -32,10 +38,14 @@ __all__ = [
     "Blackhole",
     "Direction",
     "FaultProxy",
+    "HandshakeRequest",
+    "HostileConnection",
+    "HostileServer",
     "Inbox",
     "Latency",
     "LimitData",
     "ProxyStats",
+    "Request",
     "ResetPeer",
     "Slicer",
     "SlowClose",
