@@ -19,6 +19,19 @@ from pathlib import Path
 QUICKSTART = Path(__file__).resolve().parent.parent / "examples" / "quickstart.py"
 
 
+def check(condition: object, message: object) -> None:
+    """An ``assert`` that ``python -O`` (or PYTHONOPTIMIZE in the environment) keeps."""
+    if not condition:
+        raise SystemExit(f"check_install: {message}")
+
+
+def run(*command: str, timeout: float) -> None:
+    """Run ``command``; on failure exit with its output (which is captured otherwise)."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    output = (done.stdout + done.stderr).strip()[-2000:]
+    check(done.returncode == 0, f"{' '.join(command)} exited {done.returncode}:\n{output}")
+
+
 def main(label: str) -> int:
     import fake_server
     import rtclient
@@ -26,18 +39,18 @@ def main(label: str) -> int:
     site = Path(sysconfig.get_paths()["purelib"]).resolve()
     for module in (rtclient, fake_server):
         path = Path(module.__file__ or "").resolve()
-        assert site in path.parents, f"{module.__name__} imported from {path}, not {site}"
-        assert (path.parent / "py.typed").is_file(), f"{module.__name__} has no py.typed"
+        check(site in path.parents, f"{module.__name__} imported from {path}, not {site}")
+        check((path.parent / "py.typed").is_file(), f"{module.__name__} has no py.typed")
     meta = importlib.metadata.metadata("rtclient")
-    assert meta["Version"] == rtclient.__version__, (meta["Version"], rtclient.__version__)
+    check(meta["Version"] == rtclient.__version__, (meta["Version"], rtclient.__version__))
     (plugin,) = importlib.metadata.entry_points(group="pytest11", name="rtclient.testing.plugin")
-    assert importlib.util.find_spec(plugin.module) is not None, plugin  # loads under pytest
+    check(importlib.util.find_spec(plugin.module) is not None, plugin)  # loads under pytest
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     classifier = f"Programming Language :: Python :: {version}"
-    assert classifier in meta.get_all("Classifier", []), f"no classifier {classifier!r}"
+    check(classifier in meta.get_all("Classifier", []), f"no classifier {classifier!r}")
     script = Path(sys.executable).parent / "rtclient"
-    subprocess.run([str(script), "--version"], check=True, capture_output=True, timeout=60)
-    subprocess.run([sys.executable, str(QUICKSTART)], check=True, capture_output=True, timeout=120)
+    run(str(script), "--version", timeout=60)
+    run(sys.executable, str(QUICKSTART), timeout=120)
     print(f"rtclient {rtclient.__version__} from the {label} on Python {version}: ok")
     return 0
 

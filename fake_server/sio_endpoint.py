@@ -17,6 +17,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from aiohttp import web
+from engineio import packet as eio_packet
 from socketio.exceptions import ConnectionRefusedError as SioRefused
 
 from .auth import AuthFailure, Principal
@@ -260,17 +261,22 @@ class SioEndpoint:
 
         Engine.io refuses every poll once a session is closed, even one that would fetch
         packets still queued, and a poll may return between the ``error`` event and the
-        DISCONNECT (Python >= 3.12 resumes a poll sooner).  So the session closes only
-        after the client has fetched both; its CLOSE goes to a poll in flight, if any.
+        DISCONNECT (Python >= 3.12 resumes a poll sooner).  So, like the reference
+        engine.io server, the CLOSE is queued behind the DISCONNECT and the session closes
+        only after the client has fetched all three (a client that got the DISCONNECT
+        without the CLOSE would make one more request, refused with HTTP 400).
         """
         await self.sio.disconnect(sid)
         socket = self.sio.eio.sockets.get(eio_sid)
-        if socket is None:
+        if socket is None or socket.closed or socket.closing:
             return
+        socket.closing = True  # no PING behind the CLOSE
+        socket.queue.put_nowait(eio_packet.Packet(eio_packet.CLOSE))
         with contextlib.suppress(TimeoutError):  # a client that stopped polling
             async with asyncio.timeout(self._config.close_timeout):
                 await socket.queue.join()
-        await socket.close(wait=False)
+        socket.closing = False
+        await socket.close(wait=False, abort=True)  # the CLOSE is queued already
         self.sio.eio.sockets.pop(eio_sid, None)
 
     def abort(self, eio_sid: str) -> None:

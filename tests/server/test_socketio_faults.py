@@ -268,6 +268,36 @@ async def test_closing_a_client_that_stopped_polling_ends_its_session(server: Fa
         assert server.connection_count() == 0
 
 
+async def test_a_server_disconnect_ends_with_the_engineio_close(server: FakeServer) -> None:
+    """A long-polling client gets the DISCONNECT and then the CLOSE, never a refused poll.
+
+    Like the reference engine.io server: the session serves polls until the client has
+    fetched its CLOSE (a client that stops at the DISCONNECT made one more request, which
+    got HTTP 400 "Invalid session" and an error in the server's log).
+    """
+    base = f"{server.sio_url}/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base) as response:
+            sid = json.loads((await response.text())[1:])["sid"]
+        url = f"{base}&sid={sid}"
+        auth = json.dumps({"token": server.issue_token("alice")})
+        async with http.post(url, data="40" + auth) as response:
+            assert response.status == 200
+        packets: list[str] = []
+        async with asyncio.timeout(WAIT):
+            while '"connected"' not in "".join(packets):
+                async with http.get(url) as response:
+                    packets = (await response.text()).split("\x1e")
+            await server.disable_user("alice")
+            packets = []
+            while "1" not in packets:  # engine.io CLOSE
+                async with http.get(url) as response:
+                    assert response.status == 200, await response.text()
+                    packets += (await response.text()).split("\x1e")
+        assert packets.index("41") < packets.index("1")  # the DISCONNECT came first
+        await wait_until(lambda: server.socket_count() == 0)
+
+
 async def test_oversize_packet_cuts_the_connection(server: FakeServer, sio: OpenSio) -> None:
     alice = await sio(server, "alice")
     big = {"roomId": "lobby", "text": "x" * (server.config.max_message_size + 1), "messageId": "b"}
