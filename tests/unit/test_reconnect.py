@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import random
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -51,8 +54,35 @@ backoffs = st.builds(
     jitter=st.sampled_from(["full", "equal", "none"]),
     first_delay=st.floats(min_value=0.0, max_value=1.0),
     stable_after=st.floats(min_value=0.01, max_value=30.0),
-    seed=st.integers(min_value=0, max_value=2**16),
 )
+
+
+class Extreme(random.Random):
+    """A jitter source that always draws one end of the range (``high`` or not)."""
+
+    def __init__(self, *, high: bool) -> None:
+        super().__init__(0)
+        self.high = high
+
+    def uniform(self, a: float, b: float) -> float:
+        return b if self.high else a
+
+
+# The jitter: the lowest draw (the floor must hold), the highest (the cap must hold),
+# or seeded draws. Random jitter is rarely near 0, so only the lowest can catch a
+# missing floor.
+jitters = st.one_of(
+    st.builds(Extreme, high=st.booleans()),
+    st.integers(min_value=0, max_value=2**16).map(random.Random),
+)
+
+
+def policy_with(backoff: Backoff, jitter: random.Random, **options: Any) -> ReconnectPolicy:
+    policy = ReconnectPolicy(backoff, **options)
+    policy._schedule._rng = jitter  # the schedule's generator is private; drive it here
+    return policy
+
+
 outcomes = st.lists(
     st.tuples(failures(), st.booleans(), st.floats(min_value=0.0, max_value=1.0)),
     min_size=1,
@@ -83,14 +113,15 @@ def run(
 
 
 @settings(max_examples=300, deadline=None)
-@given(backoffs, st.floats(min_value=0.0, max_value=600.0), outcomes, st.booleans())
+@given(backoffs, jitters, st.floats(min_value=0.0, max_value=600.0), outcomes, st.booleans())
 def test_no_delay_exceeds_the_cap(
     backoff: Backoff,
+    jitter: random.Random,
     max_server_delay: float,
     steps: list[tuple[BaseException, bool, float]],
     stable: bool,
 ) -> None:
-    policy = ReconnectPolicy(backoff, max_server_delay=max_server_delay, refreshable=True)
+    policy = policy_with(backoff, jitter, max_server_delay=max_server_delay, refreshable=True)
     _, decisions = run(policy, steps, stable=stable)
     for decision in decisions:
         assert math.isfinite(decision.delay)
@@ -100,21 +131,48 @@ def test_no_delay_exceeds_the_cap(
 
 
 @settings(max_examples=300, deadline=None)
-@given(backoffs, outcomes, st.floats(min_value=0.001, max_value=60.0), st.booleans())
+@given(
+    backoffs,
+    jitters,
+    outcomes,
+    st.integers(min_value=0, max_value=10),
+    st.booleans(),
+    st.sampled_from([None, 3]),
+)
 def test_without_a_stable_connection_attempts_in_any_window_are_bounded(
     backoff: Backoff,
+    jitter: random.Random,
     steps: list[tuple[BaseException, bool, float]],
-    window: float,
+    floors: int,
     refreshable: bool,
+    max_unwelcomed: int | None,
 ) -> None:
-    policy = ReconnectPolicy(backoff, refreshable=refreshable)
+    policy = policy_with(backoff, jitter, refreshable=refreshable, max_unwelcomed=max_unwelcomed)
     attempts, _ = run(policy, steps, stable=False)
     # Zero-delay retries: the first token refresh and the one 4001 refresh of a
     # series; every other retry waits at least min_delay.
-    bound = 3 + math.floor(window / policy.min_delay)
+    window = (floors + 0.5) * policy.min_delay
     for i, start in enumerate(attempts):
         within = [t for t in attempts[i:] if t <= start + window]
-        assert len(within) <= bound
+        assert len(within) <= 3 + floors
+
+
+@settings(max_examples=300, deadline=None)
+@given(backoffs, outcomes, st.booleans(), st.sampled_from([None, 3]))
+def test_the_floor_holds_when_the_jitter_draws_zero(
+    backoff: Backoff,
+    steps: list[tuple[BaseException, bool, float]],
+    refreshable: bool,
+    max_unwelcomed: int | None,
+) -> None:
+    full = dataclasses.replace(backoff, jitter="full")
+    policy = policy_with(
+        full, Extreme(high=False), refreshable=refreshable, max_unwelcomed=max_unwelcomed
+    )
+    _, decisions = run(policy, steps, stable=False)
+    retries = [d.delay for d in decisions if d.step is not Step.STOP]
+    # Below the floor: the first token refresh and the one 4001 refresh, nothing else.
+    assert sum(delay < policy.min_delay for delay in retries) <= 2
 
 
 def test_welcome_then_4002_refreshes_once_at_once_then_backs_off() -> None:
