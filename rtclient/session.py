@@ -63,6 +63,9 @@ from .rooms import Room, RoomPhase
 __all__ = ["Completed", "Failed", "InvalidState", "Output", "Session"]
 
 LOGGED_EVENTS = frozenset({"chat:message", "dm:message"})
+HOLD_MIN = 0.05
+"""The shortest hold after a RATE_LIMIT or INTERNAL reply: "retryAfter: 0" is no licence
+to resend at once (each refusal would bring a resend, one per round trip)."""
 PACE_MAX = 1.0
 """While rate limited, messages go out one at a time at most this far apart."""
 PACE_MARGIN = 1.1
@@ -856,6 +859,7 @@ class Session:
             # message is sent once more, not once per window.
             hint = parse_delay(error.get("retryAfter") if isinstance(error, dict) else None)
             wait = min(hint, self.max_server_delay) if hint is not None else 0.5
+            wait = max(wait, HOLD_MIN)
             self._hold_until = max(self._hold_until, now + wait)
             self._note_deadline(self._hold_until)
             if code == "RATE_LIMIT":

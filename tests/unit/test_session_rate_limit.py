@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from rtclient.session import PACE_MARGIN, Session
+from rtclient.session import HOLD_MIN, PACE_MARGIN, Session
 
 from .sim import SimServer
 from .test_session import online
@@ -69,3 +69,29 @@ def test_a_rate_limit_hint_is_capped_or_ignored(retry_after: Any) -> None:
     limit(session, message_id, 0.0, retry_after)
     expected = 30.0 if retry_after in (86400, 1e300) else 0.5  # unreadable: 0.5 s
     assert session.next_deadline() == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("code", ["RATE_LIMIT", "INTERNAL"])
+def test_a_server_that_says_retry_after_0_every_time_gets_no_resend_storm(code: str) -> None:
+    session = joined_session()
+    message_id = session.send("a", "x", 0)
+    assert [e["id"] for e in session.data_to_send()] == [message_id]
+    error = {"code": code, "message": "slow down", "retryAfter": 0}
+    reply = {"type": "ack", "id": message_id, "payload": {"success": False, "error": error}}
+    now, sends = 0.0, 1
+    for _ in range(1000):  # every send is refused at once, with "retry now"
+        session.receive(reply, now)
+        session.tick(now)
+        sent = session.data_to_send()
+        while not sent and now <= 2.0:
+            deadline = session.next_deadline()
+            assert deadline is not None and deadline > now  # it neither stalls nor spins
+            now = deadline
+            session.tick(now)
+            sent = session.data_to_send()
+        if now > 2.0:
+            break
+        assert [e["id"] for e in sent] == [message_id]  # never doubled, never lost
+        sends += 1
+    # Each send is held at least HOLD_MIN: a bounded rate, not one per round trip.
+    assert sends <= 2.0 / HOLD_MIN + 1
