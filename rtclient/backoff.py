@@ -43,7 +43,8 @@ class Backoff:
         (uniform in ``[ceiling/2, ceiling]``) or ``"none"``.
     :param first_delay: after a stable connection drops, the first attempt waits
         ``uniform(0, first_delay)``.
-    :param stable_after: a connection that stayed up this long resets the series.
+    :param stable_after: a connection that stayed up this long resets the series (the
+        client also wants at least ``base / 10``: see :mod:`rtclient.reconnect`).
     :param max_attempts: give up after this many consecutive failed attempts.
     :param max_elapsed: give up when failures have gone on this long.
     :param seed: seed of the jitter's random generator (for tests).

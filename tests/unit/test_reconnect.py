@@ -53,7 +53,7 @@ backoffs = st.builds(
     cap=st.floats(min_value=5.0, max_value=120.0),
     jitter=st.sampled_from(["full", "equal", "none"]),
     first_delay=st.floats(min_value=0.0, max_value=1.0),
-    stable_after=st.floats(min_value=0.01, max_value=30.0),
+    stable_after=st.one_of(st.just(0.0), st.floats(min_value=0.0, max_value=30.0)),
 )
 
 
@@ -264,3 +264,14 @@ def test_max_server_delay_must_be_finite() -> None:
         ReconnectPolicy(max_server_delay=math.inf)
     with pytest.raises(ValueError):
         ReconnectPolicy(max_server_delay=-1.0)
+
+
+@pytest.mark.parametrize("code", [4002, 1000])
+def test_stable_after_0_gives_no_zero_delay_loop(code: int) -> None:
+    backoff = Backoff(base=1.0, jitter="full", first_delay=0.0, stable_after=0.0)
+    policy = policy_with(backoff, Extreme(high=False), refreshable=True)
+    delays = []
+    for i in range(5):  # welcomed, then closed at the same instant
+        policy.connected(float(i))
+        delays.append(policy.decide(ConnectionLost(code, ""), welcomed=True, now=float(i)).delay)
+    assert sum(delay < policy.min_delay for delay in delays) <= 1
