@@ -191,13 +191,7 @@ class ReconnectPolicy:
     def _next_delay(self, welcomed: bool, now: float) -> float | None:
         """The backoff's delay (None: give up), never below ``min_delay`` unless stable."""
         up_since = self._schedule.connected_at
-        if welcomed and up_since is not None:
-            stable = now - up_since >= self.stable_after
-            delay = self._schedule.disconnected(now)
-            if stable or delay is None:
-                return delay  # the quick first retry after a stable connection
-        else:
-            delay = self._schedule.failure(now)
-            if delay is None:
-                return None
-        return max(delay, self.min_delay)
+        if welcomed and up_since is not None and now - up_since >= self.stable_after:
+            return self._schedule.disconnected(now)  # the quick first retry; resets the series
+        delay = self._schedule.failure(now)
+        return None if delay is None else max(delay, self.min_delay)

@@ -275,3 +275,14 @@ def test_stable_after_0_gives_no_zero_delay_loop(code: int) -> None:
         policy.connected(float(i))
         delays.append(policy.decide(ConnectionLost(code, ""), welcomed=True, now=float(i)).delay)
     assert sum(delay < policy.min_delay for delay in delays) <= 1
+
+
+def test_a_link_shorter_than_the_floor_does_not_reset_the_series() -> None:
+    policy = ReconnectPolicy(Backoff(base=1.0, cap=8.0, jitter="none", stable_after=0.0))
+    now, delays = 0.0, []
+    for _ in range(4):  # up 0.05 s each time: past stable_after, not past min_delay
+        policy.connected(now)
+        delay = policy.decide(ConnectionLost(1000, ""), welcomed=True, now=now + 0.05).delay
+        delays.append(delay)
+        now += 0.05 + delay
+    assert delays == [1.0, 2.0, 4.0, 8.0]
