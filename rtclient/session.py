@@ -996,6 +996,7 @@ class Session:
         if not self.outbox.has_queued or not self._live:
             return
         if self._hold_until > now:
+            self._note_deadline(self._hold_until)  # the caller's timer may not know it
             return
         budget = self.max_in_flight - self.outbox.in_flight_count()
         if self._pace:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from rtclient.events import ConnectionState
 from rtclient.session import HOLD_MIN, PACE_MARGIN, Session
 
 from .sim import SimServer
@@ -95,3 +96,23 @@ def test_a_server_that_says_retry_after_0_every_time_gets_no_resend_storm(code: 
         sends += 1
     # Each send is held at least HOLD_MIN: a bounded rate, not one per round trip.
     assert sends <= 2.0 / HOLD_MIN + 1
+
+
+def test_a_hold_that_outlives_the_connection_is_a_new_deadline_once_live_again() -> None:
+    # The caller's timer only learns of deadlines through take_new_deadline (and
+    # next_deadline, which leaves the hold out while offline): a hold still running
+    # when the session is live again must be announced, or the queue waits for ever.
+    session, server = Session(), SimServer()
+    online(session, server)
+    session.join("a", 0)
+    server.deliver(session)
+    message_id = session.send("a", "x", 0)
+    session.data_to_send()
+    limit(session, message_id, 0.0, 5.0)
+    assert session.take_new_deadline() == pytest.approx(5.0)
+    session.connection_lost(ConnectionError(), 0.1)
+    assert session.next_deadline() is None  # offline: the caller's timer sleeps
+    online(session, server, 1.0)
+    assert session.state is ConnectionState.CONNECTED
+    assert message_id in [e.message_id for e in session.outbox.entries()]  # held
+    assert session.take_new_deadline() == pytest.approx(5.0)
