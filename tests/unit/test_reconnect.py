@@ -35,7 +35,7 @@ HINTS = st.one_of(
 def failures(draw: st.DrawFn) -> BaseException:
     hint = draw(HINTS)
     reason = "" if hint is None else f"retryAfter={hint}"
-    kind = draw(st.sampled_from(["close", "status", "network", "nowelcome"]))
+    kind = draw(st.sampled_from(["close", "status", "network", "nowelcome", "token"]))
     if kind == "close":
         code = draw(st.sampled_from([None, 1000, 1001, 1006, 1011, 1012, 1013, 4001, 4002]))
         return ConnectionLost(code, reason)
@@ -44,7 +44,13 @@ def failures(draw: st.DrawFn) -> BaseException:
         return HandshakeRejected(status, retry_after=parse_delay(hint, now=0.0))
     if kind == "nowelcome":
         return NoWelcome("no welcome from the server in time")
+    if kind == "token":
+        return ProviderFailed("the token provider raised")
     return TransportError("connection refused")
+
+
+class ProviderFailed(Exception):
+    """Stands for a token provider that raised before the attempt (``token_failed``)."""
 
 
 backoffs = st.builds(
@@ -100,11 +106,14 @@ def run(
     now, attempts, decisions = 0.0, [], []
     for failure, welcomed, up in steps:
         attempts.append(now)
-        if welcomed:
-            policy.connected(now)
-            # Without ``stable``, a welcomed link drops before it is stable.
-            now += policy.backoff.stable_after * (up + 1.0 if stable else up * 0.99)
-        decision = policy.decide(failure, welcomed=welcomed, now=now)
+        if isinstance(failure, ProviderFailed):
+            decision = policy.token_failed(now)  # no connection was attempted
+        else:
+            if welcomed:
+                policy.connected(now)
+                # Without ``stable``, a welcomed link drops before it is stable.
+                now += policy.stable_after * (up + 1.0 if stable else up * 0.99)
+            decision = policy.decide(failure, welcomed=welcomed, now=now)
         decisions.append(decision)
         if decision.step is Step.STOP:
             break
