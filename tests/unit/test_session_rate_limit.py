@@ -116,3 +116,23 @@ def test_a_hold_that_outlives_the_connection_is_a_new_deadline_once_live_again()
     assert session.state is ConnectionState.CONNECTED
     assert message_id in [e.message_id for e in session.outbox.entries()]  # held
     assert session.take_new_deadline() == pytest.approx(5.0)
+
+
+def test_one_rate_limit_does_not_slow_a_steady_sender_for_ever() -> None:
+    # One RATE_LIMIT (retryAfter 1 s), then a server that takes everything: a bot
+    # sending 5 messages a second must get back to its own rate, not stay paced at
+    # one a second with a backlog that only grows.
+    session = joined_session()
+    first = session.send("a", "m", 0)
+    session.data_to_send()
+    limit(session, first, 0.0, 1.0)
+    now, step, event_id = 0.0, 0.01, 1
+    while now < 30.0:
+        now = round(now + step, 2)
+        if round(now * 100) % 20 == 0:  # every 0.2 s
+            session.send("a", f"m{now}", now)
+        session.tick(now)
+        for envelope in session.data_to_send():
+            event_id += 1
+            ack(session, envelope["id"], event_id, now)
+    assert len(session.outbox) <= 5
