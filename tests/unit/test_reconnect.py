@@ -225,6 +225,15 @@ def test_server_hints_are_capped(failure: BaseException) -> None:
     assert policy.decide(failure, welcomed=False, now=0.0) == Decision(Step.RETRY, 42.0)
 
 
+def test_a_hint_is_a_floor_it_never_shortens_the_backoff() -> None:
+    policy = ReconnectPolicy(Backoff(base=1.0, cap=30.0, jitter="none"))
+    delays = [
+        policy.decide(HandshakeRejected(503, retry_after=hint), welcomed=False, now=t).delay
+        for t, hint in enumerate([5.0, 0.5, 100.0])
+    ]
+    assert delays == [5.0, 2.0, 60.0]  # raises the 1 s window, not the 2 s one; capped
+
+
 def test_an_unreadable_hint_leaves_the_backoff() -> None:
     policy = ReconnectPolicy(Backoff(base=0.1, cap=1.0, jitter="none"))
     decision = policy.decide(ConnectionLost(1013, "retryAfter=inf"), welcomed=False, now=0.0)
