@@ -95,7 +95,7 @@ def test_a_server_that_says_retry_after_0_every_time_gets_no_resend_storm(code: 
         assert [e["id"] for e in sent] == [message_id]  # never doubled, never lost
         sends += 1
     # Each send is held at least HOLD_MIN: a bounded rate, not one per round trip.
-    assert sends <= 2.0 / HOLD_MIN + 1
+    assert sends <= 2.0 / HOLD_MIN + 2  # the first send and one of float rounding
 
 
 def test_a_hold_that_outlives_the_connection_is_a_new_deadline_once_live_again() -> None:
