@@ -43,7 +43,8 @@ class Backoff:
         (uniform in ``[ceiling/2, ceiling]``) or ``"none"``.
     :param first_delay: after a stable connection drops, the first attempt waits
         ``uniform(0, first_delay)``.
-    :param stable_after: a connection that stayed up this long resets the series.
+    :param stable_after: a connection that stayed up this long resets the series (the
+        client also wants at least ``base / 10``: see :mod:`rtclient.reconnect`).
     :param max_attempts: give up after this many consecutive failed attempts.
     :param max_elapsed: give up when failures have gone on this long.
     :param seed: seed of the jitter's random generator (for tests).
@@ -116,10 +117,11 @@ class BackoffSchedule:
             return self._rng.uniform(0.0, self.policy.first_delay)
         return self.failure(now)
 
-    def failure(self, now: float, *, retry_after: float | None = None) -> float | None:
+    def failure(self, now: float) -> float | None:
         """Record a failed attempt; return the delay before the next one, or None to stop.
 
-        ``retry_after`` (from the server) is a floor for the delay.
+        A server's ``Retry-After`` is not this schedule's business: the reconnect policy
+        (:mod:`rtclient.reconnect`) caps it and takes the longer of the two.
         """
         self.connected_at = None
         self.failures += 1
@@ -136,8 +138,6 @@ class BackoffSchedule:
                 delay = self._rng.uniform(ceiling / 2, ceiling)
             case _:
                 delay = ceiling
-        if retry_after is not None:
-            delay = max(delay, retry_after)
         return delay
 
     def _retry_state(self, now: float) -> tenacity.RetryCallState:

@@ -9,9 +9,9 @@ The rules, on top of :func:`rtclient.failures.classify` and the
 :class:`~rtclient.backoff.Backoff` schedule (tenacity's strategies):
 
 - **Only a stable connection resets the schedule.** A connection that stayed up
-  ``stable_after`` seconds resets the backoff series, the immediate token refresh and
-  the 4001 retry below; a welcome alone does not (a server that welcomes and then
-  closes at once gets growing delays).
+  ``stable_after`` seconds (and at least ``min_delay``) resets the backoff series, the
+  immediate token refresh and the 4001 retry below; a welcome alone does not (a server
+  that welcomes and then closes at once gets growing delays).
 - **No zero-delay loop.** Outside the first try after a stable connection, every retry
   waits at least ``backoff.base / 10`` (:attr:`ReconnectPolicy.min_delay`), whatever the
   jitter draws; a token refresh is immediate only once per stable connection.
@@ -103,6 +103,9 @@ class ReconnectPolicy:
         self.refreshable = refreshable
         self.max_unwelcomed = max_unwelcomed
         self.min_delay = self.backoff.base / 10
+        self.stable_after = max(self.backoff.stable_after, self.min_delay)
+        """A link up this long was stable (at least ``min_delay``: with
+        ``stable_after=0`` a welcome-then-close server would get zero-delay retries)."""
         self._schedule: BackoffSchedule = self.backoff.schedule()
         self._refreshes = 0
         self._quick_refresh = True
@@ -123,7 +126,7 @@ class ReconnectPolicy:
         """Decide what follows the end of an attempt (or of its connection) at ``now``."""
         verdict = classify(failure)
         up_since = self._schedule.connected_at
-        stable = welcomed and up_since is not None and now - up_since >= self.backoff.stable_after
+        stable = welcomed and up_since is not None and now - up_since >= self.stable_after
         if stable:
             self._auth_retries = 0
             self._quick_refresh = True
@@ -188,13 +191,7 @@ class ReconnectPolicy:
     def _next_delay(self, welcomed: bool, now: float) -> float | None:
         """The backoff's delay (None: give up), never below ``min_delay`` unless stable."""
         up_since = self._schedule.connected_at
-        if welcomed and up_since is not None:
-            stable = now - up_since >= self.backoff.stable_after
-            delay = self._schedule.disconnected(now)
-            if stable or delay is None:
-                return delay  # the quick first retry after a stable connection
-        else:
-            delay = self._schedule.failure(now)
-            if delay is None:
-                return None
-        return max(delay, self.min_delay)
+        if welcomed and up_since is not None and now - up_since >= self.stable_after:
+            return self._schedule.disconnected(now)  # the quick first retry; resets the series
+        delay = self._schedule.failure(now)
+        return None if delay is None else max(delay, self.min_delay)

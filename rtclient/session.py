@@ -68,6 +68,9 @@ __all__ = ["Completed", "Failed", "InvalidState", "Output", "Session"]
 log = logging.getLogger("rtclient")
 
 LOGGED_EVENTS = frozenset({"chat:message", "dm:message"})
+HOLD_MIN = 0.01
+"""The shortest hold after a RATE_LIMIT or INTERNAL reply: "retryAfter: 0" is no licence
+to resend at once (each refusal would bring a resend, one per round trip)."""
 PACE_MAX = 1.0
 """While rate limited, messages go out one at a time at most this far apart."""
 PACE_MARGIN = 1.1
@@ -75,7 +78,10 @@ PACE_MARGIN = 1.1
 PACE_GROWTH = 1.25
 """A message limited although it was paced makes the pace this much slower."""
 PACE_RELEASE = 1.0
-"""Pacing ends once nothing is queued and no rate limit came for this long."""
+"""Each time no rate limit came for this long, the pace shrinks by PACE_DECAY; it ends
+when nothing is queued or it is under HOLD_MIN."""
+PACE_DECAY = 0.8
+"""One rate limit must not slow a steady sender for ever: the pace probes back up."""
 _ENVELOPE_OVERHEAD = 96  # type, id and the JSON punctuation around the payload
 _S = ConnectionState
 _TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
@@ -1040,6 +1046,7 @@ class Session:
             # message is sent once more, not once per window.
             hint = parse_delay(error.get("retryAfter") if isinstance(error, dict) else None)
             wait = min(hint, self.max_server_delay) if hint is not None else 0.5
+            wait = max(wait, HOLD_MIN)
             self._hold_until = max(self._hold_until, now + wait)
             self._note_deadline(self._hold_until)
             if code == "RATE_LIMIT":
@@ -1167,11 +1174,16 @@ class Session:
         for request in self._requests.values():
             if not request.in_flight:
                 self._transmit_request(request, now)
-        if self._pace and not self.outbox.has_queued and now - self._limited_at >= PACE_RELEASE:
-            self._pace = 0.0
+        if self._pace and now - self._limited_at >= PACE_RELEASE:
+            # A while without a rate limit: a shorter pace, so that one limit does not
+            # slow a steady sender for ever; an empty queue or a short pace ends it.
+            pace = self._pace * PACE_DECAY
+            self._pace = pace if self.outbox.has_queued and pace >= HOLD_MIN else 0.0
+            self._limited_at = now
         if not self.outbox.has_queued or not self._live:
             return
         if self._hold_until > now:
+            self._note_deadline(self._hold_until)  # the caller's timer may not know it
             return
         budget = self.max_in_flight - self.outbox.in_flight_count()
         if self._pace:

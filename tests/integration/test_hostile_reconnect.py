@@ -170,9 +170,6 @@ async def test_cancelled_async_with_leaves_no_task_running(transport_name: str) 
                     pytest.fail("the server refuses: never connected")
         assert client.state is ConnectionState.CLOSED
         assert not client_tasks()
-        attempts = client.stats()["attempts"]
-        await asyncio.sleep(0)  # one loop turn: a live runner would try again in ms
-        assert client.stats()["attempts"] == attempts
 
 
 async def test_failed_connect_leaves_no_task_running(transport_name: str) -> None:

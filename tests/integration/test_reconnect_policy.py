@@ -75,12 +75,13 @@ async def test_server_that_accepts_then_closes_at_once_gets_growing_delays(
 async def test_first_retry_after_a_stable_connection_is_quick(
     server: FakeServer, make_client: MakeClient
 ) -> None:
-    backoff = Backoff(base=5.0, cap=30.0, first_delay=0.02, stable_after=0.05)
+    # stable_after is at least base / 10 (the floor of every other delay): 0.1 s here.
+    backoff = Backoff(base=1.0, cap=30.0, first_delay=0.02, stable_after=0.05)
     client = await make_client("alice", connect=False, backoff=backoff)
     seen = Recorder(client)
     await client.connect()
     started = time.perf_counter()
-    await wait_until(lambda: time.perf_counter() - started > 0.06, timeout=1)
+    await wait_until(lambda: time.perf_counter() - started > 0.12, timeout=1)
     await server.drop_connections()
     await wait_until(lambda: client.stats()["reconnects"] == 1)
     await client.wait_for(ConnectionState.CONNECTED)

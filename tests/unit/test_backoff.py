@@ -247,34 +247,6 @@ def test_no_limits_never_gives_up() -> None:
         assert schedule.failure(i * 1000.0) is not None
 
 
-# -- retry_after ------------------------------------------------------------------------
-
-
-def test_retry_after_is_a_floor() -> None:
-    schedule = Backoff(base=1.0, cap=30.0, jitter="none").schedule()
-    assert schedule.failure(0.0, retry_after=5.0) == 5.0  # raises the 1 s window
-    assert schedule.failure(1.0, retry_after=0.5) == 2.0  # does not lower the 2 s one
-    assert schedule.failure(2.0, retry_after=100.0) == 100.0  # even above the cap
-
-
-@settings(max_examples=100, deadline=None)
-@given(
-    st.integers(min_value=0, max_value=2**32),
-    st.floats(min_value=0.0, max_value=100.0),
-    st.integers(min_value=1, max_value=20),
-)
-def test_retry_after_floor_with_full_jitter(seed: int, retry_after: float, n: int) -> None:
-    schedule = Backoff(seed=seed).schedule()
-    for i in range(n):
-        delay = schedule.failure(float(i), retry_after=retry_after)
-        assert delay is not None and delay >= retry_after
-
-
-def test_retry_after_does_not_override_giving_up() -> None:
-    schedule = Backoff(max_attempts=1).schedule()
-    assert schedule.failure(0.0, retry_after=5.0) is None
-
-
 # -- validation ----------------------------------------------------------------------
 
 

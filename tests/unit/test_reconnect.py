@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import random
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -32,7 +35,7 @@ HINTS = st.one_of(
 def failures(draw: st.DrawFn) -> BaseException:
     hint = draw(HINTS)
     reason = "" if hint is None else f"retryAfter={hint}"
-    kind = draw(st.sampled_from(["close", "status", "network", "nowelcome"]))
+    kind = draw(st.sampled_from(["close", "status", "network", "nowelcome", "token"]))
     if kind == "close":
         code = draw(st.sampled_from([None, 1000, 1001, 1006, 1011, 1012, 1013, 4001, 4002]))
         return ConnectionLost(code, reason)
@@ -41,7 +44,13 @@ def failures(draw: st.DrawFn) -> BaseException:
         return HandshakeRejected(status, retry_after=parse_delay(hint, now=0.0))
     if kind == "nowelcome":
         return NoWelcome("no welcome from the server in time")
+    if kind == "token":
+        return ProviderFailed("the token provider raised")
     return TransportError("connection refused")
+
+
+class ProviderFailed(Exception):
+    """Stands for a token provider that raised before the attempt (``token_failed``)."""
 
 
 backoffs = st.builds(
@@ -50,9 +59,36 @@ backoffs = st.builds(
     cap=st.floats(min_value=5.0, max_value=120.0),
     jitter=st.sampled_from(["full", "equal", "none"]),
     first_delay=st.floats(min_value=0.0, max_value=1.0),
-    stable_after=st.floats(min_value=0.01, max_value=30.0),
-    seed=st.integers(min_value=0, max_value=2**16),
+    stable_after=st.one_of(st.just(0.0), st.floats(min_value=0.0, max_value=30.0)),
 )
+
+
+class Extreme(random.Random):
+    """A jitter source that always draws one end of the range (``high`` or not)."""
+
+    def __init__(self, *, high: bool) -> None:
+        super().__init__(0)
+        self.high = high
+
+    def uniform(self, a: float, b: float) -> float:
+        return b if self.high else a
+
+
+# The jitter: the lowest draw (the floor must hold), the highest (the cap must hold),
+# or seeded draws. Random jitter is rarely near 0, so only the lowest can catch a
+# missing floor.
+jitters = st.one_of(
+    st.builds(Extreme, high=st.booleans()),
+    st.integers(min_value=0, max_value=2**16).map(random.Random),
+)
+
+
+def policy_with(backoff: Backoff, jitter: random.Random, **options: Any) -> ReconnectPolicy:
+    policy = ReconnectPolicy(backoff, **options)
+    policy._schedule._rng = jitter  # the schedule's generator is private; drive it here
+    return policy
+
+
 outcomes = st.lists(
     st.tuples(failures(), st.booleans(), st.floats(min_value=0.0, max_value=1.0)),
     min_size=1,
@@ -70,11 +106,14 @@ def run(
     now, attempts, decisions = 0.0, [], []
     for failure, welcomed, up in steps:
         attempts.append(now)
-        if welcomed:
-            policy.connected(now)
-            # Without ``stable``, a welcomed link drops before it is stable.
-            now += policy.backoff.stable_after * (up + 1.0 if stable else up * 0.99)
-        decision = policy.decide(failure, welcomed=welcomed, now=now)
+        if isinstance(failure, ProviderFailed):
+            decision = policy.token_failed(now)  # no connection was attempted
+        else:
+            if welcomed:
+                policy.connected(now)
+                # Without ``stable``, a welcomed link drops before it is stable.
+                now += policy.stable_after * (up + 1.0 if stable else up * 0.99)
+            decision = policy.decide(failure, welcomed=welcomed, now=now)
         decisions.append(decision)
         if decision.step is Step.STOP:
             break
@@ -83,14 +122,15 @@ def run(
 
 
 @settings(max_examples=300, deadline=None)
-@given(backoffs, st.floats(min_value=0.0, max_value=600.0), outcomes, st.booleans())
+@given(backoffs, jitters, st.floats(min_value=0.0, max_value=600.0), outcomes, st.booleans())
 def test_no_delay_exceeds_the_cap(
     backoff: Backoff,
+    jitter: random.Random,
     max_server_delay: float,
     steps: list[tuple[BaseException, bool, float]],
     stable: bool,
 ) -> None:
-    policy = ReconnectPolicy(backoff, max_server_delay=max_server_delay, refreshable=True)
+    policy = policy_with(backoff, jitter, max_server_delay=max_server_delay, refreshable=True)
     _, decisions = run(policy, steps, stable=stable)
     for decision in decisions:
         assert math.isfinite(decision.delay)
@@ -100,21 +140,48 @@ def test_no_delay_exceeds_the_cap(
 
 
 @settings(max_examples=300, deadline=None)
-@given(backoffs, outcomes, st.floats(min_value=0.001, max_value=60.0), st.booleans())
+@given(
+    backoffs,
+    jitters,
+    outcomes,
+    st.integers(min_value=0, max_value=10),
+    st.booleans(),
+    st.sampled_from([None, 3]),
+)
 def test_without_a_stable_connection_attempts_in_any_window_are_bounded(
     backoff: Backoff,
+    jitter: random.Random,
     steps: list[tuple[BaseException, bool, float]],
-    window: float,
+    floors: int,
     refreshable: bool,
+    max_unwelcomed: int | None,
 ) -> None:
-    policy = ReconnectPolicy(backoff, refreshable=refreshable)
+    policy = policy_with(backoff, jitter, refreshable=refreshable, max_unwelcomed=max_unwelcomed)
     attempts, _ = run(policy, steps, stable=False)
     # Zero-delay retries: the first token refresh and the one 4001 refresh of a
     # series; every other retry waits at least min_delay.
-    bound = 3 + math.floor(window / policy.min_delay)
+    window = (floors + 0.5) * policy.min_delay
     for i, start in enumerate(attempts):
         within = [t for t in attempts[i:] if t <= start + window]
-        assert len(within) <= bound
+        assert len(within) <= 3 + floors
+
+
+@settings(max_examples=300, deadline=None)
+@given(backoffs, outcomes, st.booleans(), st.sampled_from([None, 3]))
+def test_the_floor_holds_when_the_jitter_draws_zero(
+    backoff: Backoff,
+    steps: list[tuple[BaseException, bool, float]],
+    refreshable: bool,
+    max_unwelcomed: int | None,
+) -> None:
+    full = dataclasses.replace(backoff, jitter="full")
+    policy = policy_with(
+        full, Extreme(high=False), refreshable=refreshable, max_unwelcomed=max_unwelcomed
+    )
+    _, decisions = run(policy, steps, stable=False)
+    retries = [d.delay for d in decisions if d.step is not Step.STOP]
+    # Below the floor: the first token refresh and the one 4001 refresh, nothing else.
+    assert sum(delay < policy.min_delay for delay in retries) <= 2
 
 
 def test_welcome_then_4002_refreshes_once_at_once_then_backs_off() -> None:
@@ -156,6 +223,15 @@ def test_a_stable_connection_makes_the_next_refresh_immediate_again() -> None:
 def test_server_hints_are_capped(failure: BaseException) -> None:
     policy = ReconnectPolicy(Backoff(base=0.1, cap=1.0), max_server_delay=42.0)
     assert policy.decide(failure, welcomed=False, now=0.0) == Decision(Step.RETRY, 42.0)
+
+
+def test_a_hint_is_a_floor_it_never_shortens_the_backoff() -> None:
+    policy = ReconnectPolicy(Backoff(base=1.0, cap=30.0, jitter="none"))
+    delays = [
+        policy.decide(HandshakeRejected(503, retry_after=hint), welcomed=False, now=t).delay
+        for t, hint in enumerate([5.0, 0.5, 100.0])
+    ]
+    assert delays == [5.0, 2.0, 60.0]  # raises the 1 s window, not the 2 s one; capped
 
 
 def test_an_unreadable_hint_leaves_the_backoff() -> None:
@@ -206,3 +282,25 @@ def test_max_server_delay_must_be_finite() -> None:
         ReconnectPolicy(max_server_delay=math.inf)
     with pytest.raises(ValueError):
         ReconnectPolicy(max_server_delay=-1.0)
+
+
+@pytest.mark.parametrize("code", [4002, 1000])
+def test_stable_after_0_gives_no_zero_delay_loop(code: int) -> None:
+    backoff = Backoff(base=1.0, jitter="full", first_delay=0.0, stable_after=0.0)
+    policy = policy_with(backoff, Extreme(high=False), refreshable=True)
+    delays = []
+    for i in range(5):  # welcomed, then closed at the same instant
+        policy.connected(float(i))
+        delays.append(policy.decide(ConnectionLost(code, ""), welcomed=True, now=float(i)).delay)
+    assert sum(delay < policy.min_delay for delay in delays) <= 1
+
+
+def test_a_link_shorter_than_the_floor_does_not_reset_the_series() -> None:
+    policy = ReconnectPolicy(Backoff(base=1.0, cap=8.0, jitter="none", stable_after=0.0))
+    now, delays = 0.0, []
+    for _ in range(4):  # up 0.05 s each time: past stable_after, not past min_delay
+        policy.connected(now)
+        delay = policy.decide(ConnectionLost(1000, ""), welcomed=True, now=now + 0.05).delay
+        delays.append(delay)
+        now += 0.05 + delay
+    assert delays == [1.0, 2.0, 4.0, 8.0]
