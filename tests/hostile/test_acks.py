@@ -76,7 +76,6 @@ async def test_duplicate_join_ack_is_ignored(
     assert client.rooms == ["lobby"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 18 (fixed on branch i13c)")
 @pytest.mark.parametrize("transport", ALL)
 @pytest.mark.parametrize("event_id", ["x", 1.5, None], ids=["string", "float", "missing"])
 async def test_success_ack_with_a_malformed_event_id_is_not_a_failure(

@@ -81,7 +81,6 @@ async def test_firehose_reaches_a_slow_app_whole_and_in_order(
         assert client.stats()["read_pauses"] > 0  # the backlog bound held
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 6 (fixed on branch i13c)")
 @pytest.mark.parametrize("transport", RAW)
 async def test_events_for_10000_rooms_never_joined_do_not_grow_memory(
     srv: HostileServer, make_client: MakeClient, transport: str

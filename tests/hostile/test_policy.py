@@ -30,7 +30,6 @@ class RotatingTokens:
         return "new-token" if self.forced else "old-token"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 19 (fixed on branch i13a)")
 @pytest.mark.parametrize("transport", ALL)
 async def test_4001_after_a_key_rotation_asks_the_provider_for_a_fresh_token(
     srv: HostileServer, make_client: MakeClient, transport: str
@@ -65,7 +64,6 @@ async def test_4001_with_a_provider_that_has_nothing_fresher_is_fatal_at_once(
     assert len(srv.handshakes) <= 2  # at most one retry with the same token
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 16 (fixed on branch i13a)")
 async def test_socketio_server_without_the_rooms_contract_says_use_generic(
     srv: HostileServer, make_client: MakeClient
 ) -> None:
@@ -76,7 +74,6 @@ async def test_socketio_server_without_the_rooms_contract_says_use_generic(
             await client.connect()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 11 (fixed on branch i13a)")
 @pytest.mark.parametrize("transport", ALL)
 async def test_cancelled_async_with_leaves_no_task_running(
     srv: HostileServer, transport: str
@@ -119,7 +116,6 @@ def bucket(rate: float, burst: int) -> object:
     return hook
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 15 (fixed on branch i13a)")
 @pytest.mark.parametrize("transport", ALL)
 async def test_rate_limit_is_not_answered_with_a_resend_storm(
     srv: HostileServer, make_client: MakeClient, transport: str
