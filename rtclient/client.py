@@ -37,6 +37,7 @@ from .flag import Flag
 from .outbox import Overflow
 from .outgoing import Outgoing
 from .quality import QualitySnapshot, QualityTracker
+from .redact import remember_token
 from .session import Completed, Failed, Session, leave_key
 from .store import SqliteStore, Store, StoredMessage, clock_offset
 from .tokens import TokenSource, as_provider, token_times
@@ -555,6 +556,7 @@ class Client:
             self._counters["attempts"] += 1
             try:
                 token = await self._tokens.get(force=force_refresh)
+                remember_token(token, self)  # no piece of it in any log from now on
                 self._token, self._token_fetched_at = token, time.time()
             except Exception as exc:
                 log.warning("token provider failed: %s", type(exc).__name__)
@@ -857,6 +859,7 @@ class Client:
                 return
             try:
                 token = await self._tokens.get(force=True)
+                remember_token(token, self)
                 new_exp = token_times(token)[1]
                 if token is None or token == self._token or new_exp is None or new_exp <= exp:
                     # Nothing fresher to offer: let the server's 4002 and a reconnect
