@@ -246,10 +246,12 @@ class AiohttpConnection:
             raise _BOUNDARY.error(exc) from exc
         finally:
             self._fail_pings()
-            if self._transport.get_write_buffer_size():
+            transport = self._transport
+            # Over TLS the transport forgets its protocol once closed: ask only before.
+            if not transport.is_closing() and transport.get_write_buffer_size():
                 # The peer reads nothing: a graceful close would keep the socket open
                 # for as long as the peer holds it.
-                self._transport.abort()
+                transport.abort()
             await self._session.close()
 
     def abort(self) -> None:
