@@ -708,6 +708,9 @@ class Client:
         writer (a caller writing its own request needs none either, see _write_now).
         """
         out, group = self._out, self._hook_group
+        if self._writer is not None and self._writer.done():
+            # Cancelled with its connection before it ever ran: its finally never cleared it.
+            self._writer = None
         if out is None or group is None or out.busy or self._writer is not None:
             return  # no connection yet, or whoever writes takes this too
         if out.unsent or self._session.has_data_to_send():

@@ -381,6 +381,12 @@ class _PacedEngineIO(engineio.AsyncClient):  # type: ignore[misc]
 
     paced: Callable[[], Awaitable[None]] | None = None
 
+    async def disconnect(self, abort: bool = False, reason: Any = None) -> None:
+        # A DISCONNECT packet makes python-socketio call this from the message handler,
+        # which now runs in the reader: it must not wait for the reader to end.
+        own = self.read_loop_task is not None and asyncio.current_task() is self.read_loop_task
+        await super().disconnect(abort=abort or own, reason=reason)
+
     async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
         if event != "message":
             return await super()._trigger_event(event, *args, **kwargs)
