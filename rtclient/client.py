@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Literal
 
 from .backoff import Backoff, BackoffSchedule
-from .codec import Codec
+from .codec import Codec, payload_check
 from .dispatch import Delivered, Dispatcher, Handler
 from .errors import (
     AckTimeout,
@@ -141,6 +140,11 @@ class Client:
         self.url = url
         self._tokens = as_provider(token)
         self.protocol = protocol
+        self._check_payload = payload_check(
+            codec,
+            binary_attachments=transport == "socketio" or isinstance(transport, SocketIOTransport),
+        )
+        """Raises TypeError for a payload the wire cannot carry (the codec decides)."""
         self._transport = _make_transport(
             url, transport, codec, protocol, namespace, compression=compression
         )
@@ -397,9 +401,10 @@ class Client:
     ) -> dict[str, Any]:
         """Send any request that the server acknowledges; return the ack's payload.
 
-        ``payload`` must be JSON-serialisable (TypeError otherwise, at once).
+        ``payload`` must be encodable by the codec (TypeError otherwise, at once):
+        JSON values, plus ``bytes`` under MessagePack.
         """
-        json.dumps(payload)
+        self._check_payload(payload)
         result: dict[str, Any] = await self._request(type_, payload, timeout)
         return result
 
@@ -444,8 +449,10 @@ class Client:
         Queued while offline and sent again after reconnects until acknowledged, like
         :meth:`send`; a dict ``data`` carries the message id under ``message_id_field``
         so the receiver can drop duplicates. ``ack=False`` returns once the event was
-        written to a live connection.
+        written to a live connection. ``data`` must be encodable: JSON values, plus
+        ``bytes`` (MessagePack, or Socket.IO's binary attachments); TypeError at once.
         """
+        self._check_payload(data)
         future = self._waiter(
             self._session.emit(
                 event, data, self._clock(), ack=ack, ttl=ttl, message_id_field=message_id_field
@@ -458,6 +465,7 @@ class Client:
         self, event: str, data: Any = None, *, ack: bool = True, ttl: float | None = None
     ) -> str:
         """Queue an event (generic mode) and return its message id at once."""
+        self._check_payload(data)
         message_id = self._session.emit(event, data, self._clock(), ack=ack, ttl=ttl)
         self._pump()
         return message_id
@@ -469,7 +477,7 @@ class Client:
         before the outbox flushes. If the connection drops first it is sent again on
         the next one; it fails with AckTimeout after ``ack_timeout`` unanswered.
         """
-        json.dumps(data)
+        self._check_payload(data)
         future = self._waiter(self._session.request(event, data, self._clock(), raw=True))
         self._pump(wake_writer=False)  # _await writes it
         return await self._await(future, timeout)
