@@ -111,7 +111,7 @@ class AiohttpTransport:
             options = {**options, "proxy": _environment_proxy(url)}
         session = aiohttp.ClientSession()
         try:
-            with _BOUNDARY.connecting():
+            with _BOUNDARY.connecting(url):
                 async with asyncio.timeout(open_timeout):
                     ws = await session.ws_connect(url, headers=headers, **options)
                 _check_subprotocol(ws, self._codecs)

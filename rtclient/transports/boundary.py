@@ -58,9 +58,11 @@ class Boundary:
     def __init__(self, library: str, mapper: Mapper) -> None:
         self.library = library
         self._mapper = mapper
-        self._connecting = _Connecting(self)
+        self._connecting = (_Connecting(self, secure=False), _Connecting(self, secure=True))
 
-    def error(self, exc: Exception, *, connecting: bool = False) -> RtClientError:
+    def error(
+        self, exc: Exception, *, connecting: bool = False, secure: bool = False
+    ) -> RtClientError:
         """The rtclient exception for ``exc`` (raise it ``from exc``)."""
         if isinstance(exc, RtClientError):
             return exc
@@ -74,13 +76,22 @@ class Boundary:
                 " (a SOCKS proxy in the environment needs python-socks)"
             )
         mapped = self._mapper(exc)
-        if mapped is not None:
-            return mapped
-        return TransportError(f"{self.library} failed: {type(exc).__name__}: {redact(str(exc))}")
+        if mapped is None:
+            mapped = TransportError(
+                f"{self.library} failed: {type(exc).__name__}: {redact(str(exc))}"
+            )
+        if secure and type(mapped) is TransportError and _in_chain(exc, ConnectionResetError):
+            # A plain server that resets a ClientHello instead of answering it
+            # (websockets' server does) looks like any reset: retried, but said.
+            return TransportError(
+                f"{mapped}; reset while connecting over TLS: if the server does not speak"
+                " TLS, use a ws:// or http:// URL"
+            )
+        return mapped
 
-    def connecting(self) -> _Connecting:
-        """A context manager for a connection attempt (TLS failures recognised)."""
-        return self._connecting
+    def connecting(self, url: str = "") -> _Connecting:
+        """A context manager for a connection attempt to ``url`` (TLS failures recognised)."""
+        return self._connecting[url.startswith(("wss:", "https:"))]
 
     def __enter__(self) -> None:
         return None
@@ -93,8 +104,9 @@ class Boundary:
 
 
 class _Connecting:
-    def __init__(self, boundary: Boundary) -> None:
+    def __init__(self, boundary: Boundary, *, secure: bool) -> None:
         self._boundary = boundary
+        self._secure = secure
 
     def __enter__(self) -> None:
         return None
@@ -103,7 +115,7 @@ class _Connecting:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if isinstance(exc, Exception) and not isinstance(exc, RtClientError):
-            raise self._boundary.error(exc, connecting=True) from exc
+            raise self._boundary.error(exc, connecting=True, secure=self._secure) from exc
 
 
 def tls_error(exc: BaseException) -> TLSError | None:
@@ -147,6 +159,17 @@ def tls_error(exc: BaseException) -> TLSError | None:
     return TLSError(
         f"TLS handshake failed: {reason or innermost}", kind="handshake", reason=reason or None
     )
+
+
+def _in_chain(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(16):
+        if seen is None:
+            return False
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def bearer_headers(token: str | None, owner: object) -> dict[str, str] | None:

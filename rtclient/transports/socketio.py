@@ -131,7 +131,7 @@ class SocketIOTransport:
         if sent_pid is not None:
             auth.update(pid=sent_pid, offset=self.offset)
         try:
-            with conn.boundary.connecting():
+            with conn.boundary.connecting(url):
                 async with asyncio.timeout(open_timeout):
                     await sio.connect(
                         url,

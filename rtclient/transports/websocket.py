@@ -95,7 +95,7 @@ class WebSocketTransport:
     ) -> WebSocketConnection:
         """Open one connection; see :class:`rtclient.transports.base.Transport`."""
         headers = bearer_headers(token, self)
-        with _BOUNDARY.connecting():
+        with _BOUNDARY.connecting(url):
             ws = await websockets.connect(
                 url, additional_headers=headers, open_timeout=open_timeout, **self._options
             )

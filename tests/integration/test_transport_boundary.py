@@ -23,6 +23,8 @@ from rtclient import Backoff, Client, ProtocolError, TLSError, TransportError
 from rtclient.transports import AiohttpTransport, WebSocketTransport
 from rtclient.transports.boundary import Boundary
 
+from .conftest import wait_until
+
 TRANSPORTS = ["websocket", "aiohttp", "socketio"]
 RAW = ["websocket", "aiohttp"]
 TLS_ALERT_PROTOCOL_VERSION = bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46])
@@ -110,6 +112,31 @@ async def test_tls_to_a_plain_server_is_fatal_and_says_tls(transport: str) -> No
     assert isinstance(error, TLSError), repr(error)
     assert error.kind == "not_tls"
     assert "TLS" in str(error) and "does not speak TLS" in str(error)
+
+
+@pytest.mark.parametrize("transport", RAW)
+async def test_a_plain_server_that_resets_the_tls_handshake_is_retried_and_said(
+    transport: str,
+) -> None:
+    # websockets' server resets a ClientHello instead of answering it: that looks like
+    # any reset (a restarting server behind a proxy), so it is retried, but the error
+    # says TLS.
+    async def handler(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as plain:
+        port = next(iter(plain.sockets)).getsockname()[1]
+        c = client(secure_url(transport, port), transport)
+        errors: list[BaseException] = []
+        c.on("state", lambda change: change.error is not None and errors.append(change.error))
+        attempt = asyncio.ensure_future(c.connect())
+        try:
+            await wait_until(lambda: c.stats()["attempts"] >= 2)
+        finally:
+            attempt.cancel()
+            await c.close()
+    assert errors and all(isinstance(e, TransportError) for e in errors)
+    assert "over TLS" in str(errors[0]) and "ws://" in str(errors[0])
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
