@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -62,3 +63,16 @@ async def test_a_slow_handler_stops_engineio_reading(
         f"\n[socketio backpressure] inbox held {held} (limit {limit}), "
         f"{delivered} of 3000 delivered while stuck, {inbox.waits} reader pauses"
     )
+
+
+async def test_a_server_disconnect_handled_in_the_reader_is_clean(
+    server: FakeServer, make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    # python-socketio answers a DISCONNECT packet by disconnecting engine.io, which
+    # waits for engine.io's reader: the very task that now handles the packet.
+    client = await make_client("kicked", rooms=("r",))
+    reconnects = client.stats()["reconnects"]
+    await server.close_all(1012)
+    await wait_until(lambda: client.stats()["reconnects"] > reconnects)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
