@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Literal
 
 from .backoff import Backoff
-from .codec import Codec
+from .codec import Codec, payload_check
 from .dispatch import Delivered, Dispatcher, Handler
 from .errors import (
     AckTimeout,
@@ -37,6 +36,7 @@ from .outbox import Overflow
 from .outgoing import Outgoing
 from .quality import QualitySnapshot, QualityTracker
 from .reconnect import NoWelcome, ReconnectPolicy, Step
+from .redact import remember_token
 from .session import Completed, Failed, Session, leave_key
 from .store import SqliteStore, Store, StoredMessage, clock_offset
 from .tokens import StaticToken, TokenSource, as_provider, token_times
@@ -147,6 +147,11 @@ class Client:
         self.url = url
         self._tokens = as_provider(token)
         self.protocol = protocol
+        self._check_payload = payload_check(
+            codec,
+            binary_attachments=transport == "socketio" or isinstance(transport, SocketIOTransport),
+        )
+        """Raises TypeError for a payload the wire cannot carry (the codec decides)."""
         self._transport = _make_transport(
             url, transport, codec, protocol, namespace, compression=compression
         )
@@ -422,9 +427,10 @@ class Client:
     ) -> dict[str, Any]:
         """Send any request that the server acknowledges; return the ack's payload.
 
-        ``payload`` must be JSON-serialisable (TypeError otherwise, at once).
+        ``payload`` must be encodable by the codec (TypeError otherwise, at once):
+        JSON values, plus ``bytes`` under MessagePack.
         """
-        json.dumps(payload)
+        self._check_payload(payload)
         result: dict[str, Any] = await self._request(type_, payload, timeout)
         return result
 
@@ -469,8 +475,10 @@ class Client:
         Queued while offline and sent again after reconnects until acknowledged, like
         :meth:`send`; a dict ``data`` carries the message id under ``message_id_field``
         so the receiver can drop duplicates. ``ack=False`` returns once the event was
-        written to a live connection.
+        written to a live connection. ``data`` must be encodable: JSON values, plus
+        ``bytes`` (MessagePack, or Socket.IO's binary attachments); TypeError at once.
         """
+        self._check_payload(data)
         future = self._waiter(
             self._session.emit(
                 event, data, self._clock(), ack=ack, ttl=ttl, message_id_field=message_id_field
@@ -483,6 +491,7 @@ class Client:
         self, event: str, data: Any = None, *, ack: bool = True, ttl: float | None = None
     ) -> str:
         """Queue an event (generic mode) and return its message id at once."""
+        self._check_payload(data)
         message_id = self._session.emit(event, data, self._clock(), ack=ack, ttl=ttl)
         self._pump()
         return message_id
@@ -494,7 +503,7 @@ class Client:
         before the outbox flushes. If the connection drops first it is sent again on
         the next one; it fails with AckTimeout after ``ack_timeout`` unanswered.
         """
-        json.dumps(data)
+        self._check_payload(data)
         future = self._waiter(self._session.request(event, data, self._clock(), raw=True))
         self._pump(wake_writer=False)  # _await writes it
         return await self._await(future, timeout)
@@ -581,6 +590,7 @@ class Client:
             self._counters["attempts"] += 1
             try:
                 token = await self._tokens.get(force=force_refresh)
+                remember_token(token, self)  # no piece of it in any log from now on
                 self._token, self._token_fetched_at = token, time.time()
             except Exception as exc:
                 log.warning("token provider failed: %s", type(exc).__name__)
@@ -717,6 +727,9 @@ class Client:
         writer (a caller writing its own request needs none either, see _write_now).
         """
         out, group = self._out, self._hook_group
+        if self._writer is not None and self._writer.done():
+            # Cancelled with its connection before it ever ran: its finally never cleared it.
+            self._writer = None
         if out is None or group is None or out.busy or self._writer is not None:
             return  # no connection yet, or whoever writes takes this too
         if out.unsent or self._session.has_data_to_send():
@@ -868,6 +881,7 @@ class Client:
                 return
             try:
                 token = await self._tokens.get(force=True)
+                remember_token(token, self)
                 new_exp = token_times(token)[1]
                 if token is None or token == self._token or new_exp is None or new_exp <= exp:
                     # Nothing fresher to offer: let the server's 4002 and a reconnect

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgpack
@@ -36,6 +37,7 @@ __all__ = [
     "codec_named",
     "negotiated",
     "offered_subprotocols",
+    "payload_check",
     "subprotocol_of",
 ]
 
@@ -182,6 +184,37 @@ def codec_named(name: str) -> Codec:
         return CODECS[name]()
     except KeyError:
         raise ValueError(f"unknown codec {name!r}: one of {sorted(CODECS)}") from None
+
+
+def payload_check(
+    codec: Codec | str | None, *, binary_attachments: bool = False
+) -> Callable[[Any], None]:
+    """A function that raises TypeError at once for a payload the wire cannot carry.
+
+    The codec decides: MessagePack carries ``bytes``, JSON does not — except over
+    Socket.IO (``binary_attachments``), whose JSON packets carry ``bytes`` as binary
+    attachments.
+    """
+    if codec is None or isinstance(codec, str):
+        codec = codec_named(codec or "json")
+    if binary_attachments and codec.name == "json":
+        return _json_with_binary
+    encode = codec.encode
+
+    def check(payload: Any) -> None:
+        encode({"payload": payload})
+
+    return check
+
+
+def _json_with_binary(payload: Any) -> None:
+    json.dumps(payload, default=_binary_only)
+
+
+def _binary_only(value: object) -> object:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return None
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def subprotocol_of(codec: Codec) -> str:

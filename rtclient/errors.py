@@ -13,6 +13,7 @@ transports. The tree::
     │   ├── TokenProviderError   the token provider failed (retried with backoff)
     │   └── Forbidden            4003 / HTTP 403 / FORBIDDEN reply
     ├── ProtocolError            the peer broke the protocol (mismatch, malformed frame)
+    ├── TLSError                 the TLS handshake failed: certificate, version, not TLS (fatal)
     ├── RequestRejected          the server answered a request with an error code
     │   └── NotJoined            sending to a room the client has not joined
     ├── AckTimeout               no ack within the caller's timeout (the message stays queued)
@@ -51,6 +52,7 @@ __all__ = [
     "StoreError",
     "StoreLocked",
     "StoreVersionError",
+    "TLSError",
     "TokenExpired",
     "TokenProviderError",
     "TransportError",
@@ -96,6 +98,23 @@ class Forbidden(AuthError):
 
 class ProtocolError(RtClientError):
     """The peer does not speak the expected protocol, or sent something malformed."""
+
+
+class TLSError(RtClientError):
+    """The TLS handshake failed; fatal, because retrying does not change a certificate.
+
+    ``kind`` says what failed: ``"certificate"`` (verification: unknown issuer,
+    expired, wrong host), ``"version"`` (no TLS version both sides accept),
+    ``"not_tls"`` (the server does not speak TLS: a ``wss://`` or ``https://`` URL for
+    a plain server) or ``"handshake"`` (anything else OpenSSL refused). ``reason`` is
+    OpenSSL's reason (``"WRONG_VERSION_NUMBER"``, the verification message, …).
+    Not a :class:`TransportError`: those are retried.
+    """
+
+    def __init__(self, message: str, *, kind: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.reason = reason
 
 
 class RequestRejected(RtClientError):

@@ -1332,12 +1332,20 @@ def _size_of(payload: Any, *, raw: bool) -> int:
     """About how many bytes ``payload`` takes on the wire (the outbox's byte bound).
 
     Chat payloads are flat dicts of strings: their size is counted without encoding
-    them (the codec encodes once, when sending). Generic emits are JSON-encoded, which
-    also checks that they can be (TypeError at once otherwise).
+    them (the codec encodes once, when sending). Generic emits are measured as JSON,
+    ``bytes`` by their length (the client checked that its codec can carry them).
     """
     if raw or not isinstance(payload, dict):
-        return len(json.dumps(payload, ensure_ascii=False).encode()) + _ENVELOPE_OVERHEAD
+        text = json.dumps(payload, ensure_ascii=False, default=_binary_size)
+        return len(text.encode()) + _ENVELOPE_OVERHEAD
     size = _ENVELOPE_OVERHEAD
     for key, value in payload.items():
         size += len(key) + (len(value.encode()) if isinstance(value, str) else 24)
     return size
+
+
+def _binary_size(value: object) -> object:
+    """``bytes`` in a payload count as their length; anything else JSON refuses."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "#" * len(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")

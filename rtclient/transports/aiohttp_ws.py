@@ -40,8 +40,15 @@ from websockets.proxy import get_proxy
 from websockets.uri import parse_uri
 
 from ..codec import Codec, negotiated, offered_subprotocols
-from ..errors import ConnectionLost, HandshakeRejected, ProtocolError, TransportError
+from ..errors import (
+    ConnectionLost,
+    HandshakeRejected,
+    ProtocolError,
+    RtClientError,
+    TransportError,
+)
 from ..hints import parse_delay
+from .boundary import Boundary, bearer_headers
 
 __all__ = ["AiohttpConnection", "AiohttpTransport"]
 
@@ -99,18 +106,18 @@ class AiohttpTransport:
         self, url: str, *, token: str | None, open_timeout: float
     ) -> AiohttpConnection:
         """Open one connection; see :class:`rtclient.transports.base.Transport`."""
-        headers = {"Authorization": f"Bearer {token}"} if token else None
+        headers = bearer_headers(token, self)
         options = self._options
         if "proxy" not in options:
             options = {**options, "proxy": _environment_proxy(url)}
         session = aiohttp.ClientSession()
         try:
-            async with asyncio.timeout(open_timeout):
-                ws = await session.ws_connect(url, headers=headers, **options)
-        except BaseException as exc:
+            with _BOUNDARY.connecting(url):
+                async with asyncio.timeout(open_timeout):
+                    ws = await session.ws_connect(url, headers=headers, **options)
+                _check_subprotocol(ws, self._codecs)
+        except BaseException:
             await session.close()
-            if isinstance(exc, Exception):
-                raise _handshake_error(exc) from exc
             raise
         codec = negotiated(self._codecs, ws.protocol)
         return AiohttpConnection(
@@ -169,8 +176,8 @@ class AiohttpConnection:
             # Written before the first await (it may then wait for the buffer to drain).
             try:
                 await self._ws.send_frame(data, opcode, None)
-            except (aiohttp.ClientError, OSError, RuntimeError) as exc:
-                raise self._lost() from exc
+            except Exception as exc:
+                raise self._lost(exc) from exc
             finally:
                 lock.release()
             return
@@ -181,34 +188,40 @@ class AiohttpConnection:
         write.add_done_callback(self._written)
         try:
             await asyncio.shield(write)
-        except (aiohttp.ClientError, OSError, RuntimeError) as exc:
-            raise self._lost() from exc
+        except Exception as exc:
+            raise self._lost(exc) from exc
 
     def _written(self, write: asyncio.Future[None]) -> None:
         self._send_lock.release()
         if not write.cancelled():
             write.exception()  # retrieved: a cancelled caller no longer waits for it
 
-    def _lost(self) -> ConnectionLost:
+    def _lost(self, exc: Exception | None = None) -> RtClientError:
         """Why a send failed: the server's close frame, if one came (None: a dead link)."""
         # aiohttp raises ClientConnectionResetError (an OSError) on a closing
-        # transport, RuntimeError on a closed socket response.
-        return ConnectionLost(*(self._close_frame or (None, "")))
+        # transport, RuntimeError on a closed socket response; anything else goes
+        # through the boundary.
+        if exc is None or isinstance(exc, aiohttp.ClientError | OSError | RuntimeError):
+            return ConnectionLost(*(self._close_frame or (None, "")))
+        return _BOUNDARY.error(exc)
 
     async def recv(self) -> object:
         """Wait for the next message and decode it (ProtocolError if it is malformed)."""
         ws = self._ws
         while True:
-            msg = await ws.receive()
+            try:
+                msg = await ws.receive()
+            except Exception as exc:
+                raise _BOUNDARY.error(exc) from exc
             kind = msg.type
             if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
                 return self.codec.decode(msg.data)
             if kind is WSMsgType.PING:
                 try:
                     await ws.pong(msg.data)
-                except (aiohttp.ClientError, OSError, RuntimeError) as exc:
+                except Exception as exc:
                     self._fail_pings()
-                    raise self._lost() from exc
+                    raise self._lost(exc) from exc
             elif kind is WSMsgType.PONG:
                 self._pong(msg.data)
             elif kind is WSMsgType.CLOSE:
@@ -230,14 +243,16 @@ class AiohttpConnection:
                     async with asyncio.timeout(self._close_timeout), self._send_lock:
                         pass
             await self._ws.close(code=code, message=reason.encode())
-        except (aiohttp.ClientError, OSError) as exc:
-            raise TransportError(f"close failed: {exc!r}") from exc
+        except Exception as exc:
+            raise _BOUNDARY.error(exc) from exc
         finally:
             self._fail_pings()
-            if self._transport.get_write_buffer_size():
+            transport = self._transport
+            # Over TLS the transport forgets its protocol once closed: ask only before.
+            if not transport.is_closing() and transport.get_write_buffer_size():
                 # The peer reads nothing: a graceful close would keep the socket open
                 # for as long as the peer holds it.
-                self._transport.abort()
+                transport.abort()
             await self._session.close()
 
     def abort(self) -> None:
@@ -254,8 +269,8 @@ class AiohttpConnection:
         try:
             try:
                 await self._ws.ping(payload)
-            except (aiohttp.ClientError, OSError, RuntimeError) as exc:
-                raise self._lost() from exc
+            except Exception as exc:
+                raise self._lost(exc) from exc
             return await waiter
         finally:
             self._pings.pop(payload, None)
@@ -294,8 +309,24 @@ def _environment_proxy(url: str) -> str | None:
     return proxy
 
 
-def _handshake_error(exc: Exception) -> Exception:
-    """The rtclient exception for a failed aiohttp connection attempt."""
+def _check_subprotocol(ws: aiohttp.ClientWebSocketResponse, offered: dict[str, Codec]) -> None:
+    """Fail unless the server selected one of the offered subprotocols, or none.
+
+    aiohttp ignores a subprotocol it did not offer (and goes on as if none was
+    selected); RFC 6455 § 4.1 says the client must fail the connection.
+    """
+    selected = ws._response.headers.get("Sec-WebSocket-Protocol")
+    if selected is None or selected.strip() in offered:
+        return
+    ws._response.close()
+    raise ProtocolError(
+        f"the server selected the subprotocol {selected!r}, which was not offered"
+        f" (offered: {', '.join(offered)})"
+    )
+
+
+def _aiohttp_error(exc: Exception) -> RtClientError | None:
+    """The rtclient exception for an aiohttp or network one (None: not known here)."""
     if isinstance(exc, aiohttp.WSServerHandshakeError):
         if exc.status != 101:
             retry_after = exc.headers.get("Retry-After") if exc.headers else None
@@ -303,7 +334,7 @@ def _handshake_error(exc: Exception) -> Exception:
                 exc.status, retry_after=parse_delay(retry_after, now=time.time())
             )
         return ProtocolError(f"WebSocket handshake failed: {exc.message}")
-    if isinstance(exc, ValueError):  # aiohttp.InvalidURL is one
+    if isinstance(exc, aiohttp.InvalidURL):
         return ProtocolError(f"invalid WebSocket URL: {exc}")
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
         # The connection ended before a response (a TCP proxy in front of a restarting
@@ -313,4 +344,9 @@ def _handshake_error(exc: Exception) -> Exception:
         return ProtocolError(f"not a WebSocket server: {exc.message}")
     if isinstance(exc, aiohttp.ClientError | TimeoutError | OSError):
         return TransportError(f"connection failed: {exc!r}")
-    return exc
+    if isinstance(exc, ValueError):  # yarl's own URL errors
+        return ProtocolError(f"invalid WebSocket URL: {exc}")
+    return None
+
+
+_BOUNDARY = Boundary("aiohttp", _aiohttp_error)

@@ -9,8 +9,12 @@ It never reconnects by itself: rtclient owns the loop. Exceptions of the library
 underneath are mapped here, at the boundary, to :mod:`rtclient.errors`:
 
 - a failed attempt raises :class:`~rtclient.errors.TransportError` (network),
-  :class:`~rtclient.errors.HandshakeRejected` (HTTP status), or
+  :class:`~rtclient.errors.HandshakeRejected` (HTTP status),
+  :class:`~rtclient.errors.TLSError` (the TLS handshake failed), or
   :class:`~rtclient.errors.ProtocolError` (the peer is not a WebSocket server);
+- nothing else escapes: each transport maps through one
+  :class:`~rtclient.transports.boundary.Boundary`, which turns what it does not know
+  into a TransportError raised from the original;
 - a broken connection raises :class:`~rtclient.errors.ConnectionLost` from ``recv``
   and ``send``, with the close code (None when no close frame arrived);
 - a frame that cannot be decoded makes ``recv`` raise

@@ -13,14 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConnectionLost, TransportError
+from .inbox import Inbox
 
 __all__ = ["MemoryConnection", "MemoryTransport"]
-
-
-@dataclass(slots=True)
-class _Closed:
-    code: int | None
-    reason: str
 
 
 @dataclass(eq=False)
@@ -28,51 +23,39 @@ class MemoryConnection:
     """One end of an in-memory connection. ``token`` is what the client presented."""
 
     token: str | None = None
-    _inbox: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+    _inbox: Inbox = field(default_factory=Inbox)
     _peer: MemoryConnection | None = None
-    _closed: _Closed | None = None
 
     async def send(self, frame: Any) -> None:
         """Deliver an envelope (any object) to the other end."""
-        if self._closed is not None or self._peer is None:
+        if self._inbox.closed is not None or self._peer is None:
             raise ConnectionLost(*self._close_info())
-        self._peer._inbox.put_nowait(frame)
+        self._peer._inbox.put(frame)
 
     async def recv(self) -> Any:
-        """Wait for an envelope from the other end."""
-        if self._closed is not None and self._inbox.empty():
-            raise ConnectionLost(*self._close_info())
-        item = await self._inbox.get()
-        if isinstance(item, _Closed):
-            self._closed = item
-            raise ConnectionLost(item.code, item.reason)
-        return item
+        """Wait for an envelope from the other end (ConnectionLost once it closed)."""
+        return await self._inbox.get()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close both ends; the other end's ``recv`` raises ConnectionLost(code)."""
-        self._shut(_Closed(code, reason))
+        self._shut(code, reason)
 
     def abort(self) -> None:
         """Close both ends with no close code (as a dropped TCP connection)."""
-        self._shut(_Closed(None, ""))
+        self._shut(None, "")
 
     async def ping(self) -> float:
         """In memory the round trip takes no time."""
-        if self._closed is not None:
+        if self._inbox.closed is not None:
             raise ConnectionLost(*self._close_info())
         return 0.0
 
-    def _shut(self, info: _Closed) -> None:
-        if self._closed is None:
-            self._closed = info
-            self._inbox.put_nowait(info)
-            if self._peer is not None and self._peer._closed is None:
-                self._peer._closed = info
-                self._peer._inbox.put_nowait(info)
+    def _shut(self, code: int | None, reason: str) -> None:
+        if self._inbox.close(code, reason) and self._peer is not None:
+            self._peer._inbox.close(code, reason)
 
     def _close_info(self) -> tuple[int | None, str]:
-        info = self._closed or _Closed(None, "")
-        return info.code, info.reason
+        return self._inbox.closed or (None, "")
 
 
 class MemoryTransport:

@@ -31,15 +31,18 @@ import logging
 import re
 import socket
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import aiohttp
+import engineio
 import socketio
 
-from ..errors import ConnectionLost, HandshakeRejected, TransportError
+from ..errors import ConnectionLost, HandshakeRejected, RtClientError, TransportError
 from ..hints import parse_delay
-from ..redact import RedactingLogger
+from ..redact import RedactingLogger, remember_token
+from .boundary import Boundary
+from .inbox import Inbox
 
 __all__ = ["SocketIOConnection", "SocketIOTransport"]
 
@@ -58,12 +61,6 @@ _STATUS = re.compile(r"status code (\d{3})")
 _ROUTINE = ("Server sent", "Unknown callback received")
 
 
-@dataclass(frozen=True, slots=True)
-class _Closed:
-    code: int | None
-    reason: str
-
-
 class SocketIOTransport:
     """Opens Socket.IO connections.
 
@@ -78,6 +75,10 @@ class SocketIOTransport:
     :param headers: extra HTTP headers for the handshake.
     :param serializer: ``"msgpack"`` speaks MessagePack packets, compatible with the
         JavaScript ``socket.io-msgpack-parser`` (the server must use it too).
+    :param max_queue: events received but not yet taken by ``recv``, at most: past it,
+        engine.io's reader stops reading the socket until ``recv`` catches up (one
+        packet more can arrive; nothing read is dropped). While it is stopped it also
+        does not answer the server's engine.io pings, as any unread frame.
     """
 
     def __init__(
@@ -90,8 +91,10 @@ class SocketIOTransport:
         app_ping: bool = True,
         headers: dict[str, str] | None = None,
         serializer: Literal["default", "msgpack"] = "default",
+        max_queue: int = 64,
     ) -> None:
         self.namespace = namespace
+        self.max_queue = max_queue
         self.socketio_path = socketio_path
         self.transports = list(transports)
         self.welcome = welcome
@@ -120,26 +123,27 @@ class SocketIOTransport:
             logger=RedactingLogger(logging.getLogger("socketio.client"), quiet=_ROUTINE),
             engineio_logger=RedactingLogger(logging.getLogger("engineio.client"), quiet=_ROUTINE),
         )
-        conn = SocketIOConnection(sio, http, self.namespace, app_ping=self.app_ping, owner=self)
+        conn = SocketIOConnection(
+            sio, http, self.namespace, app_ping=self.app_ping, owner=self, limit=self.max_queue
+        )
+        remember_token(token, self)  # engine.io logs the CONNECT packet that carries it
         auth: dict[str, Any] = {"token": token} if token else {}
         sent_pid = self.pid
         if sent_pid is not None:
             auth.update(pid=sent_pid, offset=self.offset)
         try:
-            async with asyncio.timeout(open_timeout):
-                await sio.connect(
-                    url,
-                    headers=self.headers,
-                    auth=auth or None,
-                    transports=self.transports,
-                    namespaces=[self.namespace],
-                    socketio_path=self.socketio_path,
-                    wait_timeout=open_timeout,
-                )
-        except (socketio.exceptions.ConnectionError, TimeoutError, aiohttp.ClientError) as exc:
-            await conn.close()
-            raise conn.connect_failure(exc) from None
-        except BaseException:  # cancelled (the client is closing) or a bug: clean up
+            with conn.boundary.connecting(url):
+                async with asyncio.timeout(open_timeout):
+                    await sio.connect(
+                        url,
+                        headers=self.headers,
+                        auth=auth or None,
+                        transports=self.transports,
+                        namespaces=[self.namespace],
+                        socketio_path=self.socketio_path,
+                        wait_timeout=open_timeout,
+                    )
+        except BaseException:  # refused, failed, or cancelled (the client is closing)
             await asyncio.shield(conn.close())
             raise
         recovered = sent_pid is not None and sio.pid == sent_pid
@@ -166,14 +170,17 @@ class SocketIOConnection:
         *,
         app_ping: bool,
         owner: SocketIOTransport,
+        limit: int | None = None,
     ) -> None:
         self._owner = owner
         self._sio = sio
         self._http = http
         self._ns = namespace
         self._app_ping = app_ping
-        self._inbox: asyncio.Queue[object] = asyncio.Queue()
-        self._closed: _Closed | None = None
+        self._inbox = Inbox(limit)
+        sio.eio.paced = self._inbox.wait_for_room
+        self.boundary = Boundary("python-socketio", self.connect_failure)
+        """The exception boundary (its mapping knows this connection's refusal)."""
         self._refusal: str | None = None
         self._pending_close: tuple[int, str] | None = None
         sio.on("*", self._on_event, namespace=namespace)
@@ -184,8 +191,8 @@ class SocketIOConnection:
 
     async def send(self, envelope: dict[str, Any]) -> None:
         """Emit the envelope as an event (with an ack callback when it has an id)."""
-        if self._closed is not None:
-            raise ConnectionLost(self._closed.code, self._closed.reason)
+        if self._inbox.closed is not None:
+            raise ConnectionLost(*self._inbox.closed)
         type_ = envelope["type"]
         request_id = envelope.get("id")
         data: Any
@@ -201,17 +208,13 @@ class SocketIOConnection:
         except socketio.exceptions.BadNamespaceError as exc:
             raise ConnectionLost(None, "not connected") from exc
         except (TypeError, ValueError):
-            raise
+            raise  # the data cannot be serialised: the caller's mistake, not the link's
         except Exception as exc:  # engine.io write failures of any kind
             raise ConnectionLost(None, f"emit failed: {type(exc).__name__}") from exc
 
     async def recv(self) -> object:
         """Wait for the next event (as an envelope)."""
-        item = await self._inbox.get()
-        if isinstance(item, _Closed):
-            self._inbox.put_nowait(item)  # every later recv sees the close too
-            raise ConnectionLost(item.code, item.reason)
-        return item
+        return await self._inbox.get()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Disconnect (idempotent) and release the HTTP session."""
@@ -240,8 +243,8 @@ class SocketIOConnection:
         """RTT of a ``ping`` event's ack; None when the server has no app-level ping."""
         if not self._app_ping:
             return None
-        if self._closed is not None:
-            raise ConnectionLost(self._closed.code, self._closed.reason)
+        if self._inbox.closed is not None:
+            raise ConnectionLost(*self._inbox.closed)
         loop = asyncio.get_running_loop()
         answered: asyncio.Future[float] = loop.create_future()
         started = time.perf_counter()
@@ -260,16 +263,14 @@ class SocketIOConnection:
 
     def push(self, envelope: dict[str, Any]) -> None:
         """Queue an envelope for ``recv`` (used for the synthesized welcome)."""
-        self._inbox.put_nowait(envelope)
+        self._inbox.put(envelope)
 
     def push_closed(self, code: int | None, reason: str) -> None:
         """Mark the connection closed; ``recv`` raises ConnectionLost from now on."""
-        if self._closed is None:
-            self._closed = _Closed(code, reason)
-            self._inbox.put_nowait(self._closed)
+        self._inbox.close(code, reason)
 
-    def connect_failure(self, exc: BaseException) -> Exception:
-        """Map a failed ``connect`` to rtclient's errors."""
+    def connect_failure(self, exc: Exception) -> RtClientError | None:
+        """Map a failure of python-socketio to rtclient's errors (None: not known here)."""
         if self._refusal is not None:
             code = _REFUSALS.get(self._refusal, 4001)
             return ConnectionLost(code, self._refusal)
@@ -278,6 +279,8 @@ class SocketIOConnection:
         status, retry_after = _handshake_status(exc)
         if status is not None:
             return HandshakeRejected(status, retry_after=retry_after)
+        if not isinstance(exc, socketio.exceptions.ConnectionError | aiohttp.ClientError):
+            return None
         # "no OPEN packet" and the like are what a connection dropped mid-handshake
         # looks like too, so they are retried; a server that does not speak Socket.IO
         # at that path answers the upgrade with an HTTP error (404: fatal) instead.
@@ -289,7 +292,7 @@ class SocketIOConnection:
     def _ack_callback(self, request_id: str) -> Any:
         def on_ack(*args: object) -> None:
             payload = args[0] if len(args) == 1 and isinstance(args[0], dict) else {}
-            self._inbox.put_nowait(
+            self._inbox.put(
                 {"type": "ack", "id": request_id, "payload": payload, "args": list(args)}
             )
 
@@ -311,7 +314,7 @@ class SocketIOConnection:
             # The server says why it is about to disconnect us: the close code and
             # reason a raw WebSocket would carry (4002 TOKEN_EXPIRED, 1012, 1013 ...).
             self._pending_close = (close_code, str(payload.get("reason", "")))
-        self._inbox.put_nowait({"type": event, "payload": payload})
+        self._inbox.put({"type": event, "payload": payload})
 
     async def _on_disconnect(self, reason: object = None) -> None:
         text = str(reason) if reason is not None else ""
@@ -355,7 +358,38 @@ class _AsyncClient(socketio.AsyncClient):  # type: ignore[misc]
 
     pid: str | None = None
 
+    def _engineio_client_class(self) -> type[_PacedEngineIO]:
+        return _PacedEngineIO
+
     async def _handle_connect(self, namespace: str | None, data: object) -> None:
         pid = data.get("pid") if isinstance(data, dict) else None
         self.pid = pid if isinstance(pid, str) else None
         await super()._handle_connect(namespace, data)
+
+
+class _PacedEngineIO(engineio.AsyncClient):  # type: ignore[misc]
+    """engine.io's client, handling each message before it reads the next one.
+
+    engine.io starts a task per incoming message and reads on, so nothing slows its
+    reader down: a slow application let thousands of events pile up. Here a message is
+    handled in the reader (python-socketio's handlers only queue it for ``recv``), then
+    the reader waits for ``paced()`` — room in the connection's inbox — before it reads
+    the socket again, and TCP pushes back on the server.
+    """
+
+    paced: Callable[[], Awaitable[None]] | None = None
+
+    async def disconnect(self, abort: bool = False, reason: Any = None) -> None:
+        # A DISCONNECT packet makes python-socketio call this from the message handler,
+        # which now runs in the reader: it must not wait for the reader to end.
+        own = self.read_loop_task is not None and asyncio.current_task() is self.read_loop_task
+        await super().disconnect(abort=abort or own, reason=reason)
+
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event != "message":
+            return await super()._trigger_event(event, *args, **kwargs)
+        kwargs["run_async"] = False
+        result = await super()._trigger_event(event, *args, **kwargs)
+        if self.paced is not None:
+            await self.paced()
+        return result

@@ -2,15 +2,14 @@
 
 The token goes in the ``Authorization: Bearer`` header of the upgrade request, never
 in the URL. websockets' own reconnection is not used (one ``connect`` is one
-attempt) and its exceptions are mapped to :mod:`rtclient.errors` here.
+attempt) and its exceptions are mapped to :mod:`rtclient.errors` here, by one
+:class:`~rtclient.transports.boundary.Boundary`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import websockets
@@ -24,9 +23,16 @@ from websockets.exceptions import (
 )
 
 from ..codec import Codec, negotiated, offered_subprotocols
-from ..errors import ConnectionLost, HandshakeRejected, ProtocolError, TransportError
+from ..errors import (
+    ConnectionLost,
+    HandshakeRejected,
+    ProtocolError,
+    RtClientError,
+    TransportError,
+)
 from ..hints import parse_delay
 from ..redact import RedactingLogger
+from .boundary import Boundary, bearer_headers
 from .deflate import deflate_factory
 
 __all__ = ["WebSocketConnection", "WebSocketTransport"]
@@ -90,8 +96,8 @@ class WebSocketTransport:
         self, url: str, *, token: str | None, open_timeout: float
     ) -> WebSocketConnection:
         """Open one connection; see :class:`rtclient.transports.base.Transport`."""
-        headers = {"Authorization": f"Bearer {token}"} if token else None
-        with _mapped():
+        headers = bearer_headers(token, self)
+        with _BOUNDARY.connecting(url):
             ws = await websockets.connect(
                 url, additional_headers=headers, open_timeout=open_timeout, **self._options
             )
@@ -112,22 +118,22 @@ class WebSocketConnection:
     async def send(self, envelope: dict[str, Any]) -> None:
         """Encode and send one envelope."""
         frame = self.codec.encode(envelope)
-        try:  # not `with _mapped()`: this runs per message, a try costs nothing
+        try:  # not `with _BOUNDARY`: this runs per message, a try costs nothing
             await self._ws.send(frame)
-        except (ConnectionClosed, OSError) as exc:
-            raise _mapped_error(exc) from exc
+        except Exception as exc:
+            raise _BOUNDARY.error(exc) from exc
 
     async def recv(self) -> object:
         """Wait for the next frame and decode it (ProtocolError if it is malformed)."""
         try:
             frame = await self._ws.recv()
-        except (ConnectionClosed, OSError) as exc:
-            raise _mapped_error(exc) from exc
+        except Exception as exc:
+            raise _BOUNDARY.error(exc) from exc
         return self.codec.decode(frame)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close with a closing handshake."""
-        with _mapped():
+        with _BOUNDARY:
             await self._ws.close(code, reason)
 
     def abort(self) -> None:
@@ -136,7 +142,7 @@ class WebSocketConnection:
 
     async def ping(self) -> float:
         """Send a ping frame; return the round-trip time in seconds."""
-        with _mapped():
+        with _BOUNDARY:
             waiter = await self._ws.ping()
             return await waiter
 
@@ -146,20 +152,8 @@ class WebSocketConnection:
         return self._ws.latency
 
 
-@contextmanager
-def _mapped() -> Iterator[None]:
-    """Translate websockets and network exceptions into rtclient's."""
-    try:
-        yield
-    except Exception as exc:
-        mapped = _mapped_error(exc)
-        if mapped is exc:
-            raise
-        raise mapped from exc
-
-
-def _mapped_error(exc: Exception) -> Exception:
-    """The rtclient exception for a websockets or network one (others as they are)."""
+def _websockets_error(exc: Exception) -> RtClientError | None:
+    """The rtclient exception for a websockets or network one (None: not known here)."""
     if isinstance(exc, ConnectionClosed):
         frame = exc.rcvd
         if frame is None:
@@ -181,4 +175,7 @@ def _mapped_error(exc: Exception) -> Exception:
         return ProtocolError(f"WebSocket handshake failed: {exc}")
     if isinstance(exc, TimeoutError | OSError | EOFError):
         return TransportError(f"connection failed: {exc!r}")
-    return exc
+    return None
+
+
+_BOUNDARY = Boundary("websockets", _websockets_error)

@@ -1,0 +1,44 @@
+"""Redaction masks every piece of a registered token, in text and in hex dumps."""
+
+from __future__ import annotations
+
+import gc
+
+from rtclient.redact import MASK, redact, remember_token
+
+TOKEN = "Zq3vN8uR1xWm5KpT0aLbYc7dHe2fGi9j"  # no pattern would recognise it
+
+
+class Owner:
+    """Stands for a Client: the registry keeps its tokens while it lives."""
+
+
+def test_a_registered_tokens_middle_fragment_is_masked() -> None:
+    owner = Owner()
+    assert redact(f"...{TOKEN[5:18]}'") == f"...{TOKEN[5:18]}'"  # unknown: kept
+    remember_token(TOKEN, owner)
+    assert redact(f"...{TOKEN[5:18]}' [80 bytes]") == f"...{MASK}' [80 bytes]"
+    assert redact(f"x {TOKEN[-8:]}") == f"x {MASK}"
+    assert redact(f"x {TOKEN[-7:]}") == f"x {TOKEN[-7:]}"  # shorter than 8: allowed
+    hexdump = " ".join(f"{b:02x}" for b in TOKEN[10:20].encode())
+    line = f"> BINARY 83 a4 ... {hexdump} [90 bytes]"
+    assert redact(line) == f"> BINARY 83 a4 ... {MASK} [90 bytes]"
+    assert redact("> BINARY 83 a4 74 79 70 65 ad 74 [9 bytes]").endswith("74 [9 bytes]")
+
+
+def test_an_owner_keeps_its_last_two_tokens_until_it_is_collected() -> None:
+    owner = Owner()
+    tokens = [f"{TOKEN[:-1]}{n}" for n in "ABC"]
+    for token in tokens:
+        remember_token(token, owner)
+    assert MASK not in redact(tokens[0][-8:])  # the oldest of three is forgotten
+    assert redact(tokens[2][-8:]) == MASK
+    del owner
+    gc.collect()
+    assert redact(tokens[2][-8:]) == tokens[2][-8:]
+
+
+def test_short_tokens_are_masked_whole() -> None:
+    owner = Owner()
+    remember_token("s3cr3t", owner)
+    assert redact("key=s3cr3t;") == f"key={MASK};"
