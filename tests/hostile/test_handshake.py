@@ -21,12 +21,6 @@ from rtclient.testing import HostileConnection, HostileServer, wait_until
 from .conftest import ALL, RAW, MakeClient
 
 ITEM_2 = "issue 13 item 2 (fixed on branch i13a)"
-H4 = (
-    "hostile finding H4 (item 10's class, not its trigger): a Socket.IO server whose first"
-    " packet is not a well-formed Engine.IO OPEN makes engine.io raise (TypeError,"
-    " KeyError, ...) through the transport: connect() says ClientClosed and close()"
-    " raises an ExceptionGroup"
-)
 
 
 async def _connect(client: Client, timeout: float = 3.0) -> None:
@@ -100,7 +94,6 @@ async def test_unoffered_subprotocol_is_a_protocol_error(
     assert len(srv.handshakes) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 7 (fixed on branch i13b)")
 async def test_unoffered_subprotocol_is_a_protocol_error_on_aiohttp(
     srv: HostileServer, make_client: MakeClient
 ) -> None:
@@ -213,7 +206,6 @@ async def test_welcome_with_garbage_fields_still_connects(
     assert (await client.send("lobby", "still fine")).event_id == 1
 
 
-@pytest.mark.xfail(strict=True, reason=H4)
 @pytest.mark.parametrize(
     "first",
     [None, "hello", '0{"sid": "x"}', "0not json"],

@@ -78,7 +78,6 @@ async def test_events_before_the_join_ack_are_held_then_delivered_in_order(
     await wait_until(lambda: seen.ids() == [1, 2], timeout=3)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 9 (fixed on branch i13b)")
 @pytest.mark.parametrize("transport", RAW)
 async def test_tls_to_a_plain_server_is_fatal_and_says_tls(
     srv: HostileServer, make_client: MakeClient, transport: str
