@@ -44,8 +44,14 @@ MAX_BATCH = 100
 class Peer(Protocol):
     """One client connection as a transport sees it.  None of these may block."""
 
-    def send(self, envelope: dict[str, Any]) -> None:
-        """Queue one envelope for this peer, after everything queued before."""
+    def send(self, envelope: dict[str, Any], *, tag: str | None = None) -> None:
+        """Queue one envelope for this peer, after everything queued before.
+
+        ``tag`` (a request type) is counted by :meth:`in_flight` until written.
+        """
+
+    def in_flight(self, tag: str) -> int:
+        """Envelopes queued with ``tag`` and not written yet."""
 
     def close(self, code: int, reason: str) -> None:
         """Queue a close with ``code``/``reason`` after the envelopes already queued."""
@@ -101,6 +107,10 @@ class Hub:
         self.clock = clock
         self.monotonic = monotonic
         self.limiter = RateLimiter(rate=config.rate_per_second, burst=config.rate_burst)
+        self.ephemeral_limiter = RateLimiter(
+            rate=config.ephemeral_per_second, burst=config.ephemeral_burst
+        )
+        self.query_limiter = RateLimiter(rate=config.query_per_second, burst=config.query_burst)
         self.store = self._new_store()
         self.dedupe = self._new_dedupe()
         self.connections: dict[str, Connection] = {}
@@ -408,7 +418,7 @@ class Hub:
             self._refuse(conn, request, RequestError(ErrorCode.INTERNAL, "internal error"))
             return
         if reply is not None and request.id is not None:
-            conn.peer.send(reply)
+            conn.peer.send(reply, tag=request.type)
 
     def _refuse(self, conn: Connection, request: Request, exc: RequestError) -> None:
         if exc.code in (ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_TYPE):

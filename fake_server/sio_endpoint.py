@@ -24,6 +24,7 @@ from .errors import CloseReason, ErrorCode
 from .faults import FaultState, Rejection
 from .hub import Connection, Hub
 from .sio_engine import EngineWebSocket, SioServer, quiet_logger
+from .peer import QueueLimits
 from .sio_peer import SioPeer
 from .sio_requests import handle_event
 from .stats import Counters, LatencyStats
@@ -39,6 +40,10 @@ _REJECTION_KEY: Any = (
     if hasattr(web, "RequestKey")
     else "fake_server.rejection"
 )
+
+
+_ENGINE_BACKLOG = 16
+"""Packets engine.io may hold for one session before our writer waits."""
 
 
 class SioEndpoint:
@@ -175,8 +180,16 @@ class SioEndpoint:
             principal = self._authenticate(environ, auth)
             eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
             request: web.Request = environ["aiohttp.request"]
+            cfg = self._config
             peer = SioPeer(
-                self, sid=sid, eio_sid=eio_sid, faults=self._faults, remote=str(request.remote)
+                self,
+                sid=sid,
+                eio_sid=eio_sid,
+                faults=self._faults,
+                counters=self._counters,
+                limits=QueueLimits(cfg.max_queued_frames, cfg.max_queued_bytes),
+                close_timeout=cfg.close_timeout,
+                remote=str(request.remote),
             )
             conn = self._hub.attach(peer, principal)
             self._peers[sid] = (peer, conn)
@@ -257,6 +270,14 @@ class SioEndpoint:
         await self.sio.disconnect(sid)
         async with asyncio.timeout(self._config.close_timeout):
             await self.sio.eio.disconnect(eio_sid)
+
+    async def drained(self, eio_sid: str) -> None:
+        """Return once engine.io's queue for ``eio_sid`` holds fewer than 16 packets."""
+        # engine.io has no drain event: poll, only while the client is behind.
+        while (socket := self.sio.eio.sockets.get(eio_sid)) is not None:
+            if socket.closed or socket.queue.qsize() < _ENGINE_BACKLOG:
+                return
+            await asyncio.sleep(0.005)
 
     def abort(self, eio_sid: str) -> None:
         """Cut the engine.io transport without a CLOSE packet."""

@@ -22,6 +22,7 @@ from .errors import CloseCode, CloseReason
 from .faults import FaultState, Rejection
 from .hub import BASE_FEATURES, Connection, Hub
 from .stats import Counters, LatencyStats
+from .peer import QueueLimits
 from .ws_peer import WsPeer
 
 __all__ = ["WsEndpoint"]
@@ -111,6 +112,8 @@ class WsEndpoint:
             ws,
             request.transport,
             faults=self._faults,
+            counters=self._counters,
+            limits=QueueLimits(cfg.max_queued_frames, cfg.max_queued_bytes),
             close_timeout=cfg.close_timeout,
             remote=str(request.remote),
             # The client's first offered subprotocol that we speak; none: JSON.
@@ -232,6 +235,9 @@ class WsEndpoint:
     async def _read_loop(self, peer: WsPeer, conn: Connection) -> None:
         while (frame := await self._receive(peer)) is not None:
             self._hub.handle_frame(conn, frame.data, peer.codec)
+            # Frames already buffered are returned without a suspension point: yield,
+            # so that one flooding connection cannot starve the others.
+            await asyncio.sleep(0)
 
     async def _receive(self, peer: WsPeer) -> _Frame | None:
         """Return the next data frame, answering pings; None once the socket closes."""

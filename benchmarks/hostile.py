@@ -1,0 +1,292 @@
+"""``python -m benchmarks.hostile``: fake_server under hostile clients, measured.
+
+The server runs in a process of its own (``python -m fake_server`` with its defaults),
+so that the hostile and the healthy clients' own cost stays out of its figures.
+
+Two measurements:
+
+``unread``
+    One raw WebSocket sends ``--pings`` ``ping`` requests and never reads a reply.
+    Reports the server's RSS growth (``/proc/<pid>/status``) and how the connection
+    ended.
+``flood``
+    For each kind of flood (``chat``, ``ping``, ``sync``, ``receipts``) one connection
+    sends ``--flood`` requests as fast as it can (reading its replies in a task of its
+    own) while a healthy client in the same room sends one ``ping`` every 10 ms and
+    times its ack.  Reports the healthy client's p50 / p99 / max round trip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from fake_server.auth import TokenAuthority
+
+__all__ = ["main"]
+
+SECRET = "benchmark-hostile-secret-" + "0" * 40
+KINDS = ("chat", "ping", "sync", "receipts")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+@contextlib.asynccontextmanager
+async def _server() -> AsyncIterator[tuple[int, int]]:
+    """Start ``python -m fake_server`` on a free port; yield (port, pid)."""
+    port = _free_port()
+    proc = subprocess.Popen(  # noqa: ASYNC220 (starting a process does not block)
+        [sys.executable, "-m", "fake_server", "--port", str(port), "--secret", SECRET],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"http://127.0.0.1:{port}/health") as r:
+                        if r.status == 200:
+                            break
+                await asyncio.sleep(0.05)
+            else:
+                raise RuntimeError("the server did not start")
+        yield port, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def _health(port: int) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/health") as r,
+    ):
+        doc: dict[str, Any] = await r.json()
+        return doc
+
+
+async def _connect(port: int, user: str, **kw: Any) -> ClientConnection:
+    token = TokenAuthority(SECRET, leeway=0.0).issue(user, now=time.time())
+    ws = await websockets.connect(
+        f"ws://127.0.0.1:{port}/ws",
+        additional_headers={"Authorization": f"Bearer {token}"},
+        ping_interval=None,
+        max_size=None,
+        **kw,
+    )
+    await ws.recv()  # connected
+    return ws
+
+
+async def _request(ws: ClientConnection, kind: str, rid: str, payload: dict[str, Any]) -> None:
+    await ws.send(json.dumps({"type": kind, "id": rid, "payload": payload}))
+
+
+async def _until_ack(ws: ClientConnection) -> None:
+    while json.loads(await ws.recv()).get("type") != "ack":
+        pass
+
+
+async def unread(pings: int) -> dict[str, Any]:
+    """``pings`` requests, replies never read: the server's RSS growth."""
+    async with _server() as (port, pid):
+        healthy = await _connect(port, "healthy")
+        before = _rss_kib(pid)
+        # The client reads nothing: its own buffer fills, then TCP pushes back.
+        ws = await _connect(port, "hostile", max_queue=1)
+        sent = 0
+        closed = "open"
+        frame = '{"type":"ping","id":"p","payload":{"ts":1}}'
+        try:
+            async with asyncio.timeout(120):
+                for sent in range(1, pings + 1):  # noqa: B007
+                    await ws.send(frame)
+        except websockets.ConnectionClosed as exc:
+            rcvd = exc.rcvd
+            closed = "cut (no close frame)" if rcvd is None else f"closed {rcvd.code} {rcvd.reason}"
+        except TimeoutError:
+            closed = "send blocked (TCP backpressure)"
+        # The healthy client's ping is answered once the server has worked through
+        # what it received; sample the RSS meanwhile and once more after.
+        peak = _rss_kib(pid)
+        t0 = time.perf_counter()
+        await _request(healthy, "ping", "h", {"ts": 1})
+        answered = asyncio.create_task(_until_ack(healthy))
+        while not answered.done():
+            await asyncio.wait({answered}, timeout=0.05)
+            peak = max(peak, _rss_kib(pid))
+        healthy_rtt = (time.perf_counter() - t0) * 1000
+        await asyncio.sleep(1.0)
+        peak = max(peak, _rss_kib(pid))
+        health = await _health(port)
+        await ws.close()
+        await healthy.close()
+        return {
+            "pings_sent": sent,
+            "hostile": closed,
+            "rss_before_mb": round(before / 1024, 1),
+            "rss_growth_mb": round((peak - before) / 1024, 1),
+            "healthy_rtt_ms_after": round(healthy_rtt, 2),
+            "counters": {k: v for k, v in health["counters"].items() if v},
+        }
+
+
+async def _seed(port: int, room: str, events: int) -> None:
+    """``events`` messages in ``room``, from enough users to stay under the rate limit."""
+    per_user = 40
+    for u in range(0, events, per_user):
+        ws = await _connect(port, f"seed{u}")
+        await _request(ws, "room:join", "j", {"roomId": room})
+        n = min(per_user, events - u)
+        for i in range(n):
+            await _request(ws, "chat:send", f"s{u}-{i}", {"roomId": room, "text": "x" * 200})
+        acked = 0
+        while acked < n + 1:
+            if json.loads(await ws.recv()).get("type") == "ack":
+                acked += 1
+        await ws.close()
+
+
+def _flood_frame(kind: str, i: int, room: str) -> str:
+    if kind == "chat":
+        body: dict[str, Any] = {
+            "type": "chat:send",
+            "id": f"f{i}",
+            "payload": {"roomId": room, "text": "flood"},
+        }
+    elif kind == "ping":
+        body = {"type": "ping", "id": f"f{i}", "payload": {"ts": i}}
+    elif kind == "sync":
+        body = {"type": "sync:messages", "id": f"f{i}", "payload": {"roomId": room, "limit": 500}}
+    else:
+        body = {"type": "message:read", "id": f"f{i}", "payload": {"roomId": room, "eventId": 1}}
+    return json.dumps(body)
+
+
+async def flood(kind: str, count: int, port: int, room: str) -> dict[str, Any]:
+    """A healthy client's ping round trip while one connection floods ``kind``."""
+    healthy = await _connect(port, f"healthy-{kind}")
+    await _request(healthy, "room:join", "j", {"roomId": room})
+    flooder = await _connect(port, f"flooder-{kind}")
+    await _request(flooder, "room:join", "j", {"roomId": room})
+    waiting: dict[str, float] = {}
+    rtts: list[float] = []
+    done = asyncio.Event()
+
+    async def drain(ws: ClientConnection, timed: bool) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for raw in ws:
+                if timed:
+                    frame = json.loads(raw)
+                    if frame.get("type") == "ack" and frame.get("id") in waiting:
+                        rtts.append(time.perf_counter() - waiting.pop(frame["id"]))
+
+    async def probe() -> None:
+        i = 0
+        while not done.is_set():
+            i += 1
+            waiting[f"h{i}"] = time.perf_counter()
+            await _request(healthy, "ping", f"h{i}", {"ts": i})
+            await asyncio.sleep(0.01)
+
+    readers = [
+        asyncio.create_task(drain(healthy, True)),
+        asyncio.create_task(drain(flooder, False)),
+    ]
+    prober = asyncio.create_task(probe())
+    t0 = time.perf_counter()
+    closed = "open"
+    try:
+        for i in range(count):
+            await flooder.send(_flood_frame(kind, i, room))
+    except websockets.ConnectionClosed as exc:
+        closed = f"closed {exc.rcvd.code if exc.rcvd else None}"
+    # Keep probing until the server has caught up with the flood (a probe answered).
+    mark = len(rtts)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(60):
+            while len(rtts) <= mark + 5:  # noqa: ASYNC110 (the prober's state)
+                await asyncio.sleep(0.01)
+    elapsed = time.perf_counter() - t0
+    done.set()
+    await prober
+    await flooder.close()
+    await healthy.close()
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    ms = sorted(r * 1000 for r in rtts)
+    lost = len(waiting)
+    return {
+        "kind": kind,
+        "flood": count,
+        "flooder": closed,
+        "seconds": round(elapsed, 2),
+        "probes": len(ms),
+        "unanswered": lost,
+        "p50_ms": round(statistics.median(ms), 2) if ms else None,
+        "p99_ms": round(ms[max(0, int(len(ms) * 0.99) - 1)], 2) if ms else None,
+        "max_ms": round(ms[-1], 2) if ms else None,
+    }
+
+
+async def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    if "unread" in args.only:
+        results.append({"case": "unread", **await unread(args.pings)})
+    kinds = [k for k in KINDS if k in args.only]
+    if kinds:
+        async with _server() as (port, pid):
+            await _seed(port, "busy", args.events)
+            for kind in kinds:
+                count = args.sync_flood if kind == "sync" else args.flood
+                row = await flood(kind, count, port, "busy")
+                results.append({"case": "flood", "rss_mb": round(_rss_kib(pid) / 1024, 1), **row})
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.hostile", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("--pings", type=int, default=200_000)
+    p.add_argument("--flood", type=int, default=20_000)
+    p.add_argument("--sync-flood", type=int, default=400, help="syncs in the sync flood")
+    p.add_argument("--events", type=int, default=500, help="events in the flooded room")
+    p.add_argument("--only", nargs="*", default=["unread", *KINDS])
+    args = p.parse_args(argv)
+    print(f"# cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f}", flush=True)
+    for row in asyncio.run(_run(args)):
+        print(json.dumps(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
