@@ -74,7 +74,7 @@ async def flood(server: FakeServer, room: str, n: int, text_length: int) -> floa
     start = time.perf_counter()
     for i in range(n):
         now = time.time()
-        log_ = hub.store.get(room, now=now)
+        log_ = hub.store.for_append(room, now=now)
         payload = {
             "roomId": room,
             "eventId": log_.next_event_id(),

@@ -22,6 +22,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from .admission import guard
 from .auth import TokenAuthority
 from .config import ServerConfig
 from .errors import CloseCode
@@ -130,8 +131,17 @@ class FakeServer:
             # (refused there, unlogged) instead.
             max_line_size=_MAX_HEADER,
             max_field_size=_MAX_HEADER,
+            # Armed at accept and after each response: a request head that has not
+            # fully arrived by then (a slowloris, a half-sent request) is cut.
+            keepalive_timeout=self.config.header_timeout,
         )
         await runner.setup()
+        assert runner.server is not None
+        guard(
+            runner.server,
+            max_per_address=self.config.max_connections_per_address,
+            counters=self.counters,
+        )
         self._runner = runner
         self._sio.start()
         self._started_at = time.monotonic()
@@ -267,6 +277,7 @@ class FakeServer:
             "connections": self.connection_count(),
             "rooms": sum(1 for r in self.hub.rooms if not r.startswith("user:")),
             "storedEvents": self.hub.store.stored_events(),
+            "logs": len(self.hub.store),
             "uptime": round(time.monotonic() - self._started_at, 3),
             "epoch": self.epoch,
             "latency": self.latency.summary(),

@@ -23,8 +23,8 @@ from .config import ServerConfig
 from .errors import CloseReason, ErrorCode
 from .faults import FaultState, Rejection
 from .hub import Connection, Hub
-from .sio_engine import EngineWebSocket, SioServer, quiet_logger
 from .peer import QueueLimits
+from .sio_engine import EngineWebSocket, SioServer, quiet_logger
 from .sio_peer import SioPeer
 from .sio_requests import handle_event
 from .stats import Counters, LatencyStats

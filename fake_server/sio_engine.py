@@ -150,9 +150,6 @@ class EngineWebSocket:
     async def wait(self) -> str | bytes:
         assert self._sock is not None
         await self._faults.wait_running()
-        # Buffered frames come back without a suspension point: yield, so that one
-        # flooding connection cannot starve the others.
-        await asyncio.sleep(0)
         msg = await self._sock.receive()
         # A frozen server does not look at what arrived while it was frozen.
         await self._faults.wait_running()

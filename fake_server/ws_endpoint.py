@@ -21,8 +21,8 @@ from .config import ServerConfig
 from .errors import CloseCode, CloseReason
 from .faults import FaultState, Rejection
 from .hub import BASE_FEATURES, Connection, Hub
-from .stats import Counters, LatencyStats
 from .peer import QueueLimits
+from .stats import Counters, LatencyStats
 from .ws_peer import WsPeer
 
 __all__ = ["WsEndpoint"]
