@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import urllib.parse
 from collections.abc import Coroutine
 from typing import Any
 
@@ -22,6 +21,7 @@ from .auth import AuthFailure, Principal
 from .config import ServerConfig
 from .errors import CloseReason, ErrorCode
 from .faults import FaultState, Rejection
+from .handshake import bearer_token, closed_as, query_token, refusal, retry_reason
 from .hub import Connection, Hub
 from .peer import QueueLimits
 from .sio_engine import EngineWebSocket, SioServer, quiet_logger
@@ -154,7 +154,7 @@ class SioEndpoint:
             if rejection is not None:
                 self._counters.bump("handshakes_rejected")
                 if rejection.status < 1000:
-                    return self._refuse_handshake(rejection)
+                    return refusal(rejection, "socket.io")
                 request[_REJECTION_KEY] = rejection
         response: web.StreamResponse = await self.sio.handle_request(request)
         socket = self.sio.eio.sockets.get(request.query.get("sid"))
@@ -164,14 +164,6 @@ class SioEndpoint:
             socket.queue.put_nowait(None)
         await self._faults.wait_running()  # a long-poll answer waits out a pause too
         return response
-
-    @staticmethod
-    def _refuse_handshake(rejection: Rejection) -> web.Response:
-        headers = {}
-        if rejection.retry_after is not None:
-            headers["Retry-After"] = f"{rejection.retry_after:g}"
-        log.info("socket.io handshake refused with HTTP %d (fault)", rejection.status)
-        return web.Response(status=rejection.status, headers=headers, text="refused by fault\n")
 
     # -- connect / disconnect ------------------------------------------------------------
 
@@ -196,8 +188,7 @@ class SioEndpoint:
             self._writers[sid] = self._track(peer.run_writer())
             rejection: Rejection | None = request.get(_REJECTION_KEY)
             if rejection is not None:
-                retry = rejection.retry_after
-                peer.close(rejection.status, "" if retry is None else f"retryAfter={retry:g}")
+                peer.close(rejection.status, retry_reason(rejection.retry_after))
         except SioRefused:
             raise
         except Exception:
@@ -211,12 +202,10 @@ class SioEndpoint:
         if isinstance(auth, dict) and auth.get("token") not in (None, ""):
             token = auth["token"]
         elif (header := environ.get("HTTP_AUTHORIZATION")) is not None:
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer":
-                token = ""
-        elif self._config.allow_query_token:
-            query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
-            token = query.get("token", [None])[0]
+            token = bearer_token(header)
+        else:
+            allowed = self._config.allow_query_token
+            token = query_token(environ.get("QUERY_STRING", ""), allowed=allowed) or None
         if token is None:
             self._counters.bump("auth_failures")
             log.info("socket.io connect refused: no token")
@@ -240,14 +229,8 @@ class SioEndpoint:
         if self._peers.pop(peer.sid, None) is None:
             return
         peer.disconnected = True
-        if peer.aborted:
-            code: int | None = 1006
-            reason = "aborted"
-        elif peer.close_requested is not None:
-            code, reason = peer.close_requested[0], peer.close_requested[1] or "closed by server"
-        else:
-            code = 1000 if why == self.sio.reason.CLIENT_DISCONNECT else 1006
-            reason = why
+        by_client = why == self.sio.reason.CLIENT_DISCONNECT
+        code, reason = closed_as(peer, (1000 if by_client else 1006, why))
         self._hub.detach(conn, code=code, reason=reason)
         writer = self._writers.pop(peer.sid, None)
         if writer is not None and writer is not asyncio.current_task():

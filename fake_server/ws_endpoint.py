@@ -19,7 +19,8 @@ from aiohttp import WSMsgType, web
 from .auth import AuthFailure, Principal
 from .config import ServerConfig
 from .errors import CloseCode, CloseReason
-from .faults import FaultState, Rejection
+from .faults import FaultState
+from .handshake import bearer_token, closed_as, query_token, refusal, retry_reason
 from .hub import BASE_FEATURES, Connection, Hub
 from .peer import QueueLimits
 from .stats import Counters, LatencyStats
@@ -98,7 +99,8 @@ class WsEndpoint:
         await self._faults.wait_running()
         rejection = self._faults.take_rejection()
         if rejection is not None and rejection.status < 1000:
-            return self._refuse(rejection)
+            self._counters.bump("handshakes_rejected")
+            return refusal(rejection, "websocket")
         cfg = self._config
         ws = web.WebSocketResponse(
             autoping=False,
@@ -129,12 +131,7 @@ class WsEndpoint:
                 conn = self._hub.attach(peer, principal, features=(*BASE_FEATURES, "batch"))
                 if rejection is not None:
                     self._counters.bump("handshakes_rejected")
-                    reason = (
-                        ""
-                        if rejection.retry_after is None
-                        else f"retryAfter={rejection.retry_after:g}"
-                    )
-                    peer.close(rejection.status, reason)
+                    peer.close(rejection.status, retry_reason(rejection.retry_after))
                 await self._read_loop(peer, conn)
         except Exception:
             self._counters.bump("errors")
@@ -154,53 +151,21 @@ class WsEndpoint:
         return ws
 
     def _forget(self, peer: WsPeer, conn: Connection | None) -> None:
+        code, reason = closed_as(peer, (peer.ws.close_code, "closed by peer"))
         if conn is not None:
-            self._hub.detach(conn, code=self._close_code(peer), reason=self._reason(peer))
+            self._hub.detach(conn, code=code, reason=reason)
         else:
-            log.info(
-                "unauthenticated connection from %s closed code=%s",
-                peer.remote,
-                self._close_code(peer),
-            )
+            log.info("unauthenticated connection from %s closed code=%s", peer.remote, code)
         self._peers.discard(peer)
         peer.finished.set()
-
-    def _refuse(self, rejection: Rejection) -> web.Response:
-        self._counters.bump("handshakes_rejected")
-        headers = {}
-        if rejection.retry_after is not None:
-            headers["Retry-After"] = f"{rejection.retry_after:g}"
-        log.info("handshake refused with HTTP %d (fault)", rejection.status)
-        return web.Response(status=rejection.status, headers=headers, text="refused by fault\n")
-
-    @staticmethod
-    def _close_code(peer: WsPeer) -> int | None:
-        if peer.aborted:
-            return 1006
-        if peer.close_requested is not None:
-            return peer.close_requested[0]
-        return peer.ws.close_code
-
-    @staticmethod
-    def _reason(peer: WsPeer) -> str:
-        if peer.aborted:
-            return "aborted"
-        if peer.close_requested is not None:
-            return peer.close_requested[1] or "closed by server"
-        return "closed by peer"
 
     # -- authentication ------------------------------------------------------------------
 
     async def _authenticate(self, request: web.Request, peer: WsPeer) -> Principal | None:
         """Return the principal, or close the peer (4001/4002) and return None."""
-        header = request.headers.get("Authorization")
-        token: str | None = None
-        if header is not None:
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer":
-                token = ""
-        elif self._config.allow_query_token and "token" in request.query:
-            token = request.query["token"]
+        token = bearer_token(request.headers.get("Authorization"))
+        if token is None:
+            token = query_token(request.query_string, allowed=self._config.allow_query_token)
         if token is None:
             token = await self._auth_message(peer)
             if token is None:
