@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -23,7 +23,7 @@ from .errors import CloseReason, ErrorCode
 from .faults import FaultState, Rejection
 from .handshake import bearer_token, closed_as, query_token, refusal, retry_reason
 from .hub import Connection, Hub
-from .peer import QueueLimits
+from .peer import QueuedPeer, QueueLimits
 from .sio_engine import EngineWebSocket, SioServer, quiet_logger
 from .sio_peer import SioPeer
 from .sio_requests import handle_event
@@ -282,30 +282,33 @@ class SioEndpoint:
 
     # -- faults ------------------------------------------------------------------------------
 
-    def close_all(self, code: int, reason: str) -> list[SioPeer]:
+    def owns(self, peer: object) -> bool:
+        return isinstance(peer, SioPeer)
+
+    def close_all(self, code: int, reason: str) -> list[QueuedPeer[Any]]:
         """Queue ``error`` + disconnect on every Socket.IO connection."""
-        peers = [peer for peer, _ in self._peers.values()]
+        peers: list[QueuedPeer[Any]] = [peer for peer, _ in self._peers.values()]
         for peer in peers:
             peer.close(code, reason)
         return peers
 
-    def abort_all(self) -> list[SioPeer]:
+    def abort_all(self) -> list[QueuedPeer[Any]]:
         """Cut every engine.io transport at once (the clients see a transport error)."""
-        peers = [peer for peer, _ in self._peers.values()]
+        peers: list[QueuedPeer[Any]] = [peer for peer, _ in self._peers.values()]
         for peer in peers:
             peer.abort()
         for eio_sid in list(self.sio.eio.sockets):
             self.abort(eio_sid)
         return peers
 
-    async def wait_finished(self, peers: list[SioPeer], within: float) -> bool:
+    async def wait_finished(self, peers: Sequence[QueuedPeer[Any]], within: float) -> bool:
         """Wait until ``peers`` are disconnected and their WebSockets closed."""
         try:
             async with asyncio.timeout(within):
                 for peer in peers:
                     await peer.finished.wait()
                     # Only the peers' own WebSockets: others may be connecting meanwhile.
-                    ws = self._websockets.get(peer.eio_sid)
+                    ws = self._websockets.get(peer.eio_sid) if isinstance(peer, SioPeer) else None
                     if ws is not None:
                         await ws.done.wait()
         except TimeoutError:

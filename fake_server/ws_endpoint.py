@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -22,7 +24,7 @@ from .errors import CloseCode, CloseReason
 from .faults import FaultState
 from .handshake import bearer_token, closed_as, query_token, refusal, retry_reason
 from .hub import BASE_FEATURES, Connection, Hub
-from .peer import QueueLimits
+from .peer import QueuedPeer, QueueLimits
 from .stats import Counters, LatencyStats
 from .ws_peer import WsPeer
 
@@ -65,22 +67,29 @@ class WsEndpoint:
 
     # -- control from the server ---------------------------------------------------------
 
-    def close_all(self, code: int, reason: str) -> list[WsPeer]:
+    def attach(self, app: web.Application) -> None:
+        """Route ``GET /ws`` of ``app`` to this endpoint."""
+        app.router.add_get("/ws", self.handle)
+
+    def owns(self, peer: object) -> bool:
+        return isinstance(peer, WsPeer)
+
+    def close_all(self, code: int, reason: str) -> list[QueuedPeer[Any]]:
         """Queue a close frame on every open WebSocket, authenticated or not."""
-        peers = list(self._peers)
+        peers: list[QueuedPeer[Any]] = list(self._peers)
         for peer in peers:
             peer.close(code, reason)
         return peers
 
-    def abort_all(self) -> list[WsPeer]:
+    def abort_all(self) -> list[QueuedPeer[Any]]:
         """Cut every TCP connection at once, without a close frame."""
-        peers = list(self._peers)
+        peers: list[QueuedPeer[Any]] = list(self._peers)
         for peer in peers:
             peer.abort()
         return peers
 
     @staticmethod
-    async def wait_finished(peers: list[WsPeer], within: float) -> bool:
+    async def wait_finished(peers: Sequence[QueuedPeer[Any]], within: float) -> bool:
         """Wait until the handlers of ``peers`` are done; False after ``within`` s."""
         try:
             async with asyncio.timeout(within):
@@ -89,6 +98,9 @@ class WsEndpoint:
         except TimeoutError:
             return False
         return True
+
+    async def close_sessions(self, within: float) -> None:
+        """Nothing to do: every open WebSocket has a peer, closed by :meth:`close_all`."""
 
     # -- the handler ---------------------------------------------------------------------
 
