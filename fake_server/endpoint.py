@@ -25,6 +25,12 @@ class Endpoint(Protocol):
     def attach(self, app: web.Application) -> None:
         """Add this endpoint's routes to ``app``."""
 
+    def start(self) -> None:
+        """Start the endpoint's own background work (after the app is set up)."""
+
+    def resumed(self) -> None:
+        """The server was paused and runs again (heartbeat deadlines start over)."""
+
     def owns(self, peer: object) -> bool:
         """Whether ``peer`` is one of this endpoint's connections."""
 

@@ -144,7 +144,8 @@ class FakeServer:
             counters=self.counters,
         )
         self._runner = runner
-        self._sio.start()
+        for endpoint in self._endpoints:
+            endpoint.start()
         self._started_at = time.monotonic()
         try:
             await self._listen()
@@ -314,7 +315,8 @@ class FakeServer:
 
     async def resume(self) -> None:
         log.info("fault: resume")
-        self._sio.resumed()
+        for endpoint in self._endpoints:
+            endpoint.resumed()
         self._faults.resume()
 
     async def reject_handshakes(

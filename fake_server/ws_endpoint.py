@@ -71,6 +71,12 @@ class WsEndpoint:
         """Route ``GET /ws`` of ``app`` to this endpoint."""
         app.router.add_get("/ws", self.handle)
 
+    def start(self) -> None:
+        """Nothing to start: each connection's handler owns its tasks."""
+
+    def resumed(self) -> None:
+        """Nothing to do: each heartbeat re-arms its deadline after a pause itself."""
+
     def owns(self, peer: object) -> bool:
         return isinstance(peer, WsPeer)
 
