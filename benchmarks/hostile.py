@@ -11,7 +11,7 @@ Two measurements:
     ended.
 ``flood``
     For each kind of flood (``chat``, ``ping``, ``sync``, ``receipts``) one connection
-    sends ``--flood`` requests as fast as it can (reading its replies in a task of its
+    sends requests for ``--seconds`` as fast as it can (reading its replies in a task of its
     own) while a healthy client in the same room sends one ``ping`` every 10 ms and
     times its ack.  Reports the healthy client's p50 / p99 / max round trip.
 """
@@ -114,7 +114,7 @@ async def _until_ack(ws: ClientConnection) -> None:
         pass
 
 
-async def unread(pings: int) -> dict[str, Any]:
+async def unread(pings: int, ts_size: int) -> dict[str, Any]:
     """``pings`` requests, replies never read: the server's RSS growth."""
     async with _server() as (port, pid):
         healthy = await _connect(port, "healthy")
@@ -123,7 +123,7 @@ async def unread(pings: int) -> dict[str, Any]:
         ws = await _connect(port, "hostile", max_queue=1)
         sent = 0
         closed = "open"
-        frame = '{"type":"ping","id":"p","payload":{"ts":1}}'
+        frame = json.dumps({"type": "ping", "id": "p", "payload": {"ts": "x" * ts_size}})
         try:
             async with asyncio.timeout(120):
                 for sent in range(1, pings + 1):  # noqa: B007
@@ -150,6 +150,7 @@ async def unread(pings: int) -> dict[str, Any]:
         await healthy.close()
         return {
             "pings_sent": sent,
+            "ts_size": ts_size,
             "hostile": closed,
             "rss_before_mb": round(before / 1024, 1),
             "rss_growth_mb": round((peak - before) / 1024, 1),
@@ -190,7 +191,7 @@ def _flood_frame(kind: str, i: int, room: str) -> str:
     return json.dumps(body)
 
 
-async def flood(kind: str, count: int, port: int, room: str) -> dict[str, Any]:
+async def flood(kind: str, seconds: float, port: int, room: str) -> dict[str, Any]:
     """A healthy client's ping round trip while one connection floods ``kind``."""
     healthy = await _connect(port, f"healthy-{kind}")
     await _request(healthy, "room:join", "j", {"roomId": room})
@@ -223,9 +224,13 @@ async def flood(kind: str, count: int, port: int, room: str) -> dict[str, Any]:
     prober = asyncio.create_task(probe())
     t0 = time.perf_counter()
     closed = "open"
+    count = 0
     try:
-        for i in range(count):
-            await flooder.send(_flood_frame(kind, i, room))
+        while time.perf_counter() - t0 < seconds:
+            for _ in range(100):
+                count += 1
+                await flooder.send(_flood_frame(kind, count, room))
+            await asyncio.sleep(0)  # let this process's healthy client probe too
     except websockets.ConnectionClosed as exc:
         closed = f"closed {exc.rcvd.code if exc.rcvd else None}"
     # Keep probing until the server has caught up with the flood (a probe answered).
@@ -260,14 +265,14 @@ async def flood(kind: str, count: int, port: int, room: str) -> dict[str, Any]:
 async def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     if "unread" in args.only:
-        results.append({"case": "unread", **await unread(args.pings)})
+        for size in args.ts_size:
+            results.append({"case": "unread", **await unread(args.pings, size)})
     kinds = [k for k in KINDS if k in args.only]
     if kinds:
         async with _server() as (port, pid):
             await _seed(port, "busy", args.events)
             for kind in kinds:
-                count = args.sync_flood if kind == "sync" else args.flood
-                row = await flood(kind, count, port, "busy")
+                row = await flood(kind, args.seconds, port, "busy")
                 results.append({"case": "flood", "rss_mb": round(_rss_kib(pid) / 1024, 1), **row})
     return results
 
@@ -277,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks.hostile", description=__doc__.splitlines()[0]
     )
     p.add_argument("--pings", type=int, default=200_000)
-    p.add_argument("--flood", type=int, default=20_000)
-    p.add_argument("--sync-flood", type=int, default=400, help="syncs in the sync flood")
+    p.add_argument("--ts-size", type=int, nargs="*", default=[1], help="ping ts lengths")
+    p.add_argument("--seconds", type=float, default=3.0, help="length of each flood")
     p.add_argument("--events", type=int, default=500, help="events in the flooded room")
     p.add_argument("--only", nargs="*", default=["unread", *KINDS])
     args = p.parse_args(argv)
