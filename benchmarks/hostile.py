@@ -80,7 +80,11 @@ async def _server() -> AsyncIterator[tuple[int, int]]:
         yield port, proc.pid
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:  # still busy with a backlog
+            proc.kill()
+            proc.wait()
 
 
 async def _health(port: int) -> dict[str, Any]:
@@ -99,6 +103,7 @@ async def _connect(port: int, user: str, **kw: Any) -> ClientConnection:
         additional_headers={"Authorization": f"Bearer {token}"},
         ping_interval=None,
         max_size=None,
+        open_timeout=120,  # after a flood, the unchanged server is busy for long
         **kw,
     )
     await ws.recv()  # connected

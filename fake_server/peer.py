@@ -147,6 +147,14 @@ class QueuedPeer(abc.ABC, Generic[ItemT]):
         # The client does not read: the writer may be stuck on a full socket buffer.
         self._cut_timer = self._loop.call_later(self._close_timeout, self.abort)
 
+    def _untag(self, tag: str) -> None:
+        # Drop a tag at zero: a client choosing request types must not grow the counter.
+        left = self._tags[tag] - 1
+        if left > 0:
+            self._tags[tag] = left
+        else:
+            self._tags.pop(tag, None)
+
     @abc.abstractmethod
     def _close_item(self, code: int, reason: str) -> ItemT:
         """The queue item that closes the connection."""
@@ -180,7 +188,7 @@ class QueuedPeer(abc.ABC, Generic[ItemT]):
                     await asyncio.sleep(delay)
                 await self._faults.wait_running()
                 if entry.tag is not None:
-                    self._tags[entry.tag] -= 1
+                    self._untag(entry.tag)
                 if self.aborted or self.disconnected:
                     return
                 try:

@@ -19,6 +19,7 @@ from websockets.asyncio.client import ClientConnection
 
 from fake_server import FakeServer
 from fake_server.envelope import event
+from fake_server.peer import QueuedPeer
 
 from .conftest import Connect, MakeServer
 from .helpers import WAIT, WsClient, bearer, open_ws, wait_until
@@ -377,4 +378,18 @@ async def test_syncs_in_flight_per_connection(make_server: MakeServer, open_clie
     assert codes == ["RATE_LIMIT", "ok", "ok"]
     assert server.counters["limited"] == 1
     await mallory.ok("sync:messages", {"roomId": "lobby"})  # none in flight now
+    await healthy(server, open_client)
+
+
+async def test_distinct_unknown_requests_leave_no_state(
+    server: FakeServer, open_client: Open
+) -> None:
+    mallory = await open_client(server, "mallory")
+    for i in range(200):
+        assert code(await answer(mallory, f"made-up:{i}", {})) == "UNKNOWN_TYPE"
+    (conn,) = [c for c in server.hub.connections.values() if c.user_id == "mallory"]
+    peer = conn.peer
+    assert isinstance(peer, QueuedPeer)
+    await wait_until(lambda: peer.queued == (0, 0))
+    assert len(peer._tags) == 0
     await healthy(server, open_client)
