@@ -125,7 +125,8 @@ async def unread(pings: int, ts_size: int) -> dict[str, Any]:
         healthy = await _connect(port, "healthy")
         before = _rss_kib(pid)
         # The client reads nothing: its own buffer fills, then TCP pushes back.
-        ws = await _connect(port, "hostile", max_queue=1)
+        # No compression: repeated pings would deflate to almost nothing.
+        ws = await _connect(port, "hostile", max_queue=1, compression=None)
         sent = 0
         closed = "open"
         frame = json.dumps({"type": "ping", "id": "p", "payload": {"ts": "x" * ts_size}})

@@ -136,7 +136,11 @@ async def test_unread_pings_close_the_ws_client_1013(make_server: MakeServer) ->
     token = server.issue_token("mallory")
     # max_queue=1: the client stops reading from TCP once one frame waits unread.
     ws = await websockets.connect(
-        server.ws_url, additional_headers=bearer(token), ping_interval=None, max_queue=1
+        server.ws_url,
+        additional_headers=bearer(token),
+        ping_interval=None,
+        max_queue=1,
+        compression=None,
     )
     frame = json.dumps({"type": "ping", "id": "p", "payload": {"ts": "x" * 50_000}})
     await flood_unread(server, ws, frame, 2_000)
@@ -189,6 +193,7 @@ async def test_unread_syncs_close_the_ws_client(make_server: MakeServer, connect
         additional_headers=bearer(server.issue_token("mallory")),
         ping_interval=None,
         max_queue=1,
+        compression=None,
     )
     frame = json.dumps({"type": "sync:messages", "id": "s", "payload": {"roomId": "big"}})
     await flood_unread(server, ws, frame, 2_000)
@@ -203,7 +208,9 @@ async def test_unread_syncs_close_the_ws_client(make_server: MakeServer, connect
 async def test_unread_events_close_the_socketio_client(make_server: MakeServer) -> None:
     server = await make_server(**SMALL_QUEUE)
     url = server.sio_url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
-    ws = await websockets.connect(url, open_timeout=WAIT, ping_interval=None, max_queue=1)
+    ws = await websockets.connect(
+        url, open_timeout=WAIT, ping_interval=None, max_queue=1, compression=None
+    )
     assert str(await ws.recv()).startswith("0")  # OPEN
     await ws.send("40" + json.dumps({"token": server.issue_token("mallory")}))
     assert str(await ws.recv()).startswith("40")  # CONNECT
