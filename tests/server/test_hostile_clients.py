@@ -7,6 +7,7 @@ beside it) is still served.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -163,8 +164,9 @@ async def flood_unread(server: FakeServer, ws: ClientConnection, frame: str, n: 
     Loopback sockets buffer tens of megabytes (``tcp_rmem`` autotuning): the replies
     to ``n`` frames must be well beyond that before the server's queue fills.
     """
-    for _ in range(n):
-        await ws.send(frame)
+    with contextlib.suppress(websockets.ConnectionClosed):  # closed while we send
+        for _ in range(n):
+            await ws.send(frame)
     await wait_until(lambda: server.counters["slow_consumers"] > 0, timeout=WAIT * 5)
 
 
