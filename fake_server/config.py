@@ -62,6 +62,8 @@ class ServerConfig:
 
     max_rooms_per_connection: int = 200
     """Rooms one connection may be in (its inbox not counted); more: ``FORBIDDEN``."""
+    max_rooms_per_user: int = 1000
+    """Room memberships of all of one user's connections together; more: ``FORBIDDEN``."""
     max_syncs_in_flight: int = 8
     """``sync:messages`` replies queued and not yet written, per connection."""
     max_queued_frames: int = 4096
@@ -95,6 +97,7 @@ class ServerConfig:
             "query_per_second",
             "query_burst",
             "max_rooms_per_connection",
+            "max_rooms_per_user",
             "max_syncs_in_flight",
             "max_queued_frames",
             "max_queued_bytes",

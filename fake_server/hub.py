@@ -114,6 +114,8 @@ class Hub:
         self.store = self._new_store()
         self.dedupe = self._new_dedupe()
         self.connections: dict[str, Connection] = {}
+        self.by_user: dict[str, set[Connection]] = {}
+        """Each user's live connections (for per-user limits)."""
         self.rooms: dict[str, set[Connection]] = {}
         self.typing: dict[tuple[str, str], Timer] = {}
         self.disabled: set[str] = set()
@@ -162,6 +164,7 @@ class Hub:
         """
         conn = Connection(client_id=f"c-{secrets.token_hex(6)}", peer=peer, principal=principal)
         self.connections[conn.client_id] = conn
+        self.by_user.setdefault(conn.user_id, set()).add(conn)
         self.counters.bump("connections_opened")
         if conn.user_id in self.disabled:
             # An endpoint that cannot refuse earlier: no welcome, closed with 4003.
@@ -196,6 +199,10 @@ class Hub:
         """Forget ``conn``: leave its rooms (presence), cancel its timers, log why."""
         if self.connections.pop(conn.client_id, None) is None:
             return
+        siblings = self.by_user.get(conn.user_id, set())
+        siblings.discard(conn)
+        if not siblings:
+            self.by_user.pop(conn.user_id, None)
         for timer in conn.token_timers:
             timer.cancel()
         conn.token_timers.clear()
@@ -279,6 +286,11 @@ class Hub:
     def members(self, room_id: str) -> list[str]:
         """Sorted ids of the users with at least one live connection in the room."""
         return sorted({c.user_id for c in self.rooms.get(room_id, ())})
+
+    def user_rooms(self, user_id: str) -> int:
+        """Room memberships of the user's connections together, inboxes not counted."""
+        inbox = inbox_room(user_id)
+        return sum(len(c.rooms) - (inbox in c.rooms) for c in self.by_user.get(user_id, ()))
 
     def is_member(self, conn: Connection, room_id: str) -> bool:
         return room_id in conn.rooms

@@ -63,14 +63,26 @@ def _rate_limit(hub: Hub, conn: Connection, limiter: RateLimiter | None = None) 
 # -- rooms -----------------------------------------------------------------------------------
 
 
+def _room_limits(hub: Hub, conn: Connection) -> None:
+    """Refuse one more room beyond the connection's or the user's limit (inboxes free)."""
+    cfg = hub.config
+    limit = cfg.max_rooms_per_connection
+    if len(conn.rooms) - 1 >= limit:
+        hub.counters.bump("limited")
+        raise RequestError(ErrorCode.FORBIDDEN, f"too many rooms (at most {limit})", limit=limit)
+    limit = cfg.max_rooms_per_user
+    if hub.user_rooms(conn.user_id) >= limit:
+        hub.counters.bump("limited")
+        raise RequestError(
+            ErrorCode.FORBIDDEN, f"too many rooms for this user (at most {limit})", limit=limit
+        )
+
+
 def room_join(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
     room_id = _accessible_room(hub, conn, request)
     _rate_limit(hub, conn, hub.query_limiter)
-    limit = hub.config.max_rooms_per_connection
-    # The inbox is implicit and not counted.
-    if not hub.is_member(conn, room_id) and len(conn.rooms) - 1 >= limit:
-        hub.counters.bump("limited")
-        raise RequestError(ErrorCode.FORBIDDEN, f"too many rooms (at most {limit})", limit=limit)
+    if not hub.is_member(conn, room_id):
+        _room_limits(hub, conn)
     hub.join(conn, room_id)
     return _reply(
         request,

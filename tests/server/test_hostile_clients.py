@@ -356,6 +356,23 @@ async def test_rooms_per_connection(make_server: MakeServer, open_client: Open) 
     await healthy(server, open_client)
 
 
+async def test_rooms_per_user_across_connections(
+    make_server: MakeServer, open_client: Open
+) -> None:
+    server = await make_server(max_rooms_per_user=3)
+    first = await open_client(server, "mallory")
+    second = await open_client(server, "mallory")
+    await first.join("r0")
+    await first.join("r1")
+    await second.join("r0")
+    assert await second.fails("room:join", {"roomId": "r2"}) == "FORBIDDEN"
+    assert await first.fails("room:join", {"roomId": "r2"}) == "FORBIDDEN"
+    await first.ok("room:leave", {"roomId": "r1"})
+    await second.join("r2")
+    assert server.counters["limited"] == 2
+    await healthy(server, open_client)
+
+
 async def test_members_queries_and_syncs_are_rate_limited(
     make_server: MakeServer, open_client: Open
 ) -> None:
