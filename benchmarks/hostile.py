@@ -10,10 +10,12 @@ Two measurements:
     Reports the server's RSS growth (``/proc/<pid>/status``) and how the connection
     ended.
 ``flood``
-    For each kind of flood (``chat``, ``ping``, ``sync``, ``receipts``) one connection
-    sends requests for ``--seconds`` as fast as it can (reading its replies in a task of its
-    own) while a healthy client in the same room sends one ``ping`` every 10 ms and
-    times its ack.  Reports the healthy client's p50 / p99 / max round trip.
+    For each kind of flood (``chat``, ``ping``, ``sync``, ``receipts``) one connection,
+    in a process of its own, sends requests for ``--seconds`` as fast as it can (raw
+    WebSocket: reading its replies; Socket.IO: emits without callbacks) while a healthy
+    client of the same endpoint (``--endpoint``) in the same room sends one ``ping``
+    every 10 ms and times its ack.  Reports the healthy client's p50 / p99 / max round
+    trip, from the flood's start until the server caught up.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import socketio
 import websockets
 from websockets.asyncio.client import ClientConnection
 
@@ -197,75 +200,156 @@ def _flood_frame(kind: str, i: int, room: str) -> str:
     return json.dumps(body)
 
 
-async def flood(kind: str, seconds: float, port: int, room: str) -> dict[str, Any]:
-    """A healthy client's ping round trip while one connection floods ``kind``."""
+async def _flooder(kind: str, endpoint: str, port: int, room: str, seconds: float) -> None:
+    """The flooding connection, in a process of its own (``--flooder KIND``).
+
+    It sends as fast as it can for ``seconds`` (raw WebSocket: reading its replies in a
+    task; Socket.IO: emits without callbacks) and prints what it sent as JSON.
+    """
+    count = 0
+    state = "open"
+    if endpoint == "ws":
+        ws = await _connect(port, f"flooder-{kind}")
+        await _request(ws, "room:join", "j", {"roomId": room})
+
+        async def drain() -> None:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                async for _ in ws:
+                    pass
+
+        reader = asyncio.create_task(drain())
+        print("START", flush=True)
+        t0 = time.perf_counter()
+        try:
+            while time.perf_counter() - t0 < seconds:
+                for _ in range(100):
+                    count += 1
+                    await ws.send(_flood_frame(kind, count, room))
+                await asyncio.sleep(0)
+        except websockets.ConnectionClosed as exc:
+            state = f"closed {exc.rcvd.code if exc.rcvd else None}"
+        await ws.close()
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+    else:
+        client = await _sio_client(port, f"flooder-sio-{kind}", room)
+        print("START", flush=True)
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds and client.connected:
+            for _ in range(100):
+                count += 1
+                name, data = _sio_flood_event(kind, count, room)
+                await client.emit(name, data)
+            await asyncio.sleep(0)
+        state = "open" if client.connected else "disconnected"
+        await client.disconnect()
+    print(json.dumps({"flood": count, "flooder": state}), flush=True)
+
+
+async def _ws_prober(port: int, kind: str, room: str) -> Callable[[int], Awaitable[None]]:
     healthy = await _connect(port, f"healthy-{kind}")
     await _request(healthy, "room:join", "j", {"roomId": room})
-    flooder = await _connect(port, f"flooder-{kind}")
-    await _request(flooder, "room:join", "j", {"roomId": room})
-    waiting: dict[str, float] = {}
+
+    async def ping(i: int) -> None:
+        await _request(healthy, "ping", f"h{i}", {"ts": i})
+        while True:
+            frame = json.loads(await healthy.recv())
+            if frame.get("type") == "ack" and frame.get("id") == f"h{i}":
+                return
+
+    return ping
+
+
+async def _sio_prober(port: int, kind: str, room: str) -> Callable[[int], Awaitable[None]]:
+    healthy = await _sio_client(port, f"healthy-sio-{kind}", room)
+
+    async def ping(i: int) -> None:
+        await healthy.call("ping", {"ts": i}, timeout=120)
+
+    return ping
+
+
+async def flood(kind: str, endpoint: str, seconds: float, port: int, room: str) -> dict[str, Any]:
+    """A healthy client's ping round trip while a connection in another process floods."""
+    prober = _ws_prober if endpoint == "ws" else _sio_prober
+    ping = await prober(port, kind, room)
     rtts: list[float] = []
     done = asyncio.Event()
-
-    async def drain(ws: ClientConnection, timed: bool) -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            async for raw in ws:
-                if timed:
-                    frame = json.loads(raw)
-                    if frame.get("type") == "ack" and frame.get("id") in waiting:
-                        rtts.append(time.perf_counter() - waiting.pop(frame["id"]))
 
     async def probe() -> None:
         i = 0
         while not done.is_set():
             i += 1
-            waiting[f"h{i}"] = time.perf_counter()
-            await _request(healthy, "ping", f"h{i}", {"ts": i})
+            t0 = time.perf_counter()
+            await ping(i)
+            rtts.append(time.perf_counter() - t0)
             await asyncio.sleep(0.01)
 
-    readers = [
-        asyncio.create_task(drain(healthy, True)),
-        asyncio.create_task(drain(flooder, False)),
-    ]
-    prober = asyncio.create_task(probe())
+    probing = asyncio.create_task(probe())
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "benchmarks.hostile",
+        "--flooder",
+        kind,
+        "--endpoint",
+        endpoint,
+        "--port",
+        str(port),
+        "--seconds",
+        str(seconds),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    await proc.stdout.readline()  # START: connected, flooding from now on
     t0 = time.perf_counter()
-    closed = "open"
-    count = 0
-    try:
-        while time.perf_counter() - t0 < seconds:
-            for _ in range(100):
-                count += 1
-                await flooder.send(_flood_frame(kind, count, room))
-            await asyncio.sleep(0)  # let this process's healthy client probe too
-    except websockets.ConnectionClosed as exc:
-        closed = f"closed {exc.rcvd.code if exc.rcvd else None}"
-    # Keep probing until the server has caught up with the flood (a probe answered).
+    first = len(rtts)
+    out, _ = await proc.communicate()
+    # Keep probing until the server has caught up with the flood.
     mark = len(rtts)
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(120):
             while len(rtts) <= mark + 5:  # noqa: ASYNC110 (the prober's state)
                 await asyncio.sleep(0.01)
     elapsed = time.perf_counter() - t0
     done.set()
-    await prober
-    await flooder.close()
-    await healthy.close()
-    for task in readers:
-        task.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
+    await probing
+    sent: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    name = kind if endpoint == "ws" else f"sio {kind}"
+    return {"kind": name, **sent, "seconds": round(elapsed, 2), **_percentiles(rtts[first:])}
+
+
+def _percentiles(rtts: list[float]) -> dict[str, Any]:
     ms = sorted(r * 1000 for r in rtts)
-    lost = len(waiting)
     return {
-        "kind": kind,
-        "flood": count,
-        "flooder": closed,
-        "seconds": round(elapsed, 2),
         "probes": len(ms),
-        "unanswered": lost,
         "p50_ms": round(statistics.median(ms), 2) if ms else None,
         "p99_ms": round(ms[max(0, int(len(ms) * 0.99) - 1)], 2) if ms else None,
         "max_ms": round(ms[-1], 2) if ms else None,
     }
+
+
+async def _sio_client(port: int, user: str, room: str) -> socketio.AsyncClient:
+    client = socketio.AsyncClient(reconnection=False, handle_sigint=False)
+    token = TokenAuthority(SECRET, leeway=0.0).issue(user, now=time.time())
+    await client.connect(
+        f"http://127.0.0.1:{port}",
+        auth={"token": token},
+        transports=["websocket"],
+        wait_timeout=120,
+    )
+    await client.call("room:join", {"roomId": room}, timeout=120)
+    return client
+
+
+def _sio_flood_event(kind: str, i: int, room: str) -> tuple[str, dict[str, Any]]:
+    if kind == "chat":
+        return "chat:send", {"roomId": room, "text": "flood", "messageId": f"f{i}"}
+    if kind == "ping":
+        return "ping", {"ts": i}
+    if kind == "sync":
+        return "sync:messages", {"roomId": room, "limit": 500}
+    return "message:read", {"roomId": room, "eventId": 1}
 
 
 async def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -278,7 +362,7 @@ async def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
         async with _server() as (port, pid):
             await _seed(port, "busy", args.events)
             for kind in kinds:
-                row = await flood(kind, args.seconds, port, "busy")
+                row = await flood(kind, args.endpoint, args.seconds, port, "busy")
                 results.append({"case": "flood", "rss_mb": round(_rss_kib(pid) / 1024, 1), **row})
     return results
 
@@ -292,7 +376,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=3.0, help="length of each flood")
     p.add_argument("--events", type=int, default=500, help="events in the flooded room")
     p.add_argument("--only", nargs="*", default=["unread", *KINDS])
+    p.add_argument("--endpoint", choices=["ws", "sio"], default="ws", help="for the floods")
+    p.add_argument("--flooder", choices=KINDS, help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.flooder:
+        asyncio.run(_flooder(args.flooder, args.endpoint, args.port, "busy", args.seconds))
+        return 0
     print(f"# cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f}", flush=True)
     for row in asyncio.run(_run(args)):
         print(json.dumps(row), flush=True)

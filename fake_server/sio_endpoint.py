@@ -82,6 +82,10 @@ class SioEndpoint:
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         eio = self.sio.eio
+        # engine.io would run each incoming message in a task of its own: a flood then
+        # piles up tasks without bound, ahead of every other client's.  Handle them in
+        # the connection's reader instead (our handlers never block), in arrival order.
+        eio.async_handlers = False
         # Background tasks engine.io starts (per-socket ping timers) belong to us.
         eio.start_background_task = self._spawn
         # A per-server copy of the driver table, with our WebSocket wrapper.
