@@ -52,6 +52,28 @@ class ServerConfig:
 
     rate_per_second: float = 20.0
     rate_burst: int = 50
+    """``chat:send`` and ``dm:send`` per user (token bucket)."""
+    ephemeral_per_second: float = 10.0
+    ephemeral_burst: int = 20
+    """``typing:start``/``typing:stop`` and ``message:read`` per user (token bucket)."""
+    query_per_second: float = 50.0
+    query_burst: int = 500
+    """``room:join``/``room:leave``, ``room:members`` and ``sync:messages`` per user."""
+
+    max_rooms_per_connection: int = 200
+    """Rooms one connection may be in (its inbox not counted); more: ``FORBIDDEN``."""
+    max_rooms_per_user: int = 1000
+    """Room memberships of all of one user's connections together; more: ``FORBIDDEN``."""
+    max_syncs_in_flight: int = 8
+    """``sync:messages`` replies queued and not yet written, per connection."""
+    max_queued_frames: int = 4096
+    max_queued_bytes: int = 4 * 1024 * 1024
+    """A connection's outgoing queue; beyond either: close 1013 ``slow consumer``."""
+    header_timeout: float = 10.0
+    """Seconds from TCP accept to a complete request head (and between keep-alive
+    requests); a connection that is slower is cut."""
+    max_connections_per_address: int = 256
+    """Open TCP connections per client IP address; more: HTTP 503 and closed."""
 
     def __post_init__(self) -> None:
         positive = (
@@ -70,6 +92,17 @@ class ServerConfig:
             "dedupe_max",
             "rate_per_second",
             "rate_burst",
+            "ephemeral_per_second",
+            "ephemeral_burst",
+            "query_per_second",
+            "query_burst",
+            "max_rooms_per_connection",
+            "max_rooms_per_user",
+            "max_syncs_in_flight",
+            "max_queued_frames",
+            "max_queued_bytes",
+            "header_timeout",
+            "max_connections_per_address",
         )
         for name in positive:
             if getattr(self, name) <= 0:

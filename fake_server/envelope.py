@@ -8,6 +8,7 @@ validators for payloads live here too, so that every refusal reads the same.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,10 +18,12 @@ import msgpack
 from .errors import ErrorCode, RequestError
 
 __all__ = [
+    "MAX_SAFE_INTEGER",
     "ROOM_ID_RE",
     "FrameError",
     "Request",
     "ack",
+    "check_numbers",
     "error_ack",
     "event",
     "get_int",
@@ -32,6 +35,9 @@ __all__ = [
 
 ROOM_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MAX_ID_LENGTH = 64
+MAX_SAFE_INTEGER = 2**53 - 1
+"""Integers beyond +-(2**53 - 1) are refused: JSON peers (JavaScript) cannot hold them,
+and MessagePack cannot hold those past 64 bits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +96,32 @@ def parse_envelope(obj: object) -> Request:
         payload = {}
     if not isinstance(payload, dict):
         raise FrameError("payload must be an object", request_id)
+    try:
+        check_numbers(payload)
+    except RequestError as exc:
+        raise FrameError(exc.message, request_id) from None
     return Request(type=kind, id=request_id, payload=payload)
+
+
+def check_numbers(value: object) -> None:
+    """Refuse NaN, Infinity and integers beyond :data:`MAX_SAFE_INTEGER`, at any depth.
+
+    Python's ``json`` reads ``NaN``, ``Infinity`` and ``1e999999`` (as ``inf``); none
+    of them is JSON, so none may come in and be echoed back.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise _bad("numbers must be finite (NaN and Infinity are not JSON)")
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                raise _bad(f"integers must be within +-{MAX_SAFE_INTEGER}")
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
 
 
 def ack(request_id: str, payload: dict[str, Any]) -> dict[str, Any]:

@@ -96,13 +96,37 @@ class LogStore:
         self.max_age = max_age
         self._logs: dict[str, EventLog] = {}
 
-    def get(self, room_id: str, *, now: float) -> EventLog:
-        """Return the room's log (created empty on first use), pruned to ``now``."""
+    def for_append(self, room_id: str, *, now: float) -> EventLog:
+        """Return the room's log to append to (created on first use), pruned to ``now``."""
         log = self._logs.get(room_id)
         if log is None:
             log = self._logs[room_id] = EventLog(room_id)
         log.prune(now=now, max_count=self.max_count, max_age=self.max_age)
         return log
+
+    def _read(self, room_id: str, now: float) -> EventLog | None:
+        log = self._logs.get(room_id)
+        if log is not None:
+            log.prune(now=now, max_count=self.max_count, max_age=self.max_age)
+        return log
+
+    def last_event_id(self, room_id: str, *, now: float) -> int:
+        """The room's last event id (0: nothing was ever written); creates nothing."""
+        log = self._read(room_id, now)
+        return 0 if log is None else log.last_event_id
+
+    def page(
+        self, room_id: str, *, now: float, after: int, limit: int, same_epoch: bool
+    ) -> SyncPage:
+        """:meth:`EventLog.page` of the room's log; a room never written to costs nothing."""
+        log = self._read(room_id, now)
+        if log is None:
+            log = EventLog(room_id)  # not kept: reading never allocates a log
+        return log.page(after=after, limit=limit, same_epoch=same_epoch)
+
+    def __len__(self) -> int:
+        """Logs kept (rooms that were written to)."""
+        return len(self._logs)
 
     def peek(self, room_id: str) -> EventLog | None:
         """Return the room's log without creating or pruning it."""

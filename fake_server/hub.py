@@ -44,8 +44,14 @@ MAX_BATCH = 100
 class Peer(Protocol):
     """One client connection as a transport sees it.  None of these may block."""
 
-    def send(self, envelope: dict[str, Any]) -> None:
-        """Queue one envelope for this peer, after everything queued before."""
+    def send(self, envelope: dict[str, Any], *, tag: str | None = None) -> None:
+        """Queue one envelope for this peer, after everything queued before.
+
+        ``tag`` (a request type) is counted by :meth:`in_flight` until written.
+        """
+
+    def in_flight(self, tag: str) -> int:
+        """Envelopes queued with ``tag`` and not written yet."""
 
     def close(self, code: int, reason: str) -> None:
         """Queue a close with ``code``/``reason`` after the envelopes already queued."""
@@ -101,9 +107,15 @@ class Hub:
         self.clock = clock
         self.monotonic = monotonic
         self.limiter = RateLimiter(rate=config.rate_per_second, burst=config.rate_burst)
+        self.ephemeral_limiter = RateLimiter(
+            rate=config.ephemeral_per_second, burst=config.ephemeral_burst
+        )
+        self.query_limiter = RateLimiter(rate=config.query_per_second, burst=config.query_burst)
         self.store = self._new_store()
         self.dedupe = self._new_dedupe()
         self.connections: dict[str, Connection] = {}
+        self.by_user: dict[str, set[Connection]] = {}
+        """Each user's live connections (for per-user limits)."""
         self.rooms: dict[str, set[Connection]] = {}
         self.typing: dict[tuple[str, str], Timer] = {}
         self.disabled: set[str] = set()
@@ -152,6 +164,7 @@ class Hub:
         """
         conn = Connection(client_id=f"c-{secrets.token_hex(6)}", peer=peer, principal=principal)
         self.connections[conn.client_id] = conn
+        self.by_user.setdefault(conn.user_id, set()).add(conn)
         self.counters.bump("connections_opened")
         if conn.user_id in self.disabled:
             # An endpoint that cannot refuse earlier: no welcome, closed with 4003.
@@ -186,6 +199,10 @@ class Hub:
         """Forget ``conn``: leave its rooms (presence), cancel its timers, log why."""
         if self.connections.pop(conn.client_id, None) is None:
             return
+        siblings = self.by_user.get(conn.user_id, set())
+        siblings.discard(conn)
+        if not siblings:
+            self.by_user.pop(conn.user_id, None)
         for timer in conn.token_timers:
             timer.cancel()
         conn.token_timers.clear()
@@ -269,6 +286,11 @@ class Hub:
     def members(self, room_id: str) -> list[str]:
         """Sorted ids of the users with at least one live connection in the room."""
         return sorted({c.user_id for c in self.rooms.get(room_id, ())})
+
+    def user_rooms(self, user_id: str) -> int:
+        """Room memberships of the user's connections together, inboxes not counted."""
+        inbox = inbox_room(user_id)
+        return sum(len(c.rooms) - (inbox in c.rooms) for c in self.by_user.get(user_id, ()))
 
     def is_member(self, conn: Connection, room_id: str) -> bool:
         return room_id in conn.rooms
@@ -408,7 +430,7 @@ class Hub:
             self._refuse(conn, request, RequestError(ErrorCode.INTERNAL, "internal error"))
             return
         if reply is not None and request.id is not None:
-            conn.peer.send(reply)
+            conn.peer.send(reply, tag=request.type)
 
     def _refuse(self, conn: Connection, request: Request, exc: RequestError) -> None:
         if exc.code in (ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_TYPE):

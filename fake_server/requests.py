@@ -14,6 +14,7 @@ from .auth import AuthFailure
 from .dedupe import Entry
 from .envelope import Request, ack, event, get_int, get_room_id, get_str
 from .errors import ErrorCode, RequestError
+from .ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     from .hub import Connection, Hub
@@ -49,8 +50,9 @@ def _joined_room(hub: Hub, conn: Connection, request: Request) -> str:
     return room_id
 
 
-def _rate_limit(hub: Hub, conn: Connection) -> None:
-    retry_after = hub.limiter.take(conn.user_id, hub.monotonic())
+def _rate_limit(hub: Hub, conn: Connection, limiter: RateLimiter | None = None) -> None:
+    """Take a token from ``limiter`` (default: the messages' one) for the user."""
+    retry_after = (limiter or hub.limiter).take(conn.user_id, hub.monotonic())
     if retry_after > 0:
         hub.counters.bump("rate_limited")
         raise RequestError(
@@ -61,23 +63,41 @@ def _rate_limit(hub: Hub, conn: Connection) -> None:
 # -- rooms -----------------------------------------------------------------------------------
 
 
+def _room_limits(hub: Hub, conn: Connection) -> None:
+    """Refuse one more room beyond the connection's or the user's limit (inboxes free)."""
+    cfg = hub.config
+    limit = cfg.max_rooms_per_connection
+    if len(conn.rooms) - 1 >= limit:
+        hub.counters.bump("limited")
+        raise RequestError(ErrorCode.FORBIDDEN, f"too many rooms (at most {limit})", limit=limit)
+    limit = cfg.max_rooms_per_user
+    if hub.user_rooms(conn.user_id) >= limit:
+        hub.counters.bump("limited")
+        raise RequestError(
+            ErrorCode.FORBIDDEN, f"too many rooms for this user (at most {limit})", limit=limit
+        )
+
+
 def room_join(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
     room_id = _accessible_room(hub, conn, request)
+    _rate_limit(hub, conn, hub.query_limiter)
+    if not hub.is_member(conn, room_id):
+        _room_limits(hub, conn)
     hub.join(conn, room_id)
-    log = hub.store.get(room_id, now=hub.clock())
     return _reply(
         request,
         {
             "roomId": room_id,
             "members": hub.members(room_id),
             "epoch": hub.epoch,
-            "lastEventId": log.last_event_id,
+            "lastEventId": hub.store.last_event_id(room_id, now=hub.clock()),
         },
     )
 
 
 def room_leave(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
     room_id = get_room_id(request.payload)
+    _rate_limit(hub, conn, hub.query_limiter)
     # The inbox membership is implicit and permanent.
     if room_id != f"user:{conn.user_id}":
         hub.leave(conn, room_id)
@@ -86,6 +106,7 @@ def room_leave(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] |
 
 def room_members(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
     room_id = _accessible_room(hub, conn, request)
+    _rate_limit(hub, conn, hub.query_limiter)
     return _reply(request, {"roomId": room_id, "members": hub.members(room_id)})
 
 
@@ -108,7 +129,7 @@ def _commit(
             )
         hub.counters.bump("duplicates")
         return ack(message_id, {**entry.ack, "duplicate": True})
-    log = hub.store.get(room_id, now=now)
+    log = hub.store.for_append(room_id, now=now)
     payload = {
         "roomId": room_id,
         "eventId": log.next_event_id(),
@@ -177,9 +198,21 @@ def sync_messages(hub: Hub, conn: Connection, request: Request) -> dict[str, Any
     epoch = payload.get("epoch")
     if epoch is not None and not isinstance(epoch, str):
         raise RequestError(ErrorCode.BAD_REQUEST, "epoch must be a string")
+    _rate_limit(hub, conn, hub.query_limiter)
+    if conn.peer.in_flight("sync:messages") >= cfg.max_syncs_in_flight:
+        hub.counters.bump("limited")
+        raise RequestError(
+            ErrorCode.RATE_LIMIT,
+            f"too many syncs in flight (at most {cfg.max_syncs_in_flight})",
+            retryAfter=0.1,
+        )
     hub.counters.bump("syncs")
-    page = hub.store.get(room_id, now=hub.clock()).page(
-        after=after, limit=limit, same_epoch=epoch is None or epoch == hub.epoch
+    page = hub.store.page(
+        room_id,
+        now=hub.clock(),
+        after=after,
+        limit=limit,
+        same_epoch=epoch is None or epoch == hub.epoch,
     )
     return _reply(
         request,
@@ -199,14 +232,14 @@ def sync_messages(hub: Hub, conn: Connection, request: Request) -> dict[str, Any
 
 def typing_start(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
     room_id = _joined_room(hub, conn, request)
-    _rate_limit(hub, conn)
+    _rate_limit(hub, conn, hub.ephemeral_limiter)
     hub.start_typing(conn, room_id)
     return _reply(request, {"roomId": room_id})
 
 
 def typing_stop(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
     room_id = _joined_room(hub, conn, request)
-    _rate_limit(hub, conn)
+    _rate_limit(hub, conn, hub.ephemeral_limiter)
     hub.stop_typing(room_id, conn.user_id)
     return _reply(request, {"roomId": room_id})
 
@@ -214,6 +247,7 @@ def typing_stop(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] 
 def message_read(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
     room_id = _joined_room(hub, conn, request)
     event_id = get_int(request.payload, "eventId", minimum=1)
+    _rate_limit(hub, conn, hub.ephemeral_limiter)
     receipt = {
         "roomId": room_id,
         "eventId": event_id,

@@ -22,18 +22,19 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from .admission import guard
 from .auth import TokenAuthority
 from .config import ServerConfig
+from .endpoint import Endpoint
 from .errors import CloseCode
 from .faults import FaultState
 from .http_api import AccessLogger, add_routes
 from .hub import Hub
+from .peer import QueuedPeer
 from .sio_endpoint import SioEndpoint
-from .sio_peer import SioPeer
 from .stats import Counters, LatencyStats
 from .timers import Timers
 from .ws_endpoint import WsEndpoint
-from .ws_peer import WsPeer
 
 __all__ = ["FakeServer"]
 
@@ -89,6 +90,7 @@ class FakeServer:
             counters=self.counters,
             latency=self.latency,
         )
+        self._endpoints: tuple[Endpoint, ...] = (self._endpoint, self._sio)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -118,8 +120,8 @@ class FakeServer:
         if self._runner is not None:
             raise RuntimeError("FakeServer already started")
         app = web.Application()
-        app.router.add_get("/ws", self._endpoint.handle)
-        self._sio.attach(app)
+        for endpoint in self._endpoints:
+            endpoint.attach(app)
         add_routes(app, self)
         runner = web.AppRunner(
             app,
@@ -130,10 +132,20 @@ class FakeServer:
             # (refused there, unlogged) instead.
             max_line_size=_MAX_HEADER,
             max_field_size=_MAX_HEADER,
+            # Armed at accept and after each response: a request head that has not
+            # fully arrived by then (a slowloris, a half-sent request) is cut.
+            keepalive_timeout=self.config.header_timeout,
         )
         await runner.setup()
+        assert runner.server is not None
+        guard(
+            runner.server,
+            max_per_address=self.config.max_connections_per_address,
+            counters=self.counters,
+        )
         self._runner = runner
-        self._sio.start()
+        for endpoint in self._endpoints:
+            endpoint.start()
         self._started_at = time.monotonic()
         try:
             await self._listen()
@@ -179,27 +191,20 @@ class FakeServer:
 
     async def _close_peers(self, code: int, reason: str) -> None:
         within = self.config.close_timeout + 1.0
-        peers = self._endpoint.close_all(code, reason)
-        sio_peers = self._sio.close_all(code, reason)
-        await asyncio.gather(self._wait(peers, within), self._wait_sio(sio_peers, within))
+        closing = [(e, e.close_all(code, reason)) for e in self._endpoints]
+        await asyncio.gather(*(self._wait(e, peers, within) for e, peers in closing))
         if not self._faults.paused:
-            await self._sio.close_sessions(within)
+            for endpoint in self._endpoints:
+                await endpoint.close_sessions(within)
 
-    async def _wait_sio(self, peers: list[SioPeer], within: float) -> None:
+    async def _wait(self, endpoint: Endpoint, peers: list[QueuedPeer[Any]], within: float) -> None:
+        """Wait ``within`` s for ``peers`` to finish, then cut those that did not."""
         if self._faults.paused or not peers:
             return
-        if not await self._sio.wait_finished(peers, within):
+        if not await endpoint.wait_finished(peers, within):
             for peer in peers:
                 peer.abort()
-            await self._sio.wait_finished(peers, 1.0)
-
-    async def _wait(self, peers: list[WsPeer], within: float) -> None:
-        if self._faults.paused or not peers:
-            return
-        if not await self._endpoint.wait_finished(peers, within):
-            for peer in peers:
-                peer.abort()
-            await self._endpoint.wait_finished(peers, 1.0)
+            await endpoint.wait_finished(peers, 1.0)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` as a task owned by the server (cancelled by :meth:`stop`)."""
@@ -255,7 +260,7 @@ class FakeServer:
 
     def socket_count(self) -> int:
         """Open WebSockets and engine.io sessions, authenticated or not."""
-        return len(self._endpoint) + len(self._sio)
+        return sum(len(e) for e in self._endpoints)
 
     def members(self, room_id: str) -> list[str]:
         return self.hub.members(room_id)
@@ -267,6 +272,7 @@ class FakeServer:
             "connections": self.connection_count(),
             "rooms": sum(1 for r in self.hub.rooms if not r.startswith("user:")),
             "storedEvents": self.hub.store.stored_events(),
+            "logs": len(self.hub.store),
             "uptime": round(time.monotonic() - self._started_at, 3),
             "epoch": self.epoch,
             "latency": self.latency.summary(),
@@ -278,10 +284,7 @@ class FakeServer:
     async def drop_connections(self) -> None:
         """Abort every TCP connection: no close frame (the client sees 1006)."""
         log.info("fault: drop_connections")
-        await asyncio.gather(
-            self._wait(self._endpoint.abort_all(), 2.0),
-            self._wait_sio(self._sio.abort_all(), 2.0),
-        )
+        await asyncio.gather(*(self._wait(e, e.abort_all(), 2.0) for e in self._endpoints))
 
     async def close_all(self, code: int = 1001, reason: str = "") -> None:
         """Close every connection with ``code`` and ``reason``."""
@@ -312,7 +315,8 @@ class FakeServer:
 
     async def resume(self) -> None:
         log.info("fault: resume")
-        self._sio.resumed()
+        for endpoint in self._endpoints:
+            endpoint.resumed()
         self._faults.resume()
 
     async def reject_handshakes(
@@ -335,8 +339,10 @@ class FakeServer:
         peers = [c.peer for c in self.hub.connections.values()]
         self.hub.expire_tokens()
         await asyncio.gather(
-            self._wait([p for p in peers if isinstance(p, WsPeer)], 2.0),
-            self._wait_sio([p for p in peers if isinstance(p, SioPeer)], 2.0),
+            *(
+                self._wait(e, [p for p in peers if isinstance(p, QueuedPeer) and e.owns(p)], 2.0)
+                for e in self._endpoints
+            )
         )
 
     async def lose_next_acks(self, n: int) -> None:

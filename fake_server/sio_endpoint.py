@@ -12,8 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-import urllib.parse
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -24,7 +23,9 @@ from .auth import AuthFailure, Principal
 from .config import ServerConfig
 from .errors import CloseReason, ErrorCode
 from .faults import FaultState, Rejection
+from .handshake import bearer_token, closed_as, query_token, refusal, retry_reason
 from .hub import Connection, Hub
+from .peer import QueuedPeer, QueueLimits
 from .sio_engine import EngineWebSocket, SioServer, quiet_logger
 from .sio_peer import SioPeer
 from .sio_requests import handle_event
@@ -41,6 +42,10 @@ _REJECTION_KEY: Any = (
     if hasattr(web, "RequestKey")
     else "fake_server.rejection"
 )
+
+
+_ENGINE_BACKLOG = 16
+"""Packets engine.io may hold for one session before our writer waits."""
 
 
 class SioEndpoint:
@@ -79,6 +84,10 @@ class SioEndpoint:
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         eio = self.sio.eio
+        # engine.io would run each incoming message in a task of its own: a flood then
+        # piles up tasks without bound, ahead of every other client's.  Handle them in
+        # the connection's reader instead (our handlers never block), in arrival order.
+        eio.async_handlers = False
         # Background tasks engine.io starts (per-socket ping timers) belong to us.
         eio.start_background_task = self._spawn
         # A per-server copy of the driver table, with our WebSocket wrapper.
@@ -151,7 +160,7 @@ class SioEndpoint:
             if rejection is not None:
                 self._counters.bump("handshakes_rejected")
                 if rejection.status < 1000:
-                    return self._refuse_handshake(rejection)
+                    return refusal(rejection, "socket.io")
                 request[_REJECTION_KEY] = rejection
         response: web.StreamResponse = await self.sio.handle_request(request)
         socket = self.sio.eio.sockets.get(request.query.get("sid"))
@@ -162,14 +171,6 @@ class SioEndpoint:
         await self._faults.wait_running()  # a long-poll answer waits out a pause too
         return response
 
-    @staticmethod
-    def _refuse_handshake(rejection: Rejection) -> web.Response:
-        headers = {}
-        if rejection.retry_after is not None:
-            headers["Retry-After"] = f"{rejection.retry_after:g}"
-        log.info("socket.io handshake refused with HTTP %d (fault)", rejection.status)
-        return web.Response(status=rejection.status, headers=headers, text="refused by fault\n")
-
     # -- connect / disconnect ------------------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
@@ -177,8 +178,16 @@ class SioEndpoint:
             principal = self._authenticate(environ, auth)
             eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
             request: web.Request = environ["aiohttp.request"]
+            cfg = self._config
             peer = SioPeer(
-                self, sid=sid, eio_sid=eio_sid, faults=self._faults, remote=str(request.remote)
+                self,
+                sid=sid,
+                eio_sid=eio_sid,
+                faults=self._faults,
+                counters=self._counters,
+                limits=QueueLimits(cfg.max_queued_frames, cfg.max_queued_bytes),
+                close_timeout=cfg.close_timeout,
+                remote=str(request.remote),
             )
             conn = self._hub.attach(peer, principal)
             self._peers[sid] = (peer, conn)
@@ -187,8 +196,7 @@ class SioEndpoint:
             writer.add_done_callback(lambda _: self._writers.pop(sid, None))
             rejection: Rejection | None = request.get(_REJECTION_KEY)
             if rejection is not None:
-                retry = rejection.retry_after
-                peer.close(rejection.status, "" if retry is None else f"retryAfter={retry:g}")
+                peer.close(rejection.status, retry_reason(rejection.retry_after))
         except SioRefused:
             raise
         except Exception:
@@ -202,12 +210,10 @@ class SioEndpoint:
         if isinstance(auth, dict) and auth.get("token") not in (None, ""):
             token = auth["token"]
         elif (header := environ.get("HTTP_AUTHORIZATION")) is not None:
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer":
-                token = ""
-        elif self._config.allow_query_token:
-            query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
-            token = query.get("token", [None])[0]
+            token = bearer_token(header)
+        else:
+            allowed = self._config.allow_query_token
+            token = query_token(environ.get("QUERY_STRING", ""), allowed=allowed) or None
         if token is None:
             self._counters.bump("auth_failures")
             log.info("socket.io connect refused: no token")
@@ -231,14 +237,8 @@ class SioEndpoint:
         if self._peers.pop(peer.sid, None) is None:
             return
         peer.disconnected = True
-        if peer.aborted:
-            code: int | None = 1006
-            reason = "aborted"
-        elif peer.close_requested is not None:
-            code, reason = peer.close_requested[0], peer.close_requested[1] or "closed by server"
-        else:
-            code = 1000 if why == self.sio.reason.CLIENT_DISCONNECT else 1006
-            reason = why
+        by_client = why == self.sio.reason.CLIENT_DISCONNECT
+        code, reason = closed_as(peer, (1000 if by_client else 1006, why))
         self._hub.detach(conn, code=code, reason=reason)
         writer = self._writers.get(peer.sid)
         if writer is not None and writer is not asyncio.current_task():
@@ -279,6 +279,14 @@ class SioEndpoint:
         await socket.close(wait=False, abort=True)  # the CLOSE is queued already
         self.sio.eio.sockets.pop(eio_sid, None)
 
+    async def drained(self, eio_sid: str) -> None:
+        """Return once engine.io's queue for ``eio_sid`` holds fewer than 16 packets."""
+        # engine.io has no drain event: poll, only while the client is behind.
+        while (socket := self.sio.eio.sockets.get(eio_sid)) is not None:
+            if socket.closed or socket.queue.qsize() < _ENGINE_BACKLOG:
+                return
+            await asyncio.sleep(0.005)
+
     def abort(self, eio_sid: str) -> None:
         """Cut the engine.io transport without a CLOSE packet."""
         ws = self._websockets.get(eio_sid)
@@ -299,23 +307,26 @@ class SioEndpoint:
 
     # -- faults ------------------------------------------------------------------------------
 
-    def close_all(self, code: int, reason: str) -> list[SioPeer]:
+    def owns(self, peer: object) -> bool:
+        return isinstance(peer, SioPeer)
+
+    def close_all(self, code: int, reason: str) -> list[QueuedPeer[Any]]:
         """Queue ``error`` + disconnect on every Socket.IO connection."""
-        peers = [peer for peer, _ in self._peers.values()]
+        peers: list[QueuedPeer[Any]] = [peer for peer, _ in self._peers.values()]
         for peer in peers:
             peer.close(code, reason)
         return peers
 
-    def abort_all(self) -> list[SioPeer]:
+    def abort_all(self) -> list[QueuedPeer[Any]]:
         """Cut every engine.io transport at once (the clients see a transport error)."""
-        peers = [peer for peer, _ in self._peers.values()]
+        peers: list[QueuedPeer[Any]] = [peer for peer, _ in self._peers.values()]
         for peer in peers:
             peer.abort()
         for eio_sid in list(self.sio.eio.sockets):
             self.abort(eio_sid)
         return peers
 
-    async def wait_finished(self, peers: list[SioPeer], within: float) -> bool:
+    async def wait_finished(self, peers: Sequence[QueuedPeer[Any]], within: float) -> bool:
         """Wait until ``peers`` are disconnected, their writers done and WebSockets closed.
 
         A peer is disconnected as soon as its Socket.IO DISCONNECT is queued; its writer
@@ -327,11 +338,11 @@ class SioEndpoint:
             async with asyncio.timeout(within):
                 for peer in peers:
                     await peer.finished.wait()
-                    writer = self._writers.get(peer.sid)
+                    writer = self._writers.get(peer.sid) if isinstance(peer, SioPeer) else None
                     if writer is not None:
                         await asyncio.wait([writer])
                     # Only the peers' own WebSockets: others may be connecting meanwhile.
-                    ws = self._websockets.get(peer.eio_sid)
+                    ws = self._websockets.get(peer.eio_sid) if isinstance(peer, SioPeer) else None
                     if ws is not None:
                         await ws.done.wait()
         except TimeoutError:

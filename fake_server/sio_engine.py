@@ -94,6 +94,8 @@ class EngineWebSocket:
         self._transport: asyncio.Transport | None = None
         self._ping_sent: float | None = None
         self._loop = asyncio.get_running_loop()
+        self._received = self._loop.time()
+        """Loop time of the last message from the peer (or of the upgrade)."""
         self.sid: str = getattr(handler, "__self__", None).sid  # type: ignore[union-attr]
         self.done = asyncio.Event()
         self.aborted = False
@@ -119,9 +121,17 @@ class EngineWebSocket:
             self._transport.abort()
 
     def ping_overdue(self) -> bool:
-        """Whether a PING went out ``ping_timeout`` ago or more without its PONG."""
+        """Whether the peer is presumed dead: a PING without its PONG, and either
+        ``ping_timeout`` passed since that PING or the peer has been silent for
+        ``ping_interval + ping_timeout`` (engine.io's read timeout, which can end a
+        moment before the PING is ``ping_timeout`` old)."""
         sent = self._ping_sent
-        return sent is not None and self._loop.time() - sent >= self._server.ping_timeout
+        if sent is None:
+            return False
+        now = self._loop.time()
+        server = self._server
+        silent = now - self._received >= server.ping_interval + server.ping_timeout - 0.001
+        return bool(silent or now - sent >= server.ping_timeout)
 
     async def close(self) -> None:
         assert self._sock is not None
@@ -151,6 +161,7 @@ class EngineWebSocket:
         assert self._sock is not None
         await self._faults.wait_running()
         msg = await self._sock.receive()
+        self._received = self._loop.time()
         # A frozen server does not look at what arrived while it was frozen.
         await self._faults.wait_running()
         data: object = msg.data

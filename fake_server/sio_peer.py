@@ -9,15 +9,17 @@ The hub speaks envelopes; this peer turns them into Socket.IO traffic:
 * a close becomes ``error {code, message, closeCode, reason}`` followed by a server-side
   disconnect (Socket.IO has no close codes).
 
-Everything outgoing, acks included, goes through one queue drained by
-:meth:`SioPeer.run_writer`, so injected latency and pauses keep the per-connection
-order (a ``chat:message`` echo is emitted before the ack of its ``chat:send``).
+Everything outgoing, acks included, goes through the bounded queue of
+:class:`~fake_server.peer.QueuedPeer`, so injected latency and pauses keep the
+per-connection order (a ``chat:message`` echo is emitted before the ack of its
+``chat:send``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import logging
 import re
 from collections.abc import Iterator
@@ -27,6 +29,8 @@ from typing import Any, Protocol
 
 from .errors import CloseReason
 from .faults import FaultState
+from .peer import QueuedPeer, QueueLimits
+from .stats import Counters
 
 __all__ = ["AckTarget", "SioLink", "SioPeer", "close_payload"]
 
@@ -83,6 +87,9 @@ class SioLink(Protocol):
 
     def abort(self, eio_sid: str) -> None: ...
 
+    async def drained(self, eio_sid: str) -> None:
+        """Return once engine.io's own queue for ``eio_sid`` is short (or gone)."""
+
 
 class _Kind(enum.Enum):
     EVENT = enum.auto()
@@ -93,7 +100,6 @@ class _Kind(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class _Outgoing:
     kind: _Kind
-    due: float
     name: str = ""
     payload: Any = None
     ack_id: int = 0
@@ -108,61 +114,56 @@ class _Answering:
     answered: bool = field(default=False)
 
 
-class SioPeer:
-    """One Socket.IO connection (namespace ``/``): an ordered, pausable, delayable sender.
+def _size(payload: Any) -> int:
+    """The payload's JSON size; ``ValueError`` when it is not strict JSON."""
+    return len(json.dumps(payload, separators=(",", ":"), allow_nan=False))
 
-    The endpoint runs :meth:`run_writer` in a task and calls :meth:`gone` once
+
+class SioPeer(QueuedPeer[_Outgoing]):
+    """One Socket.IO connection (namespace ``/``): a :class:`~fake_server.peer.QueuedPeer`.
+
+    The endpoint runs :meth:`run_writer` in a task and sets :attr:`disconnected` once
     Socket.IO reports the disconnect.
     """
 
     def __init__(
-        self, link: SioLink, *, sid: str, eio_sid: str, faults: FaultState, remote: str
+        self,
+        link: SioLink,
+        *,
+        sid: str,
+        eio_sid: str,
+        faults: FaultState,
+        counters: Counters,
+        limits: QueueLimits,
+        close_timeout: float,
+        remote: str,
     ) -> None:
+        super().__init__(
+            faults=faults,
+            counters=counters,
+            limits=limits,
+            close_timeout=close_timeout,
+            remote=remote,
+        )
         self.sid = sid
         self.eio_sid = eio_sid
-        self.remote = remote
         self._link = link
-        self._faults = faults
-        self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue[_Outgoing] = asyncio.Queue()
         self._answering: _Answering | None = None
-        self.close_requested: tuple[int, str] | None = None
-        self.aborted = False
-        self.disconnected = False
-        """Socket.IO reported the disconnect (the hub has forgotten the connection)."""
-        self.finished = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"SioPeer({self.remote}, sid={self.sid}, close_requested={self.close_requested})"
 
-    @property
-    def _open(self) -> bool:
-        return self.close_requested is None and not self.aborted and not self.disconnected
-
     # -- Peer protocol -------------------------------------------------------------------
 
-    def send(self, envelope: dict[str, Any]) -> None:
-        if not self._open:
+    def send(self, envelope: dict[str, Any], *, tag: str | None = None) -> None:
+        if not self.open:
             return
         kind = envelope.get("type")
         if kind == "ack":
             self._route_ack(envelope)
         else:
-            self._put(
-                _Outgoing(
-                    _Kind.EVENT, self._due(), name=str(kind), payload=envelope.get("payload", {})
-                )
-            )
-
-    def close(self, code: int, reason: str) -> None:
-        if self._open:
-            self.close_requested = (code, reason)
-            self._put(_Outgoing(_Kind.CLOSE, self._due(), payload=reason, code=code))
-
-    def abort(self) -> None:
-        if not self.aborted and not self.disconnected:
-            self.aborted = True
-            self._link.abort(self.eio_sid)
+            payload = envelope.get("payload", {})
+            self._put(_Outgoing(_Kind.EVENT, name=str(kind), payload=payload), _size(payload))
 
     # -- requests and their replies -----------------------------------------------------
 
@@ -182,8 +183,9 @@ class SioPeer:
         if isinstance(target, list):
             target.append(payload)
         elif target is not None:
-            if self._open:
-                self._put(_Outgoing(_Kind.ACK, self._due(), payload=payload, ack_id=target))
+            if self.open:
+                item = _Outgoing(_Kind.ACK, payload=payload, ack_id=target)
+                self._put(item, _size(payload), request_type)
         elif not payload.get("success", False):
             error = payload.get("error", {})
             self.send({"type": "error", "payload": {**error, "requestType": request_type}})
@@ -196,13 +198,13 @@ class SioPeer:
         current.answered = True
         self.reply(current.target, current.request_type, envelope.get("payload", {}))
 
-    # -- writer --------------------------------------------------------------------------
+    # -- QueuedPeer ----------------------------------------------------------------------
 
-    def _due(self) -> float:
-        return self._loop.time() + self._faults.latency
+    def _close_item(self, code: int, reason: str) -> _Outgoing:
+        return _Outgoing(_Kind.CLOSE, payload=reason, code=code)
 
-    def _put(self, item: _Outgoing) -> None:
-        self._queue.put_nowait(item)
+    def _cut(self) -> None:
+        self._link.abort(self.eio_sid)
 
     async def run_writer(self) -> None:
         """Emit queued items in order until the disconnect went out or the link broke."""
@@ -212,25 +214,24 @@ class SioPeer:
             if self._link.is_connected(self.sid) or self.disconnected:
                 break
             await asyncio.sleep(0 if _ < 10 else 0.001)
-        while True:
-            item = await self._queue.get()
-            delay = item.due - self._loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await self._faults.wait_running()
-            if self.aborted or self.disconnected:
-                return
-            try:
-                if item.kind is _Kind.EVENT:
-                    await self._link.emit(self.sid, item.name, item.payload)
-                elif item.kind is _Kind.ACK:
-                    await self._link.ack(self.eio_sid, item.ack_id, item.payload)
-                else:
-                    await self._link.emit(self.sid, "error", close_payload(item.code, item.payload))
-                    await self._link.disconnect(self.sid, self.eio_sid)
-                    return
-            except Exception:
-                # The connection went away under us; Socket.IO reports the disconnect.
-                log.debug("emit to %s failed", self.sid, exc_info=True)
-                self.abort()
-                return
+        await super().run_writer()
+
+    async def _write(self, item: _Outgoing) -> bool:
+        # engine.io queues without bound: hold on while its queue is long, so that
+        # what a slow client leaves unread piles up in our bounded queue instead.
+        await self._link.drained(self.eio_sid)
+        if self.aborted or self.disconnected:
+            return True
+        try:
+            if item.kind is _Kind.EVENT:
+                await self._link.emit(self.sid, item.name, item.payload)
+            elif item.kind is _Kind.ACK:
+                await self._link.ack(self.eio_sid, item.ack_id, item.payload)
+            else:
+                await self._link.emit(self.sid, "error", close_payload(item.code, item.payload))
+                await self._link.disconnect(self.sid, self.eio_sid)
+                return True
+        except Exception as exc:
+            # The connection went away under us; Socket.IO reports the disconnect.
+            raise ConnectionError(f"emit to {self.sid} failed") from exc
+        return False

@@ -12,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from . import requests
-from .envelope import MAX_ID_LENGTH, Request
+from .envelope import MAX_ID_LENGTH, Request, check_numbers
 from .errors import ErrorCode, RequestError
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ def decode(name: str, args: list[Any], ack_id: int | None) -> Request:
         payload = {"token": data}
     else:
         raise _bad("data must be an object")
+    check_numbers(payload)
     if name in MESSAGE_EVENTS:
         message_id = payload.get("messageId")
         if not isinstance(message_id, str) or not 1 <= len(message_id) <= MAX_ID_LENGTH:

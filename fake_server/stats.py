@@ -23,6 +23,9 @@ COUNTER_NAMES = (
     "syncs",
     "batches",
     "errors",
+    "slow_consumers",
+    "limited",
+    "connections_refused",
 )
 
 

@@ -12,15 +12,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from .auth import AuthFailure, Principal
 from .config import ServerConfig
 from .errors import CloseCode, CloseReason
-from .faults import FaultState, Rejection
+from .faults import FaultState
+from .handshake import bearer_token, closed_as, query_token, refusal, retry_reason
 from .hub import BASE_FEATURES, Connection, Hub
+from .peer import QueuedPeer, QueueLimits
 from .stats import Counters, LatencyStats
 from .ws_peer import WsPeer
 
@@ -63,22 +67,35 @@ class WsEndpoint:
 
     # -- control from the server ---------------------------------------------------------
 
-    def close_all(self, code: int, reason: str) -> list[WsPeer]:
+    def attach(self, app: web.Application) -> None:
+        """Route ``GET /ws`` of ``app`` to this endpoint."""
+        app.router.add_get("/ws", self.handle)
+
+    def start(self) -> None:
+        """Nothing to start: each connection's handler owns its tasks."""
+
+    def resumed(self) -> None:
+        """Nothing to do: each heartbeat re-arms its deadline after a pause itself."""
+
+    def owns(self, peer: object) -> bool:
+        return isinstance(peer, WsPeer)
+
+    def close_all(self, code: int, reason: str) -> list[QueuedPeer[Any]]:
         """Queue a close frame on every open WebSocket, authenticated or not."""
-        peers = list(self._peers)
+        peers: list[QueuedPeer[Any]] = list(self._peers)
         for peer in peers:
             peer.close(code, reason)
         return peers
 
-    def abort_all(self) -> list[WsPeer]:
+    def abort_all(self) -> list[QueuedPeer[Any]]:
         """Cut every TCP connection at once, without a close frame."""
-        peers = list(self._peers)
+        peers: list[QueuedPeer[Any]] = list(self._peers)
         for peer in peers:
             peer.abort()
         return peers
 
     @staticmethod
-    async def wait_finished(peers: list[WsPeer], within: float) -> bool:
+    async def wait_finished(peers: Sequence[QueuedPeer[Any]], within: float) -> bool:
         """Wait until the handlers of ``peers`` are done; False after ``within`` s."""
         try:
             async with asyncio.timeout(within):
@@ -87,6 +104,9 @@ class WsEndpoint:
         except TimeoutError:
             return False
         return True
+
+    async def close_sessions(self, within: float) -> None:
+        """Nothing to do: every open WebSocket has a peer, closed by :meth:`close_all`."""
 
     # -- the handler ---------------------------------------------------------------------
 
@@ -97,7 +117,8 @@ class WsEndpoint:
         await self._faults.wait_running()
         rejection = self._faults.take_rejection()
         if rejection is not None and rejection.status < 1000:
-            return self._refuse(rejection)
+            self._counters.bump("handshakes_rejected")
+            return refusal(rejection, "websocket")
         cfg = self._config
         ws = web.WebSocketResponse(
             autoping=False,
@@ -111,6 +132,8 @@ class WsEndpoint:
             ws,
             request.transport,
             faults=self._faults,
+            counters=self._counters,
+            limits=QueueLimits(cfg.max_queued_frames, cfg.max_queued_bytes),
             close_timeout=cfg.close_timeout,
             remote=str(request.remote),
             # The client's first offered subprotocol that we speak; none: JSON.
@@ -126,12 +149,7 @@ class WsEndpoint:
                 conn = self._hub.attach(peer, principal, features=(*BASE_FEATURES, "batch"))
                 if rejection is not None:
                     self._counters.bump("handshakes_rejected")
-                    reason = (
-                        ""
-                        if rejection.retry_after is None
-                        else f"retryAfter={rejection.retry_after:g}"
-                    )
-                    peer.close(rejection.status, reason)
+                    peer.close(rejection.status, retry_reason(rejection.retry_after))
                 await self._read_loop(peer, conn)
         except Exception:
             self._counters.bump("errors")
@@ -151,53 +169,21 @@ class WsEndpoint:
         return ws
 
     def _forget(self, peer: WsPeer, conn: Connection | None) -> None:
+        code, reason = closed_as(peer, (peer.ws.close_code, "closed by peer"))
         if conn is not None:
-            self._hub.detach(conn, code=self._close_code(peer), reason=self._reason(peer))
+            self._hub.detach(conn, code=code, reason=reason)
         else:
-            log.info(
-                "unauthenticated connection from %s closed code=%s",
-                peer.remote,
-                self._close_code(peer),
-            )
+            log.info("unauthenticated connection from %s closed code=%s", peer.remote, code)
         self._peers.discard(peer)
         peer.finished.set()
-
-    def _refuse(self, rejection: Rejection) -> web.Response:
-        self._counters.bump("handshakes_rejected")
-        headers = {}
-        if rejection.retry_after is not None:
-            headers["Retry-After"] = f"{rejection.retry_after:g}"
-        log.info("handshake refused with HTTP %d (fault)", rejection.status)
-        return web.Response(status=rejection.status, headers=headers, text="refused by fault\n")
-
-    @staticmethod
-    def _close_code(peer: WsPeer) -> int | None:
-        if peer.aborted:
-            return 1006
-        if peer.close_requested is not None:
-            return peer.close_requested[0]
-        return peer.ws.close_code
-
-    @staticmethod
-    def _reason(peer: WsPeer) -> str:
-        if peer.aborted:
-            return "aborted"
-        if peer.close_requested is not None:
-            return peer.close_requested[1] or "closed by server"
-        return "closed by peer"
 
     # -- authentication ------------------------------------------------------------------
 
     async def _authenticate(self, request: web.Request, peer: WsPeer) -> Principal | None:
         """Return the principal, or close the peer (4001/4002) and return None."""
-        header = request.headers.get("Authorization")
-        token: str | None = None
-        if header is not None:
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer":
-                token = ""
-        elif self._config.allow_query_token and "token" in request.query:
-            token = request.query["token"]
+        token = bearer_token(request.headers.get("Authorization"))
+        if token is None:
+            token = query_token(request.query_string, allowed=self._config.allow_query_token)
         if token is None:
             token = await self._auth_message(peer)
             if token is None:
@@ -232,6 +218,9 @@ class WsEndpoint:
     async def _read_loop(self, peer: WsPeer, conn: Connection) -> None:
         while (frame := await self._receive(peer)) is not None:
             self._hub.handle_frame(conn, frame.data, peer.codec)
+            # Frames already buffered are returned without a suspension point: yield,
+            # so that one flooding connection cannot starve the others.
+            await asyncio.sleep(0)
 
     async def _receive(self, peer: WsPeer) -> _Frame | None:
         """Return the next data frame, answering pings; None once the socket closes."""

@@ -15,15 +15,15 @@ def add(log: EventLog, at: float) -> None:
 
 def test_retention_by_age() -> None:
     store = LogStore(max_count=100, max_age=10.0)
-    log = store.get("r", now=0.0)
+    log = store.for_append("r", now=0.0)
     for t in (0.0, 5.0, 9.0):
         add(log, t)
-    store.get("r", now=12.0)  # drops the event of t=0
+    store.for_append("r", now=12.0)  # drops the event of t=0
     assert [e["eventId"] for e in log.events()] == [2, 3]
     assert log.dropped_through == 1
     page = log.page(after=0, limit=10, same_epoch=True)
     assert page.truncated and [e["eventId"] for e in page.events] == [2, 3]
-    store.get("r", now=100.0)
+    store.for_append("r", now=100.0)
     page = log.page(after=2, limit=10, same_epoch=True)
     assert page.truncated and page.events == [] and page.last_event_id == 3
 

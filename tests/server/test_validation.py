@@ -118,7 +118,8 @@ async def test_rate_limit_with_retry_after(make_server: MakeServer, connect: Con
     assert error["code"] == "RATE_LIMIT" and 0 < error["retryAfter"] <= 1.0
     assert len(server.room_events("lobby")) == 3
     assert server.counters["rate_limited"] == 1
-    assert await alice.fails("typing:start", {"roomId": "lobby"}) == "RATE_LIMIT"
+    # Typing has a bucket of its own (with receipts): a chatty user can still type.
+    await alice.ok("typing:start", {"roomId": "lobby"})
     await still_works(alice)  # ping is not rate limited
 
 

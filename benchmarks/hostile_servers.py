@@ -1,4 +1,4 @@
-"""Counts against misbehaving servers: ``python -m benchmarks.hostile``.
+"""Counts against misbehaving servers: ``python -m benchmarks.hostile_servers``.
 
 - the reconnect storm: a server that welcomes and closes with 4002 at once; attempts
   in a window (default backoff);
@@ -15,16 +15,19 @@ import argparse
 import asyncio
 import json
 import time
+from typing import Literal
 
 from websockets.asyncio.server import ServerConnection, serve
 
 from fake_server import FakeServer
 from rtclient import Client, ConnectionState
 
+TransportName = Literal["websocket", "aiohttp", "socketio"]
+
 SECRET = "benchmark-secret-" + "0123456789abcdef" * 4
 
 
-async def storm(transport: str, window: float) -> str:
+async def storm(transport: TransportName, window: float) -> str:
     handshakes = 0
 
     async def handler(ws: ServerConnection) -> None:
@@ -48,7 +51,7 @@ async def storm(transport: str, window: float) -> str:
     return f"storm {transport}: {handshakes} attempts in {elapsed:.1f} s"
 
 
-async def rate_limit(transport: str, n: int, rate: float, burst: int) -> str:
+async def rate_limit(transport: TransportName, n: int, rate: float, burst: int) -> str:
     async with FakeServer(secret=SECRET, rate_per_second=rate, rate_burst=burst) as server:
         url = server.sio_url if transport == "socketio" else server.ws_url
         token = server.issue_token("alice")
@@ -70,9 +73,10 @@ async def main() -> None:
     parser.add_argument("--window", type=float, default=3.0)
     parser.add_argument("--messages", type=int, default=300)
     args = parser.parse_args()
-    for transport in ("websocket", "aiohttp"):
+    raw: tuple[TransportName, ...] = ("websocket", "aiohttp")
+    for transport in raw:
         print(await storm(transport, args.window))
-    for transport in ("websocket", "aiohttp", "socketio"):
+    for transport in (*raw, "socketio"):
         print(await rate_limit(transport, args.messages, 20.0, 50))
 
 
