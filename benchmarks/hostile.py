@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import time
+from typing import Literal
 
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -24,7 +25,10 @@ from rtclient import Client, ConnectionState
 SECRET = "benchmark-secret-" + "0123456789abcdef" * 4
 
 
-async def storm(transport: str, window: float) -> str:
+Transport = Literal["websocket", "aiohttp", "socketio"]
+
+
+async def storm(transport: Transport, window: float) -> str:
     handshakes = 0
 
     async def handler(ws: ServerConnection) -> None:
@@ -48,7 +52,7 @@ async def storm(transport: str, window: float) -> str:
     return f"storm {transport}: {handshakes} attempts in {elapsed:.1f} s"
 
 
-async def rate_limit(transport: str, n: int, rate: float, burst: int) -> str:
+async def rate_limit(transport: Transport, n: int, rate: float, burst: int) -> str:
     async with FakeServer(secret=SECRET, rate_per_second=rate, rate_burst=burst) as server:
         url = server.sio_url if transport == "socketio" else server.ws_url
         token = server.issue_token("alice")
@@ -72,8 +76,8 @@ async def main() -> None:
     args = parser.parse_args()
     for transport in ("websocket", "aiohttp"):
         print(await storm(transport, args.window))
-    for transport in ("websocket", "aiohttp", "socketio"):
-        print(await rate_limit(transport, args.messages, 20.0, 50))
+    for limited in ("websocket", "aiohttp", "socketio"):
+        print(await rate_limit(limited, args.messages, 20.0, 50))
 
 
 if __name__ == "__main__":
