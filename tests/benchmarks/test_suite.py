@@ -10,17 +10,18 @@ import asyncio
 import inspect
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import get_args
 
 import pytest
 
-from benchmarks import bare, suite
+from benchmarks import bare, profiling, suite
 from benchmarks.cases import CASES, Local, OnServer, select
 from benchmarks.context import Context
 from benchmarks.report import BEGIN, END, render, write_report
-from benchmarks.results import Results, Row, Sizes, at_least, at_most
-from benchmarks.spec import Kind
+from benchmarks.results import ProfileDetails, Results, Row, Sizes, at_least, at_most
+from benchmarks.spec import Kind, WorkerResult
 from benchmarks.worker import KINDS
 
 # -- the table ----------------------------------------------------------------------------
@@ -224,3 +225,31 @@ async def test_the_window_loop_keeps_window_outstanding_until_all_are_acked(
     assert peer.sent == count
     assert not peer.outstanding
     assert peer.most == min(window, count)
+
+
+def test_the_profile_section_renders_py_spy_stacks_and_allocation_sites() -> None:
+    raw = "\n".join(
+        [
+            "run (benchmarks/worker.py:10);send (/work/main/rtclient/client.py:5);"
+            "dumps (/usr/lib/python3.11/json/__init__.py:1) 30",
+            "run (benchmarks/worker.py:10);send (/work/main/rtclient/client.py:5) 10",
+            "run (benchmarks/worker.py:10);_find_and_load (<frozen>:1) 99",
+        ]
+    )
+    summary = profiling.summarize(raw)
+    assert summary.samples == 40
+    assert dict(summary.packages) == {"json": 75.0, "rtclient": 25.0}
+    idle: WorkerResult = {"count": 2, "seconds": 1.0, "cpu": 0.5, "traced_bytes": 4096}
+    results = _results()
+    results.details.profile = ProfileDetails(
+        runs={"send": replace(summary, result={"count": 100, "seconds": 0.5, "cpu": 0.4})},
+        memory={
+            "idle_rt": {**idle, "sites": [("rtclient/x.py:1", 1000), ("both.py:2", 1000)]},
+            "idle_ws": {**idle, "sites": [("both.py:2", 1000)]},
+        },
+    )
+    text = render(results)
+    assert "**send** (py-spy, 40 samples; under py-spy the worker ran at 200 msg/s)." in text
+    assert "Self time by package: json 75 %, rtclient 25 %." in text
+    assert "| rtclient/x.py:1 | 500 |" in text
+    assert "both.py:2" not in text
