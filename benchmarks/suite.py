@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None, cases: Mapping[str, Case] = CASES) -> in
     missed = results.missed()
     for row in missed:
         print(row.miss())
+    for what, why in results.skipped.items():
+        print(f"SKIPPED: {what}: {why}")
     if args.write:
         write_report(results, Path(args.output))
         print(f"wrote {args.output}")

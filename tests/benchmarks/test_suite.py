@@ -112,6 +112,18 @@ def test_check_exits_0_when_every_target_is_met(capsys: pytest.CaptureFixture[st
     assert "--check: 0 of 1 targets missed" in out
 
 
+def test_a_skipped_measurement_is_named_but_not_a_miss(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def skipping(ctx: Context) -> None:
+        ctx.skip("codec target", "orjson is not installed")
+
+    assert suite.main(["--quick", "--check", "--no-write"], cases={"s": Local(skipping)}) == 0
+    out = capsys.readouterr().out
+    assert "SKIPPED: codec target: orjson is not installed" in out
+    assert "--check: 0 of 0 targets missed" in out
+
+
 def test_without_check_a_miss_is_printed_but_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert suite.main(["--quick", "--no-write"], cases=_table(0.5)) == 0
     assert "MISSED: fake ratio" in capsys.readouterr().out
