@@ -48,14 +48,14 @@ async def run(
     ctx.say(f"rtclient benchmarks: {', '.join(wanted)}{' (quick)' if args.quick else ''}")
     m = results.machine
     ctx.say(f"{m['cpu']}, {m['cores']} cores, {m['python']}; {m['libraries']}")
-    on_server = [case for name in wanted if isinstance(case := cases[name], OnServer)]
+    selected = [cases[name] for name in wanted]
+    on_server = [case for case in selected if isinstance(case, OnServer)]
     if on_server:
         async with ServerProcess() as server:
-            for server_case in on_server:
-                await server_case.run(ctx, server)
-    for name in wanted:
-        if isinstance(case := cases[name], Local):
-            await case.run(ctx)
+            for case in on_server:
+                await case.run(ctx, server)
+    for local in (case for case in selected if isinstance(case, Local)):
+        await local.run(ctx)
     results.seconds = time.perf_counter() - began
     results.machine["load"] += " -> " + _load()
     return results
