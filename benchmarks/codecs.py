@@ -28,6 +28,9 @@ import msgpack
 from rtclient import codec as rt_codec
 from rtclient.ids import new_message_id
 
+from .context import Context
+from .harness import median
+from .results import CodecResults, CodecRow, Row, at_most
 from .server import TEXT
 
 orjson: ModuleType | None
@@ -149,13 +152,13 @@ def _size(frame: str | bytes) -> int:
     return len(frame.encode()) if isinstance(frame, str) else len(frame)
 
 
-def run(quick: bool) -> dict[str, Any]:
+def run(quick: bool) -> CodecResults:
     """Sizes and timings per envelope; see the module docstring."""
     rounds, seconds = (3, 0.06) if quick else (5, 0.15)
     pairs = _pairs()
     for pair in pairs.values():  # warm up: the first timings are otherwise off
         _time(pair, envelopes()["ack"], rounds=1, seconds=seconds / 4)
-    rows: list[dict[str, Any]] = []
+    rows: list[CodecRow] = []
     for name, envelope in envelopes().items():
         json_size = _size(_json_dumps(envelope))
         msgpack_size = len(msgpack.packb(envelope, use_bin_type=True))
@@ -167,12 +170,43 @@ def run(quick: bool) -> dict[str, Any]:
             times["orjson (payload only)"] = _time(
                 pairs["orjson"], envelope["payload"], rounds=rounds, seconds=seconds
             )
-        rows.append(
-            {
-                "envelope": name,
-                "json_bytes": json_size,
-                "msgpack_bytes": msgpack_size,
-                "times": times,
-            }
+        rows.append(CodecRow(name, json_size, msgpack_size, times))
+    return CodecResults(rows, orjson is not None)
+
+
+async def case(ctx: Context) -> None:
+    """The ``codecs`` case: msgpack's bytes; rtclient's codecs against bare orjson (≤ 2x)."""
+    ctx.say("codecs: JSON vs msgpack on seed-like envelopes")
+    got = ctx.results.details.codecs = run(ctx.quick)
+    rows = got.rows
+    saving = [1 - r.msgpack_bytes / r.json_bytes for r in rows]
+    ctx.row(
+        Row(
+            "codec: msgpack bytes vs JSON",
+            f"{min(saving) * 100:.0f}-{max(saving) * 100:.0f} % smaller",
+            "JSON (compact, UTF-8)",
+            median([r.msgpack_bytes / r.json_bytes for r in rows]),
+            note="the seed guide expects 30-50 % smaller",
         )
-    return {"rows": rows, "orjson": orjson is not None}
+    )
+    if not got.orjson:
+        ctx.skip("codec target", "orjson is not installed")
+        return
+    base = "orjson (payload only)"
+    for name in ("rtclient JsonCodec", "rtclient MsgpackCodec"):
+        if name not in rows[0].times:
+            continue
+        ratios = [r.times[name] / r.times[base] for r in rows]
+        small = [r for r in rows if "sync page" not in r.envelope]
+        mean_us = median([r.times[name] * 1e6 for r in small])
+        base_us = median([r.times[base] * 1e6 for r in small])
+        ctx.row(
+            Row(
+                f"codec: envelope encode + decode, {name.split()[-1]}",
+                f"{mean_us:.2f} µs",
+                f"orjson on the payload {base_us:.2f} µs",
+                median(ratios),
+                at_most(2.0),
+                note=f"median over the 4 envelopes; worst {max(ratios):.1f}x",
+            )
+        )

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 from fake_server.auth import TokenAuthority
+
+from .spec import WorkerResult, WorkerSpec
 
 __all__ = [
     "ROOT",
@@ -28,6 +30,7 @@ __all__ = [
     "machine",
     "median",
     "run_worker",
+    "worker_spec",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,12 +158,22 @@ class ServerProcess:
         await self.kill(signal.SIGTERM)
 
 
+def worker_spec(server: ServerProcess, spec: WorkerSpec) -> WorkerSpec:
+    """``spec`` with the addresses of ``server`` filled in."""
+    return {
+        "url": server.ws_url,
+        "http": server.http_url,
+        "control_port": server.control_port,
+        **spec,
+    }
+
+
 async def run_worker(
-    spec: dict[str, Any],
+    spec: WorkerSpec,
     *,
     timeout: float = 120.0,
     wrap: Sequence[str] = (),
-) -> dict[str, Any]:
+) -> WorkerResult:
     """Run ``python -m benchmarks.worker`` on ``spec``; return the JSON it prints last.
 
     ``wrap`` goes in front of the interpreter (e.g. ``py-spy record ... --``). The
@@ -190,7 +203,7 @@ async def run_worker(
         raise BenchError(
             f"worker {spec.get('kind')} failed ({proc.returncode}):\n  " + "\n  ".join(tail)
         )
-    result: dict[str, Any] = json.loads(lines[-1])
+    result: WorkerResult = json.loads(lines[-1])
     return result
 
 

@@ -15,10 +15,13 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from .harness import run_worker
+from .context import Context
+from .harness import ServerProcess, run_worker, worker_spec
+from .results import Profile, ProfileDetails
+from .spec import Kind, WorkerSpec
 
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<path>.*?):(?P<line>\d+)\)$")
 
@@ -66,7 +69,7 @@ def _label(frame: str) -> tuple[str, str]:
     return f"{match['func']} ({_short_path(path)})", _package(path)
 
 
-def summarize(raw: str, *, top: int = 16) -> dict[str, Any]:
+def summarize(raw: str, *, top: int = 16) -> Profile:
     """Sum up py-spy's raw (collapsed) stacks."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
@@ -88,15 +91,15 @@ def summarize(raw: str, *, top: int = 16) -> dict[str, Any]:
             if "(rtclient/" in label:
                 inclusive[label] += count
     share = 100.0 / total if total else 0.0
-    return {
-        "samples": total,
-        "self": [(name, n * share) for name, n in own.most_common(top)],
-        "rtclient_inclusive": [(name, n * share) for name, n in inclusive.most_common(top)],
-        "packages": [(name, n * share) for name, n in packages.most_common()],
-    }
+    return Profile(
+        samples=total,
+        own=[(name, n * share) for name, n in own.most_common(top)],
+        rtclient_inclusive=[(name, n * share) for name, n in inclusive.most_common(top)],
+        packages=[(name, n * share) for name, n in packages.most_common()],
+    )
 
 
-async def profile(spec: dict[str, Any], *, rate: int = 250) -> dict[str, Any] | None:
+async def profile(spec: WorkerSpec, *, rate: int = 250) -> Profile | None:
     """Run the worker ``spec`` under py-spy; None when py-spy is not installed."""
     exe = py_spy()
     if exe is None:
@@ -106,5 +109,35 @@ async def profile(spec: dict[str, Any], *, rate: int = 250) -> dict[str, Any] | 
         wrap = [exe, "record", "--function", "-f", "raw", "-r", str(rate), "-o", str(out), "--"]
         result = await run_worker(spec, wrap=wrap, timeout=180.0)
         summary = summarize(out.read_text())
-    summary["result"] = result
-    return summary
+    return replace(summary, result=result)
+
+
+PROFILED: dict[str, WorkerSpec] = {
+    "send + ack, window 1": {"kind": "send_rt", "n": 6000, "window": 1},
+    "send + ack, window 64": {"kind": "send_rt", "n": 20000, "window": 64},
+    "receive": {"kind": "recv_rt", "n": 60000},
+    "send + ack, window 64, transport='aiohttp'": {"kind": "send_rt_aio", "n": 20000, "window": 64},
+    "receive, transport='aiohttp'": {"kind": "recv_rt_aio", "n": 60000},
+}
+"""The suite's profiled runs (sizes fixed: enough samples, quick or not)."""
+
+
+async def case(ctx: Context, server: ServerProcess) -> None:
+    """The ``profile`` case: py-spy on :data:`PROFILED`, tracemalloc on idle clients."""
+    if py_spy() is None:
+        ctx.skip("profile", "py-spy is not installed (pip install py-spy)")
+        ctx.say("profile: skipped, py-spy is not installed")
+        return
+    ctx.say("profile: py-spy on rtclient send (window 1, 64) and receive, both raw transports")
+    got = ctx.results.details.profile = ProfileDetails()
+    for name, spec in PROFILED.items():
+        summary = await profile(worker_spec(server, spec))
+        if summary is not None:
+            got.runs[name] = summary
+            rtclient_share = dict(summary.packages).get("rtclient", 0.0)
+            ctx.say(f"  {name}: {rtclient_share:.0f} % of the samples in rtclient's own code")
+    ctx.say("profile: tracemalloc on 200 idle clients")
+    idle: tuple[Kind, ...] = ("idle_rt", "idle_ws")
+    for kind in idle:
+        traced: WorkerSpec = {"kind": kind, "clients": 200, "tracemalloc": True}
+        got.memory[kind] = await run_worker(worker_spec(server, traced), timeout=180.0)

@@ -35,7 +35,9 @@ from websockets.exceptions import ConnectionClosed
 from rtclient import Backoff, Client
 from rtclient.events import ConnectionState
 
+from .context import Context
 from .harness import ServerProcess, Token, median, percentile
+from .results import RecoveryDetails, Row, at_most
 
 ROOM = "bench"
 STABLE = 0.5
@@ -234,3 +236,49 @@ def summary(times: list[float]) -> dict[str, float]:
         "min": min(times, default=float("nan")),
         "max": max(times, default=float("nan")),
     }
+
+
+async def case(ctx: Context, server: ServerProcess) -> None:
+    """The ``recovery`` case: a dropped connection (target: p50 <= 50 ms), a restart."""
+    s = ctx.sizes
+    ctx.say(f"recovery: {s.drop_runs} dropped connections, {s.restart_runs} server restarts")
+    details = ctx.results.details.recovery = RecoveryDetails()
+    dropped = await drop(server, s.drop_runs)
+    details.drop = {p.name: p.times for p in dropped}
+    rt = next(p for p in dropped if p.name == "rtclient")
+    rt_p50 = median(rt.times)
+    others = ", ".join(f"{p.name} {median(p.times) * 1000:.0f} ms" for p in dropped if p is not rt)
+    ctx.row(
+        Row(
+            "recovery, dropped connection (server up), p50",
+            f"{rt_p50 * 1000:.0f} ms to fully recovered",
+            f"to merely connected: {others}",
+            None,
+            at_most(0.050, "≤ 50 ms"),
+            measured=rt_p50,
+        )
+    )
+    if s.herd:
+        spread = await herd(server, s.herd)
+        details.herd = spread
+        ctx.say(
+            f"  {s.herd} rtclients, one drop: fully recovered after "
+            f"{spread[0] * 1000:.0f}..{spread[-1] * 1000:.0f} ms "
+            f"(p50 {median(spread) * 1000:.0f} ms)"
+        )
+    # Its own server: a crash must not disturb the other cases' server.
+    async with ServerProcess() as crashing:
+        probes, started = await restart(crashing, s.restart_runs)
+    details.restart = {p.name: p.times for p in probes}
+    details.restart_server_start = started
+    rt = next(p for p in probes if p.name == "rtclient")
+    others = ", ".join(f"{p.name} {median(p.times) * 1000:.0f} ms" for p in probes if p is not rt)
+    ctx.row(
+        Row(
+            "recovery, server process killed and restarted, p50",
+            f"{median(rt.times) * 1000:.0f} ms to fully recovered",
+            f"to merely connected: {others}",
+            None,
+            note=f"the new server process was listening after {median(started) * 1000:.0f} ms",
+        )
+    )

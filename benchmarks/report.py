@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from .harness import median, percentile
-
-if TYPE_CHECKING:
-    from .suite import Results
+from .results import (
+    CodecResults,
+    ProfileDetails,
+    RecoveryDetails,
+    Results,
+    StoreDetails,
+    Throughput,
+)
+from .spec import WorkerResult
 
 BEGIN = "<!-- results:begin: written by `python -m benchmarks`; edit outside the markers -->"
 END = "<!-- results:end -->"
@@ -61,7 +66,8 @@ def _summary(results: Results) -> list[str]:
             notes.append(row.note)
             case += f" [{len(notes)}]"
         lines.append(
-            f"| {case} | {row.rtclient} | {row.baseline} | {ratio} | {row.target or '-'} "
+            f"| {case} | {row.rtclient} | {row.baseline} | {ratio} | "
+            f"{row.target.label if row.target else '-'} "
             f"| {_met(row.met)} |"
         )
     lines.append("")
@@ -71,7 +77,7 @@ def _summary(results: Results) -> list[str]:
     return lines
 
 
-def _throughput(details: dict[str, Any]) -> list[str]:
+def _throughput(details: dict[str, Throughput]) -> list[str]:
     lines = [
         "### Throughput runs",
         "",
@@ -86,25 +92,24 @@ def _throughput(details: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for label, d in details.items():
-        spec = d["spec"]
-        server = [s for s in d["server_seconds"] if s is not None]
+        server = [s for s in d.server_seconds if s is not None]
         lines.append(
-            f"| {LABELS.get(label, label)} (n={spec['n']}) | {d['rate']:,.0f} | "
-            f"{d['median']:,.0f} | "
-            f"{', '.join(f'{r:,.0f}' for r in d['rates'])} | {d['cpu_us']:.1f} | "
-            f"{d['busy'] * 100:.0f} % | {d['extensions'] or '-'} | "
+            f"| {LABELS.get(label, label)} (n={d.spec.get('n', '?')}) | {d.rate:,.0f} | "
+            f"{d.median:,.0f} | "
+            f"{', '.join(f'{r:,.0f}' for r in d.rates)} | {d.cpu_us:.1f} | "
+            f"{d.busy * 100:.0f} % | {d.extensions or '-'} | "
             f"{', '.join(f'{s:.2f}' for s in server) or '-'} |"
         )
     return [*lines, ""]
 
 
-def _recovery(details: dict[str, Any]) -> list[str]:
+def _recovery(details: RecoveryDetails) -> list[str]:
     lines = ["### Recovery runs", ""]
-    for key, title in (
-        ("drop", "Dropped connection, server up (each client alone)"),
-        ("restart", "Server process killed and restarted (all clients at once)"),
+    for runs, title in (
+        (details.drop, "Dropped connection, server up (each client alone)"),
+        (details.restart, "Server process killed and restarted (all clients at once)"),
     ):
-        if key not in details:
+        if not runs:
             continue
         lines += [
             f"{title}; milliseconds from the fault:",
@@ -112,7 +117,7 @@ def _recovery(details: dict[str, Any]) -> list[str]:
             "| client | until | p50 | p90 | min | max | every run |",
             "|---|---|---|---|---|---|---|",
         ]
-        for name, times in details[key].items():
+        for name, times in runs.items():
             until = "fully recovered" if name == "rtclient" else "connected"
             lines.append(
                 f"| {name} | {until} | {median(times) * 1000:.0f} | "
@@ -120,15 +125,15 @@ def _recovery(details: dict[str, Any]) -> list[str]:
                 f"{max(times) * 1000:.0f} | {_ms(times)} |"
             )
         lines.append("")
-    if "restart_server_start" in details:
+    if details.restart_server_start:
         lines += [
             "The new server process was listening after "
-            f"{_ms(details['restart_server_start'])} ms (spawn to ready, Python start-up "
+            f"{_ms(details.restart_server_start)} ms (spawn to ready, Python start-up "
             "included).",
             "",
         ]
-    if "herd" in details:
-        herd = details["herd"]
+    if details.herd:
+        herd = details.herd
         lines += [
             f"{len(herd)} rtclients in one process, one drop: fully recovered after "
             f"{herd[0] * 1000:.0f} ms (first) … {median(herd) * 1000:.0f} ms (p50) … "
@@ -140,7 +145,7 @@ def _recovery(details: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _memory(details: dict[str, Any]) -> list[str]:
+def _memory(details: dict[str, WorkerResult]) -> list[str]:
     lines = [
         "### Idle memory",
         "",
@@ -164,9 +169,9 @@ def _memory(details: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def _codecs(details: dict[str, Any]) -> list[str]:
-    rows = details["rows"]
-    names = list(rows[0]["times"])
+def _codecs(details: CodecResults) -> list[str]:
+    rows = details.rows
+    names = list(rows[0].times)
     lines = [
         "### Codecs",
         "",
@@ -178,26 +183,24 @@ def _codecs(details: dict[str, Any]) -> list[str]:
         "|---|---|---|---|" + "---|" * len(names),
     ]
     for r in rows:
-        saving = 1 - r["msgpack_bytes"] / r["json_bytes"]
+        saving = 1 - r.msgpack_bytes / r.json_bytes
         lines.append(
-            f"| {r['envelope']} | {r['json_bytes']} | {r['msgpack_bytes']} | "
-            f"{saving * 100:.0f} % | "
-            + " | ".join(f"{r['times'][n] * 1e6:.2f}" for n in names)
-            + " |"
+            f"| {r.envelope} | {r.json_bytes} | {r.msgpack_bytes} | "
+            f"{saving * 100:.0f} % | " + " | ".join(f"{r.times[n] * 1e6:.2f}" for n in names) + " |"
         )
     return [*lines, ""]
 
 
-def _store(details: dict[str, Any]) -> list[str]:
+def _store(details: StoreDetails) -> list[str]:
     lines = [
         "### Store",
         "",
-        f"Messages per second, one run each, on {details['file_system']}.",
+        f"Messages per second, one run each, on {details.file_system}.",
         "",
         "| workload | MemoryStore | SqliteStore (normal) | ratio |",
         "|---|---|---|---|",
     ]
-    for name, rates in details["rates"].items():
+    for name, rates in details.rates.items():
         lines.append(
             f"| {name} | {rates['memory']:,.0f} | {rates['sqlite/normal']:,.0f} | "
             f"{rates['sqlite/normal'] / rates['memory']:.2f}x |"
@@ -205,24 +208,23 @@ def _store(details: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def _profile(details: dict[str, Any]) -> list[str]:
+def _profile(details: ProfileDetails) -> list[str]:
     lines = ["### Profiles", ""]
-    for name, summary in details.items():
-        if name == "memory":
-            continue
-        result = summary["result"]
+    for name, summary in details.runs.items():
+        result = summary.result
+        speed = "" if result is None else f"{result['count'] / result['seconds']:,.0f}"
         lines += [
-            f"**{name}** (py-spy, {summary['samples']} samples; under py-spy the worker "
-            f"ran at {result['count'] / result['seconds']:,.0f} msg/s).",
+            f"**{name}** (py-spy, {summary.samples} samples; under py-spy the worker "
+            f"ran at {speed or '?'} msg/s).",
             "",
             "Self time by package: "
-            + ", ".join(f"{pkg} {share:.0f} %" for pkg, share in summary["packages"] if share >= 1)
+            + ", ".join(f"{pkg} {share:.0f} %" for pkg, share in summary.packages if share >= 1)
             + ".",
             "",
             "| top functions, self time | % | rtclient functions, inclusive | % |",
             "|---|---|---|---|",
         ]
-        own, incl = summary["self"], summary["rtclient_inclusive"]
+        own, incl = summary.own, summary.rtclient_inclusive
         for i in range(max(len(own), len(incl))):
             left = own[i] if i < len(own) else ("", 0.0)
             right = incl[i] if i < len(incl) else ("", 0.0)
@@ -232,7 +234,7 @@ def _profile(details: dict[str, Any]) -> list[str]:
                 else "| | | | |"
             )
         lines.append("")
-    memory = details.get("memory")
+    memory = details.memory
     if memory:
         rt, ws = memory["idle_rt"], memory["idle_ws"]
         n = rt["count"]
@@ -274,18 +276,18 @@ def render(results: Results) -> str:
         "",
     ]
     d = results.details
-    if "throughput" in d:
-        lines += _throughput(d["throughput"])
-    if "recovery" in d:
-        lines += _recovery(d["recovery"])
-    if "memory" in d:
-        lines += _memory(d["memory"])
-    if "codecs" in d:
-        lines += _codecs(d["codecs"])
-    if "store" in d:
-        lines += _store(d["store"])
-    if "profile" in d:
-        lines += _profile(d["profile"])
+    if d.throughput:
+        lines += _throughput(d.throughput)
+    if d.recovery is not None:
+        lines += _recovery(d.recovery)
+    if d.memory:
+        lines += _memory(d.memory)
+    if d.codecs is not None:
+        lines += _codecs(d.codecs)
+    if d.store is not None:
+        lines += _store(d.store)
+    if d.profile is not None:
+        lines += _profile(d.profile)
     lines.append(END)
     return "\n".join(lines) + "\n"
 

@@ -26,6 +26,9 @@ from pathlib import Path
 from rtclient.ids import new_message_id
 from rtclient.store import MemoryStore, SqliteStore, Store, StoredMessage
 
+from .context import Context
+from .results import Row, StoreDetails
+
 Workload = Callable[[Store, list[StoredMessage], argparse.Namespace], Awaitable[None]]
 TEXT = "On my way to the deploy review; the staging rollout looked fine, numbers in 10 min."
 
@@ -148,6 +151,41 @@ async def run(args: argparse.Namespace, base: Path) -> None:
             + "".join(f"{rate:>12,.0f} m/s" for rate in rates.values())
             + f"   {ratios}"
         )
+
+
+async def case(ctx: Context) -> None:
+    """The suite's ``store`` case: every workload, SqliteStore (normal) vs MemoryStore."""
+    n = ctx.sizes.store_messages
+    ctx.say(f"store: {n} durable enqueues, SqliteStore vs MemoryStore")
+    args = argparse.Namespace(messages=n, tasks=100, burst=1000, repeat=1)
+    with tempfile.TemporaryDirectory(prefix="rtclient-bench-") as tmp:
+        base = Path(tmp)
+        fs = file_system(base)
+        counter = iter(range(10**6))
+
+        def sqlite(sync: str) -> Callable[[], Store]:
+            return lambda: SqliteStore(
+                base / f"{next(counter)}.db",
+                synchronous=sync,  # type: ignore[arg-type]
+            )
+
+        rates: dict[str, dict[str, float]] = {}
+        for name, workload in WORKLOADS.items():
+            rates[name] = {
+                "memory": await measure(MemoryStore, workload, args),
+                "sqlite/normal": await measure(sqlite("normal"), workload, args),
+            }
+    ctx.results.details.store = StoreDetails(rates, fs)
+    durable = rates["durable"]
+    ctx.row(
+        Row(
+            "store: durable enqueue (100 tasks)",
+            f"SqliteStore {durable['sqlite/normal']:,.0f} msg/s",
+            f"MemoryStore {durable['memory']:,.0f} msg/s",
+            durable["sqlite/normal"] / durable["memory"],
+            note=f"synchronous=normal, {fs}; python -m benchmarks.store for more",
+        )
+    )
 
 
 def main() -> None:
