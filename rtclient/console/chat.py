@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from prompt_toolkit import PromptSession
@@ -42,6 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--give-up", type=float, metavar="S", help="stop reconnecting after S seconds of failure"
     )
+    parser.add_argument(
+        "--flush-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="at the end, wait up to S seconds for unacknowledged messages (default 10)",
+    )
 
 
 def shown_url(url: str) -> str:
@@ -62,8 +70,13 @@ def run(args: argparse.Namespace) -> int:
 def build_client(args: argparse.Namespace) -> tuple[Client, object]:
     """The Client the arguments describe, and its token source (to check first)."""
     source = token_source(args, args.url)
-    backoff = Backoff(max_elapsed=args.give_up) if args.give_up is not None else None
-    client = make_client(args, source, backoff=backoff, ping_interval=args.ping_interval)
+    options: dict[str, Any] = {"ping_interval": args.ping_interval}
+    backoff = None
+    if args.give_up is not None:
+        backoff = Backoff(max_elapsed=args.give_up)
+        # One attempt must not outlast the budget (the default allows 10 s).
+        options["connect_timeout"] = max(0.5, min(10.0, args.give_up))
+    client = make_client(args, source, backoff=backoff, **options)
     return client, source
 
 
