@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.buffer import Buffer
-from prompt_toolkit.input import Input
+from prompt_toolkit.input import Input, create_input
 from prompt_toolkit.output import Output
 from prompt_toolkit.patch_stdout import patch_stdout
 
@@ -26,6 +28,8 @@ from ..errors import RtClientError
 from .auth import UsageError, add_connection_arguments, check_credentials, make_client
 from .auth import token_provider as token_source
 from .controller import ChatController
+from .keys import CoalescingInput, size_limit_bindings, trim_to_limit
+from .lines import MAX_TEXT_CHARS, too_long_text
 from .render import describe_error
 
 __all__ = ["add_arguments", "interactive", "run", "shown_url"]
@@ -119,6 +123,7 @@ async def interactive(
     output: Output | None = None,
     out: Callable[[str], None] | None = None,
     refresh_interval: float = 0.25,
+    max_chars: int = MAX_TEXT_CHARS,
     on_ready: Callable[[ChatController, PromptSession[str]], None] | None = None,
 ) -> ChatController:
     """Run the chat until /quit, Ctrl-D, Ctrl-C or a fatal error; the client is closed after.
@@ -126,20 +131,35 @@ async def interactive(
     ``input`` / ``output`` default to the terminal (tests pass a pipe input and a
     DummyOutput); ``out`` writes a line above the prompt (default: ``print``, which
     goes above the input line under ``patch_stdout``). ``on_ready`` is called with the
-    controller and the prompt session once both exist.
+    controller and the prompt session once both exist. The input line holds at most
+    ``max_chars`` characters: a paste past that is refused, with a line saying so.
     """
     write = out or (lambda line: print(line, flush=True))
     controller: ChatController
+    last_refusal = -math.inf
+
+    def refused(chars: int) -> None:
+        nonlocal last_refusal
+        now = time.monotonic()
+        if now - last_refusal >= 2.0:  # once per burst, not for every piece of it
+            controller.say(f"· not inserted: {too_long_text(chars, max_chars)}")
+        last_refusal = now
+
     session: PromptSession[str] = PromptSession(
         message=lambda: f"{controller.current or '-'}> ",
         bottom_toolbar=lambda: controller.toolbar(),
         refresh_interval=refresh_interval,
-        input=input,
+        input=CoalescingInput(input or create_input()),
         output=output,
+        key_bindings=size_limit_bindings(refused, max_chars),
     )
     controller = ChatController(client, rooms, out=write, invalidate=session.app.invalidate)
 
     def typed(buffer: Buffer) -> None:
+        nonlocal last_refusal
+        if not buffer.text:
+            last_refusal = -math.inf  # a new line: a refusal is news again
+        trim_to_limit(buffer, refused, max_chars)
         controller.user_typed(buffer.text)
 
     session.default_buffer.on_text_changed += typed

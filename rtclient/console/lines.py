@@ -32,7 +32,7 @@ class TooLong:
 
 def too_long_text(chars: int, limit: int = MAX_TEXT_CHARS) -> str:
     """What the user reads about a line that is too long to send."""
-    return f"message of {chars:,} characters not sent: the limit is {limit:,} characters"
+    return f"{chars:,} characters, over the {limit:,}-character limit of a message"
 
 
 class LineSplitter:

@@ -97,7 +97,7 @@ async def test_an_overlong_line_is_refused_before_sending(server: FakeServer) ->
     failed = [r for r in map(json.loads, result.stdout.splitlines()) if r["event"] == "failed"]
     assert len(failed) == 1 and failed[0]["line"] == 2
     assert "102,300 characters" in failed[0]["message"]
-    assert "limit is 8,000 characters" in failed[0]["message"]
+    assert "over the 8,000-character limit" in failed[0]["message"]
 
 
 def test_line_splitter_holds_at_most_one_line() -> None:

@@ -100,8 +100,12 @@ def _port() -> str:
 async def test_chat_with_user_alone_survives_serve_being_restarted(state_file: Path) -> None:
     port = _port()
     first = await Serve.start("--port", port)
-    assert any(str(state_file) in line for line in first.lines)
-    assert stat.S_IMODE(os.stat(state_file).st_mode) == 0o600
+    try:
+        assert any(str(state_file) in line for line in first.lines)
+        assert stat.S_IMODE(os.stat(state_file).st_mode) == 0o600
+    except BaseException:
+        await first.stop()
+        raise
     chat = await asyncio.create_subprocess_exec(
         sys.executable,
         *("-m", "rtclient.cli", "chat", first.url, "--room", "lobby", "--user", "alice"),
@@ -148,7 +152,7 @@ async def test_chat_with_user_alone_survives_serve_being_restarted(state_file: P
 async def test_ephemeral_and_explicit_credentials_write_nothing(state_file: Path) -> None:
     for args in (("--ephemeral",), ("--secret", "s" * 32, "--admin-token", "adm")):
         serve = await Serve.start("--port", "0", *args)
-        await serve.stop()
+        await serve.stop()  # before any assertion: it must not outlive the test
         assert state_file.name not in os.listdir(state_file.parent)
         assert not any("kept across restarts" in line for line in serve.lines)
     assert serve.admin == "adm"
