@@ -32,7 +32,7 @@ from .keys import CoalescingInput, size_limit_bindings, trim_to_limit
 from .lines import MAX_TEXT_CHARS, too_long_text
 from .render import describe_error
 
-__all__ = ["add_arguments", "interactive", "run", "shown_url"]
+__all__ = ["add_arguments", "exit_status", "interactive", "run", "shown_url"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,10 +109,15 @@ async def _interactive_main(args: argparse.Namespace) -> int:
     )
     with patch_stdout(raw=True):
         controller = await interactive(client, args.room)
+    return exit_status(controller)
+
+
+def exit_status(controller: ChatController) -> int:
+    """1 after a fatal error (said on stderr) or when a message was not delivered, else 0."""
     if controller.fatal is not None:
         print(f"rtclient chat: {describe_error(controller.fatal)}", file=sys.stderr)
         return 1
-    return 0
+    return 1 if controller.failed else 0
 
 
 async def interactive(

@@ -174,12 +174,17 @@ def _mapped_error(exc: Exception) -> Exception:
     if isinstance(exc, InvalidMessage) and isinstance(exc.__cause__, EOFError | OSError):
         # No valid HTTP response because the connection ended first (a TCP proxy in
         # front of a restarting server): a network failure, not a protocol mismatch.
-        return TransportError(f"connection lost during the handshake: {exc.__cause__!r}")
+        return TransportError(f"connection lost during the handshake: {_said(exc.__cause__)}")
     if isinstance(exc, InvalidHandshake):
         return ProtocolError(f"WebSocket handshake failed: {exc}")
     if isinstance(exc, TimeoutError | OSError | EOFError):
-        return TransportError(f"connection failed: {exc!r}")
+        return TransportError(f"connection failed: {_said(exc)}")
     return exc
+
+
+def _said(exc: BaseException) -> str:
+    """An exception's text for a person (``TimeoutError()`` says nothing: its name)."""
+    return str(exc) or type(exc).__name__
 
 
 def retry_after_seconds(value: str | None) -> float | None:
