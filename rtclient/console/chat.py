@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -46,6 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--give-up", type=float, metavar="S", help="stop reconnecting after S seconds of failure"
+    )
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=10,
+        metavar="N",
+        help="show a room's last N messages on join (default 10; 0: none)",
     )
     parser.add_argument(
         "--flush-timeout",
@@ -107,8 +115,9 @@ async def _interactive_main(args: argparse.Namespace) -> int:
         f"rtclient chat · {shown_url(args.url)} · rooms: {', '.join(args.room)}"
         " · /help for commands, Ctrl-D to quit"
     )
+    colour = not os.environ.get("NO_COLOR") and os.environ.get("TERM", "dumb") != "dumb"
     with patch_stdout(raw=True):
-        controller = await interactive(client, args.room)
+        controller = await interactive(client, args.room, history=args.history, colour=colour)
     return exit_status(controller)
 
 
@@ -129,6 +138,8 @@ async def interactive(
     out: Callable[[str], None] | None = None,
     refresh_interval: float = 0.25,
     max_chars: int = MAX_TEXT_CHARS,
+    history: int = 10,
+    colour: bool = False,
     on_ready: Callable[[ChatController, PromptSession[str]], None] | None = None,
 ) -> ChatController:
     """Run the chat until /quit, Ctrl-D, Ctrl-C or a fatal error; the client is closed after.
@@ -138,6 +149,8 @@ async def interactive(
     goes above the input line under ``patch_stdout``). ``on_ready`` is called with the
     controller and the prompt session once both exist. The input line holds at most
     ``max_chars`` characters: a paste past that is refused, with a line saying so.
+    On join the room's last ``history`` messages are shown, marked ``(history)``;
+    with ``colour`` each user's name has a colour of its own.
     """
     write = out or (lambda line: print(line, flush=True))
     controller: ChatController
@@ -158,7 +171,14 @@ async def interactive(
         output=output,
         key_bindings=size_limit_bindings(refused, max_chars),
     )
-    controller = ChatController(client, rooms, out=write, invalidate=session.app.invalidate)
+    controller = ChatController(
+        client,
+        rooms,
+        out=write,
+        invalidate=session.app.invalidate,
+        history=history,
+        colour=colour,
+    )
 
     def typed(buffer: Buffer) -> None:
         nonlocal last_refusal

@@ -26,6 +26,7 @@ from .render import (
     event_line,
     failure_line,
     item_line,
+    paint,
     pending_line,
 )
 from .status import (
@@ -59,6 +60,8 @@ class ChatController:
         clock: Callable[[], float] = time.monotonic,
         typing_interval: float = 2.0,
         request_timeout: float = 10.0,
+        history: int = 10,
+        colour: bool = False,
     ) -> None:
         self.client = client
         self.initial_rooms = list(dict.fromkeys(rooms))
@@ -67,6 +70,8 @@ class ChatController:
         self.invalidate = invalidate
         self.clock = clock
         self.request_timeout = request_timeout
+        self.history = history
+        self.colour = colour
         self.link = LinkStatus()
         self.typing = TypingTracker()
         self.throttle = TypingThrottle(interval=typing_interval)
@@ -194,6 +199,13 @@ class ChatController:
                 others = [r for r in self.client.rooms if r != room]
                 self.current = others[0] if others else None
             self._spawn(self._leave(room))
+        elif name == "dm":
+            assert arg is not None and command.text is not None
+            if len(command.text) > MAX_TEXT_CHARS:
+                self.say(f"✗ not sent: {too_long_text(len(command.text))}")
+                return
+            self.say(pending_line(f"dm → {arg}", command.text, online=self._online()))
+            self._spawn(self._direct(arg, command.text))
         elif name == "who":
             room = arg or self.current
             if room is None:
@@ -201,6 +213,63 @@ class ChatController:
                 return
             self._spawn(self._who(room))
         self.invalidate()
+
+    def _online(self) -> bool:
+        return self.client.state is ConnectionState.CONNECTED
+
+    async def _direct(self, user: str, text: str) -> None:
+        try:
+            ack = await self.client.send_direct(user, text)
+        except RtClientError as exc:
+            self.failed += 1
+            self.say(failure_line(f"dm → {user}", text, exc))
+            return
+        self.say(f"✓ #{ack.event_id}  [dm → {user}] {clip(text)}")
+
+    async def _history(self, room: str) -> None:
+        """The room's last ``history`` messages from the server's log, marked as history.
+
+        Events after the newest id of the first reply came live (we had joined by then).
+        """
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                probe = await self.client.request(
+                    "sync:messages", {"roomId": room, "lastEventId": 0, "limit": 1}
+                )
+                newest = int(probe.get("lastEventId") or 0)
+                if newest == 0:
+                    return
+                after = max(0, newest - self.history)
+                page = await self.client.request(
+                    "sync:messages", {"roomId": room, "lastEventId": after, "limit": self.history}
+                )
+        except (RtClientError, TimeoutError, ValueError, TypeError):
+            return  # history is a courtesy: the live chat goes on without it
+        for data in page.get("events") or []:
+            if not isinstance(data, dict) or not isinstance(data.get("eventId"), int):
+                continue
+            if data["eventId"] > newest:
+                continue
+            event = Event(
+                "chat:message",
+                data,
+                room=room,
+                event_id=data["eventId"],
+                sender=data.get("from") or data.get("userId"),
+            )  # not marked replayed: the line says "(history)" instead
+            line = event_line(event)
+            if line is not None:
+                line = paint(line, event.sender, self.colour)
+                self.say(self._stamped(event, line) + " (history)")
+
+    def _stamped(self, event: Event, line: str) -> str:
+        stamp = event.data.get("timestamp")
+        if isinstance(stamp, int | float) and not isinstance(stamp, bool):
+            try:
+                return time.strftime("%H:%M ", time.localtime(stamp)) + line
+            except (OverflowError, OSError, ValueError):
+                pass
+        return line
 
     async def _join(self, room: str, *, announce: bool) -> None:
         try:
@@ -213,6 +282,8 @@ class ChatController:
             return
         if announce:
             self.say(f"· joined {room} ({len(members)} here: {', '.join(members)})")
+            if self.history > 0:
+                await self._history(room)
 
     async def _leave(self, room: str) -> None:
         try:
@@ -259,6 +330,8 @@ class ChatController:
     def _show_event(self, event: Event) -> None:
         line = event_line(event)
         if line is not None:
+            if event.name in ("chat:message", "dm:message"):
+                line = self._stamped(event, paint(line, event.sender, self.colour))
             self.say(line)
 
     def toolbar(self) -> str:
