@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import signal
@@ -58,18 +59,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "fake_server") -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    state, path = None, state_path()
-    if not args.ephemeral and not (args.secret and args.admin_token):
-        try:
-            state = load_state(path, create=True)
-        except StateFileError as exc:
-            print(f"{prog}: error: {exc}", file=sys.stderr)
-            return 1
     try:
         config = ServerConfig(
-            secret=args.secret or (state.secret if state else None),
-            admin_token=args.admin_token
-            or (state.admin_token if state else secrets.token_urlsafe(16)),
+            secret=args.secret,
+            admin_token=args.admin_token or secrets.token_urlsafe(16),
             allow_query_token=args.allow_query_token,
             retention_count=args.retention_count,
             retention_seconds=args.retention_seconds,
@@ -79,6 +72,19 @@ def main(argv: Sequence[str] | None = None, prog: str = "fake_server") -> int:
     except ValueError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    state, path = None, state_path()
+    if not args.ephemeral and not (args.secret and args.admin_token):
+        try:  # only once the arguments are known to be good
+            state = load_state(path, create=True)
+        except StateFileError as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return 1
+        if state is not None:
+            config = dataclasses.replace(
+                config,
+                secret=args.secret or state.secret,
+                admin_token=args.admin_token or state.admin_token,
+            )
     kept = path if state is not None and not args.secret else None
     try:
         asyncio.run(_serve(config, args.host, args.port, kept=kept))
