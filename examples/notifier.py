@@ -16,6 +16,7 @@ or against ``rtclient serve``, as a one-shot sender::
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 
@@ -94,12 +95,17 @@ async def send_once(url: str, token: str, user: str, text: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv:
+    parser = argparse.ArgumentParser(description="Direct messages into user inboxes.")
+    parser.add_argument("url", nargs="?", help="a running server (default: an in-process one)")
+    parser.add_argument("token", nargs="?")
+    parser.add_argument("user", nargs="?", help="who gets the message")
+    parser.add_argument("text", nargs="?")
+    args = parser.parse_args(argv)
+    if args.url is None:
         return asyncio.run(demo())
-    if len(argv) != 4:
-        print(__doc__, file=sys.stderr)
-        return 2
-    return asyncio.run(send_once(*argv))
+    if args.text is None:
+        parser.error("with a URL, give TOKEN USER TEXT")
+    return asyncio.run(send_once(args.url, args.token, args.user, args.text))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
 """Quickstart: two bots chat through a server restart and lose nothing.
 
-Run: ``python examples/quickstart.py`` (starts its own FakeServer in-process), or
-``python examples/quickstart.py ws://127.0.0.1:8765/ws TOKEN_A TOKEN_B`` against
-``rtclient serve``.
+Run: ``python examples/quickstart.py`` (starts its own FakeServer in-process and
+restarts it mid-way), or against ``rtclient serve`` (no restart: stop and start serve
+yourself while it runs, if you like)::
+
+    python examples/quickstart.py ws://127.0.0.1:8765/ws \
+        "$(rtclient token --user alice)" "$(rtclient token --user bob)"
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 
@@ -46,7 +50,7 @@ async def chat(url: str, token_a: str, token_b: str, server: FakeServer | None) 
             await restart
             print(f"queued message delivered as event #{(await pending).event_id}")
 
-        await alice.send("lobby", "hello after the restart")
+        await alice.send("lobby", "hello after the restart" if server else "hello again")
         async with asyncio.timeout(10):
             await all_in.wait()
         for event in received:
@@ -57,8 +61,17 @@ async def chat(url: str, token_a: str, token_b: str, server: FakeServer | None) 
 
 
 async def main(argv: list[str]) -> int:
-    if len(argv) == 3:
-        return await chat(argv[0], argv[1], argv[2], None)
+    parser = argparse.ArgumentParser(
+        description="Two bots chat through a server restart and lose nothing."
+    )
+    parser.add_argument("url", nargs="?", help="a running server (default: an in-process one)")
+    parser.add_argument("token_a", nargs="?", help="alice's token (with URL)")
+    parser.add_argument("token_b", nargs="?", help="bob's token (with URL)")
+    args = parser.parse_args(argv)
+    if args.url is not None:
+        if args.token_b is None:
+            parser.error("with a URL, give both tokens")
+        return await chat(args.url, args.token_a, args.token_b, None)
     async with FakeServer() as server:
         return await chat(
             server.ws_url, server.issue_token("alice"), server.issue_token("bob"), server

@@ -16,6 +16,7 @@ drops mid-way and the queued emit still arrives once), or against ``rtclient ser
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
@@ -65,8 +66,14 @@ async def run(url: str, token: str, server: FakeServer | None) -> int:
 async def main(argv: list[str]) -> int:
     # engine.io logs a warning for every closed connection; the state events say it all.
     logging.getLogger("engineio.client").setLevel(logging.ERROR)
-    if len(argv) == 2:
-        return await run(argv[0], argv[1], None)
+    parser = argparse.ArgumentParser(description="rtclient's generic Socket.IO mode, end to end.")
+    parser.add_argument("url", nargs="?", help="http://host:port (default: an in-process server)")
+    parser.add_argument("token", nargs="?", help="a token for that server")
+    args = parser.parse_args(argv)
+    if args.url is not None:
+        if args.token is None:
+            parser.error("with a URL, give a token")
+        return await run(args.url, args.token, None)
     async with FakeServer() as server:
         return await run(server.sio_url, server.issue_token("sio-user"), server)
 

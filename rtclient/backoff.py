@@ -138,6 +138,10 @@ class BackoffSchedule:
                 delay = self._rng.uniform(ceiling / 2, ceiling)
             case _:
                 delay = ceiling
+        if self.policy.max_elapsed is not None:
+            # The last attempt goes out when the budget ends, not a whole delay after it.
+            left = self.first_failure_at + self.policy.max_elapsed - now
+            delay = min(delay, max(left, 0.0))
         return delay
 
     def _retry_state(self, now: float) -> tenacity.RetryCallState:

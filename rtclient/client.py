@@ -15,7 +15,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from .backoff import Backoff
 from .codec import Codec, payload_check
@@ -529,9 +529,18 @@ class Client:
         """Remove a handler added with :meth:`on`."""
         self._dispatcher.off(name, handler)
 
-    def events(self) -> AsyncIterator[Delivered]:
-        """Iterate over everything delivered from now on; ends when the client closes."""
-        return self._dispatcher.stream()
+    @overload
+    def events(self, *, everything: Literal[False] = False) -> AsyncIterator[Event]: ...
+    @overload
+    def events(self, *, everything: Literal[True]) -> AsyncIterator[Delivered]: ...
+    def events(self, *, everything: bool = False) -> AsyncIterator[Delivered]:
+        """Iterate over the server's events from now on; ends when the client closes.
+
+        Only :class:`~rtclient.events.Event` items, so a loop reading ``event.name``
+        runs through reconnects; ``everything=True`` also yields what the client itself
+        reports (StateChanged, Gap, QualityChanged, ErrorEvent), each in its place.
+        """
+        return self._dispatcher.stream(events_only=not everything)
 
     def stats(self) -> dict[str, int]:
         """Counters: sent, acked, resent, delivered, duplicates dropped, queued, reconnects, …"""

@@ -206,8 +206,9 @@ class Dispatcher:
             self._head = head + 1
         return item
 
-    async def stream(self) -> AsyncIterator[Delivered]:
-        """Yield every item delivered from now on, until the client closes."""
+    async def stream(self, *, events_only: bool = False) -> AsyncIterator[Delivered]:
+        """Yield every item delivered from now on (only Events with ``events_only``),
+        until the client closes."""
         queue: asyncio.Queue[Delivered | object] = asyncio.Queue(self.max_pending)
         if self._ended:
             return
@@ -218,6 +219,8 @@ class Dispatcher:
                 if item is _END:
                     return
                 assert isinstance(item, Event | Gap | StateChanged | QualityChanged | ErrorEvent)
+                if events_only and not isinstance(item, Event):
+                    continue
                 yield item
         finally:
             self._subscribers.discard(queue)

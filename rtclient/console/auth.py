@@ -7,7 +7,8 @@ Three sources, checked in this order:
   stdout (stripped) being the token;
 - ``--user U``: a token minted for the local fake_server, over its admin endpoint
   (``--admin-token`` / ``RTCLIENT_ADMIN_TOKEN``) or signed here with its HS256 secret
-  (``--secret`` / ``RTCLIENT_SECRET``).
+  (``--secret`` / ``RTCLIENT_SECRET``, else the one ``rtclient serve`` keeps in its
+  state file, for a server on this machine).
 
 Tokens and admin credentials never appear in anything this module prints or raises.
 """
@@ -44,6 +45,7 @@ __all__ = [
     "admin_provider",
     "check_credentials",
     "http_base",
+    "kept_secret",
     "make_client",
     "sign_token",
     "token_provider",
@@ -198,6 +200,21 @@ def add_auth_arguments(parser: argparse.ArgumentParser, *, user_only: bool = Fal
     group.add_argument("--roles", default="", help="minted token roles, comma-separated")
 
 
+def kept_secret(url: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The secret ``rtclient serve`` keeps in its state file, for a server on this
+    machine (a loopback URL); None if there is none."""
+    host = urlsplit(url).hostname or ""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    from fake_server.serve_state import StateFileError, load_state, state_path
+
+    try:
+        state = load_state(state_path(env), create=False)
+    except StateFileError as exc:
+        raise UsageError(str(exc)) from None
+    return None if state is None else state.secret
+
+
 def roles_of(args: argparse.Namespace) -> list[str]:
     """The ``--roles`` list."""
     return [r.strip() for r in str(args.roles or "").split(",") if r.strip()]
@@ -221,6 +238,9 @@ def token_provider(
             return SignedTokens(secret, args.user, ttl=args.ttl, roles=roles_of(args))
         if admin:
             return admin_provider(url, admin, args.user, ttl=args.ttl, roles=roles_of(args))
+        kept = kept_secret(url, env)
+        if kept:
+            return SignedTokens(kept, args.user, ttl=args.ttl, roles=roles_of(args))
         raise UsageError(
             f"--user needs --admin-token (or {ENV_ADMIN_TOKEN}) or --secret (or {ENV_SECRET}); "
             "`rtclient serve` prints its admin token"

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
+import os
 import sys
+import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.buffer import Buffer
-from prompt_toolkit.input import Input
+from prompt_toolkit.input import Input, create_input
 from prompt_toolkit.output import Output
 from prompt_toolkit.patch_stdout import patch_stdout
 
@@ -25,9 +29,11 @@ from ..errors import RtClientError
 from .auth import UsageError, add_connection_arguments, check_credentials, make_client
 from .auth import token_provider as token_source
 from .controller import ChatController
+from .keys import CoalescingInput, size_limit_bindings, trim_to_limit
+from .lines import MAX_TEXT_CHARS, too_long_text
 from .render import describe_error
 
-__all__ = ["add_arguments", "interactive", "run", "shown_url"]
+__all__ = ["add_arguments", "exit_status", "interactive", "run", "shown_url"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +47,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--give-up", type=float, metavar="S", help="stop reconnecting after S seconds of failure"
+    )
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=10,
+        metavar="N",
+        help="show a room's last N messages on join (default 10; 0: none)",
+    )
+    parser.add_argument(
+        "--flush-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="at the end, wait up to S seconds for unacknowledged messages (default 10)",
     )
 
 
@@ -62,8 +82,13 @@ def run(args: argparse.Namespace) -> int:
 def build_client(args: argparse.Namespace) -> tuple[Client, object]:
     """The Client the arguments describe, and its token source (to check first)."""
     source = token_source(args, args.url)
-    backoff = Backoff(max_elapsed=args.give_up) if args.give_up is not None else None
-    client = make_client(args, source, backoff=backoff, ping_interval=args.ping_interval)
+    options: dict[str, Any] = {"ping_interval": args.ping_interval}
+    backoff = None
+    if args.give_up is not None:
+        backoff = Backoff(max_elapsed=args.give_up)
+        # One attempt must not outlast the budget (the default allows 10 s).
+        options["connect_timeout"] = max(0.5, min(10.0, args.give_up))
+    client = make_client(args, source, backoff=backoff, **options)
     return client, source
 
 
@@ -90,12 +115,18 @@ async def _interactive_main(args: argparse.Namespace) -> int:
         f"rtclient chat · {shown_url(args.url)} · rooms: {', '.join(args.room)}"
         " · /help for commands, Ctrl-D to quit"
     )
+    colour = not os.environ.get("NO_COLOR") and os.environ.get("TERM", "dumb") != "dumb"
     with patch_stdout(raw=True):
-        controller = await interactive(client, args.room)
+        controller = await interactive(client, args.room, history=args.history, colour=colour)
+    return exit_status(controller)
+
+
+def exit_status(controller: ChatController) -> int:
+    """1 after a fatal error (said on stderr) or when a message was not delivered, else 0."""
     if controller.fatal is not None:
         print(f"rtclient chat: {describe_error(controller.fatal)}", file=sys.stderr)
         return 1
-    return 0
+    return 1 if controller.failed else 0
 
 
 async def interactive(
@@ -106,6 +137,9 @@ async def interactive(
     output: Output | None = None,
     out: Callable[[str], None] | None = None,
     refresh_interval: float = 0.25,
+    max_chars: int = MAX_TEXT_CHARS,
+    history: int = 10,
+    colour: bool = False,
     on_ready: Callable[[ChatController, PromptSession[str]], None] | None = None,
 ) -> ChatController:
     """Run the chat until /quit, Ctrl-D, Ctrl-C or a fatal error; the client is closed after.
@@ -113,20 +147,44 @@ async def interactive(
     ``input`` / ``output`` default to the terminal (tests pass a pipe input and a
     DummyOutput); ``out`` writes a line above the prompt (default: ``print``, which
     goes above the input line under ``patch_stdout``). ``on_ready`` is called with the
-    controller and the prompt session once both exist.
+    controller and the prompt session once both exist. The input line holds at most
+    ``max_chars`` characters: a paste past that is refused, with a line saying so.
+    On join the room's last ``history`` messages are shown, marked ``(history)``;
+    with ``colour`` each user's name has a colour of its own.
     """
     write = out or (lambda line: print(line, flush=True))
     controller: ChatController
+    last_refusal = -math.inf
+
+    def refused(chars: int) -> None:
+        nonlocal last_refusal
+        now = time.monotonic()
+        if now - last_refusal >= 2.0:  # once per burst, not for every piece of it
+            controller.say(f"· not inserted: {too_long_text(chars, max_chars)}")
+        last_refusal = now
+
     session: PromptSession[str] = PromptSession(
         message=lambda: f"{controller.current or '-'}> ",
         bottom_toolbar=lambda: controller.toolbar(),
         refresh_interval=refresh_interval,
-        input=input,
+        input=CoalescingInput(input or create_input()),
         output=output,
+        key_bindings=size_limit_bindings(refused, max_chars),
     )
-    controller = ChatController(client, rooms, out=write, invalidate=session.app.invalidate)
+    controller = ChatController(
+        client,
+        rooms,
+        out=write,
+        invalidate=session.app.invalidate,
+        history=history,
+        colour=colour,
+    )
 
     def typed(buffer: Buffer) -> None:
+        nonlocal last_refusal
+        if not buffer.text:
+            last_refusal = -math.inf  # a new line: a refusal is news again
+        trim_to_limit(buffer, refused, max_chars)
         controller.user_typed(buffer.text)
 
     session.default_buffer.on_text_changed += typed

@@ -12,15 +12,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "room": ("ROOM", "talk in ROOM (already joined)"),
     "rooms": ("", "list the joined rooms"),
     "who": ("[ROOM]", "who is in ROOM (default: the current room)"),
+    "dm": ("USER TEXT", "send TEXT to USER alone (a direct message)"),
     "quit": ("", "close the connection (queued messages are flushed) and exit"),
     "help": ("", "this help"),
 }
-_NEEDS_ARG = frozenset({"join", "room"})
-_ALIASES = {"exit": "quit", "q": "quit", "part": "leave", "members": "who", "?": "help"}
+_NEEDS_ARG = frozenset({"join", "room", "dm"})
+_ALIASES = {
+    "exit": "quit",
+    "q": "quit",
+    "part": "leave",
+    "members": "who",
+    "?": "help",
+    "msg": "dm",
+}
 
 HELP = "\n".join(
-    [f"  /{name} {arg}".ljust(18) + text for name, (arg, text) in COMMANDS.items()]
-    + ["  //text".ljust(18) + "send a message starting with /"]
+    [f"  /{name} {arg}".ljust(20) + text for name, (arg, text) in COMMANDS.items()]
+    + ["  //text".ljust(20) + "send a message starting with /"]
 )
 
 
@@ -38,6 +46,8 @@ class Command:
     name: str
     arg: str | None = None
     error: str | None = None
+    text: str | None = None
+    """The message of ``/dm USER TEXT`` (``arg`` is the user)."""
 
 
 def parse_line(line: str) -> Message | Command | None:
@@ -56,6 +66,12 @@ def parse_line(line: str) -> Message | Command | None:
         return Command(name, arg, error=f"unknown command /{word}; /help lists them")
     if name in _NEEDS_ARG and arg is None:
         return Command(name, None, error=f"usage: /{name} {COMMANDS[name][0]}")
+    if name == "dm":
+        assert arg is not None
+        user, _, text = arg.partition(" ")
+        if not text.strip():
+            return Command(name, arg, error=f"usage: /dm {COMMANDS[name][0]}")
+        return Command(name, user, text=text.strip())
     if arg is not None and " " in arg:
         return Command(name, arg, error=f"/{name} takes one room name")
     return Command(name, arg)

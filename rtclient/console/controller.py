@@ -18,7 +18,17 @@ from ..dispatch import Delivered
 from ..errors import RtClientError
 from ..events import ConnectionState, Event, StateChanged
 from .commands import HELP, Command, Message, parse_line
-from .render import ack_line, describe_error, event_line, failure_line, item_line, pending_line
+from .lines import MAX_TEXT_CHARS, too_long_text
+from .render import (
+    ack_line,
+    clip,
+    describe_error,
+    event_line,
+    failure_line,
+    item_line,
+    paint,
+    pending_line,
+)
 from .status import (
     EchoFilter,
     LinkStatus,
@@ -50,6 +60,8 @@ class ChatController:
         clock: Callable[[], float] = time.monotonic,
         typing_interval: float = 2.0,
         request_timeout: float = 10.0,
+        history: int = 10,
+        colour: bool = False,
     ) -> None:
         self.client = client
         self.initial_rooms = list(dict.fromkeys(rooms))
@@ -58,6 +70,8 @@ class ChatController:
         self.invalidate = invalidate
         self.clock = clock
         self.request_timeout = request_timeout
+        self.history = history
+        self.colour = colour
         self.link = LinkStatus()
         self.typing = TypingTracker()
         self.throttle = TypingThrottle(interval=typing_interval)
@@ -95,7 +109,8 @@ class ChatController:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _say(self, line: str) -> None:
+    def say(self, line: str) -> None:
+        """Write ``line`` above the prompt."""
         self.out(line)
         self.invalidate()
 
@@ -125,13 +140,16 @@ class ChatController:
         """Send ``text`` to the current room: a pending line now, ✓ or ✗ when settled."""
         room = self.current
         if room is None:
-            self._say("· no room to talk in: /join one first")
+            self.say("· no room to talk in: /join one first")
+            return
+        if len(text) > MAX_TEXT_CHARS:
+            self.say(f"✗ not sent: {too_long_text(len(text))}  [{room}] {clip(text)}")
             return
         online = self.client.state is ConnectionState.CONNECTED
         if self.throttle.reset() and online:
             self.client.typing(room, False)
         self.echoes.sent()
-        self._say(pending_line(room, text, online=online))
+        self.say(pending_line(room, text, online=online))
         self._spawn(self._deliver(room, text))
 
     async def _deliver(self, room: str, text: str) -> None:
@@ -140,34 +158,34 @@ class ChatController:
         except RtClientError as exc:
             self.failed += 1
             released = self.echoes.settled(None)
-            self._say(failure_line(room, text, exc))
+            self.say(failure_line(room, text, exc))
         else:
             released = self.echoes.settled(ack.message_id)
-            self._say(ack_line(ack, text))
+            self.say(ack_line(ack, text))
         for event in released:
             self._show_event(event)
 
     def command(self, command: Command) -> None:
         """Run a parsed ``/command``."""
         if command.error is not None:
-            self._say(f"· {command.error}")
+            self.say(f"· {command.error}")
             return
         name, arg = command.name, command.arg
         if name == "help":
-            self._say("commands:\n" + HELP)
+            self.say("commands:\n" + HELP)
         elif name == "quit":
             self.done.set()
         elif name == "rooms":
             rooms = self.client.rooms
             listed = [f"{r} (current)" if r == self.current else r for r in rooms]
-            self._say(f"· rooms: {', '.join(listed) or 'none'}")
+            self.say(f"· rooms: {', '.join(listed) or 'none'}")
         elif name == "room":
             assert arg is not None
             if arg in self.client.rooms:
                 self.current = arg
-                self._say(f"· talking in {arg}")
+                self.say(f"· talking in {arg}")
             else:
-                self._say(f"· not in {arg}: /join {arg}")
+                self.say(f"· not in {arg}: /join {arg}")
         elif name == "join":
             assert arg is not None
             self.current = arg
@@ -175,19 +193,83 @@ class ChatController:
         elif name == "leave":
             room = arg or self.current
             if room is None or room not in self.client.rooms:
-                self._say(f"· not in {room or 'any room'}")
+                self.say(f"· not in {room or 'any room'}")
                 return
             if room == self.current:
                 others = [r for r in self.client.rooms if r != room]
                 self.current = others[0] if others else None
             self._spawn(self._leave(room))
+        elif name == "dm":
+            assert arg is not None and command.text is not None
+            if len(command.text) > MAX_TEXT_CHARS:
+                self.say(f"✗ not sent: {too_long_text(len(command.text))}")
+                return
+            self.say(pending_line(f"dm → {arg}", command.text, online=self._online()))
+            self._spawn(self._direct(arg, command.text))
         elif name == "who":
             room = arg or self.current
             if room is None:
-                self._say("· which room? /who ROOM")
+                self.say("· which room? /who ROOM")
                 return
             self._spawn(self._who(room))
         self.invalidate()
+
+    def _online(self) -> bool:
+        return self.client.state is ConnectionState.CONNECTED
+
+    async def _direct(self, user: str, text: str) -> None:
+        try:
+            ack = await self.client.send_direct(user, text)
+        except RtClientError as exc:
+            self.failed += 1
+            self.say(failure_line(f"dm → {user}", text, exc))
+            return
+        self.say(f"✓ #{ack.event_id}  [dm → {user}] {clip(text)}")
+
+    async def _history(self, room: str) -> None:
+        """The room's last ``history`` messages from the server's log, marked as history.
+
+        Events after the newest id of the first reply came live (we had joined by then).
+        """
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                probe = await self.client.request(
+                    "sync:messages", {"roomId": room, "lastEventId": 0, "limit": 1}
+                )
+                newest = int(probe.get("lastEventId") or 0)
+                if newest == 0:
+                    return
+                after = max(0, newest - self.history)
+                page = await self.client.request(
+                    "sync:messages", {"roomId": room, "lastEventId": after, "limit": self.history}
+                )
+        except (RtClientError, TimeoutError, ValueError, TypeError):
+            return  # history is a courtesy: the live chat goes on without it
+        for data in page.get("events") or []:
+            if not isinstance(data, dict) or not isinstance(data.get("eventId"), int):
+                continue
+            if data["eventId"] > newest:
+                continue
+            event = Event(
+                "chat:message",
+                data,
+                room=room,
+                event_id=data["eventId"],
+                sender=data.get("from") or data.get("userId"),
+            )  # not marked replayed: the line says "(history)" instead
+            line = event_line(event)
+            if line is not None:
+                line = paint(line, event.sender, self.colour)
+                self.say(self._stamped(event, line) + " (history)")
+
+    def _stamped(self, event: Event, line: str) -> str:
+        stamp = event.data.get("timestamp")
+        if isinstance(stamp, int | float) and not isinstance(stamp, bool):
+            try:
+                return time.strftime("%H:%M ", time.localtime(stamp)) + line
+            except (OverflowError, OSError, ValueError):
+                pass
+        return line
 
     async def _join(self, room: str, *, announce: bool) -> None:
         try:
@@ -196,27 +278,29 @@ class ChatController:
             if self.current == room:
                 others = [r for r in self.client.rooms if r != room]
                 self.current = others[0] if others else None
-            self._say(f"✗ cannot join {room}: {describe_error(exc)}")
+            self.say(f"✗ cannot join {room}: {describe_error(exc)}")
             return
         if announce:
-            self._say(f"· joined {room} ({len(members)} here: {', '.join(members)})")
+            self.say(f"· joined {room} ({len(members)} here: {', '.join(members)})")
+            if self.history > 0:
+                await self._history(room)
 
     async def _leave(self, room: str) -> None:
         try:
             await self.client.leave(room)
         except RtClientError as exc:
-            self._say(f"✗ cannot leave {room}: {describe_error(exc)}")
+            self.say(f"✗ cannot leave {room}: {describe_error(exc)}")
             return
-        self._say(f"· left {room}" + (f"; talking in {self.current}" if self.current else ""))
+        self.say(f"· left {room}" + (f"; talking in {self.current}" if self.current else ""))
 
     async def _who(self, room: str) -> None:
         try:
             async with asyncio.timeout(self.request_timeout):
                 members = await self.client.members(room)
         except (RtClientError, TimeoutError) as exc:
-            self._say(f"✗ /who {room}: {describe_error(exc)}")
+            self.say(f"✗ /who {room}: {describe_error(exc)}")
             return
-        self._say(f"· in {room}: {', '.join(members) or 'nobody'}")
+        self.say(f"· in {room}: {', '.join(members) or 'nobody'}")
 
     # -- what the client does ------------------------------------------------------------
 
@@ -239,14 +323,16 @@ class ChatController:
         if line is not None:
             if isinstance(item, StateChanged) and item.new is ConnectionState.CONNECTED:
                 line += f" as {self.client.user_id}"
-            self._say(line)
+            self.say(line)
         else:
             self.invalidate()
 
     def _show_event(self, event: Event) -> None:
         line = event_line(event)
         if line is not None:
-            self._say(line)
+            if event.name in ("chat:message", "dm:message"):
+                line = self._stamped(event, paint(line, event.sender, self.colour))
+            self.say(line)
 
     def toolbar(self) -> str:
         """The bottom toolbar's text right now."""

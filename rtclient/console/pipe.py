@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import sys
-import threading
 from collections.abc import Callable
-from typing import TextIO
 
 from ..client import Client
 from ..dispatch import Delivered
-from ..errors import RtClientError
+from ..errors import ClientClosed, RequestRejected, RtClientError
 from ..events import ConnectionState, StateChanged
+from .lines import TooLong, read_stdin, too_long_text
 from .render import ack_record, describe_error, failure_record, item_record, json_line
 
-__all__ = ["feed_lines", "pipe", "run_pipe"]
+__all__ = ["pipe", "run_pipe"]
 
 _KINDS = ("*", "state", "gap", "error", "quality")
 _EOF = None
@@ -35,25 +33,6 @@ def _stdout_line(line: str) -> None:
     sys.stdout.flush()
 
 
-def feed_lines(queue: asyncio.Queue[str | None], stream: TextIO | None = None) -> None:
-    """Read ``stream`` (default: stdin) in a daemon thread into ``queue``; None at EOF.
-
-    A daemon thread, so that a fatal error can end the program while a read is blocked.
-    """
-    loop = asyncio.get_running_loop()
-    source = stream or io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
-
-    def read() -> None:
-        try:
-            while line := source.readline():
-                loop.call_soon_threadsafe(queue.put_nowait, line)
-            loop.call_soon_threadsafe(queue.put_nowait, _EOF)
-        except (RuntimeError, ValueError, OSError):
-            return  # the loop or the stream is closed: the program is ending
-
-    threading.Thread(target=read, name="rtclient stdin", daemon=True).start()
-
-
 async def run_pipe(args: argparse.Namespace) -> int:
     """``rtclient chat`` with stdin not a terminal; returns the exit status."""
     from .chat import open_client
@@ -61,22 +40,30 @@ async def run_pipe(args: argparse.Namespace) -> int:
     client = await open_client(args)
     if isinstance(client, int):
         return client
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
-    feed_lines(queue)
-    return await pipe(client, args.room, queue)
+    queue: asyncio.Queue[str | TooLong | None] = asyncio.Queue()
+    reader = asyncio.create_task(read_stdin(queue), name="rtclient stdin")
+    try:
+        return await pipe(client, args.room, queue, flush_timeout=args.flush_timeout)
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
 
 
 async def pipe(
     client: Client,
     rooms: list[str],
-    lines: asyncio.Queue[str | None],
+    lines: asyncio.Queue[str | TooLong | None],
     *,
+    flush_timeout: float = 10.0,
     write: Callable[[str], None] = _stdout_line,
     error: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
 ) -> int:
     """Send each line from ``lines`` (None ends them) to ``rooms[0]``; write JSON lines.
 
-    Returns the exit status; ``client`` is closed when it returns.
+    The client connects and joins in the background, so input is read (and queued in
+    the outbox) while the server cannot be reached. At the end of the lines the outbox
+    is flushed for up to ``flush_timeout`` seconds. Returns the exit status; ``client``
+    is closed when it returns.
     """
     fatal: list[BaseException] = []
 
@@ -89,14 +76,21 @@ async def pipe(
 
     for kind in _KINDS:
         client.on(kind, record)
-    try:
-        await client.connect()
-        for room in rooms:
+    await client.connect(wait=False)
+    failures: list[str] = []
+
+    async def join(room: str) -> None:
+        try:
             await client.join(room)
-    except RtClientError as exc:
-        await client.close(flush=False)
-        error(f"rtclient chat: {describe_error(fatal[0] if fatal else exc)}")
-        return 1
+        except ClientClosed:
+            pass  # input ended (or a fatal error, reported as such) before the join
+        except RtClientError as exc:
+            if not fatal:
+                failures.append(f"cannot join {room}: {describe_error(exc)}")
+                write(json_line({"event": "error", "code": "JOIN", "message": failures[-1]}))
+
+    joins = [asyncio.create_task(join(room)) for room in rooms]
+    await asyncio.sleep(0)  # the rooms are the client's before the first line is sent
 
     async def deliver(text: str, number: int) -> bool:
         try:
@@ -108,17 +102,26 @@ async def pipe(
         return True
 
     sends: list[asyncio.Task[bool]] = []
+    refused = 0
     while (line := await lines.get()) is not _EOF:
-        text = line.rstrip("\r\n")
-        if text.strip() and client.state is not ConnectionState.CLOSED:
-            sends.append(asyncio.create_task(deliver(text, len(sends) + 1)))
+        number = len(sends) + refused + 1
+        if isinstance(line, TooLong):  # never sent: the server would refuse it
+            refused += 1
+            too_long = RequestRejected("TEXT_TOO_LONG", too_long_text(line.chars))
+            write(json_line(failure_record(rooms[0], "", number, too_long)))
+        elif line.strip() and client.state is not ConnectionState.CLOSED:
+            sends.append(asyncio.create_task(deliver(line, number)))
             await asyncio.sleep(0)  # let it reach the outbox before close() looks there
-    await client.close(flush=True)
+    await client.close(flush=True, timeout=flush_timeout)
     delivered = await asyncio.gather(*sends)
+    await asyncio.gather(*joins)
     if fatal:
         error(f"rtclient chat: {describe_error(fatal[0])}")
         return 1
-    if not all(delivered):
-        error(f"rtclient chat: {delivered.count(False)} line(s) not delivered")
+    for failure in failures:
+        error(f"rtclient chat: {failure}")
+    undelivered = delivered.count(False) + refused
+    if undelivered:
+        error(f"rtclient chat: {undelivered} line(s) not delivered")
         return 1
-    return 0
+    return 1 if failures else 0

@@ -7,6 +7,7 @@ A token never reaches these functions' output: rtclient's exception texts carry 
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any
 
 from ..dispatch import Delivered
@@ -23,11 +24,26 @@ __all__ = [
     "item_line",
     "item_record",
     "json_line",
+    "paint",
     "pending_line",
     "seconds_text",
 ]
 
 SILENT_EVENTS = frozenset({"typing:start", "typing:stop", "pong", "connected", "token:expiring"})
+
+
+_COLOURS = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
+
+
+def paint(line: str, user: str | None, colour: bool) -> str:
+    """``line`` with ``user``'s name in a colour of its own (ANSI), when ``colour``.
+
+    The colour is a stable function of the name (CRC-32), so a user keeps it.
+    """
+    if not colour or not user:
+        return line
+    code = _COLOURS[zlib.crc32(user.encode()) % len(_COLOURS)]
+    return line.replace(f" {user}", f" \x1b[{code}m{user}\x1b[0m", 1)
 
 
 def clip(text: str, width: int = 60) -> str:

@@ -176,7 +176,8 @@ def toolbar_text(facts: ToolbarFacts) -> str:
         "rtt -" if rtt is None else f"rtt {rtt * 1000:.0f} ms",
         f"quality {quality.level.value}",
         f"queued {facts.queued}",
-        f"{facts.user or '?'} @ {facts.room or '(no room)'}",
+        # The user is known once the server said who we are (not before the first connect).
+        f"{facts.user} @ {facts.room or '(no room)'}" if facts.user else facts.room or "(no room)",
     ]
     if facts.typing:
         names = [user if room == facts.room else f"{user} ({room})" for room, user in facts.typing]

@@ -19,6 +19,7 @@ from .auth import (
     ENV_SECRET,
     add_auth_arguments,
     admin_provider,
+    kept_secret,
     roles_of,
     sign_token,
 )
@@ -47,6 +48,9 @@ async def mint(args: argparse.Namespace) -> str:
     if secret:
         return sign_token(secret, args.user, ttl=args.ttl, roles=roles_of(args))
     admin = args.admin_token or os.environ.get(ENV_ADMIN_TOKEN)
+    kept = None if admin else kept_secret(args.url)
+    if kept:
+        return sign_token(kept, args.user, ttl=args.ttl, roles=roles_of(args))
     if not admin:
         raise ValueError(
             f"give --admin-token (or {ENV_ADMIN_TOKEN}; `rtclient serve` prints it) "

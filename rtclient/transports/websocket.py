@@ -170,12 +170,17 @@ def _websockets_error(exc: Exception) -> RtClientError | None:
     if isinstance(exc, InvalidMessage) and isinstance(exc.__cause__, EOFError | OSError):
         # No valid HTTP response because the connection ended first (a TCP proxy in
         # front of a restarting server): a network failure, not a protocol mismatch.
-        return TransportError(f"connection lost during the handshake: {exc.__cause__!r}")
+        return TransportError(f"connection lost during the handshake: {_said(exc.__cause__)}")
     if isinstance(exc, InvalidHandshake):
         return ProtocolError(f"WebSocket handshake failed: {exc}")
     if isinstance(exc, TimeoutError | OSError | EOFError):
-        return TransportError(f"connection failed: {exc!r}")
+        return TransportError(f"connection failed: {_said(exc)}")
     return None
 
 
 _BOUNDARY = Boundary("websockets", _websockets_error)
+
+
+def _said(exc: BaseException) -> str:
+    """An exception's text for a person (``TimeoutError()`` says nothing: its name)."""
+    return str(exc) or type(exc).__name__

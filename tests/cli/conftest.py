@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,14 @@ from fake_server import FakeServer
 
 SECRET = "cli-test-secret-" + "0123456789abcdef" * 4
 ADMIN = "cli-test-admin-token"
+
+
+@pytest.fixture(autouse=True)
+def state_file(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``rtclient serve``'s state file for this test: never the real one in the home."""
+    path = tmp_path_factory.mktemp("state") / "serve.json"
+    monkeypatch.setenv("RTCLIENT_STATE_FILE", str(path))
+    return path
 
 
 @pytest.fixture

@@ -119,7 +119,9 @@ async def test_pipe_mode_fatal_error(server: FakeServer) -> None:
     )
     assert result.returncode == 1
     assert result.stderr.strip() == "rtclient chat: Unauthorized: INVALID_TOKEN"
-    assert records(result.stdout)[-1]["error"] == "Unauthorized: INVALID_TOKEN"
+    states = [r for r in records(result.stdout) if r["event"] == "state"]
+    assert states[-1]["new"] == "closed"
+    assert states[-1]["error"] == "Unauthorized: INVALID_TOKEN"
     assert "garbage-token" not in result.stdout + result.stderr
     assert server.room_events("lobby") == []
 

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from prompt_toolkit import PromptSession
 from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
@@ -37,6 +38,7 @@ class Chat:
     task: asyncio.Task[ChatController]
     lines: list[str] = field(default_factory=list)
     controller: ChatController | None = None
+    session: PromptSession[str] | None = None
 
     def type(self, text: str) -> None:
         self.keys.send_text(text)
@@ -73,8 +75,9 @@ async def running_chat(
     with create_pipe_input() as keys:
         lines: list[str] = []
 
-        def ready(controller: ChatController, session: object) -> None:
+        def ready(controller: ChatController, session: PromptSession[str]) -> None:
             chat.controller = controller
+            chat.session = session
 
         task = asyncio.create_task(
             interactive(

@@ -157,7 +157,7 @@ async def test_events_iterator_sees_everything_in_order(
     received: list[str] = []
 
     async def consume() -> None:
-        async for event in bob.events():
+        async for event in bob.events(everything=True):
             received.append(getattr(event, "name", type(event).__name__))
 
     consumer = asyncio.create_task(consume())

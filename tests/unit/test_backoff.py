@@ -290,3 +290,15 @@ def test_valid_edge_arguments_are_accepted(kwargs: dict[str, object]) -> None:
 def test_defaults_follow_the_seed_guide() -> None:
     policy = Backoff()
     assert (policy.base, policy.cap, policy.jitter) == (1.0, 30.0, "full")
+
+
+def test_max_elapsed_is_not_overshot_by_a_whole_delay() -> None:
+    # `rtclient chat --give-up 5` gave up after 17.7 s: a 1-2-4-8 s series checks the
+    # budget only at failures, so the last delay ran far past it.
+    schedule = Backoff(base=1.0, cap=30.0, jitter="none", max_elapsed=5.0).schedule()
+    now, delays = 0.0, []
+    while (delay := schedule.failure(now)) is not None:
+        delays.append(delay)
+        now += delay
+    assert delays == [1.0, 2.0, 2.0]  # the third is cut to what is left of the budget
+    assert now == 5.0

@@ -129,6 +129,8 @@ class QualityMoved:
     p95: float | None = None
     at: float = 0.0
     missed_ratio: float = 0.0
+    p50: float | None = None
+    """The median of the last heartbeats: the figure the level is judged on."""
 
 
 Record = Joined | Sent | Acked | SendFailed | Delivered | Announced | StateMoved | QualityMoved
@@ -204,6 +206,7 @@ class History:
                     change.snapshot.p95,
                     self.clock(),
                     change.snapshot.missed_ratio,
+                    change.snapshot.p50,
                 )
             )
 
