@@ -48,7 +48,7 @@ def block(*words: str) -> str:
 
 
 def test_every_block_has_a_runner() -> None:
-    assert len(BLOCKS) == 6, "a README block was added or removed: give it a runner here"
+    assert len(BLOCKS) == 7, "a README block was added or removed: give it a runner here"
 
 
 async def test_using_it_keeps_running_through_a_reconnect() -> None:
@@ -160,3 +160,10 @@ def test_testing_example_passes_in_strict_mode(tmp_path: Path) -> None:
 async def test_fake_server_snippet() -> None:
     source = block("from fake_server import FakeServer")
     await run_with_top_level_await(source, {"Client": Client})
+
+
+async def test_hostile_server_example() -> None:
+    source = block("HostileServer()", "async def test_my_bot")
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "README.md", "exec"), namespace)
+    await namespace["test_my_bot_survives_a_lost_ack_and_a_garbage_frame"]()
