@@ -1,0 +1,86 @@
+"""A Client over MemoryTransport, served by fake_server's hub, in the loop's time.
+
+Tests here run with ``pytest.mark.looptime``: the event loop's clock is virtual and
+jumps to the next timer whenever every task waits, so minutes of backoff, heartbeats
+and token lifetimes pass in milliseconds. The Client's session clock is the loop's
+clock (its default) and its wall clock is :attr:`Harness.wall_clock`, which moves with
+the loop; the hub reads the same wall clock for token ``exp``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from rtclient import Backoff, Client
+from rtclient.transports.memory import MemoryConnection, MemoryTransport
+
+from .memory_hub import MemoryHub
+
+__all__ = ["WALL_EPOCH", "Harness", "Issuer", "RecordingTransport", "harness", "now"]
+
+URL = "memory://hub"
+WALL_EPOCH = 1_700_000_000.0
+"""The wall-clock time when the loop's clock reads 0 (in the past: PyJWT checks ``iat``)."""
+
+
+def now() -> float:
+    """The loop's (virtual) time."""
+    return asyncio.get_running_loop().time()
+
+
+class RecordingTransport(MemoryTransport):
+    """A MemoryTransport that records the loop time of every connection attempt."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempt_times: list[float] = []
+
+    async def connect(
+        self, url: str, *, token: str | None, open_timeout: float
+    ) -> MemoryConnection:
+        self.attempt_times.append(now())
+        return await super().connect(url, token=token, open_timeout=open_timeout)
+
+
+class Issuer:
+    """A TokenProvider that asks the hub for a fresh token; records every ``force``."""
+
+    def __init__(self, harness: Harness, user: str, ttl: float) -> None:
+        self._harness, self.user, self.ttl = harness, user, ttl
+        self.calls: list[bool] = []
+
+    async def get(self, *, force: bool = False) -> str | None:
+        self.calls.append(force)
+        return self._harness.hub.issue_token(self.user, ttl=self.ttl)
+
+
+class Harness:
+    def __init__(self, hub: MemoryHub, transport: RecordingTransport) -> None:
+        self.hub = hub
+        self.transport = transport
+
+    @staticmethod
+    def wall_clock() -> float:
+        return WALL_EPOCH + now()
+
+    def provider(self, user: str = "alice", ttl: float = 3600.0) -> Issuer:
+        """A token provider that issues a fresh token of ``ttl`` s on every call."""
+        return Issuer(self, user, ttl)
+
+    def client(self, **kwargs: Any) -> Client:
+        """A Client on this hub; a fresh token per call and no jitter unless given."""
+        kwargs.setdefault("token", self.provider())
+        kwargs.setdefault("backoff", Backoff(base=1.0, cap=30.0, jitter="none"))
+        return Client(URL, transport=self.transport, wall_clock=self.wall_clock, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def harness(**config: Any) -> AsyncIterator[Harness]:
+    """Run a hub (``config``: ServerConfig fields) for the clients of the test."""
+    transport = RecordingTransport()
+    hub = MemoryHub(transport, wall_clock=Harness.wall_clock, **config)
+    async with hub.running():
+        yield Harness(hub, transport)
