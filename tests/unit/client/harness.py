@@ -37,12 +37,20 @@ class RecordingTransport(MemoryTransport):
     def __init__(self) -> None:
         super().__init__()
         self.attempt_times: list[float] = []
+        self._attempted = asyncio.Condition()
 
     async def connect(
         self, url: str, *, token: str | None, open_timeout: float
     ) -> MemoryConnection:
         self.attempt_times.append(now())
+        async with self._attempted:
+            self._attempted.notify_all()
         return await super().connect(url, token=token, open_timeout=open_timeout)
+
+    async def wait_attempts(self, count: int, timeout: float) -> None:
+        """Wait until ``count`` attempts were made in all (``timeout``: virtual seconds)."""
+        async with asyncio.timeout(timeout), self._attempted:
+            await self._attempted.wait_for(lambda: len(self.attempt_times) >= count)
 
 
 class Issuer:

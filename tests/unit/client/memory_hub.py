@@ -94,6 +94,16 @@ class MemoryHub:
         """The server ends of every connection accepted, in order."""
         self.welcomed = 0
         """Connections authenticated and attached (sent ``connected``)."""
+        self._welcome = asyncio.Condition()
+
+    async def wait_welcomed(self, count: int, timeout: float) -> None:
+        """Wait until ``count`` connections were welcomed in all (``timeout`` in seconds).
+
+        A condition, not a poll: in virtual time a poll would step the clock in tiny
+        increments through every minute the test waits.
+        """
+        async with asyncio.timeout(timeout), self._welcome:
+            await self._welcome.wait_for(lambda: self.welcomed >= count)
 
     def issue_token(self, user_id: str, ttl: float = 3600.0) -> str:
         return self.authority.issue(user_id, now=self._wall_clock(), ttl=ttl)
@@ -134,6 +144,8 @@ class MemoryHub:
                 return
             conn = self.hub.attach(peer, principal)
             self.welcomed += 1
+            async with self._welcome:
+                self._welcome.notify_all()
             while True:
                 frame = await end.recv()
                 try:
