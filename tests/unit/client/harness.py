@@ -54,15 +54,29 @@ class RecordingTransport(MemoryTransport):
 
 
 class Issuer:
-    """A TokenProvider that asks the hub for a fresh token; records every ``force``."""
+    """A TokenProvider that asks the hub for a token of ``ttl`` s; records every call.
 
-    def __init__(self, harness: Harness, user: str, ttl: float) -> None:
-        self._harness, self.user, self.ttl = harness, user, ttl
-        self.calls: list[bool] = []
+    ``reuse=True``: hands out the same token again until it has expired (a caching
+    provider), so an in-band refresh finds nothing fresher.
+    """
+
+    def __init__(self, harness: Harness, user: str, ttl: float, *, reuse: bool = False) -> None:
+        self._harness, self.user, self.ttl, self.reuse = harness, user, ttl, reuse
+        self.calls: list[tuple[float, bool]] = []
+        """``(loop time, force)`` of every call."""
+        self._token: str | None = None
+        self._expires = 0.0
+
+    @property
+    def times(self) -> list[float]:
+        return [t for t, _ in self.calls]
 
     async def get(self, *, force: bool = False) -> str | None:
-        self.calls.append(force)
-        return self._harness.hub.issue_token(self.user, ttl=self.ttl)
+        self.calls.append((now(), force))
+        if not self.reuse or self._harness.wall_clock() >= self._expires:
+            self._token = self._harness.hub.issue_token(self.user, ttl=self.ttl)
+            self._expires = self._harness.wall_clock() + self.ttl
+        return self._token
 
 
 class Harness:
@@ -74,9 +88,9 @@ class Harness:
     def wall_clock() -> float:
         return WALL_EPOCH + now()
 
-    def provider(self, user: str = "alice", ttl: float = 3600.0) -> Issuer:
-        """A token provider that issues a fresh token of ``ttl`` s on every call."""
-        return Issuer(self, user, ttl)
+    def provider(self, user: str = "alice", ttl: float = 3600.0, *, reuse: bool = False) -> Issuer:
+        """A token provider that issues tokens of ``ttl`` s (see :class:`Issuer`)."""
+        return Issuer(self, user, ttl, reuse=reuse)
 
     def client(self, **kwargs: Any) -> Client:
         """A Client on this hub; a fresh token per call and no jitter unless given."""
