@@ -8,8 +8,9 @@ import pytest
 
 from fake_server import FakeServer
 from rtclient import ConnectionState, Event
+from rtclient.testing import wait_until
 
-from .conftest import MakeClient, wait_until
+from .conftest import MakeClient
 
 
 @pytest.fixture(params=["websocket", "aiohttp"])

@@ -16,8 +16,7 @@ import socketio
 from aiohttp import web
 
 from rtclient import Backoff, Client, ConnectionState, Event
-
-from .conftest import wait_until
+from rtclient.testing import wait_until
 
 FAST = Backoff(base=0.01, cap=0.1, stable_after=0.2)
 

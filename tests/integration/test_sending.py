@@ -17,8 +17,9 @@ from rtclient import (
     OutboxFull,
     RequestRejected,
 )
+from rtclient.testing import wait_until
 
-from .conftest import GatedTransport, MakeClient, Recorder, wait_until
+from .conftest import GatedTransport, MakeClient, Recorder
 
 
 @pytest.fixture(params=["websocket", "aiohttp", "socketio"])

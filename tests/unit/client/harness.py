@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,11 +20,16 @@ from rtclient.transports.memory import MemoryConnection, MemoryTransport
 
 from .memory_hub import MemoryHub
 
-__all__ = ["WALL_EPOCH", "Harness", "Issuer", "RecordingTransport", "harness", "now"]
+__all__ = ["WALL_EPOCH", "Harness", "Issuer", "RecordingTransport", "gaps", "harness", "now"]
 
 URL = "memory://hub"
 WALL_EPOCH = 1_700_000_000.0
 """The wall-clock time when the loop's clock reads 0 (in the past: PyJWT checks ``iat``)."""
+
+
+def gaps(times: list[float]) -> list[float]:
+    """The intervals between successive times (rounded to the millisecond)."""
+    return [round(b - a, 3) for a, b in itertools.pairwise(times)]
 
 
 def now() -> float:

@@ -9,13 +9,9 @@ import pytest
 from rtclient import Backoff, ConnectionState
 from rtclient.errors import TransportError
 
-from .harness import harness, now
+from .harness import gaps, harness, now
 
 pytestmark = pytest.mark.looptime
-
-
-def gaps(times: list[float]) -> list[float]:
-    return [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)]
 
 
 async def test_refused_attempts_back_off_exponentially_up_to_the_cap() -> None:

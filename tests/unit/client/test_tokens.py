@@ -13,13 +13,9 @@ import pytest
 
 from rtclient import ConnectionState
 
-from .harness import harness, now
+from .harness import gaps, harness, now
 
 pytestmark = pytest.mark.looptime
-
-
-def gaps(times: list[float]) -> list[float]:
-    return [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)]
 
 
 async def test_in_band_refresh_renews_the_token_ahead_of_exp_without_reconnecting() -> None:
