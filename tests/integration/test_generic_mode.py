@@ -124,7 +124,7 @@ async def test_emits_queued_while_the_server_is_down_are_delivered(plain: PlainS
         await plain.stop()
         await client.wait_for(ConnectionState.RECONNECTING)
         pending = [asyncio.create_task(client.emit("echo", {"n": i})) for i in range(5)]
-        await asyncio.sleep(0)
+        await wait_until(lambda: client.stats()["queued"] == 5)
         plain.runner = None
         await plain.start()  # same port: the client comes back by itself
         replies = await asyncio.gather(*pending)

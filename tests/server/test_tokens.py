@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 from fake_server import FakeServer
+from rtclient.testing import wait_until
 
 from .conftest import Connect, MakeServer
-from .helpers import WAIT, wait_until
+from .helpers import WAIT
 
 
 async def test_token_expiring_sent_once_when_close(
