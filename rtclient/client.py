@@ -38,7 +38,7 @@ from .quality import QualitySnapshot, QualityTracker
 from .reconnect import NoWelcome, ReconnectPolicy, Step
 from .redact import remember_token
 from .session import Completed, Failed, Session, leave_key
-from .store import SqliteStore, Store, StoredMessage, clock_offset
+from .store import SqliteStore, Store, StoredMessage
 from .tokens import StaticToken, TokenSource, as_provider, token_times
 from .transports.aiohttp_ws import AiohttpTransport
 from .transports.base import Connection, Transport
@@ -48,6 +48,18 @@ from .transports.websocket import WebSocketTransport
 __all__ = ["Client"]
 
 log = logging.getLogger("rtclient")
+
+
+def _loop_time() -> float:
+    """The running loop's clock (its timers' clock), or ``time.monotonic`` outside a loop.
+
+    The standard loop's clock is ``time.monotonic``; a test loop with virtual time
+    (looptime) moves both the session's deadlines and the loop's timers.
+    """
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()
 
 
 class Client:
@@ -112,6 +124,11 @@ class Client:
         rate-limit reply beyond it is cut down to it; unreadable ones are ignored.
     :param token_refresh_ahead: refresh the token in band (``token:refresh``, no
         reconnect) this long before its ``exp``, or at half its lifetime if sooner.
+    :param clock: the monotonic clock of the session's deadlines (ack timeouts, TTLs,
+        holds); default: the running event loop's clock, so that a test loop with
+        virtual time (``looptime``) drives them with the loop's own timers.
+    :param wall_clock: the clock token ``exp``/``iat`` claims are compared with
+        (default ``time.time``); tests in virtual time pass one that moves with the loop.
     """
 
     def __init__(
@@ -142,7 +159,8 @@ class Client:
         batch_max: int = 1,
         batch_wait: float = 0.0,
         max_server_delay: float = DEFAULT_MAX_SERVER_DELAY,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url
         self._tokens = as_provider(token)
@@ -173,7 +191,8 @@ class Client:
         self._refresh_floor = 0.0
         """The earliest the server's ``token:expiring`` may pull it to: half the lifetime."""
         self.max_token_refreshes = max_token_refreshes
-        self._clock = clock
+        self._clock = clock or _loop_time
+        self._wall_clock = wall_clock
         self._session = Session(
             outbox_limit=outbox_limit,
             outbox_max_bytes=outbox_max_bytes,
@@ -186,7 +205,7 @@ class Client:
         )
         self._store: Store | None = SqliteStore(store) if isinstance(store, str) else store
         self._session.track_changes = self._store is not None
-        self._clock_offset = clock_offset()
+        self._clock_offset = wall_clock() - self._clock()
         self._dispatcher = Dispatcher(
             log,
             after=self._delivered if self._store else None,
@@ -600,7 +619,7 @@ class Client:
             try:
                 token = await self._tokens.get(force=force_refresh)
                 remember_token(token, self)  # no piece of it in any log from now on
-                self._token, self._token_fetched_at = token, time.time()
+                self._token, self._token_fetched_at = token, self._wall_clock()
             except Exception as exc:
                 log.warning("token provider failed: %s", type(exc).__name__)
                 self._dispatcher.put(ErrorEvent("TOKEN_PROVIDER", "token provider failed", exc))
@@ -807,7 +826,7 @@ class Client:
         self._arm_refresh()
 
     def _arm_refresh(self) -> None:
-        delay = max(0.0, self._refresh_due - time.time())
+        delay = max(0.0, self._refresh_due - self._wall_clock())
         self._refresh_timer = asyncio.get_running_loop().call_later(delay, self._start_refresh)
 
     def _cancel_refresh(self) -> None:
@@ -823,7 +842,7 @@ class Client:
         """
         if self._refresh_timer is None:
             return  # none planned, or one under way
-        due = min(self._refresh_due, max(self._refresh_floor, time.time()))
+        due = min(self._refresh_due, max(self._refresh_floor, self._wall_clock()))
         if due < self._refresh_due:
             self._refresh_timer.cancel()
             self._refresh_due = due
@@ -903,10 +922,10 @@ class Client:
             except Exception as exc:
                 log.warning("in-band token refresh failed: %s", type(exc).__name__)
                 self._dispatcher.put(ErrorEvent("TOKEN_REFRESH", "in-band refresh failed", exc))
-                retry = max(0.05, (exp - time.time()) / 4)
+                retry = max(0.05, (exp - self._wall_clock()) / 4)
                 await asyncio.sleep(retry)
                 continue
-            self._token, self._token_fetched_at = token, time.time()
+            self._token, self._token_fetched_at = token, self._wall_clock()
             self._counters["in_band_refreshes"] += 1
             self._plan_refresh()
             return

@@ -113,6 +113,11 @@ class Dispatcher:
         return KIND_NAMES[type(item)] in self._handlers
 
     @property
+    def streams(self) -> int:
+        """How many :meth:`stream` iterators are subscribed (they subscribe on first use)."""
+        return len(self._subscribers)
+
+    @property
     def backlog(self) -> int:
         """Items queued and not yet handed to the handlers."""
         return len(self._items) - self._head

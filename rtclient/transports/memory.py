@@ -2,7 +2,8 @@
 
 ``transport = MemoryTransport()`` is passed to ``Client(..., transport=transport)``;
 the test plays the server with ``server = await transport.accept()``, then
-``await server.recv()`` / ``await server.send(envelope)`` / ``await server.close(code)``.
+``await server.recv()`` / ``await server.send(envelope)`` / ``await server.close(code)``;
+``server.stall()`` makes the link half-open (a dead link only a heartbeat notices).
 Envelopes travel as Python objects: no encoding.
 """
 
@@ -25,12 +26,23 @@ class MemoryConnection:
     token: str | None = None
     _inbox: Inbox = field(default_factory=Inbox)
     _peer: MemoryConnection | None = None
+    _stalled: bool = False
+    _gone: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def send(self, frame: Any) -> None:
-        """Deliver an envelope (any object) to the other end."""
+        """Deliver an envelope (any object) to the other end (lost if the link stalled)."""
         if self._inbox.closed is not None or self._peer is None:
             raise ConnectionLost(*self._close_info())
-        self._peer._inbox.put(frame)
+        if not self._stalled:
+            self._peer._inbox.put(frame)
+
+    def stall(self) -> None:
+        """Make the link half-open: from now on nothing crosses it in either direction
+        and pings go unanswered, but neither end sees a close until one aborts or closes.
+        """
+        self._stalled = True
+        if self._peer is not None:
+            self._peer._stalled = True
 
     async def recv(self) -> Any:
         """Wait for an envelope from the other end (ConnectionLost once it closed)."""
@@ -45,14 +57,18 @@ class MemoryConnection:
         self._shut(None, "")
 
     async def ping(self) -> float:
-        """In memory the round trip takes no time."""
+        """In memory the round trip takes no time; on a stalled link no pong comes."""
+        if self._inbox.closed is None and self._stalled:
+            await self._gone.wait()
         if self._inbox.closed is not None:
             raise ConnectionLost(*self._close_info())
         return 0.0
 
     def _shut(self, code: int | None, reason: str) -> None:
+        self._gone.set()
         if self._inbox.close(code, reason) and self._peer is not None:
             self._peer._inbox.close(code, reason)
+            self._peer._gone.set()
 
     def _close_info(self) -> tuple[int | None, str]:
         return self._inbox.closed or (None, "")

@@ -86,15 +86,6 @@ async def make_client(server: FakeServer, transport_name: str) -> AsyncIterator[
     assert not leftover, f"tasks left behind: {leftover}"
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``predicate()`` is true, checking after every loop turn; fail on timeout."""
-    # Polling on purpose: the conditions span the server and several clients, which
-    # have no common event to wait on. The poll interval is not a synchronisation delay.
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
-
-
 class Recorder:
     """Collects what a client delivers: chat messages, state changes, gaps, errors."""
 

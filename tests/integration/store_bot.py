@@ -13,6 +13,7 @@ import os
 import sys
 
 from rtclient import Backoff, Client, ConnectionState
+from rtclient.testing import wait_until
 
 
 async def main(url: str, store: str, mode: str, *rest: str) -> int:
@@ -27,7 +28,8 @@ async def main(url: str, store: str, mode: str, *rest: str) -> int:
     if mode == "queue":
         count, room = int(rest[0]), rest[1]
         join = asyncio.create_task(client.join(room))
-        await asyncio.sleep(0)  # let join() register the room (it is remembered offline)
+        # join() registers the room at once (it is remembered offline).
+        await wait_until(lambda: room in client.rooms)
         for i in range(count):
             message_id = await client.enqueue(room, f"msg-{i}")
             print(message_id, flush=True)

@@ -21,9 +21,10 @@ from websockets.frames import Frame, Opcode
 
 from fake_server import FakeServer
 from rtclient import Client, ConnectionLost, ProtocolError
+from rtclient.testing import wait_until
 from rtclient.transports import AiohttpConnection, AiohttpTransport, WebSocketTransport
 
-from .conftest import FAST, wait_until
+from .conftest import FAST
 
 TRANSPORTS = {"websocket": WebSocketTransport, "aiohttp": AiohttpTransport}
 

@@ -22,10 +22,10 @@ from rtclient import (
     RtClientError,
     TransportError,
 )
-from rtclient.testing import FaultProxy
+from rtclient.testing import FaultProxy, wait_until
 from rtclient.transports import AiohttpConnection, AiohttpTransport
 
-from .conftest import FAST, Recorder, wait_until
+from .conftest import FAST, Recorder
 
 
 async def _open(url: str, token: str | None, **options: Any) -> AiohttpConnection:

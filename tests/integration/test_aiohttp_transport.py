@@ -24,10 +24,10 @@ from rtclient import (
     TransportError,
     Unauthorized,
 )
-from rtclient.testing import FaultProxy
+from rtclient.testing import FaultProxy, wait_until
 from rtclient.transports import AiohttpConnection, AiohttpTransport
 
-from .conftest import FAST, MakeClient, Recorder, wait_until
+from .conftest import FAST, MakeClient, Recorder
 
 
 @pytest.fixture

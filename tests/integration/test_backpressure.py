@@ -8,8 +8,9 @@ import pytest
 
 from fake_server import FakeServer
 from rtclient import ConnectionState, Event
+from rtclient.testing import wait_until
 
-from .conftest import MakeClient, wait_until
+from .conftest import MakeClient
 
 
 @pytest.fixture(params=["websocket", "aiohttp"])
@@ -56,7 +57,7 @@ async def test_a_slow_events_iterator_is_bounded_too(
     slow = await make_client("slow", rooms=("r",), max_pending_events=20)
     iterator = slow.events()
     first = asyncio.create_task(anext(iterator))
-    await asyncio.sleep(0)
+    await wait_until(lambda: slow._dispatcher.streams == 1)  # subscribed before the flood
     await asyncio.gather(*(flood.send("r", f"m{i}") for i in range(500)))
     head = await first
     await wait_until(lambda: slow.stats()["read_pauses"] >= 1)

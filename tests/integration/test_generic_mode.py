@@ -16,8 +16,7 @@ import socketio
 from aiohttp import web
 
 from rtclient import Backoff, Client, ConnectionState, Event
-
-from .conftest import wait_until
+from rtclient.testing import wait_until
 
 FAST = Backoff(base=0.01, cap=0.1, stable_after=0.2)
 
@@ -125,7 +124,7 @@ async def test_emits_queued_while_the_server_is_down_are_delivered(plain: PlainS
         await plain.stop()
         await client.wait_for(ConnectionState.RECONNECTING)
         pending = [asyncio.create_task(client.emit("echo", {"n": i})) for i in range(5)]
-        await asyncio.sleep(0)
+        await wait_until(lambda: client.stats()["queued"] == 5)
         plain.runner = None
         await plain.start()  # same port: the client comes back by itself
         replies = await asyncio.gather(*pending)

@@ -10,8 +10,9 @@ import pytest
 
 from fake_server import FakeServer
 from rtclient import ConnectionState, QualityLevel
+from rtclient.testing import wait_until
 
-from .conftest import MakeClient, wait_until
+from .conftest import MakeClient
 
 
 @pytest.fixture(params=["websocket", "aiohttp"])

@@ -24,8 +24,9 @@ from rtclient import (
     ProtocolError,
     Unauthorized,
 )
+from rtclient.testing import wait_until
 
-from .conftest import FAST, TEST_SERVER, MakeClient, Recorder, wait_until
+from .conftest import FAST, TEST_SERVER, MakeClient, Recorder
 
 WELCOME = json.dumps({"type": "connected", "payload": {"userId": "x"}})
 

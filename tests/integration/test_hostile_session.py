@@ -21,8 +21,9 @@ from websockets.asyncio.server import ServerConnection, serve
 from fake_server import FakeServer
 from rtclient import Client, ConnectionState, OutboxFull
 from rtclient.events import ErrorEvent, Event, Gap
+from rtclient.testing import wait_until
 
-from .conftest import FAST, GatedTransport, wait_until
+from .conftest import FAST, GatedTransport
 
 Envelope = dict[str, Any]
 

@@ -6,9 +6,10 @@ import asyncio
 from typing import Any
 
 from fake_server import FakeServer
+from rtclient.testing import wait_until
 from rtclient.transports import WebSocketTransport
 
-from .conftest import MakeClient, wait_until
+from .conftest import MakeClient
 
 
 class SlowDrain:

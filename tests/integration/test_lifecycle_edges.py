@@ -7,8 +7,9 @@ import asyncio
 
 from fake_server import FakeServer
 from rtclient import Client, ConnectionState, Event
+from rtclient.testing import wait_until
 
-from .conftest import FAST, GatedTransport, MakeClient, Recorder, wait_until
+from .conftest import FAST, GatedTransport, MakeClient, Recorder
 
 
 async def test_a_token_that_does_not_change_is_not_refreshed_in_a_loop(

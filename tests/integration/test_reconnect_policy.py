@@ -18,8 +18,9 @@ from rtclient import (
     TokenExpired,
     Unauthorized,
 )
+from rtclient.testing import wait_until
 
-from .conftest import MakeClient, Recorder, wait_until
+from .conftest import MakeClient, Recorder
 
 
 @pytest.fixture(params=["websocket", "aiohttp"])

@@ -9,8 +9,9 @@ import pytest
 
 from fake_server import FakeServer
 from rtclient import ConnectionState
+from rtclient.testing import wait_until
 
-from .conftest import GatedTransport, MakeClient, Recorder, wait_until
+from .conftest import GatedTransport, MakeClient, Recorder
 
 
 @pytest.fixture(params=["websocket", "aiohttp", "socketio"])

@@ -17,8 +17,9 @@ from rtclient import (
     OutboxFull,
     RequestRejected,
 )
+from rtclient.testing import wait_until
 
-from .conftest import GatedTransport, MakeClient, Recorder, wait_until
+from .conftest import GatedTransport, MakeClient, Recorder
 
 
 @pytest.fixture(params=["websocket", "aiohttp", "socketio"])
@@ -52,7 +53,7 @@ async def test_sends_made_before_the_first_connection_are_delivered(
     alice = await make_client("alice", connect=False)
     await alice.connect(wait=False)
     join = asyncio.create_task(alice.join("lobby"))
-    await asyncio.sleep(0)  # let join() register the room
+    await wait_until(lambda: alice.rooms == ["lobby"])  # join() registered the room
     message_id = alice.send_nowait("lobby", "queued before connecting")
     ack = await alice.send("lobby", "second")
     assert await join == ["alice"]
@@ -67,7 +68,7 @@ async def test_outbox_full_and_ttl(server: FakeServer, make_client: MakeClient) 
     gate.cut()
     await alice.wait_for(ConnectionState.RECONNECTING)
     expiring = asyncio.create_task(alice.send("lobby", "short-lived", ttl=0.05))
-    await asyncio.sleep(0)  # let send() queue the message
+    await wait_until(lambda: alice.stats()["queued"] == 1)  # send() queued it
     kept = [alice.send_nowait("lobby", f"k{i}") for i in range(2)]
     with pytest.raises(OutboxFull):
         alice.send_nowait("lobby", "one too many")
@@ -119,7 +120,7 @@ async def test_close_flushes_or_fails_pending_sends(
 ) -> None:
     alice = await make_client("alice", rooms=("lobby",))
     pending = [asyncio.create_task(alice.send("lobby", f"m{i}")) for i in range(20)]
-    await asyncio.sleep(0)
+    await wait_until(lambda: alice.stats()["queued"] + alice.stats()["acked"] == 20)
     await alice.close()  # flush=True: waits for the acks
     assert all(t.done() and not t.exception() for t in pending)
     assert len(server.room_events("lobby")) == 20
@@ -129,7 +130,7 @@ async def test_close_flushes_or_fails_pending_sends(
     gate.cut()
     await bob.wait_for(ConnectionState.RECONNECTING)
     stuck = asyncio.create_task(bob.send("lobby", "never"))
-    await asyncio.sleep(0)
+    await wait_until(lambda: bob.stats()["queued"] == 1)
     await bob.close(flush=False)
     with pytest.raises(ClientClosed):
         await stuck
@@ -161,7 +162,7 @@ async def test_events_iterator_sees_everything_in_order(
             received.append(getattr(event, "name", type(event).__name__))
 
     consumer = asyncio.create_task(consume())
-    await asyncio.sleep(0)
+    await wait_until(lambda: bob._dispatcher.streams == 1)  # subscribed before connecting
     await bob.connect()
     await bob.join("lobby")
     await alice.send("lobby", "hi")

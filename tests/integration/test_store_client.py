@@ -15,8 +15,9 @@ import pytest
 from fake_server import FakeServer
 from rtclient import Backoff, Client, ConnectionState
 from rtclient.store import MemoryStore, StoreLocked
+from rtclient.testing import wait_until
 
-from .conftest import GatedTransport, MakeClient, Recorder, wait_until
+from .conftest import GatedTransport, MakeClient, Recorder
 
 FAST = Backoff(base=0.01, cap=0.1, stable_after=0.3)
 BOT = Path(__file__).with_name("store_bot.py")

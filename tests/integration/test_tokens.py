@@ -16,9 +16,10 @@ from rtclient import (
     HttpTokenProvider,
     TokenProviderError,
 )
+from rtclient.testing import wait_until
 from rtclient.tokens import StaticToken, token_times
 
-from .conftest import SECRET, MakeClient, Recorder, wait_until
+from .conftest import SECRET, MakeClient, Recorder
 
 
 async def test_short_tokens_are_refreshed_in_band_without_reconnecting(

@@ -11,8 +11,9 @@ import websockets
 
 from fake_server import FakeServer
 from rtclient import Backoff, Client, ConnectionState
+from rtclient.testing import wait_until
 
-from .conftest import MakeClient, Recorder, wait_until
+from .conftest import MakeClient, Recorder
 
 
 async def test_msgpack_and_json_clients_share_a_room(

@@ -229,19 +229,3 @@ class GatedTransport:
             self.refused += 1
             raise TransportError("gate shut (test)")
         return await self.inner.connect(url, token=token, open_timeout=open_timeout)
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``predicate()`` holds, checking after every loop turn; fail on timeout."""
-    # Polling on purpose: the conditions span a subprocess and the client's handlers,
-    # which have no common event to wait on. The poll interval synchronises nothing.
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
-
-
-async def wait_until_async(predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Like :func:`wait_until` for a condition that asks the server."""
-    async with asyncio.timeout(timeout):
-        while not await predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)

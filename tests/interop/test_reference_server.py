@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from rtclient import Client, ConnectionState, Event, Gap, Unauthorized
+from rtclient.testing import wait_until
 
-from .conftest import FAST, GatedTransport, StartServer, wait_until, wait_until_async
+from .conftest import FAST, GatedTransport, StartServer
 
 TIMEOUT = 10.0
 
@@ -86,10 +87,10 @@ async def test_server_side_rooms_reach_joined_clients_exactly_once(
         await bob.call("register", {"name": "bob"}, timeout=TIMEOUT)
         await bob.call("say", {"room": "lobby", "text": "hello"}, timeout=TIMEOUT)
         await bob.call("say", {"room": "lobby", "text": "fence"}, timeout=TIMEOUT)
-        await wait_until(lambda: any(e.data.get("text") == "fence" for e in heard))
+        await wait_until(lambda: any(e.data.get("text") == "fence" for e in heard), timeout=TIMEOUT)
         await bob.call("join", "other", timeout=TIMEOUT)
         await alice.call("say", {"room": "other", "text": "to bob"}, timeout=TIMEOUT)
-        await wait_until(lambda: len(bob_heard) == 1)
+        await wait_until(lambda: len(bob_heard) == 1, timeout=TIMEOUT)
 
     # Everything before the fence arrived on the same connection, in order: no doubles.
     assert [e.data for e in heard] == [
@@ -117,14 +118,16 @@ async def test_server_disconnect_reconnects_reruns_hook_and_delivers_queued_once
         pending = [
             asyncio.create_task(client.emit("echo", {"n": n}, timeout=TIMEOUT)) for n in range(5)
         ]
-        await wait_until(lambda: client.stats()["queued"] == 5)
+        await wait_until(lambda: client.stats()["queued"] == 5, timeout=TIMEOUT)
         nowait_id = client.emit_nowait("echo", {"n": 5})
-        await wait_until(lambda: client.stats()["queued"] == 6 and gate.refused >= 1)
+        await wait_until(
+            lambda: client.stats()["queued"] == 6 and gate.refused >= 1, timeout=TIMEOUT
+        )
         assert client.state is not ConnectionState.CONNECTED
         assert (await server.state())["echoes"] == []  # nothing went out while away
         gate.open.set()
         replies = await asyncio.gather(*pending)
-        await wait_until(lambda: client.stats()["queued"] == 0)
+        await wait_until(lambda: client.stats()["queued"] == 0, timeout=TIMEOUT)
         assert await client.call("echo", "fence", timeout=TIMEOUT) == "fence"
         assert runs == [1, 2]  # the hook ran again after the reconnect
         stats = client.stats()
@@ -163,13 +166,13 @@ async def test_transport_drop_mid_stream_recovers_every_event_once(
         assert client.recovered is False  # a first connection has nothing to recover
         reply = await client.call("stream", {"n": 40, "every": 10, "room": "feed", "id": "s1"})
         assert reply == {"id": "s1"}
-        await wait_until(lambda: len(ticks) >= 10)
+        await wait_until(lambda: len(ticks) >= 10, timeout=TIMEOUT)
         # Cut the transport (no DISCONNECT packet) and emit 5 ticks while it is surely away.
         dropped = await server.post("/control/drop", {"name": "dave", "stream": "s1", "burst": 5})
         assert dropped == {"dropped": 1, "burst": 5}
-        await wait_until(lambda: len(ticks) >= 40)
+        await wait_until(lambda: len(ticks) >= 40, timeout=TIMEOUT)
         await server.post("/control/emit", {"room": "feed", "event": "fence", "data": {}})
-        await wait_until(lambda: len(fences) == 1)
+        await wait_until(lambda: len(fences) == 1, timeout=TIMEOUT)
         recovered = client.recovered
         stats = client.stats()
 
@@ -205,7 +208,7 @@ async def test_back_to_back_drops_replay_nothing_twice(start_server: StartServer
         reconnects = client.stats()["reconnects"]
         body = {"name": "fay", "stream": "s1", "burst": burst}
         assert await server.post("/control/drop", body) == {"dropped": 1, "burst": burst}
-        await wait_until(lambda: client.stats()["reconnects"] == reconnects + 1)
+        await wait_until(lambda: client.stats()["reconnects"] == reconnects + 1, timeout=TIMEOUT)
         await client.wait_for(ConnectionState.CONNECTED, timeout=TIMEOUT)
         assert client.recovered is True
         assert await client.call("echo", "ack round trip", timeout=TIMEOUT) == "ack round trip"
@@ -213,12 +216,12 @@ async def test_back_to_back_drops_replay_nothing_twice(start_server: StartServer
     async with client:
         await client.call("stream", {"n": 6, "every": 0, "room": "feed", "id": "s1"})
         await server.post("/control/advance", {"stream": "s1", "count": 1})
-        await wait_until(lambda: len(ticks) == 1)  # live: the client has an offset
+        await wait_until(lambda: len(ticks) == 1, timeout=TIMEOUT)  # live: the client has an offset
         await drop(burst=2)  # ticks 2 and 3 are replayed by the recovery
         await drop(burst=0)  # nothing was missed this time
         await server.post("/control/advance", {"stream": "s1", "count": 3})
         await server.post("/control/emit", {"room": "feed", "event": "fence", "data": {}})
-        await wait_until(lambda: len(fences) == 1)
+        await wait_until(lambda: len(fences) == 1, timeout=TIMEOUT)
         stats = client.stats()
 
     assert [t.data for t in ticks] == [{"stream": "s1", "seq": n} for n in range(1, 7)]
@@ -250,7 +253,9 @@ async def test_drop_longer_than_max_disconnection_is_reported_as_a_gap(
     client.on("gap", on_gap)
     async with client:
         await client.call("stream", {"n": 3, "every": 5, "room": "feed", "id": "before"})
-        await wait_until(lambda: len(ticks) == 3)  # the client holds a recovery offset now
+        await wait_until(
+            lambda: len(ticks) == 3, timeout=TIMEOUT
+        )  # the client holds a recovery offset now
         assert gate.inner.pid is not None and gate.inner.offset is not None
         gate.open.clear()
         assert await client.call("drop", timeout=TIMEOUT) == {"ok": True}
@@ -262,8 +267,8 @@ async def test_drop_longer_than_max_disconnection_is_reported_as_a_gap(
             session = await server.get("/control/session", name="erin")
             return bool(session["pid"] is not None and session["expired"])
 
-        await wait_until_async(session_expired)
-        await wait_until(lambda: gate.refused >= 1)
+        await wait_until(session_expired, timeout=TIMEOUT)
+        await wait_until(lambda: gate.refused >= 1, timeout=TIMEOUT)
         gate.open.set()
         async with asyncio.timeout(TIMEOUT):
             await gap_seen.wait()
@@ -271,7 +276,7 @@ async def test_drop_longer_than_max_disconnection_is_reported_as_a_gap(
         recovered = client.recovered
         # The hook joined the room again: the new session hears it.
         await client.call("stream", {"n": 2, "every": 5, "room": "feed", "id": "after"})
-        await wait_until(lambda: len(ticks) == 5)
+        await wait_until(lambda: len(ticks) == 5, timeout=TIMEOUT)
 
     assert recovered is False
     assert len(gaps) == 1 and gaps[0].reason == "session"

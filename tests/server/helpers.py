@@ -136,14 +136,6 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    """Poll ``condition`` until it holds; TimeoutError after ``timeout``."""
-    async with asyncio.timeout(timeout):
-        # Polling: the conditions are other components' state, with no event to await.
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
-
-
 def unsigned_token(header: dict[str, Any], claims: dict[str, Any], signature: bytes) -> str:
     """Assemble a JWT by hand (for ``alg: none`` and forged algorithm tests)."""
 

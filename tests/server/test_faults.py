@@ -9,9 +9,10 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from fake_server import FakeServer
+from rtclient.testing import wait_until
 
 from .conftest import Connect, MakeServer
-from .helpers import QUIET, bearer, open_ws, wait_until
+from .helpers import QUIET, bearer, open_ws
 
 
 async def test_drop_connections_cuts_without_close_frame(

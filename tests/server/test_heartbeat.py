@@ -10,9 +10,10 @@ import aiohttp
 import pytest
 
 from fake_server import FakeServer
+from rtclient.testing import wait_until
 
 from .conftest import Connect, MakeServer
-from .helpers import WAIT, wait_until
+from .helpers import WAIT
 
 
 async def raw_upgrade(

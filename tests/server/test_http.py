@@ -9,9 +9,10 @@ import aiohttp
 import pytest
 
 from fake_server import FakeServer
+from rtclient.testing import wait_until
 
 from .conftest import ADMIN, Connect, MakeServer
-from .helpers import bearer, open_ws, wait_until
+from .helpers import bearer, open_ws
 
 
 @pytest.fixture

@@ -13,9 +13,10 @@ import socketio
 import websockets
 
 from fake_server import FakeServer
+from rtclient.testing import wait_until
 
 from .conftest import SECRET, Connect, MakeServer
-from .helpers import QUIET, WAIT, bearer, open_ws, wait_until
+from .helpers import QUIET, WAIT, bearer, open_ws
 from .sio_helpers import OpenSio, SioUser, open_sio, sio_users
 
 

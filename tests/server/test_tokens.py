@@ -13,9 +13,10 @@ from fake_server.config import ServerConfig
 from fake_server.faults import FaultState
 from fake_server.hub import Hub
 from fake_server.stats import Counters
+from rtclient.testing import wait_until
 
 from .conftest import Connect, MakeServer
-from .helpers import WAIT, wait_until
+from .helpers import WAIT
 
 
 async def test_token_expiring_sent_once_when_close(

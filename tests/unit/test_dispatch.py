@@ -7,6 +7,7 @@ import logging
 
 from rtclient.dispatch import Delivered, Dispatcher
 from rtclient.events import Event
+from rtclient.testing import wait_until
 
 
 def event(name: str, n: int) -> Event:
@@ -86,7 +87,7 @@ async def test_a_wildcard_or_an_iterator_hears_everything() -> None:
     dispatcher2 = Dispatcher(logging.getLogger("test"))
     stream = dispatcher2.stream()
     first = asyncio.ensure_future(anext(stream))
-    await asyncio.sleep(0)  # the iterator is subscribed
+    await wait_until(lambda: dispatcher2.streams == 1)  # the iterator subscribed
     task = asyncio.create_task(dispatcher2.run())
     dispatcher2.put(event("chat:message", 1))
     got = await asyncio.wait_for(first, 5.0)

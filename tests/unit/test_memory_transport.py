@@ -109,6 +109,27 @@ async def test_ping() -> None:
         await client.ping()
 
 
+@pytest.mark.looptime
+async def test_a_stalled_link_loses_frames_and_pongs_until_it_is_dropped() -> None:
+    client, server = await pair()
+    server.stall()
+    await client.send("lost upstream")
+    await server.send("lost downstream")
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(60):  # virtual time: no pong ever comes
+            await client.ping()
+    pinging = asyncio.create_task(client.ping())
+    reading = asyncio.create_task(server.recv())
+    client.abort()  # what the heartbeat does
+    with pytest.raises(ConnectionLost) as info:
+        await pinging
+    assert info.value.code is None
+    with pytest.raises(ConnectionLost):
+        await reading  # nothing was delivered before the drop
+    with pytest.raises(ConnectionLost):
+        await client.recv()
+
+
 async def test_refuse_next_makes_connect_raise_once() -> None:
     transport = MemoryTransport()
     transport.refuse_next()

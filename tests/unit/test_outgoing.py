@@ -12,6 +12,7 @@ from rtclient.events import ErrorEvent
 from rtclient.flag import Flag
 from rtclient.outgoing import Outgoing
 from rtclient.session import Session
+from rtclient.testing import wait_until
 
 from .sim import SimServer
 
@@ -78,7 +79,7 @@ async def test_a_writer_cancelled_on_a_full_buffer_leaves_the_rest_for_the_next(
         session.send("a", f"m{i}", 1.0)
     wire.open.clear()  # the socket buffer is full: the first write waits
     caller = asyncio.create_task(out.flush())
-    await asyncio.sleep(0)
+    await wait_until(lambda: wire.texts() == ["m0"])  # handed over, waiting for the buffer
     assert out.busy and not out.inline  # others leave the writing to this writer
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -98,7 +99,7 @@ async def test_one_round_leaves_what_came_meanwhile_to_the_next_writer() -> None
     session.send("a", "mine", 1.0)
     wire.open.clear()  # a slow link: the caller's own write waits for the buffer
     caller = asyncio.create_task(out.flush(once=True))
-    await asyncio.sleep(0)
+    await wait_until(lambda: wire.texts() == ["mine"])  # handed over, waiting for the buffer
     for i in range(3):
         session.send("a", f"other{i}", 1.0)  # others queue while it waits
     wire.open.set()
@@ -150,21 +151,26 @@ async def test_batching_only_when_the_server_offers_it() -> None:
     assert [f["type"] for f in wire.frames] == ["batch"]
 
 
+def waiting(flag: Flag) -> int:
+    """How many tasks wait for ``flag`` (white box: its waiter list)."""
+    return len(flag._waiters or ())
+
+
 async def test_flag_is_an_event_without_a_deque() -> None:
     flag = Flag()
     assert not flag.is_set()
     waiters = [asyncio.create_task(flag.wait()) for _ in range(3)]
-    await asyncio.sleep(0)
+    await wait_until(lambda: waiting(flag) == 3)
     assert not any(w.done() for w in waiters)
     waiters[0].cancel()
-    await asyncio.sleep(0)
+    await wait_until(lambda: waiting(flag) == 2)
     flag.set()
     await asyncio.wait_for(asyncio.gather(*waiters[1:]), 1.0)
     assert waiters[0].cancelled()
     await asyncio.wait_for(flag.wait(), 1.0)  # set: returns at once
     flag.clear()
     late = asyncio.create_task(flag.wait())
-    await asyncio.sleep(0)
+    await wait_until(lambda: waiting(flag) == 1)
     assert not late.done()  # clear() affects later waits
     flag.set()
     flag.set()  # idempotent

@@ -30,7 +30,8 @@ from rtclient.store import (
     StoreVersionError,
 )
 from rtclient.store import sqlite as sqlite_module
-from rtclient.store.buffered import Batch, BufferedStore
+from rtclient.store.buffered import Batch, BufferedStore, _Phase
+from rtclient.testing import wait_until
 
 
 def msg(message_id: str, **kw: Any) -> StoredMessage:
@@ -572,7 +573,8 @@ async def test_close_fails_waiters_if_cancelled_mid_commit(target: Target) -> No
     waiter = asyncio.create_task(store.enqueue_durable(msg("m")))
     await started.wait()
     closer = asyncio.create_task(store.close())
-    await asyncio.sleep(0)  # one turn: close() reaches its wait for the committer
+    # close() marks the store closing, then waits for the committer (no await between).
+    await wait_until(lambda: store._phase is _Phase.CLOSING)
     closer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await closer
