@@ -36,8 +36,11 @@ class _Peer:
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.close_code: int | None = None
 
-    def send(self, envelope: dict[str, Any]) -> None:
+    def send(self, envelope: dict[str, Any], *, tag: str | None = None) -> None:
         self._queue.put_nowait(("send", envelope))
+
+    def in_flight(self, tag: str) -> int:
+        return 0  # no limit on syncs in flight here: the tests are not about it
 
     def close(self, code: int, reason: str) -> None:
         self._queue.put_nowait(("close", (code, reason)))
