@@ -15,6 +15,7 @@ import inspect
 import json
 import logging
 import time
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Literal
 
@@ -618,7 +619,7 @@ class Client:
                 self.url, token=token, open_timeout=self.connect_timeout
             )
         except RtClientError as exc:
-            return exc, False
+            return _unpinned(exc), False
         self._conn = conn
         self._out = Outgoing(
             conn,
@@ -656,7 +657,7 @@ class Client:
                     await conn.close()  # idempotent; releases what the transport holds
             except (RtClientError, TimeoutError):
                 conn.abort()
-        return error, welcomed
+        return _unpinned(error), welcomed
 
     async def _read(self, conn: Connection) -> tuple[RtClientError, bool]:
         welcomed = False
@@ -1071,6 +1072,28 @@ def _make_transport(
     if isinstance(transport, str):
         raise ValueError(f"unknown transport {transport!r}: 'websocket', 'aiohttp' or 'socketio'")
     return transport
+
+
+def _unpinned(error: RtClientError) -> RtClientError:
+    """``error`` with the local variables of its tracebacks' frames cleared.
+
+    The error outlives its connection: it is the ``StateChanged.error`` users see and it
+    stays in ``_connections`` while the next connection runs. Its traceback (and its
+    cause's, raised inside the library) holds the frames that ran the dead connection,
+    and through their locals the connection itself: buffers and, with
+    permessage-deflate, ~200 KB of zlib state each. Pinned until the next error replaces
+    it, the old connection's memory is interleaved with the new one's in the C heap and
+    the process's RSS grew with every reconnect. The traceback stays printable (files,
+    lines, functions); only the locals go.
+    """
+    seen: set[int] = set()
+    exc: BaseException | None = error
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if exc.__traceback__ is not None:
+            traceback.clear_frames(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
+    return error
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
