@@ -27,13 +27,13 @@ import gc
 import json
 import os
 import sys
-import time
+import zlib
 from pathlib import Path
 from typing import Any
 
 from .harness import ROOT, BenchError, ServerProcess, Token
 
-__all__ = ["ROWS", "main", "run_row", "sample"]
+__all__ = ["ROWS", "context_size", "heap", "main", "run_row", "sample"]
 
 ROOM = "reconnects"
 PER_CYCLE = 5
@@ -77,6 +77,14 @@ def _libc() -> Any:
 _LIBC = _libc()
 
 
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def sample(*, trim: bool = False) -> dict[str, int]:
     """This process now: RSS, heap in use / free (glibc), tasks, Python objects, fds."""
     gc.collect()
@@ -85,16 +93,36 @@ def sample(*, trim: bool = False) -> dict[str, int]:
     pages = int(Path("/proc/self/statm").read_text().split()[1])
     figures = {
         "rss": pages * os.sysconf("SC_PAGE_SIZE"),
-        "tasks": len(asyncio.all_tasks()),
+        "tasks": len(asyncio.all_tasks()) if _loop_running() else 0,
         "objects": len(gc.get_objects()),
         "fds": len(os.listdir("/proc/self/fd")),
     }
-    if _LIBC is not None and hasattr(_LIBC, "mallinfo2"):
-        _LIBC.mallinfo2.restype = _Mallinfo2
-        info = _LIBC.mallinfo2()
-        figures["heap_used"] = info.uordblks + info.hblkhd
-        figures["heap_free"] = info.fordblks
+    figures.update(heap())
     return figures
+
+
+def heap() -> dict[str, int]:
+    """glibc's heap: bytes allocated (``heap_used``, mmapped chunks included) and bytes
+    free inside it (``heap_free``); empty where there is no ``mallinfo2``."""
+    if _LIBC is None or not hasattr(_LIBC, "mallinfo2"):
+        return {}
+    _LIBC.mallinfo2.restype = _Mallinfo2
+    info = _LIBC.mallinfo2()
+    return {"heap_used": info.uordblks + info.hblkhd, "heap_free": info.fordblks}
+
+
+def context_size() -> int:
+    """Bytes of C heap one client permessage-deflate context pair holds once used (the
+    rtclient settings: 15-bit windows, ``memLevel=5``), measured over 64 of them."""
+    before = heap().get("heap_used", 0)
+    kept = []
+    payload = bytes(range(256)) * 8
+    for _ in range(64):
+        encoder = zlib.compressobj(wbits=-15, memLevel=5)
+        decoder = zlib.decompressobj(wbits=-15)
+        decoder.decompress(encoder.compress(payload) + encoder.flush(zlib.Z_SYNC_FLUSH))
+        kept.append((encoder, decoder))
+    return (heap().get("heap_used", 0) - before) // 64
 
 
 # -- the worker (a process of its own) --------------------------------------------------
@@ -109,6 +137,12 @@ async def _control(port: int, line: str) -> None:
         writer.close()
     if not answer.startswith(b"OK"):
         raise BenchError(f"control {line!r}: {answer.decode().strip()}")
+
+
+def _both_back(sender: Any, receiver: Any, before: tuple[int, int]) -> bool:
+    return bool(
+        sender.stats()["reconnects"] > before[0] and receiver.stats()["reconnects"] > before[1]
+    )
 
 
 async def _rt_worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -149,8 +183,9 @@ async def _rt_worker(spec: dict[str, Any]) -> dict[str, Any]:
                 before = sender.stats()["reconnects"], receiver.stats()["reconnects"]
                 fault = "restart keep" if cycle % RESTART_EVERY == RESTART_EVERY - 1 else "drop"
                 await _control(spec["control_port"], fault)
-                while (sender.stats()["reconnects"], receiver.stats()["reconnects"]) <= before:
-                    await asyncio.sleep(0.005)  # noqa: ASYNC110  (public stats(), no hook)
+                # Polls the public stats(): the clients have no reconnect hook to await.
+                while not _both_back(sender, receiver, before):  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
             if cycle + 1 == cycles // 4:
                 samples["quarter"] = sample(trim=spec["trim"])
             if (cycle + 1) % max(1, cycles // 20) == 0:
@@ -203,7 +238,12 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 async def run_row(
-    server: ServerProcess, row: str, cycles: int, *, trim: bool = False, env: dict[str, str] | None = None
+    server: ServerProcess,
+    row: str,
+    cycles: int,
+    *,
+    trim: bool = False,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run one row's worker against ``server``; return its figures (with growth per cycle)."""
     spec = {**ROWS[row], "url": server.ws_url, "control_port": server.control_port}
