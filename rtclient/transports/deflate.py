@@ -8,6 +8,7 @@ decompressed by websockets, bounded by ``max_size`` (a zip bomb closes with 1009
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 
 from websockets.extensions.base import ClientExtensionFactory, Extension
@@ -25,7 +26,12 @@ class _ThresholdDeflate(Extension):
     """Leaves messages under ``threshold`` bytes uncompressed; otherwise ``inner`` does it.
 
     A wrapper, not a copy: the PerMessageDeflate that websockets negotiated is the only
-    one, so a connection allocates one pair of zlib contexts, not two.
+    one. Its compressor (~150 KB of zlib state at 15 bits) is made on the first message
+    that is compressed, not with the connection: most of a bot's messages are under the
+    threshold, and a compressor per connection, made and freed on every reconnect among
+    the connection's other allocations, left holes that kept the process's C heap
+    growing (issue 19). Until then nothing has gone through it, so starting it late
+    produces the same stream.
     """
 
     name = ExtensionName("permessage-deflate")
@@ -34,6 +40,8 @@ class _ThresholdDeflate(Extension):
         self.inner = inner
         self.threshold = threshold
         self._skipping = False
+        if not inner.local_no_context_takeover:
+            del inner.encoder  # made by PerMessageDeflate.__init__ a moment ago, unused
 
     def __repr__(self) -> str:
         return f"_ThresholdDeflate({self.inner!r}, threshold={self.threshold})"
@@ -46,6 +54,12 @@ class _ThresholdDeflate(Extension):
             return frame
         if frame.opcode is not Opcode.CONT:  # a new message starts
             self._skipping = frame.fin and len(frame.data) < self.threshold
+            # (With no_context_takeover websockets makes one per message itself.)
+            inner = self.inner
+            if not (self._skipping or inner.local_no_context_takeover or hasattr(inner, "encoder")):
+                inner.encoder = zlib.compressobj(
+                    wbits=-inner.local_max_window_bits, **inner.compress_settings
+                )
         return frame if self._skipping else self.inner.encode(frame)
 
 
