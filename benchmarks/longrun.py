@@ -113,6 +113,7 @@ async def run(
     segment: int = 100,
     token_ttl: float = 4.0,
     epochs: bool = True,
+    aiohttp: bool = True,
     seed: int = 1,
     server: dict[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
@@ -122,8 +123,8 @@ async def run(
         bots=bots,
         rooms=rooms,
         seed=seed,
-        socketio=tuple(range(2, bots, 3)),
-        aiohttp=tuple(range(1, bots, 3)),
+        socketio=tuple(range(2, bots, 3)) if aiohttp else tuple(range(1, bots, 2)),
+        aiohttp=tuple(range(1, bots, 3)) if aiohttp else (),
         token_ttl=token_ttl,
         server=dict(SERVER if server is None else server),
     )
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segment", type=int, default=100, help="faults per segment")
     parser.add_argument("--token-ttl", type=float, default=4.0)
     parser.add_argument("--no-epochs", action="store_true", help="no restarts losing the log")
+    parser.add_argument("--no-aiohttp", action="store_true", help="no bots on aiohttp")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = parser.parse_args(argv)
@@ -207,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             segment=args.segment,
             token_ttl=args.token_ttl,
             epochs=not args.no_epochs,
+            aiohttp=not args.no_aiohttp,
             seed=args.seed,
             log=lambda line: print(line, flush=True),
         )
