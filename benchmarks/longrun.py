@@ -38,7 +38,7 @@ from rtclient.testing.chaos import EPOCH_FAULTS, FAULTS, Lab, LabConfig, calm, c
 
 from .process import context_size, sample
 
-__all__ = ["LongRun", "main", "run"]
+__all__ = ["LongRun", "client_tasks", "main", "run"]
 
 SERVER = {"retention_count": 2_000, "dedupe_max": 20_000}
 """Bounded server tables: the process's memory is then the clients' to explain."""
@@ -65,6 +65,9 @@ class LongRun:
     start: dict[str, int] = field(default_factory=dict)
     end: dict[str, int] = field(default_factory=dict)
     context_bytes: int = 0
+    start_tasks: Counter[str] = field(default_factory=Counter)
+    end_tasks: Counter[str] = field(default_factory=Counter)
+    """Live asyncio tasks by coroutine, after the warm-up and at the end."""
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -92,13 +95,19 @@ class LongRun:
                 f"tasks left behind={self.leftover}",
                 f"after warm-up -> end: RSS {s['rss'] / mib:.1f} -> {e['rss'] / mib:.1f} MiB, "
                 f"heap in use {s['heap_used'] / mib:.2f} -> {e['heap_used'] / mib:.2f} MiB, "
-                f"fds {s['fds']} -> {e['fds']}, tasks {s['tasks']} -> {e['tasks']}, "
+                f"fds {s['fds']} -> {e['fds']}, tasks {s['tasks']} -> {e['tasks']} (the "
+                f"clients' {s['client_tasks']} -> {e['client_tasks']}), "
                 f"Python objects {s['objects']} -> {e['objects']}",
                 f"per reconnect after warm-up ({self.reconnects_after_warmup}): RSS "
                 f"{self.growth_per_reconnect('rss') / 1024:+.2f} KiB, heap in use "
                 f"{self.growth_per_reconnect('heap_used') / 1024:+.2f} KiB (one deflate "
                 f"context pair: {self.context_bytes / 1024:.0f} KiB)",
                 "faults: " + ", ".join(f"{k}={v}" for k, v in sorted(self.faults.items())),
+                *(
+                    [f"tasks grown: {dict(self.end_tasks - self.start_tasks)}"]
+                    if self.end_tasks - self.start_tasks
+                    else []
+                ),
                 *self.problems[:10],
             ]
         )
@@ -165,10 +174,11 @@ async def run(
             lab.cut_history()
             stats = [bot.client.stats() for bot in lab.bots]
             reconnects = sum(s["reconnects"] for s in stats)
-            figures = sample()
+            figures = {**sample(), "client_tasks": client_tasks()}
+            tasks = Counter(_task_name(t) for t in asyncio.all_tasks())
             if result.segments == 1:
-                result.start, warm_reconnects = figures, reconnects
-            result.end = figures
+                result.start, result.start_tasks, warm_reconnects = figures, tasks, reconnects
+            result.end, result.end_tasks = figures, tasks
             result.reconnects = reconnects
             result.reconnects_after_warmup = reconnects - warm_reconnects
             result.in_band_refreshes = sum(s["in_band_refreshes"] for s in stats)
@@ -185,6 +195,33 @@ async def run(
                 )
     result.leftover = len(lab.leftover)
     return result
+
+
+SERVER_SIDE = (
+    "fake_server/",
+    "engineio/async_socket",
+    "engineio/async_server",
+    "socketio/async_server",
+    "aiohttp/web_",
+    "rtclient/testing/",
+    "benchmarks/",
+)
+"""Where the lab's server, proxy and workload run: their tasks are not the clients'."""
+
+
+def _task_name(task: asyncio.Task[Any]) -> str:
+    coro = task.get_coro()
+    return getattr(coro, "__qualname__", None) or type(coro).__name__
+
+
+def client_tasks() -> int:
+    """Live tasks of the clients (and their libraries), not of the lab's server or proxy."""
+    count = 0
+    for task in asyncio.all_tasks():
+        code = getattr(task.get_coro(), "cr_code", None)
+        filename = code.co_filename if code is not None else ""
+        count += not any(part in filename for part in SERVER_SIDE)
+    return count
 
 
 def main(argv: list[str] | None = None) -> int:
