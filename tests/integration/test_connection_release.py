@@ -10,6 +10,7 @@ the process grew with every reconnect.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
 from typing import Any
@@ -60,3 +61,23 @@ async def test_a_dropped_connection_is_freed_after_the_reconnect(
     # The errors handed to the application still say why (without their frames).
     errors = [c.error for c in changes if c.error is not None]
     assert errors and all(str(e) for e in errors), changes
+
+
+async def test_a_send_while_the_connection_ends_stays_queued(
+    server: FakeServer, make_client: MakeClient
+) -> None:
+    """The connection's task group is finishing when a caller kicks the writer (found by
+    ``benchmarks.longrun``: send() raised RuntimeError "TaskGroup is finished")."""
+    client = await make_client("alice", rooms=("lobby",), ping_interval=None)
+    async with asyncio.TaskGroup() as finished:
+        pass
+    group, client._hook_group = client._hook_group, finished  # type: ignore[attr-defined]
+    try:
+        client.send_nowait("lobby", "queued as the link ends")  # kicks the writer
+        assert client.stats()["queued"] == 1
+    finally:
+        client._hook_group = group  # type: ignore[attr-defined]
+    before = client.stats()["reconnects"]
+    await server.drop_connections()  # the next connection sends it
+    await wait_until(lambda: client.stats()["reconnects"] > before)
+    await wait_until(lambda: client.stats()["queued"] == 0 and client.stats()["acked"] >= 1)
