@@ -108,7 +108,7 @@ class LongRun:
                     if self.end_tasks - self.start_tasks
                     else []
                 ),
-                *self.problems[:10],
+                *self.problems[:12],
             ]
         )
 
@@ -169,7 +169,13 @@ async def run(
             result.anomalies.update(report.counts())
             result.announced_gaps += report.gaps
             if not report.ok or not settled:
-                result.problems.append(f"segment {result.segments}: settled={settled}")
+                bots = "; ".join(
+                    f"{bot.name} ({bot.transport}) {bot.client.state.name} "
+                    f"queued={bot.client.stats()['queued']} "
+                    f"in_flight={bot.client.stats()['in_flight']}"
+                    for bot in lab.bots
+                )
+                result.problems.append(f"segment {result.segments}: settled={settled}: {bots}")
                 result.problems.append(report.describe(limit=5))
             lab.cut_history()
             stats = [bot.client.stats() for bot in lab.bots]
@@ -185,6 +191,8 @@ async def run(
             result.token_refreshes = sum(s["token_refreshes"] for s in stats)
             result.seconds = time.monotonic() - began
             if log is not None:
+                if not settled:
+                    log(result.problems[-2])
                 log(
                     f"{result.seconds / 60:6.1f} min  segment {result.segments}: "
                     f"settled={settled} sent={report.sent} anomalies="
