@@ -169,13 +169,13 @@ async def run(
             result.anomalies.update(report.counts())
             result.announced_gaps += report.gaps
             if not report.ok or not settled:
-                bots = "; ".join(
+                states = "; ".join(
                     f"{bot.name} ({bot.transport}) {bot.client.state.name} "
                     f"queued={bot.client.stats()['queued']} "
                     f"in_flight={bot.client.stats()['in_flight']}"
                     for bot in lab.bots
                 )
-                result.problems.append(f"segment {result.segments}: settled={settled}: {bots}")
+                result.problems.append(f"segment {result.segments}: settled={settled}: {states}")
                 result.problems.append(report.describe(limit=5))
             lab.cut_history()
             stats = [bot.client.stats() for bot in lab.bots]
