@@ -618,7 +618,7 @@ class Client:
                 self.url, token=token, open_timeout=self.connect_timeout
             )
         except RtClientError as exc:
-            return _unpinned(exc), False
+            return exc, False
         self._conn = conn
         self._out = Outgoing(
             conn,
@@ -656,7 +656,7 @@ class Client:
                     await conn.close()  # idempotent; releases what the transport holds
             except (RtClientError, TimeoutError):
                 conn.abort()
-        return _unpinned(error), welcomed
+        return error, welcomed
 
     async def _read(self, conn: Connection) -> tuple[RtClientError, bool]:
         welcomed = False
@@ -1077,27 +1077,6 @@ def _make_transport(
     if isinstance(transport, str):
         raise ValueError(f"unknown transport {transport!r}: 'websocket', 'aiohttp' or 'socketio'")
     return transport
-
-
-def _unpinned(error: RtClientError) -> RtClientError:
-    """``error`` and the exceptions it chains to, with their tracebacks dropped.
-
-    The error outlives its connection: it is the ``StateChanged.error`` users see and it
-    stays in ``_connections`` while the next connection runs. Its traceback (and its
-    cause's, raised inside the library) holds the frames that ran the dead connection,
-    and through their locals the connection itself: buffers and, with
-    permessage-deflate, ~190 KB of zlib state. The message and the chain of causes say
-    why the connection ended; the frames are not worth a dead connection. (Clearing the
-    frames instead would keep a printable traceback, but ``frame.clear()`` finalizes a
-    coroutine that is still suspended in one of them.)
-    """
-    seen: set[int] = set()
-    exc: BaseException | None = error
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        exc.__traceback__ = None
-        exc = exc.__cause__ or exc.__context__
-    return error
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

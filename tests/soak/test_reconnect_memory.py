@@ -11,9 +11,9 @@ cycle it restarts with its log). 500 cycles: 1,000 reconnects. After the first q
 ``memLevel=5`` and a 15-bit decompressor, once used), measured on this machine by
 ``benchmarks.process.context_size()`` (~190 KiB, so ~24 KiB): a leak of one context per
 connection would exceed it eight times over. (Issue 19's growth, before its fix, was a
-~7 MB plateau of freed heap over the first few hundred reconnects plus the previous
-connection kept alive: ``tests/unit/test_deflate.py`` and
-``tests/integration/test_connection_release.py`` hold those.)
+~7 MB plateau of freed heap over the first few hundred reconnects, under this bound
+per reconnect: ``tests/unit/test_deflate.py`` holds its cause, a compressor made for
+every connection.)
 """
 
 from __future__ import annotations
