@@ -15,7 +15,9 @@ takes one command per line on loopback TCP and answers one line:
   WebSocket members get the pre-encoded frame written directly, Socket.IO members go
   through the hub) — answers ``OK <n> <seconds>``;
 - ``drop``: the ``drop_connections`` fault (TCP abort, no close frame) — ``OK``;
-- ``connections``: ``OK <authenticated connections>``.
+- ``connections``: ``OK <authenticated connections>``;
+- ``restart keep`` / ``restart fresh``: the ``restart`` fault (close every connection
+  with 1012 and listen again), the event log kept or lost (a new epoch) — ``OK``.
 """
 
 from __future__ import annotations
@@ -119,6 +121,9 @@ async def control(
                     answer = f"OK {words[2]} {seconds:.6f}"
                 elif words == ["drop"]:
                     await server.drop_connections()
+                    answer = "OK"
+                elif words[:1] == ["restart"] and words[1:] in (["keep"], ["fresh"]):
+                    await server.restart(keep_log=words[1] == "keep")
                     answer = "OK"
                 elif words == ["connections"]:
                     answer = f"OK {server.connection_count()}"

@@ -761,7 +761,13 @@ class Client:
         if out is None or group is None or out.busy or self._writer is not None:
             return  # no connection yet, or whoever writes takes this too
         if out.unsent or self._session.has_data_to_send():
-            self._writer = group.create_task(self._write(out), name="rtclient writer")
+            writing = self._write(out)
+            try:
+                self._writer = group.create_task(writing, name="rtclient writer")
+            except RuntimeError:
+                # The connection's group is finishing (its connection is ending, a
+                # caller got here first): what is queued goes out after the reconnect.
+                writing.close()
 
     async def _write(self, out: Outgoing) -> None:
         try:

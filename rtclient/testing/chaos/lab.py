@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from ...backoff import Backoff
 from ...client import Client
@@ -48,6 +48,8 @@ class LabConfig:
     seed: int = 0
     socketio: tuple[int, ...] | None = None
     """Which bots use Socket.IO (default: every second one)."""
+    aiohttp: tuple[int, ...] = ()
+    """Which of the other bots use the aiohttp WebSocket transport (default: none)."""
     ping_interval: float = 0.25
     ping_timeout: float = 0.5
     ack_timeout: float = 1.0
@@ -56,6 +58,8 @@ class LabConfig:
     backoff: Backoff = field(
         default_factory=lambda: Backoff(base=0.02, cap=0.3, first_delay=0.02, stable_after=0.5)
     )
+    server: dict[str, Any] = field(default_factory=dict)
+    """Further FakeServer settings (e.g. a smaller ``retention_count`` for long runs)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ class Bot:
     """One client of the lab: its name (also its user id), transport and rooms."""
 
     name: str
-    transport: Literal["websocket", "socketio"]
+    transport: Literal["websocket", "aiohttp", "socketio"]
     rooms: tuple[str, ...]
     client: Client
 
@@ -107,6 +111,7 @@ class Lab:
             rate_burst=1_000_000,
             close_timeout=1.0,
             auth_timeout=2.0,
+            **config.server,
         )
         self._proxy: FaultProxy | None = None
         self.bots: list[Bot] = []
@@ -182,8 +187,8 @@ class Lab:
         for i in range(cfg.bots):
             name = f"bot{i}"
             mine = tuple(dict.fromkeys(rooms[(i + k) % len(rooms)] for k in range(2)))
-            transport: Literal["websocket", "socketio"] = (
-                "socketio" if i in socketio else "websocket"
+            transport: Literal["websocket", "aiohttp", "socketio"] = (
+                "socketio" if i in socketio else "aiohttp" if i in cfg.aiohttp else "websocket"
             )
             url = self.proxy.url("http") if transport == "socketio" else self.proxy.url("ws", "/ws")
             client = Client(
@@ -210,8 +215,13 @@ class Lab:
 
     # -- the workload ------------------------------------------------------------------------
 
-    def start_senders(self, stop: asyncio.Event, rate: float) -> asyncio.Task[None]:
+    def start_senders(
+        self, stop: asyncio.Event, rate: float, *, tag: str = ""
+    ) -> asyncio.Task[None]:
         """Every bot sends ``rate`` messages a second to its rooms until ``stop`` is set.
+
+        Texts are ``"<bot>:<tag><n>"``: a new ``tag`` keeps them unique when senders
+        are started again on the same history.
 
         Each message is a recorded ``send`` in a task of its own (acks arrive whenever
         the link lets them); the returned task ends when the bots stop sending.
@@ -221,7 +231,7 @@ class Lab:
             seq = 0
             while not stop.is_set():
                 room = rng.choice(bot.rooms)
-                text = f"{bot.name}:{seq}"
+                text = f"{bot.name}:{tag}{seq}"
                 seq += 1
                 task = asyncio.create_task(self.history.send(bot.client, bot.name, room, text))
                 self._sends.add(task)
@@ -270,6 +280,19 @@ class Lab:
                 if head and self._cursor.get((bot.name, room)) != (epoch, head):
                     return False
         return not self._sends
+
+    def cut_history(self) -> None:
+        """Start :attr:`history` afresh from here: every bot a member from its rooms' heads.
+
+        For long runs whose history would otherwise grow without bound: call it once
+        :meth:`settle` returned True (nothing in flight, every bot at every head) and
+        the senders have stopped, after checking what was recorded so far.
+        """
+        self.history.records.clear()
+        for bot in self.bots:
+            for room in bot.rooms:
+                epoch, head = self._head(room)
+                self.history.joined(bot.name, room, head, epoch)
 
     def _head(self, room: str) -> tuple[str, int]:
         events = self.server.room_events(room)
