@@ -38,9 +38,15 @@ import aiohttp
 import engineio
 import socketio
 
-from ..errors import ConnectionLost, HandshakeRejected, RtClientError, TransportError
+from ..errors import (
+    ConnectionLost,
+    HandshakeRejected,
+    ProtocolError,
+    RtClientError,
+    TransportError,
+)
 from ..hints import parse_delay
-from ..redact import RedactingLogger, remember_token
+from ..redact import RedactingLogger, redact, remember_token
 from .boundary import Boundary
 from .inbox import Inbox
 
@@ -179,6 +185,7 @@ class SocketIOConnection:
         self._app_ping = app_ping
         self._inbox = Inbox(limit)
         sio.eio.paced = self._inbox.wait_for_room
+        sio.undecodable = self._on_undecodable
         self.boundary = Boundary("python-socketio", self.connect_failure)
         """The exception boundary (its mapping knows this connection's refusal)."""
         self._refusal: str | None = None
@@ -213,8 +220,11 @@ class SocketIOConnection:
             raise ConnectionLost(None, f"emit failed: {type(exc).__name__}") from exc
 
     async def recv(self) -> object:
-        """Wait for the next event (as an envelope)."""
-        return await self._inbox.get()
+        """Wait for the next event (as an envelope); ProtocolError for a broken packet."""
+        item = await self._inbox.get()
+        if isinstance(item, ProtocolError):
+            raise item
+        return item
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Disconnect (idempotent) and release the HTTP session."""
@@ -316,6 +326,14 @@ class SocketIOConnection:
             self._pending_close = (close_code, str(payload.get("reason", "")))
         self._inbox.put({"type": event, "payload": payload})
 
+    def _on_undecodable(self, exc: Exception) -> None:
+        # Queued in order with the events around it; recv raises it (counted, reported).
+        error = ProtocolError(
+            f"undecodable Socket.IO packet: {type(exc).__name__}: {redact(str(exc))}"
+        )
+        error.__cause__ = exc
+        self._inbox.put(error)
+
     async def _on_disconnect(self, reason: object = None) -> None:
         text = str(reason) if reason is not None else ""
         if self._pending_close is not None:
@@ -357,6 +375,7 @@ class _AsyncClient(socketio.AsyncClient):  # type: ignore[misc]
     """
 
     pid: str | None = None
+    undecodable: Callable[[Exception], None] | None = None
 
     def _engineio_client_class(self) -> type[_PacedEngineIO]:
         return _PacedEngineIO
@@ -365,6 +384,18 @@ class _AsyncClient(socketio.AsyncClient):  # type: ignore[misc]
         pid = data.get("pid") if isinstance(data, dict) else None
         self.pid = pid if isinstance(pid, str) else None
         await super()._handle_connect(namespace, data)
+
+    async def _handle_eio_message(self, data: Any) -> None:
+        # python-socketio decodes and dispatches a packet here and lets a packet it
+        # cannot read (bad JSON, ``42[]``, an unknown type) raise into engine.io, which
+        # only logs it: rtclient would never hear of it.
+        try:
+            await super()._handle_eio_message(data)
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            if self.undecodable is None:
+                raise
+            self._binary_packet = None
+            self.undecodable(exc)
 
 
 class _PacedEngineIO(engineio.AsyncClient):  # type: ignore[misc]
