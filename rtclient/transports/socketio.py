@@ -47,6 +47,7 @@ from ..errors import (
 )
 from ..hints import parse_delay
 from ..redact import RedactingLogger, redact, remember_token
+from .aiohttp_ws import redirect_error
 from .boundary import Boundary
 from .inbox import Inbox
 
@@ -286,6 +287,9 @@ class SocketIOConnection:
             return ConnectionLost(code, self._refusal)
         if isinstance(exc, TimeoutError):
             return TransportError("Socket.IO connect timed out")
+        redirected = redirect_error(exc)
+        if redirected is not None:
+            return redirected
         status, retry_after = _handshake_status(exc)
         if status is not None:
             return HandshakeRejected(status, retry_after=retry_after)
