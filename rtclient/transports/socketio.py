@@ -305,6 +305,7 @@ class SocketIOConnection:
 
     def _ack_callback(self, request_id: str) -> Any:
         def on_ack(*args: object) -> None:
+            self._pending_close = None  # as for any event: no disconnect followed it
             payload = args[0] if len(args) == 1 and isinstance(args[0], dict) else {}
             self._inbox.put(
                 {"type": "ack", "id": request_id, "payload": payload, "args": list(args)}
@@ -328,6 +329,11 @@ class SocketIOConnection:
             # The server says why it is about to disconnect us: the close code and
             # reason a raw WebSocket would carry (4002 TOKEN_EXPIRED, 1012, 1013 ...).
             self._pending_close = (close_code, str(payload.get("reason", "")))
+        else:
+            # The binding sends that error right before its disconnect: anything else
+            # in between means no disconnect followed it, and a later loss of the link
+            # (a reset: 1006) must not be taken for that close.
+            self._pending_close = None
         self._inbox.put({"type": event, "payload": payload})
 
     def _on_undecodable(self, exc: Exception) -> None:
