@@ -210,7 +210,11 @@ class SocketIOConnection:
             data = dict(envelope.get("payload") or {})
             if isinstance(request_id, str) and type_ in _MESSAGE_ID_TYPES:
                 data["messageId"] = request_id
-        callback = self._ack_callback(request_id) if isinstance(request_id, str) else None
+        callback = (
+            self._ack_callback(request_id, raw=bool(envelope.get("raw")))
+            if isinstance(request_id, str)
+            else None
+        )
         try:
             await self._sio.emit(type_, data, namespace=self._ns, callback=callback)
         except socketio.exceptions.BadNamespaceError as exc:
@@ -303,10 +307,19 @@ class SocketIOConnection:
 
     # -- python-socketio handlers -------------------------------------------------------
 
-    def _ack_callback(self, request_id: str) -> Any:
+    def _ack_callback(self, request_id: str, *, raw: bool) -> Any:
         def on_ack(*args: object) -> None:
             self._pending_close = None  # as for any event: no disconnect followed it
-            payload = args[0] if len(args) == 1 and isinstance(args[0], dict) else {}
+            payload: object
+            if raw:  # a generic emit: the session answers with ``args`` as they are
+                payload = args[0] if len(args) == 1 and isinstance(args[0], dict) else {}
+            elif len(args) == 1:
+                # An argument that is not an object is an unreadable ack, as the same
+                # payload on the raw wire: the session counts it MALFORMED and resends
+                # (the server may have committed: it deduplicates), never a refusal.
+                payload = args[0]
+            else:  # no argument is an ack without a payload; several, unreadable too
+                payload = list(args) if args else {}
             self._inbox.put(
                 {"type": "ack", "id": request_id, "payload": payload, "args": list(args)}
             )
