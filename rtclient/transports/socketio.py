@@ -121,7 +121,8 @@ class SocketIOTransport:
         self, url: str, *, token: str | None, open_timeout: float
     ) -> SocketIOConnection:
         """Open one connection; see :class:`rtclient.transports.base.Transport`."""
-        http = aiohttp.ClientSession()
+        handshake = _Handshake()
+        http = aiohttp.ClientSession(trace_configs=[handshake.trace])
         sio = _AsyncClient(
             reconnection=False,
             handle_sigint=False,
@@ -151,8 +152,10 @@ class SocketIOTransport:
                         wait_timeout=open_timeout,
                     )
         except BaseException:  # refused, failed, or cancelled (the client is closing)
+            handshake.release()
             await asyncio.shield(conn.close())
             raise
+        handshake.done()
         recovered = sent_pid is not None and sio.pid == sent_pid
         self.pid = sio.pid
         if not recovered:
@@ -374,6 +377,37 @@ class SocketIOConnection:
         if isinstance(data, dict):
             message = data.get("message")
             self._refusal = str(message) if message is not None else "REFUSED"
+
+
+class _Handshake:
+    """The HTTP responses of one connection attempt, released if the attempt fails.
+
+    engine.io drops the WebSocket response of a handshake that fails past the upgrade
+    (no OPEN packet, an OPEN without its fields) without closing it: aiohttp's connection
+    stays acquired and the GC later warns ("Unclosed connection"). The responses are
+    recorded (an aiohttp trace hook) until the attempt ends, and closed if it failed.
+    """
+
+    def __init__(self) -> None:
+        self._responses: list[aiohttp.ClientResponse] | None = []
+        self.trace = aiohttp.TraceConfig()
+        self.trace.on_request_end.append(self._ended)
+
+    async def _ended(
+        self, session: aiohttp.ClientSession, context: object, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        if self._responses is not None:  # a polling connection makes a request per poll
+            self._responses.append(params.response)
+
+    def done(self) -> None:
+        """The attempt succeeded: the responses belong to the connection; stop recording."""
+        self._responses = None
+
+    def release(self) -> None:
+        """The attempt failed: close every response it opened (idempotent)."""
+        for response in self._responses or ():
+            response.close()
+        self._responses = None
 
 
 def _handshake_status(exc: BaseException) -> tuple[int | None, float | None]:
