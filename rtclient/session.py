@@ -772,7 +772,7 @@ class Session:
             self._inconsistent(room, what)
             self._send_sync(room, now)
             return True
-        if not any(after < i <= head for i in room.held):
+        if not any(i > after and (head is None or i <= head) for i in room.held):
             # Else going live reports the hole up to the first held event. Held events
             # at or below the cursor (the live one that started the sync, now in the
             # page) or past the head (doubted) carry nothing on: the tail is a gap.

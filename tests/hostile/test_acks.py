@@ -16,7 +16,7 @@ import pytest
 from rtclient import ConnectionState, Forbidden, NotJoined, RequestRejected
 from rtclient.testing import HostileConnection, HostileServer, Request, wait_until
 
-from .conftest import ALL, RAW, MakeClient
+from .conftest import ALL, MakeClient
 
 
 def _stranger(conn: HostileConnection) -> Request:
