@@ -715,7 +715,9 @@ class Session:
         if more and progressed:
             room.refetch_at = None
             self._send_sync(room, now)
-        elif more or not self._page_short(room, head, epoch, now):
+        elif not self._page_short(room, head, epoch, now, more=more):
+            # A page that says ``more`` but brings nothing new made no progress: it is
+            # checked against the head as a last page (asking again would never end).
             room.refetch_at = None
             self._go_live(room, now, after_sync=True, head=head, epoch=epoch)
 
@@ -738,9 +740,13 @@ class Session:
         room.advance(event_id - 1, epoch)
         return True
 
-    def _page_short(self, room: Room, head: int | None, epoch: str | None, now: float) -> bool:
-        """The last page ends below the head it reports (``more`` false): a missing tail.
+    def _page_short(
+        self, room: Room, head: int | None, epoch: str | None, now: float, *, more: bool = False
+    ) -> bool:
+        """The last page ends below the head it reports: a missing tail.
 
+        The last page is one with ``more`` false, or one with ``more`` that brought
+        nothing new (``more=True``: then a missing head counts as "more to come" too).
         Unless a held live event carries on from the cursor, the page is asked for
         again once (True: a sync is under way). Missing again: a gap with reason
         ``inconsistent`` (False), once per cursor. The cursor stays at the last event
@@ -750,8 +756,8 @@ class Session:
         after = room.last_event_id
         if (
             after is None
-            or head is None
-            or after >= head
+            or (head is None and not more)
+            or (head is not None and after >= head)
             or epoch not in (None, room.epoch)
             or after + 1 in room.held
             or room.tail_gap == (room.epoch, after)  # reported: nothing new to ask or say
@@ -759,10 +765,14 @@ class Session:
             return False
         if room.refetch_at != after:
             room.refetch_at = after
-            self._inconsistent(room, f"page ends at {after}, the head it reports is {head}")
+            if head is None:
+                what = f"page says more but brings nothing after {after}"
+            else:
+                what = f"page ends at {after}, the head it reports is {head}"
+            self._inconsistent(room, what)
             self._send_sync(room, now)
             return True
-        if not any(after < i <= head for i in room.held):
+        if not any(i > after and (head is None or i <= head) for i in room.held):
             # Else going live reports the hole up to the first held event. Held events
             # at or below the cursor (the live one that started the sync, now in the
             # page) or past the head (doubted) carry nothing on: the tail is a gap.

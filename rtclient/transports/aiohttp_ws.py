@@ -48,7 +48,8 @@ from ..errors import (
     TransportError,
 )
 from ..hints import parse_delay
-from .boundary import Boundary, bearer_headers
+from ..redact import redact
+from .boundary import Boundary, bearer_headers, find_in_chain
 
 __all__ = ["AiohttpConnection", "AiohttpTransport"]
 
@@ -325,8 +326,33 @@ def _check_subprotocol(ws: aiohttp.ClientWebSocketResponse, offered: dict[str, C
     )
 
 
+def redirect_error(exc: BaseException) -> ProtocolError | None:
+    """A ProtocolError if aiohttp gave up following the server's redirects, else None.
+
+    A redirect loop, or a redirect to a ``ws://`` URL (aiohttp follows only http and
+    https ones), ends the same way on every attempt: fatal, as on the websockets
+    transport (which stops after 10 redirects). Looked for in ``exc``'s whole chain:
+    engine.io wraps aiohttp's exception in its own.
+    """
+    loop = find_in_chain(exc, aiohttp.TooManyRedirects)
+    if loop is not None:
+        return ProtocolError(
+            f"too many redirects ({len(loop.history)}): the server redirects in a loop"
+        )
+    elsewhere = find_in_chain(exc, aiohttp.RedirectClientError)
+    if elsewhere is not None:
+        return ProtocolError(
+            f"the server redirects to {redact(str(elsewhere))}, which aiohttp does not follow"
+            " (it follows http:// and https:// redirects only); connect to that URL directly"
+        )
+    return None
+
+
 def _aiohttp_error(exc: Exception) -> RtClientError | None:
     """The rtclient exception for an aiohttp or network one (None: not known here)."""
+    redirected = redirect_error(exc)
+    if redirected is not None:
+        return redirected
     if isinstance(exc, aiohttp.WSServerHandshakeError):
         if exc.status != 101:
             retry_after = exc.headers.get("Retry-After") if exc.headers else None

@@ -21,12 +21,14 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 from types import TracebackType
+from typing import TypeVar
 
 from ..errors import ProtocolError, RtClientError, TLSError, TransportError
 from ..redact import redact, remember_token
 
-__all__ = ["Boundary", "bearer_headers", "tls_error"]
+__all__ = ["Boundary", "bearer_headers", "find_in_chain", "tls_error"]
 
+_E = TypeVar("_E", bound=BaseException)
 Mapper = Callable[[Exception], RtClientError | None]
 
 # OpenSSL's reasons when the peer answered a ClientHello with something that is not TLS.
@@ -162,14 +164,19 @@ def tls_error(exc: BaseException) -> TLSError | None:
 
 
 def _in_chain(exc: BaseException, kind: type[BaseException]) -> bool:
+    return find_in_chain(exc, kind) is not None
+
+
+def find_in_chain(exc: BaseException, kind: type[_E]) -> _E | None:
+    """The first exception of ``kind`` in ``exc``'s chain (``exc`` included), else None."""
     seen: BaseException | None = exc
-    for _ in range(16):
+    for _ in range(16):  # chains are short; a cycle must not hang us
         if seen is None:
-            return False
+            return None
         if isinstance(seen, kind):
-            return True
+            return seen
         seen = seen.__cause__ or seen.__context__
-    return False
+    return None
 
 
 def bearer_headers(token: str | None, owner: object) -> dict[str, str] | None:

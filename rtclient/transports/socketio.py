@@ -38,9 +38,16 @@ import aiohttp
 import engineio
 import socketio
 
-from ..errors import ConnectionLost, HandshakeRejected, RtClientError, TransportError
+from ..errors import (
+    ConnectionLost,
+    HandshakeRejected,
+    ProtocolError,
+    RtClientError,
+    TransportError,
+)
 from ..hints import parse_delay
-from ..redact import RedactingLogger, remember_token
+from ..redact import RedactingLogger, redact, remember_token
+from .aiohttp_ws import redirect_error
 from .boundary import Boundary
 from .inbox import Inbox
 
@@ -114,7 +121,8 @@ class SocketIOTransport:
         self, url: str, *, token: str | None, open_timeout: float
     ) -> SocketIOConnection:
         """Open one connection; see :class:`rtclient.transports.base.Transport`."""
-        http = aiohttp.ClientSession()
+        handshake = _Handshake()
+        http = aiohttp.ClientSession(trace_configs=[handshake.trace])
         sio = _AsyncClient(
             reconnection=False,
             handle_sigint=False,
@@ -144,8 +152,10 @@ class SocketIOTransport:
                         wait_timeout=open_timeout,
                     )
         except BaseException:  # refused, failed, or cancelled (the client is closing)
+            handshake.release()
             await asyncio.shield(conn.close())
             raise
+        handshake.done()
         recovered = sent_pid is not None and sio.pid == sent_pid
         self.pid = sio.pid
         if not recovered:
@@ -179,6 +189,7 @@ class SocketIOConnection:
         self._app_ping = app_ping
         self._inbox = Inbox(limit)
         sio.eio.paced = self._inbox.wait_for_room
+        sio.undecodable = self._on_undecodable
         self.boundary = Boundary("python-socketio", self.connect_failure)
         """The exception boundary (its mapping knows this connection's refusal)."""
         self._refusal: str | None = None
@@ -202,7 +213,11 @@ class SocketIOConnection:
             data = dict(envelope.get("payload") or {})
             if isinstance(request_id, str) and type_ in _MESSAGE_ID_TYPES:
                 data["messageId"] = request_id
-        callback = self._ack_callback(request_id) if isinstance(request_id, str) else None
+        callback = (
+            self._ack_callback(request_id, raw=bool(envelope.get("raw")))
+            if isinstance(request_id, str)
+            else None
+        )
         try:
             await self._sio.emit(type_, data, namespace=self._ns, callback=callback)
         except socketio.exceptions.BadNamespaceError as exc:
@@ -213,8 +228,11 @@ class SocketIOConnection:
             raise ConnectionLost(None, f"emit failed: {type(exc).__name__}") from exc
 
     async def recv(self) -> object:
-        """Wait for the next event (as an envelope)."""
-        return await self._inbox.get()
+        """Wait for the next event (as an envelope); ProtocolError for a broken packet."""
+        item = await self._inbox.get()
+        if isinstance(item, ProtocolError):
+            raise item
+        return item
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Disconnect (idempotent) and release the HTTP session."""
@@ -276,6 +294,9 @@ class SocketIOConnection:
             return ConnectionLost(code, self._refusal)
         if isinstance(exc, TimeoutError):
             return TransportError("Socket.IO connect timed out")
+        redirected = redirect_error(exc)
+        if redirected is not None:
+            return redirected
         status, retry_after = _handshake_status(exc)
         if status is not None:
             return HandshakeRejected(status, retry_after=retry_after)
@@ -289,9 +310,19 @@ class SocketIOConnection:
 
     # -- python-socketio handlers -------------------------------------------------------
 
-    def _ack_callback(self, request_id: str) -> Any:
+    def _ack_callback(self, request_id: str, *, raw: bool) -> Any:
         def on_ack(*args: object) -> None:
-            payload = args[0] if len(args) == 1 and isinstance(args[0], dict) else {}
+            self._pending_close = None  # as for any event: no disconnect followed it
+            payload: object
+            if raw:  # a generic emit: the session answers with ``args`` as they are
+                payload = args[0] if len(args) == 1 and isinstance(args[0], dict) else {}
+            elif len(args) == 1:
+                # An argument that is not an object is an unreadable ack, as the same
+                # payload on the raw wire: the session counts it MALFORMED and resends
+                # (the server may have committed: it deduplicates), never a refusal.
+                payload = args[0]
+            else:  # no argument is an ack without a payload; several, unreadable too
+                payload = list(args) if args else {}
             self._inbox.put(
                 {"type": "ack", "id": request_id, "payload": payload, "args": list(args)}
             )
@@ -314,7 +345,20 @@ class SocketIOConnection:
             # The server says why it is about to disconnect us: the close code and
             # reason a raw WebSocket would carry (4002 TOKEN_EXPIRED, 1012, 1013 ...).
             self._pending_close = (close_code, str(payload.get("reason", "")))
+        else:
+            # The binding sends that error right before its disconnect: anything else
+            # in between means no disconnect followed it, and a later loss of the link
+            # (a reset: 1006) must not be taken for that close.
+            self._pending_close = None
         self._inbox.put({"type": event, "payload": payload})
+
+    def _on_undecodable(self, exc: Exception) -> None:
+        # Queued in order with the events around it; recv raises it (counted, reported).
+        error = ProtocolError(
+            f"undecodable Socket.IO packet: {type(exc).__name__}: {redact(str(exc))}"
+        )
+        error.__cause__ = exc
+        self._inbox.put(error)
 
     async def _on_disconnect(self, reason: object = None) -> None:
         text = str(reason) if reason is not None else ""
@@ -333,6 +377,37 @@ class SocketIOConnection:
         if isinstance(data, dict):
             message = data.get("message")
             self._refusal = str(message) if message is not None else "REFUSED"
+
+
+class _Handshake:
+    """The HTTP responses of one connection attempt, released if the attempt fails.
+
+    engine.io drops the WebSocket response of a handshake that fails past the upgrade
+    (no OPEN packet, an OPEN without its fields) without closing it: aiohttp's connection
+    stays acquired and the GC later warns ("Unclosed connection"). The responses are
+    recorded (an aiohttp trace hook) until the attempt ends, and closed if it failed.
+    """
+
+    def __init__(self) -> None:
+        self._responses: list[aiohttp.ClientResponse] | None = []
+        self.trace = aiohttp.TraceConfig()
+        self.trace.on_request_end.append(self._ended)
+
+    async def _ended(
+        self, session: aiohttp.ClientSession, context: object, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        if self._responses is not None:  # a polling connection makes a request per poll
+            self._responses.append(params.response)
+
+    def done(self) -> None:
+        """The attempt succeeded: the responses belong to the connection; stop recording."""
+        self._responses = None
+
+    def release(self) -> None:
+        """The attempt failed: close every response it opened (idempotent)."""
+        for response in self._responses or ():
+            response.close()
+        self._responses = None
 
 
 def _handshake_status(exc: BaseException) -> tuple[int | None, float | None]:
@@ -357,6 +432,7 @@ class _AsyncClient(socketio.AsyncClient):  # type: ignore[misc]
     """
 
     pid: str | None = None
+    undecodable: Callable[[Exception], None] | None = None
 
     def _engineio_client_class(self) -> type[_PacedEngineIO]:
         return _PacedEngineIO
@@ -365,6 +441,18 @@ class _AsyncClient(socketio.AsyncClient):  # type: ignore[misc]
         pid = data.get("pid") if isinstance(data, dict) else None
         self.pid = pid if isinstance(pid, str) else None
         await super()._handle_connect(namespace, data)
+
+    async def _handle_eio_message(self, data: Any) -> None:
+        # python-socketio decodes and dispatches a packet here and lets a packet it
+        # cannot read (bad JSON, ``42[]``, an unknown type) raise into engine.io, which
+        # only logs it: rtclient would never hear of it.
+        try:
+            await super()._handle_eio_message(data)
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            if self.undecodable is None:
+                raise
+            self._binary_packet = None
+            self.undecodable(exc)
 
 
 class _PacedEngineIO(engineio.AsyncClient):  # type: ignore[misc]

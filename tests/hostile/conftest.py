@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -93,13 +91,4 @@ async def make_client(srv: HostileServer) -> AsyncIterator[MakeClient]:
             await client.close(flush=False)
     leftover = {t for t in asyncio.all_tasks() - before if "rtclient" in t.get_name()}
     assert not leftover, f"tasks left behind: {leftover}"
-    socketio = any(c.url.startswith("http") for c in clients)
     clients.clear()
-    if socketio:
-        with warnings.catch_warnings():
-            # Hostile finding H7 (reported with branch i13d, not among the 19): after an
-            # Engine.IO handshake that failed past the upgrade, aiohttp's Connection is
-            # never released; the socket is closed, but the GC warns. Collected here, at
-            # the end of the test that caused it, not in whichever test the GC runs.
-            warnings.filterwarnings("ignore", "Unclosed connection", ResourceWarning)
-            gc.collect()

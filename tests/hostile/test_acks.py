@@ -16,7 +16,7 @@ import pytest
 from rtclient import ConnectionState, Forbidden, NotJoined, RequestRejected
 from rtclient.testing import HostileConnection, HostileServer, Request, wait_until
 
-from .conftest import ALL, RAW, MakeClient
+from .conftest import ALL, MakeClient
 
 
 def _stranger(conn: HostileConnection) -> Request:
@@ -166,15 +166,7 @@ async def test_rate_limited_burst_is_resent_once_per_message(
     assert srv.count("chat:send") <= 40
 
 
-H6 = pytest.mark.xfail(
-    strict=True,
-    reason="hostile finding H6 (not among the 19): over Socket.IO an ack whose argument is"
-    " not an object becomes payload {} and fails send() with RequestRejected('ERROR')"
-    " although the server committed it (raw: MALFORMED, resent, deduplicated)",
-)
-
-
-@pytest.mark.parametrize("transport", [*RAW, pytest.param("socketio", marks=H6)])
+@pytest.mark.parametrize("transport", ALL)
 @pytest.mark.parametrize("payload", [[1, 2], "ok", 7], ids=["list", "string", "number"])
 async def test_unreadable_ack_means_resend_and_dedupe(
     srv: HostileServer, make_client: MakeClient, transport: str, payload: object

@@ -201,12 +201,6 @@ async def test_one_fatal_close_with_three_rooms_is_one_error(
     assert seen.codes().count("Unauthorized") <= 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hostile finding H5 (not among the 19): the Socket.IO transport remembers an"
-    " error's closeCode that no disconnect followed; a later TCP reset is then taken for"
-    " that close (4001: the client stops with Unauthorized)",
-)
 async def test_socketio_error_with_close_code_but_no_disconnect_is_not_remembered(
     srv: HostileServer, make_client: MakeClient
 ) -> None:

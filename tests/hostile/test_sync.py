@@ -76,12 +76,6 @@ async def test_page_with_a_hole_loses_nothing_silently(
     await wait_until(lambda: told(seen), timeout=0.3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="item 4's family, another trigger (may outlive the i13c fix): a page with"
-    " more: true and no events ends the sync; events up to the join ack's head are"
-    " neither delivered nor reported until the next live event",
-)
 @pytest.mark.parametrize("transport", ALL)
 async def test_empty_page_that_says_more_loses_nothing_silently(
     srv: HostileServer, make_client: MakeClient, transport: str

@@ -61,7 +61,7 @@ def sync_request(s: Session) -> Envelope:
     return sync
 
 
-def page(s: Session, events: list[Envelope], *, head: int, **extra: Any) -> int:
+def page(s: Session, events: list[Envelope], *, head: int | None, **extra: Any) -> int:
     """Answer the pending sync with ``events`` (more/truncated false unless given).
 
     Returns the ``lastEventId`` the sync asked from.
@@ -71,6 +71,11 @@ def page(s: Session, events: list[Envelope], *, head: int, **extra: Any) -> int:
     reply.update({"more": False, "truncated": False, "lastEventId": head, **extra})
     ack(s, sync["id"], reply)
     return int(sync["payload"]["lastEventId"])
+
+
+def sync_requests(s: Session) -> int:
+    """How many sync requests the session has to send now."""
+    return sum(e["type"] == "sync:messages" for e in s.data_to_send())
 
 
 def hole(s: Session, first: int) -> None:
@@ -167,6 +172,41 @@ def test_a_tail_the_server_cannot_serve_is_a_gap() -> None:
     assert ids(out) == [5]
     gaps = of(out, Gap)
     assert [(g.reason, g.after_event_id, g.resumed_at) for g in gaps] == [("unavailable", 2, 5)]
+
+
+def test_an_empty_page_that_says_more_is_asked_again_then_a_gap() -> None:
+    s = Session()
+    joined(s, head=1)
+    reconnect(s, head=4)
+    assert page(s, [], head=4, more=True) == 1  # no progress: not the end of the sync
+    assert page(s, [], head=4, more=True) == 1  # asked again once, from the same cursor
+    out = s.outcomes()
+    assert ids(out) == []
+    gaps = of(out, Gap)
+    assert [(g.reason, g.after_event_id, g.resumed_at) for g in gaps] == [("inconsistent", 1, None)]
+    assert [e.code for e in of(out, ErrorEvent)] == ["SYNC_INCONSISTENT"]
+    assert sync_requests(s) == 0 and s.state is ConnectionState.CONNECTED
+
+
+def test_an_empty_page_that_says_more_loses_nothing_when_asked_again() -> None:
+    s = Session()
+    joined(s, head=1)
+    reconnect(s, head=4)
+    page(s, [], head=4, more=True)
+    assert page(s, [msg(2), msg(3), msg(4)], head=4) == 1
+    out = s.outcomes()
+    assert ids(out) == [2, 3, 4] and of(out, Gap) == []
+
+
+def test_an_empty_page_that_says_more_without_a_head_is_asked_again_then_a_gap() -> None:
+    s = Session()
+    joined(s, head=1)
+    reconnect(s, head=4)
+    page(s, [], head=None, more=True)
+    assert page(s, [], head=None, more=True) == 1
+    gaps = of(s.outcomes(), Gap)
+    assert [(g.reason, g.after_event_id, g.resumed_at) for g in gaps] == [("inconsistent", 1, None)]
+    assert sync_requests(s) == 0
 
 
 def test_a_missing_tail_is_a_gap_when_the_live_event_that_started_the_sync_was_in_the_page() -> (
