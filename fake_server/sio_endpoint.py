@@ -162,6 +162,8 @@ class SioEndpoint:
                 if rejection.status < 1000:
                     return refusal(rejection, "socket.io")
                 request[_REJECTION_KEY] = rejection
+        if not await self._body_arrived(request):
+            return web.Response(status=408, text="request body timed out\n")
         response: web.StreamResponse = await self.sio.handle_request(request)
         socket = self.sio.eio.sockets.get(request.query.get("sid"))
         if socket is not None and socket.closed:
@@ -170,6 +172,26 @@ class SioEndpoint:
             socket.queue.put_nowait(None)
         await self._faults.wait_running()  # a long-poll answer waits out a pause too
         return response
+
+    async def _body_arrived(self, request: web.Request) -> bool:
+        """Wait ``header_timeout`` for a long-polling POST's body; False: connection cut.
+
+        engine.io reads ``Content-Length`` bytes and would wait for ever for a body that
+        never comes (aiohttp's ``keepalive_timeout`` only covers the request head).
+        """
+        length = request.content_length
+        if request.method != "POST" or not length or length > self._config.max_message_size:
+            return True  # engine.io refuses an oversized body without reading it
+        try:
+            async with asyncio.timeout(self._config.header_timeout):
+                await request.content.wait_eof()
+        except TimeoutError:
+            self._counters.bump("body_timeouts")
+            log.info("cutting a POST from %s: body not sent in time", request.remote)
+            if request.transport is not None:
+                request.transport.abort()
+            return False
+        return True
 
     # -- connect / disconnect ------------------------------------------------------------
 

@@ -271,6 +271,31 @@ async def test_a_half_sent_request_is_cut_after_the_header_timeout(
         await healthy(server, open_user)
 
 
+async def test_a_half_sent_long_polling_body_is_cut(make_server: MakeServer) -> None:
+    """A Socket.IO POST whose body never fully arrives is cut like a half-sent head."""
+    server = await make_server(header_timeout=0.3)
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n")
+    async with asyncio.timeout(WAIT):
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        sid = json.loads((await reader.readexactly(length))[1:])["sid"]
+    writer.write(
+        f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: text/plain\r\nContent-Length: 50\r\n\r\n40".encode()
+    )
+    async with asyncio.timeout(WAIT):
+        rest = await reader.read()  # closed by the server, without an answer
+    assert not rest.startswith(b"HTTP/1.1 200")
+    writer.close()
+    async with sio_users() as open_user:
+        await healthy(server, open_user)
+
+
 async def test_connections_per_address_are_capped(make_server: MakeServer) -> None:
     server = await make_server(max_connections_per_address=4)
     idle = [await asyncio.open_connection(server.host, server.port) for _ in range(4)]
