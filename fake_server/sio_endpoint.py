@@ -70,6 +70,8 @@ class SioEndpoint:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._writers: dict[str, asyncio.Task[None]] = {}
         self._monitor: asyncio.Task[None] | None = None
+        self._unconnected: dict[str, float] = {}
+        """engine.io sessions not (yet) connected to the namespace: when first seen."""
         self.sio = SioServer(
             self._on_event,
             async_mode="aiohttp",
@@ -397,6 +399,7 @@ class SioEndpoint:
         for socket in self.sio.eio.sockets.values():
             if socket.last_ping:
                 socket.last_ping = now
+        self._unconnected.clear()  # auth deadlines start over too
 
     # -- heartbeat -------------------------------------------------------------------------
 
@@ -413,6 +416,27 @@ class SioEndpoint:
                     self.sio.eio.sockets.pop(eio_sid, None)
                 elif _late(socket.last_ping, now, cfg):
                     self._dead(eio_sid)
+            self._connect_deadlines(time.monotonic())
+
+    def _connect_deadlines(self, now: float) -> None:
+        """Cut engine.io sessions with no Socket.IO CONNECT ``auth_timeout`` after opening.
+
+        The CONNECT carries the token: without this, a client that only answers PINGs
+        would keep an unauthenticated session for ever (``/ws`` closes 4001 instead).
+        """
+        connected = {peer.eio_sid for peer, _ in self._peers.values()}
+        waiting: dict[str, float] = {}
+        for eio_sid, socket in self.sio.eio.sockets.items():
+            if eio_sid in connected or socket.closed or socket.closing:
+                continue
+            since = self._unconnected.get(eio_sid, now)
+            if now - since < self._config.auth_timeout:
+                waiting[eio_sid] = since
+                continue
+            self._counters.bump("auth_failures")
+            log.info("closing session %s: no Socket.IO connect in time", eio_sid)
+            self.abort(eio_sid)
+        self._unconnected = waiting
 
     def _dead(self, eio_sid: str) -> None:
         """A session's PONG is ``ping_timeout`` late: cut it, once."""

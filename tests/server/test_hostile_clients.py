@@ -296,6 +296,23 @@ async def test_a_half_sent_long_polling_body_is_cut(make_server: MakeServer) -> 
         await healthy(server, open_user)
 
 
+async def test_a_socketio_session_that_never_connects_is_cut(make_server: MakeServer) -> None:
+    """An engine.io session that answers PINGs but never sends the Socket.IO CONNECT
+    (its auth) is closed after ``auth_timeout``, like a silent ``/ws``."""
+    server = await make_server(auth_timeout=0.3, ping_interval=0.1, ping_timeout=0.5)
+    url = server.http_url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+    async with websockets.connect(url, compression=None) as ws:
+        assert str(await ws.recv()).startswith("0")  # engine.io OPEN
+        async with asyncio.timeout(WAIT):
+            with contextlib.suppress(websockets.ConnectionClosed):
+                async for message in ws:
+                    if message == "2":
+                        await ws.send("3")  # alive, but never "40"
+    assert server.counters["auth_failures"] == 1
+    async with sio_users() as open_user:
+        await healthy(server, open_user)
+
+
 async def test_connections_per_address_are_capped(make_server: MakeServer) -> None:
     server = await make_server(max_connections_per_address=4)
     idle = [await asyncio.open_connection(server.host, server.port) for _ in range(4)]
