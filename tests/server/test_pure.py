@@ -57,3 +57,20 @@ def test_token_bucket() -> None:
     limiter = RateLimiter(rate=1.0, burst=1)
     assert limiter.take("a", 0.0) == 0.0 and limiter.take("b", 0.0) == 0.0
     assert limiter.take("a", 0.0) > 0
+
+
+def test_rate_limiter_forgets_refilled_buckets() -> None:
+    """A bucket per user ever seen would grow for the server's lifetime: a full bucket
+    is the same as none, so the limiter drops those as it grows."""
+    limiter = RateLimiter(rate=10.0, burst=20)
+    for n in range(10_000):
+        limiter.take(f"user-{n}", 0.0)
+    for n in range(30_000):  # other users, an hour later: the old buckets are full again
+        limiter.take(f"later-{n}", 3600.0)
+    assert len(limiter) == 30_000  # the first 10,000 are forgotten
+    # Forgetting changes nothing: an emptied bucket is kept, a refilled one is full.
+    for _ in range(20):
+        assert limiter.take("hot", 3600.0) == 0.0
+    for n in range(5_000):
+        limiter.take(f"more-{n}", 3600.0)
+    assert limiter.take("hot", 3600.0) > 0
