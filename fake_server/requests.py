@@ -52,7 +52,7 @@ def _joined_room(hub: Hub, conn: Connection, request: Request) -> str:
 
 def _rate_limit(hub: Hub, conn: Connection, limiter: RateLimiter | None = None) -> None:
     """Take a token from ``limiter`` (default: the messages' one) for the user."""
-    retry_after = (limiter or hub.limiter).take(conn.user_id, hub.monotonic())
+    retry_after = (hub.limiter if limiter is None else limiter).take(conn.user_id, hub.monotonic())
     if retry_after > 0:
         hub.counters.bump("rate_limited")
         raise RequestError(
