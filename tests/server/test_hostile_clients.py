@@ -449,6 +449,27 @@ async def test_syncs_in_flight_per_connection(make_server: MakeServer, open_clie
     await healthy(server, open_client)
 
 
+async def test_a_multi_room_sync_is_one_page_in_all(make_server: MakeServer, sio: OpenSio) -> None:
+    """Socket.IO's multi-room ``sync:messages`` is one reply: its rooms share one page
+    (``sync_page_max`` events), else one request could queue 100 full pages at once."""
+    server = await make_server(sync_page_max=10, sync_page_default=10)
+    alice = await sio(server, "alice")
+    rooms = [f"r{n}" for n in range(4)]
+    for room in rooms:
+        await alice.join(room)
+        for n in range(10):
+            await alice.say(room, f"{room}-{n}")
+    reply = await alice.ok("sync:messages", {"rooms": rooms, "lastEventId": 0, "limit": 10})
+    pages = reply["rooms"]
+    assert sum(len(pages[room]["events"]) for room in rooms) <= 10
+    assert all(pages[room]["success"] and pages[room]["more"] for room in rooms)
+    # Paging on from each room's last event gets the rest.
+    after = {room: pages[room]["events"][-1]["eventId"] for room in rooms}
+    reply = await alice.ok("sync:messages", {"rooms": rooms, "lastEventId": after})
+    assert all(reply["rooms"][room]["events"][0]["eventId"] == after[room] + 1 for room in rooms)
+    await healthy(server, sio)
+
+
 async def test_distinct_unknown_requests_leave_no_state(
     server: FakeServer, open_client: Open
 ) -> None:
