@@ -427,6 +427,16 @@ async def test_members_queries_and_syncs_are_rate_limited(
     await healthy(server, open_client)
 
 
+async def test_each_limit_has_its_own_bucket(make_server: MakeServer, open_client: Open) -> None:
+    """Joins and syncs take from the query bucket, never from the messages' one."""
+    server = await make_server(rate_per_second=0.01, rate_burst=1)
+    alice = await open_client(server, "alice")
+    await alice.join("lobby")
+    await alice.ok("sync:messages", {"roomId": "lobby"})
+    await say(alice, "lobby", "the one message the bucket holds")
+    assert server.counters["rate_limited"] == 0
+
+
 async def test_syncs_in_flight_per_connection(make_server: MakeServer, open_client: Open) -> None:
     server = await make_server(max_syncs_in_flight=2)
     mallory = await open_client(server, "mallory")
