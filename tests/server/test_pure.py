@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
 from fake_server.dedupe import DedupeTable, Entry
@@ -74,3 +76,19 @@ def test_rate_limiter_forgets_refilled_buckets() -> None:
     for n in range(5_000):
         limiter.take(f"more-{n}", 3600.0)
     assert limiter.take("hot", 3600.0) > 0
+
+
+def test_a_short_page_of_a_long_log_copies_only_its_events() -> None:
+    """A sync asks for ``limit`` events: a page of one from a 10,000-event log must not
+    copy the whole log first (a sync flood from the cursor 0 would)."""
+    log = EventLog("r")
+    for n in range(10_000):
+        add(log, float(n))
+    tracemalloc.start()
+    try:
+        page = log.page(after=0, limit=1, same_epoch=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [e["eventId"] for e in page.events] == [1] and page.more
+    assert peak < 64 * 1024  # the whole log, copied, is megabytes
