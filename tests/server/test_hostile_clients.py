@@ -271,6 +271,30 @@ async def test_a_half_sent_request_is_cut_after_the_header_timeout(
         await healthy(server, open_user)
 
 
+async def test_a_long_poll_outlives_the_header_timeout(make_server: MakeServer) -> None:
+    """``header_timeout`` (aiohttp's keep-alive timeout) runs only between requests: a
+    long poll held longer than it on a kept-alive connection is answered, not cut."""
+    server = await make_server(header_timeout=0.2, ping_interval=0.6, ping_timeout=1.0)
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+
+    async def get(path: str) -> bytes:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        return await reader.readexactly(length)
+
+    async with asyncio.timeout(WAIT):
+        sid = json.loads((await get("/socket.io/?EIO=4&transport=polling"))[1:])["sid"]
+        # Held until engine.io's PING, ping_interval (3 header timeouts) later.
+        assert await get(f"/socket.io/?EIO=4&transport=polling&sid={sid}") == b"2"
+    writer.close()
+
+
 async def test_a_half_sent_long_polling_body_is_cut(make_server: MakeServer) -> None:
     """A Socket.IO POST whose body never fully arrives is cut like a half-sent head."""
     server = await make_server(header_timeout=0.3)
