@@ -71,7 +71,8 @@ class ServerConfig:
     """A connection's outgoing queue; beyond either: close 1013 ``slow consumer``."""
     header_timeout: float = 10.0
     """Seconds from TCP accept to a complete request head (and between keep-alive
-    requests); a connection that is slower is cut."""
+    requests), and for a Socket.IO long-polling ``POST`` body; a connection that is
+    slower is cut."""
     max_connections_per_address: int = 256
     """Open TCP connections per client IP address; more: HTTP 503 and closed."""
 

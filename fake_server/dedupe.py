@@ -6,11 +6,17 @@ bounded by count, oldest first.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DedupeTable", "Entry"]
+__all__ = ["DedupeTable", "Entry", "digest"]
+
+
+def digest(text: str) -> bytes:
+    """What an entry keeps of a message's text: enough to tell another text apart."""
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +24,8 @@ class Entry:
     """What a message id was first used for, and the ack it got."""
 
     room_id: str
-    text: str
+    text_digest: bytes
+    """:func:`digest` of the text (the text itself leaves memory with the log)."""
     ack: dict[str, Any]
     stored_at: float
 

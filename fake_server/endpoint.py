@@ -45,3 +45,6 @@ class Endpoint(Protocol):
 
     async def close_sessions(self, within: float) -> None:
         """Close what :meth:`close_all` does not reach (sessions that never connected)."""
+
+    async def shutdown(self) -> None:
+        """Cut what is left and end the endpoint's own tasks (after :meth:`close_all`)."""

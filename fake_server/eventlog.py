@@ -78,7 +78,8 @@ class EventLog:
         # Event ids are consecutive in the deque, so the start index is arithmetic.
         first_id = self.dropped_through + 1
         start = max(0, start_after + 1 - first_id)
-        selected = [dict(self._events[i]) for i in range(start, len(self._events))][:limit]
+        end = min(len(self._events), start + limit)
+        selected = [dict(self._events[i]) for i in range(start, end)]
         more = start + len(selected) < len(self._events)
         return SyncPage(
             events=selected, more=more, truncated=truncated, last_event_id=self.last_event_id

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .auth import AuthFailure
-from .dedupe import Entry
+from .dedupe import Entry, digest
 from .envelope import Request, ack, event, get_int, get_room_id, get_str
 from .errors import ErrorCode, RequestError
 from .ratelimit import RateLimiter
@@ -52,7 +52,7 @@ def _joined_room(hub: Hub, conn: Connection, request: Request) -> str:
 
 def _rate_limit(hub: Hub, conn: Connection, limiter: RateLimiter | None = None) -> None:
     """Take a token from ``limiter`` (default: the messages' one) for the user."""
-    retry_after = (limiter or hub.limiter).take(conn.user_id, hub.monotonic())
+    retry_after = (hub.limiter if limiter is None else limiter).take(conn.user_id, hub.monotonic())
     if retry_after > 0:
         hub.counters.bump("rate_limited")
         raise RequestError(
@@ -122,7 +122,7 @@ def _commit(
     now = hub.clock()
     entry = hub.dedupe.get(conn.user_id, message_id, now=now)
     if entry is not None:
-        if entry.room_id != room_id or entry.text != text:
+        if entry.room_id != room_id or entry.text_digest != digest(text):
             raise RequestError(
                 ErrorCode.IDEMPOTENCY_CONFLICT,
                 "message id already used for a different message",
@@ -149,7 +149,7 @@ def _commit(
         "epoch": hub.epoch,
         "timestamp": now,
     }
-    hub.dedupe.put(conn.user_id, message_id, Entry(room_id, text, receipt, now))
+    hub.dedupe.put(conn.user_id, message_id, Entry(room_id, digest(text), receipt, now))
     hub.counters.bump("messages_committed")
     times = 1
     if hub.faults.take_duplicate():

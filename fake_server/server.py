@@ -76,21 +76,21 @@ class FakeServer:
             counters=self.counters,
             scheduler=self._timers,
         )
-        self._endpoint = WsEndpoint(
+        ws = WsEndpoint(
             self.hub,
             config=self.config,
             faults=self._faults,
             counters=self.counters,
             latency=self.latency,
         )
-        self._sio = SioEndpoint(
+        sio = SioEndpoint(
             self.hub,
             config=self.config,
             faults=self._faults,
             counters=self.counters,
             latency=self.latency,
         )
-        self._endpoints: tuple[Endpoint, ...] = (self._endpoint, self._sio)
+        self._endpoints: tuple[Endpoint, ...] = (ws, sio)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -172,7 +172,8 @@ class FakeServer:
         await self._unlisten()
         await self._close_peers(CloseCode.GOING_AWAY, "server shutting down")
         self._timers.cancel_all()
-        await self._sio.shutdown()
+        for endpoint in self._endpoints:
+            await endpoint.shutdown()
         self._runner = None
         await runner.cleanup()
         log.info("fake_server stopped")

@@ -70,6 +70,8 @@ class SioEndpoint:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._writers: dict[str, asyncio.Task[None]] = {}
         self._monitor: asyncio.Task[None] | None = None
+        self._unconnected: dict[str, float] = {}
+        """engine.io sessions not (yet) connected to the namespace: when first seen."""
         self.sio = SioServer(
             self._on_event,
             async_mode="aiohttp",
@@ -162,6 +164,8 @@ class SioEndpoint:
                 if rejection.status < 1000:
                     return refusal(rejection, "socket.io")
                 request[_REJECTION_KEY] = rejection
+        if not await self._body_arrived(request):
+            return web.Response(status=408, text="request body timed out\n")
         response: web.StreamResponse = await self.sio.handle_request(request)
         socket = self.sio.eio.sockets.get(request.query.get("sid"))
         if socket is not None and socket.closed:
@@ -170,6 +174,26 @@ class SioEndpoint:
             socket.queue.put_nowait(None)
         await self._faults.wait_running()  # a long-poll answer waits out a pause too
         return response
+
+    async def _body_arrived(self, request: web.Request) -> bool:
+        """Wait ``header_timeout`` for a long-polling POST's body; False: connection cut.
+
+        engine.io reads ``Content-Length`` bytes and would wait for ever for a body that
+        never comes (aiohttp's ``keepalive_timeout`` only covers the request head).
+        """
+        length = request.content_length
+        if request.method != "POST" or not length or length > self._config.max_message_size:
+            return True  # engine.io refuses an oversized body without reading it
+        try:
+            async with asyncio.timeout(self._config.header_timeout):
+                await request.content.wait_eof()
+        except TimeoutError:
+            self._counters.bump("body_timeouts")
+            log.info("cutting a POST from %s: body not sent in time", request.remote)
+            if request.transport is not None:
+                request.transport.abort()
+            return False
+        return True
 
     # -- connect / disconnect ------------------------------------------------------------
 
@@ -375,6 +399,7 @@ class SioEndpoint:
         for socket in self.sio.eio.sockets.values():
             if socket.last_ping:
                 socket.last_ping = now
+        self._unconnected.clear()  # auth deadlines start over too
 
     # -- heartbeat -------------------------------------------------------------------------
 
@@ -391,6 +416,27 @@ class SioEndpoint:
                     self.sio.eio.sockets.pop(eio_sid, None)
                 elif _late(socket.last_ping, now, cfg):
                     self._dead(eio_sid)
+            self._connect_deadlines(time.monotonic())
+
+    def _connect_deadlines(self, now: float) -> None:
+        """Cut engine.io sessions with no Socket.IO CONNECT ``auth_timeout`` after opening.
+
+        The CONNECT carries the token: without this, a client that only answers PINGs
+        would keep an unauthenticated session for ever (``/ws`` closes 4001 instead).
+        """
+        connected = {peer.eio_sid for peer, _ in self._peers.values()}
+        waiting: dict[str, float] = {}
+        for eio_sid, socket in self.sio.eio.sockets.items():
+            if eio_sid in connected or socket.closed or socket.closing:
+                continue
+            since = self._unconnected.get(eio_sid, now)
+            if now - since < self._config.auth_timeout:
+                waiting[eio_sid] = since
+                continue
+            self._counters.bump("auth_failures")
+            log.info("closing session %s: no Socket.IO connect in time", eio_sid)
+            self.abort(eio_sid)
+        self._unconnected = waiting
 
     def _dead(self, eio_sid: str) -> None:
         """A session's PONG is ``ping_timeout`` late: cut it, once."""

@@ -99,14 +99,21 @@ def _sync_rooms(
     ):
         raise _bad(f"rooms must be a list of 1 to {MAX_SYNC_ROOMS} room ids")
     replies: dict[str, Any] = {}
+    # One reply for all the rooms: they share one page, so that it is no bigger than a
+    # single room's (the bounded outgoing queue lets one oversized item through).
+    cfg = hub.config
+    share = max(1, cfg.sync_page_max // len(rooms))
     for room_id in rooms:
-        sub: dict[str, Any] = {"roomId": room_id}
+        sub: dict[str, Any] = {"roomId": room_id, "limit": min(cfg.sync_page_default, share)}
         for key in ("lastEventId", "epoch", "limit"):
             value = request.payload.get(key)
             if isinstance(value, dict):  # per room: {roomId: value}
                 value = value.get(room_id)
             if value is not None:
                 sub[key] = value
+        limit = sub["limit"]
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > share:
+            sub["limit"] = share  # a page cut short says so: ``more: true``
         collected: list[dict[str, Any]] = []
         with peer.answering("sync", "sync:messages", collected):
             hub.handle_request(conn, Request("sync:messages", "sync", sub))

@@ -108,6 +108,9 @@ class WsEndpoint:
     async def close_sessions(self, within: float) -> None:
         """Nothing to do: every open WebSocket has a peer, closed by :meth:`close_all`."""
 
+    async def shutdown(self) -> None:
+        """Nothing to do: each connection's handler owns its tasks and ends them."""
+
     # -- the handler ---------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:

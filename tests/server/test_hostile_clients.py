@@ -271,6 +271,72 @@ async def test_a_half_sent_request_is_cut_after_the_header_timeout(
         await healthy(server, open_user)
 
 
+async def test_a_long_poll_outlives_the_header_timeout(make_server: MakeServer) -> None:
+    """``header_timeout`` (aiohttp's keep-alive timeout) runs only between requests: a
+    long poll held longer than it on a kept-alive connection is answered, not cut."""
+    server = await make_server(header_timeout=0.2, ping_interval=0.6, ping_timeout=1.0)
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+
+    async def get(path: str) -> bytes:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        return await reader.readexactly(length)
+
+    async with asyncio.timeout(WAIT):
+        sid = json.loads((await get("/socket.io/?EIO=4&transport=polling"))[1:])["sid"]
+        # Held until engine.io's PING, ping_interval (3 header timeouts) later.
+        assert await get(f"/socket.io/?EIO=4&transport=polling&sid={sid}") == b"2"
+    writer.close()
+
+
+async def test_a_half_sent_long_polling_body_is_cut(make_server: MakeServer) -> None:
+    """A Socket.IO POST whose body never fully arrives is cut like a half-sent head."""
+    server = await make_server(header_timeout=0.3)
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n")
+    async with asyncio.timeout(WAIT):
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        sid = json.loads((await reader.readexactly(length))[1:])["sid"]
+    writer.write(
+        f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: text/plain\r\nContent-Length: 50\r\n\r\n40".encode()
+    )
+    async with asyncio.timeout(WAIT):
+        rest = await reader.read()  # closed by the server, without an answer
+    assert not rest.startswith(b"HTTP/1.1 200")
+    writer.close()
+    async with sio_users() as open_user:
+        await healthy(server, open_user)
+
+
+async def test_a_socketio_session_that_never_connects_is_cut(make_server: MakeServer) -> None:
+    """An engine.io session that answers PINGs but never sends the Socket.IO CONNECT
+    (its auth) is closed after ``auth_timeout``, like a silent ``/ws``."""
+    server = await make_server(auth_timeout=0.3, ping_interval=0.1, ping_timeout=0.5)
+    url = server.http_url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+    async with websockets.connect(url, compression=None) as ws:
+        assert str(await ws.recv()).startswith("0")  # engine.io OPEN
+        async with asyncio.timeout(WAIT):
+            with contextlib.suppress(websockets.ConnectionClosed):
+                async for message in ws:
+                    if message == "2":
+                        await ws.send("3")  # alive, but never "40"
+    assert server.counters["auth_failures"] == 1
+    async with sio_users() as open_user:
+        await healthy(server, open_user)
+
+
 async def test_connections_per_address_are_capped(make_server: MakeServer) -> None:
     server = await make_server(max_connections_per_address=4)
     idle = [await asyncio.open_connection(server.host, server.port) for _ in range(4)]
@@ -385,6 +451,16 @@ async def test_members_queries_and_syncs_are_rate_limited(
     await healthy(server, open_client)
 
 
+async def test_each_limit_has_its_own_bucket(make_server: MakeServer, open_client: Open) -> None:
+    """Joins and syncs take from the query bucket, never from the messages' one."""
+    server = await make_server(rate_per_second=0.01, rate_burst=1)
+    alice = await open_client(server, "alice")
+    await alice.join("lobby")
+    await alice.ok("sync:messages", {"roomId": "lobby"})
+    await say(alice, "lobby", "the one message the bucket holds")
+    assert server.counters["rate_limited"] == 0
+
+
 async def test_syncs_in_flight_per_connection(make_server: MakeServer, open_client: Open) -> None:
     server = await make_server(max_syncs_in_flight=2)
     mallory = await open_client(server, "mallory")
@@ -405,6 +481,27 @@ async def test_syncs_in_flight_per_connection(make_server: MakeServer, open_clie
     assert server.counters["limited"] == 1
     await mallory.ok("sync:messages", {"roomId": "lobby"})  # none in flight now
     await healthy(server, open_client)
+
+
+async def test_a_multi_room_sync_is_one_page_in_all(make_server: MakeServer, sio: OpenSio) -> None:
+    """Socket.IO's multi-room ``sync:messages`` is one reply: its rooms share one page
+    (``sync_page_max`` events), else one request could queue 100 full pages at once."""
+    server = await make_server(sync_page_max=10, sync_page_default=10)
+    alice = await sio(server, "alice")
+    rooms = [f"r{n}" for n in range(4)]
+    for room in rooms:
+        await alice.join(room)
+        for n in range(10):
+            await alice.say(room, f"{room}-{n}")
+    reply = await alice.ok("sync:messages", {"rooms": rooms, "lastEventId": 0, "limit": 10})
+    pages = reply["rooms"]
+    assert sum(len(pages[room]["events"]) for room in rooms) <= 10
+    assert all(pages[room]["success"] and pages[room]["more"] for room in rooms)
+    # Paging on from each room's last event gets the rest.
+    after = {room: pages[room]["events"][-1]["eventId"] for room in rooms}
+    reply = await alice.ok("sync:messages", {"rooms": rooms, "lastEventId": after})
+    assert all(reply["rooms"][room]["events"][0]["eventId"] == after[room] + 1 for room in rooms)
+    await healthy(server, sio)
 
 
 async def test_distinct_unknown_requests_leave_no_state(
