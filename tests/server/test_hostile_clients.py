@@ -21,9 +21,10 @@ from websockets.asyncio.client import ClientConnection
 from fake_server import FakeServer
 from fake_server.envelope import event
 from fake_server.peer import QueuedPeer
+from rtclient.testing import wait_until
 
 from .conftest import Connect, MakeServer
-from .helpers import WAIT, WsClient, bearer, open_ws, wait_until
+from .helpers import WAIT, WsClient, bearer, open_ws
 from .sio_helpers import OpenSio, SioUser, sio_users
 
 Client = WsClient | SioUser
