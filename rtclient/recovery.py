@@ -10,23 +10,21 @@ through their phases only by :func:`rtclient.states.move_room`.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
-from .events import ErrorEvent, Event, Gap, make_event
+from .delivery import Delivery
+from .events import ErrorEvent, Gap
 from .journal import CursorSet, Journal, RoomsSet
 from .outcomes import Outcomes, opt_int, opt_str, rejection
 from .pages import check_page, event_id_of
 from .pending import RequestKind
-from .rooms import RecentIds, Room, RoomPhase
+from .rooms import Room, RoomPhase
 from .sending import Sender
 from .states import move_room
-from .welcome import NO_WELCOME, Welcome
+from .welcome import Welcome
 
 __all__ = ["Recovery", "join_key", "leave_key"]
-
-log = logging.getLogger("rtclient")
 
 
 def join_key(room: str) -> str:
@@ -61,16 +59,13 @@ class Recovery:
         self._room_live = room_live
         self.sync_page_size = sync_page_size
         self.rooms: dict[str, Room] = {}
-        self.recent = RecentIds()
-        self.welcome: Welcome = NO_WELCOME
-        self._foreign_reported = False
+        self.delivery = Delivery(self.rooms, sender, out, resync=self._send_sync)
 
     # -- the plan ------------------------------------------------------------------------
 
     def welcomed(self, welcome: Welcome, now: float) -> None:
         """The server welcomed a connection: rejoin every room, in join order."""
-        self.welcome = welcome
-        self._foreign_reported = False
+        self.delivery.new_connection(welcome)
         for room in self.rooms.values():
             self.send_join(room, now)
 
@@ -178,7 +173,7 @@ class Recovery:
             if hole and not self._page_hole(room, event_id, item_epoch, now):
                 return  # asked again from the cursor
             name = "dm:message" if "to" in item else "chat:message"
-            self._emit_logged(name, item, room, event_id, item_epoch, replayed=True)
+            self.delivery.emit_logged(name, item, room, event_id, item_epoch, replayed=True)
             progressed = True
         more = payload.get("more") is True
         if more and progressed:
@@ -299,7 +294,7 @@ class Recovery:
                 )
                 room.advance(event_id - 1, held_epoch)
             after_sync = False
-            self.on_logged_event(name, payload, now)
+            self.delivery.on_logged_event(name, payload, now)
             if room.phase is not RoomPhase.LIVE:
                 break  # a hole: a new sync is under way and holds the rest
         self._room_live(now)
@@ -334,109 +329,3 @@ class Recovery:
         self._out.peerlog.warn("IMPLAUSIBLE_EVENT", message)
         self._out.add(ErrorEvent("IMPLAUSIBLE_EVENT", message))
         return False
-
-    # -- events ----------------------------------------------------------------------------
-
-    def on_logged_event(self, name: str, payload: dict[str, Any], now: float) -> None:
-        """A logged event (with an event id): deliver, drop as a double, or hold and sync."""
-        room_id = payload.get("roomId")
-        event_id = payload.get("eventId")
-        if not isinstance(room_id, str) or not isinstance(event_id, int):
-            self._out.malformed(f"{name} without a string roomId and an integer eventId")
-            return
-        epoch = opt_str(payload.get("epoch"))
-        room = self.rooms.get(room_id)
-        if room is None:
-            self._on_unjoined_event(name, payload, room_id, event_id, epoch)
-            return
-        if room.phase is not RoomPhase.LIVE:
-            room.hold(event_id, name, payload)
-        elif room.is_duplicate(event_id, epoch):
-            self._out.counters["duplicates_dropped"] += 1
-        elif room.is_next(event_id, epoch):
-            self._emit_logged(name, payload, room, event_id, epoch, replayed=False)
-        else:
-            # A hole in the live stream or a new epoch: fetch what is missing first.
-            room.hold(event_id, name, payload)
-            self._send_sync(room, now)
-
-    def _on_unjoined_event(
-        self, name: str, payload: dict[str, Any], room_id: str, event_id: int, epoch: str | None
-    ) -> None:
-        """A logged event of a room the application has not joined.
-
-        The user's inbox (``user:<userId>``, a member without joining) is delivered,
-        doubles dropped by a bounded window. Any other room is a server's mistake (or
-        the tail of a room just left): counted and dropped, without keeping state for
-        it. Before a welcome that names the user (generic servers), there is no
-        inbox to tell apart: such events are delivered the inbox's way.
-        """
-        user = self.welcome.user_id
-        if user is not None and room_id != f"user:{user}":
-            self._out.counters["foreign_events"] += 1
-            if not self._foreign_reported and not self._leaving(room_id):
-                self._foreign_reported = True
-                message = f"{name} for {room_id}, a room not joined: dropped (once per connection)"
-                log.warning("%s", message)
-                self._out.add(ErrorEvent("NOT_JOINED_EVENT", message))
-            return
-        if self.recent.seen(room_id, epoch, event_id):
-            self._out.counters["duplicates_dropped"] += 1
-            return
-        self._out.counters["delivered"] += 1
-        self._out.add(
-            make_event(
-                name,
-                payload,
-                room_id,
-                event_id,
-                epoch,
-                opt_str(payload.get("from")),
-                opt_str(payload.get("messageId")),
-                False,
-            )
-        )
-
-    def _leaving(self, room_id: str) -> bool:
-        return any(
-            r.kind is RequestKind.LEAVE and r.room == room_id
-            for r in self._sender.requests.values()
-        )
-
-    def _emit_logged(
-        self,
-        name: str,
-        payload: dict[str, Any],
-        room: Room,
-        event_id: int,
-        epoch: str | None,
-        *,
-        replayed: bool,
-    ) -> None:
-        """Deliver a checked, new logged event and move the room's cursor past it."""
-        room.advance(event_id, epoch)
-        self._out.counters["replayed" if replayed else "delivered"] += 1
-        self._out.add(
-            make_event(
-                name,
-                payload,
-                room.name,
-                event_id,
-                room.epoch,
-                opt_str(payload.get("from")),
-                opt_str(payload.get("messageId")),
-                replayed,
-            )
-        )
-
-    def on_plain_event(self, name: str, payload: dict[str, Any]) -> None:
-        """An event without an event id (presence, typing, a generic server's own)."""
-        room_id = opt_str(payload.get("roomId"))
-        user = opt_str(payload.get("userId"))
-        room = self.rooms.get(room_id) if room_id is not None else None
-        if room is not None and user is not None:
-            if name == "user:joined":
-                room.members.add(user)
-            elif name == "user:left":
-                room.members.discard(user)
-        self._out.add(Event(name=name, data=payload, room=room_id, sender=user))

@@ -22,10 +22,10 @@ from .errors import (
     RequestRejected,
     RtClientError,
 )
-from .events import Ack, ErrorEvent
+from .events import ErrorEvent
 from .journal import Enqueued, Journal, Removed
 from .outbox import Outbox, OutboxEntry
-from .outcomes import Completed, Failed, Outcomes, opt_int, opt_str, rejection
+from .outcomes import Failed, Outcomes
 from .pacing import Pacer
 from .pending import Request, RequestKind
 from .quality import QualityTracker
@@ -220,6 +220,18 @@ class Sender:
             self.transmit_request(request, now)
         return request.key
 
+    def check_restore(self, entries: list[OutboxEntry]) -> None:
+        """Raise OutboxFull if ``entries`` do not fit under ``overflow="raise"``."""
+        box = self.outbox
+        size = sum(entry.size for entry in entries)
+        count = len(box) + len(entries)
+        if box.overflow == "raise" and (count > box.limit or box.bytes + size > box.max_bytes):
+            raise OutboxFull(
+                f"the store holds {len(entries)} queued messages ({size} bytes), more than "
+                f"the outbox takes (outbox_limit={box.limit}, outbox_max_bytes="
+                f"{box.max_bytes}): raise the limits or use overflow='drop_oldest'"
+            )
+
     def restore(self, entries: list[OutboxEntry]) -> None:
         """Queue messages a store kept; what does not fit is dropped and reported."""
         for entry in entries:
@@ -286,61 +298,6 @@ class Sender:
                 )
                 continue
             self.transmit(entry, now)
-
-    # -- acks --------------------------------------------------------------------------
-
-    def on_message_ack(
-        self, entry: OutboxEntry, ok: bool, payload: dict[str, Any], now: float, args: object
-    ) -> None:
-        """Settle a message by its ack (or hold it again after a refusal for load)."""
-        out = self._out
-        if entry.raw:  # a generic emit: whatever the server answered is the answer
-            self.remove_entry(entry)
-            out.counters["acked"] += 1
-            if entry.attempts == 1 and entry.sent_at is not None:
-                self.quality.ack_rtt(now - entry.sent_at)
-            if isinstance(args, list):
-                result: Any = args[0] if len(args) == 1 else args
-            else:
-                result = payload
-            out.complete(entry.message_id, result)
-            return
-        if ok:
-            # The server says it committed the message: that settles it, whatever else
-            # the ack gets wrong. Failing it would make an app that retries post twice.
-            event_id = opt_int(payload.get("eventId"))
-            if event_id is None:
-                out.malformed(
-                    f"ack of {entry.message_id} says success without an integer eventId "
-                    f"({type(payload.get('eventId')).__name__}): settled with event_id None"
-                )
-            self.remove_entry(entry)
-            if entry.attempts == 1 and entry.sent_at is not None:
-                self.quality.ack_rtt(now - entry.sent_at)  # Karn: only unambiguous samples
-            duplicate = payload.get("duplicate") is True
-            out.counters["acked"] += 1
-            out.counters["duplicate_acks"] += duplicate
-            ack = Ack(
-                entry.message_id,
-                opt_str(payload.get("roomId")) or entry.room,
-                event_id,
-                opt_str(payload.get("epoch")),
-                duplicate,
-            )
-            out.add(Completed(entry.message_id, ack))
-            return
-        error = payload.get("error")
-        code = error.get("code") if isinstance(error, dict) else None
-        if code in ("RATE_LIMIT", "INTERNAL"):
-            retry_after = error.get("retryAfter") if isinstance(error, dict) else None
-            self.pacer.refused(str(code), retry_after, entry.sent_at, now)
-            self.note_deadline(self.pacer.hold_until)
-            if code == "RATE_LIMIT":
-                out.counters["rate_limited"] += 1
-            self.outbox.mark_queued(entry)
-            return
-        self.remove_entry(entry)
-        out.fail(entry.message_id, rejection(payload, room=entry.room))
 
     # -- settling ------------------------------------------------------------------------
 

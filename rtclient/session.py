@@ -28,12 +28,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .acks import settle_message, settle_request
 from .errors import (
     ClientClosed,
     InvalidState,
     MessageDropped,
     NotJoined,
-    OutboxFull,
     RtClientError,
 )
 from .events import ConnectionState, ErrorEvent, QualityChanged
@@ -41,7 +41,7 @@ from .hints import DEFAULT_MAX_SERVER_DELAY
 from .ids import new_message_id
 from .journal import CursorForgotten, Journal, RoomsSet, StoreChange
 from .outbox import Outbox, OutboxEntry, Overflow
-from .outcomes import Completed, Failed, Outcomes, Output, rejection
+from .outcomes import Completed, Failed, Outcomes, Output
 from .pacing import HOLD_MIN, PACE_MARGIN
 from .pending import RequestKind
 from .quality import QualityLevel, QualitySnapshot, QualityTracker
@@ -114,7 +114,7 @@ class Session:
         )
         self.outbox = self._sender.outbox
         self.rooms: dict[str, Room] = self._recovery.rooms
-        self._recent = self._recovery.recent
+        self._recent = self._recovery.delivery.recent
         self.counters: dict[str, int] = self._out.counters
         self.gate_on_welcome = False
         """When true, a welcome does not lead to CONNECTED until :meth:`open_gate`."""
@@ -151,7 +151,7 @@ class Session:
     @property
     def welcome(self) -> Welcome:
         """What the last welcome said (:data:`~rtclient.welcome.NO_WELCOME` before one)."""
-        return self._recovery.welcome
+        return self._recovery.delivery.welcome
 
     # -- state -------------------------------------------------------------------
 
@@ -463,14 +463,14 @@ class Session:
         elif type_ == "connected":
             self._on_welcome(payload, now)
         elif type_ in LOGGED_EVENTS:
-            self._recovery.on_logged_event(type_, payload, now)
+            self._recovery.delivery.on_logged_event(type_, payload, now)
         elif type_ == "error":
             self.counters["server_errors"] += 1
             self._out.add(
                 ErrorEvent(str(payload.get("code", "ERROR")), str(payload.get("message", "")))
             )
         else:
-            self._recovery.on_plain_event(type_, payload)
+            self._recovery.delivery.on_plain_event(type_, payload)
         self._sender.flush(now)
 
     def malformed(self, what: str) -> None:
@@ -501,15 +501,7 @@ class Session:
         """
         if self._machine.state is not ConnectionState.IDLE:
             raise InvalidState("restore() is for a session that has not connected yet")
-        box = self.outbox
-        size = sum(entry.size for entry in entries)
-        count = len(box) + len(entries)
-        if box.overflow == "raise" and (count > box.limit or box.bytes + size > box.max_bytes):
-            raise OutboxFull(
-                f"the store holds {len(entries)} queued messages ({size} bytes), more than "
-                f"the outbox takes (outbox_limit={box.limit}, outbox_max_bytes="
-                f"{box.max_bytes}): raise the limits or use overflow='drop_oldest'"
-            )
+        self._sender.check_restore(entries)
         for name in rooms:
             epoch, last = cursors.get(name, (None, None))
             self.rooms[name] = Room(name, epoch=epoch, last_event_id=last)
@@ -521,7 +513,7 @@ class Session:
         if not self._machine.awaiting_welcome:
             # Not waiting for a welcome: a server's own event that happens to be named
             # "connected" (generic Socket.IO servers), delivered as it is.
-            self._recovery.on_plain_event("connected", payload)
+            self._recovery.delivery.on_plain_event("connected", payload)
             return
         welcome = interpret_welcome(payload)
         self._sender.max_frame = welcome.max_message_size
@@ -548,7 +540,7 @@ class Session:
         ok = payload.get("success") is True
         entry = self.outbox.get(request_id)
         if entry is not None:
-            self._sender.on_message_ack(entry, ok, payload, now, args)
+            settle_message(self._sender, self._out, entry, ok, payload, now, args)
             return
         request = self._sender.requests.pop(request_id, None)
         if request is None:
@@ -560,13 +552,8 @@ class Session:
         elif request.kind is RequestKind.SYNC:
             if room is not None and room.request_id == request_id:
                 self._recovery.on_sync_ack(room, ok, payload, now)
-        elif request.raw:
-            result = args[0] if isinstance(args, list) and len(args) == 1 else args
-            self._out.complete(request.key, payload if args is None else result)
-        elif request.kind is RequestKind.LEAVE or ok:
-            self._out.complete(request.key, payload)
         else:
-            self._out.fail(request.key, rejection(payload))
+            settle_request(self._out, request, ok, payload, args)
 
     def _enqueue_message(
         self,
