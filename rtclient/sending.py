@@ -282,12 +282,18 @@ class Sender:
         for request in self.requests.values():
             if not request.in_flight:
                 self.transmit_request(request, now)
-        self.pacer.relax(now, queued=self.outbox.has_queued)
+        pacer = self.pacer
+        if pacer.pace:
+            pacer.relax(now, queued=self.outbox.has_queued)
         if not self.outbox.has_queued or not self._machine.live:
             return
-        count, wake = self.pacer.window(now, self.max_in_flight - self.outbox.in_flight_count())
-        if wake is not None:
-            self.note_deadline(wake)  # the caller's timer may not know it
+        count = self.max_in_flight - self.outbox.in_flight_count()
+        if pacer.hold_until or pacer.pace:  # held or paced: the pacer decides
+            count, wake = pacer.window(now, count)
+            if wake is not None:
+                self.note_deadline(wake)  # the caller's timer may not know it
+        if count <= 0:
+            return
         limit = self.max_frame
         for entry in list(itertools.islice(self.outbox.queued(), count)):
             if limit is not None and entry.size > limit:

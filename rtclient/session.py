@@ -50,7 +50,7 @@ from .rooms import Room, RoomPhase
 from .sending import Sender
 from .sizing import SizeOf, json_size
 from .states import ConnectionMachine
-from .welcome import Welcome, interpret_welcome
+from .welcome import SocketIOResume, Welcome, interpret_welcome
 
 __all__ = [
     "HOLD_MIN",
@@ -121,6 +121,11 @@ class Session:
         self._gated = False
         self.close_error: RtClientError | None = None
         """The fatal error that closed the session, if one did."""
+        self.resume = SocketIOResume()
+        """Socket.IO connection state recovery: the session to resume and the offset.
+
+        Kept by the session so that it outlives a transport; the Socket.IO transport
+        still keeps its own copy today (``SocketIOTransport.pid``/``offset``)."""
 
     # -- configuration -------------------------------------------------------------
 

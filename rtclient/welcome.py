@@ -83,9 +83,9 @@ def interpret_welcome(payload: Mapping[str, Any]) -> Welcome:
 class SocketIOResume:
     """Socket.IO v4 connection state recovery: the session to resume and where.
 
-    The session-side holder of what a reconnect must send (``auth.pid`` and
-    ``auth.offset``). Today the Socket.IO transport keeps its own copy
-    (``SocketIOTransport.pid``/``offset``); see docs/architecture notes of issue 16.
+    The session-side holder (``Session.resume``) of what a reconnect must send
+    (``auth.pid`` and ``auth.offset``). The Socket.IO transport keeps its own copy
+    (``SocketIOTransport.pid``/``offset``) until it is handed this holder instead.
     """
 
     pid: str | None = None
