@@ -14,9 +14,42 @@ from .events import Ack
 from .outbox import OutboxEntry
 from .outcomes import Completed, Outcomes, opt_int, opt_str, rejection
 from .pending import Request, RequestKind
+from .recovery import Recovery
 from .sending import Sender
 
-__all__ = ["settle_message", "settle_request"]
+__all__ = ["on_ack", "settle_message", "settle_request"]
+
+
+def on_ack(
+    sender: Sender,
+    recovery: Recovery,
+    request_id: object,
+    payload: dict[str, Any],
+    now: float,
+    args: object = None,
+) -> None:
+    """Route an ack by its id: to a message, a request, or the recovery plan's request."""
+    out = sender.out
+    if not isinstance(request_id, str):
+        out.malformed("ack without a string id")
+        return
+    ok = payload.get("success") is True
+    entry = sender.outbox.get(request_id)
+    if entry is not None:
+        settle_message(sender, out, entry, ok, payload, now, args)
+        return
+    request = sender.requests.pop(request_id, None)
+    if request is None:
+        return  # the ack of a retransmitted request, or of an expired message
+    room = recovery.rooms.get(request.room) if request.room is not None else None
+    if request.kind is RequestKind.JOIN:
+        if room is not None and room.request_id == request_id:
+            recovery.on_join_ack(room, ok, payload, now)
+    elif request.kind is RequestKind.SYNC:
+        if room is not None and room.request_id == request_id:
+            recovery.on_sync_ack(room, ok, payload, now)
+    else:
+        settle_request(out, request, ok, payload, args)
 
 
 def settle_message(

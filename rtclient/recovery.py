@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .delivery import Delivery
+from .errors import NotJoined, RtClientError
 from .events import ErrorEvent, Gap
-from .journal import CursorSet, Journal, RoomsSet
+from .journal import CursorForgotten, CursorSet, Journal, RoomsSet
 from .outcomes import Outcomes, opt_int, opt_str, rejection
 from .pages import check_page, event_id_of
 from .pending import RequestKind
@@ -60,6 +61,52 @@ class Recovery:
         self.sync_page_size = sync_page_size
         self.rooms: dict[str, Room] = {}
         self.delivery = Delivery(self.rooms, sender, out, resync=self._send_sync)
+
+    # -- the application's rooms ------------------------------------------------------------
+
+    def join(self, room: str, now: float, *, welcomed: bool) -> str:
+        """Remember ``room`` and join it now if ``welcomed``; returns the outcome key."""
+        key = join_key(room)
+        state = self.rooms.get(room)
+        if state is not None and state.phase in (RoomPhase.LIVE, RoomPhase.SYNCING):
+            self._out.complete(key, sorted(state.members))  # joined (SYNCING: join acked)
+            return key
+        if state is None:
+            state = Room(room)
+            self.rooms[room] = state
+            self._journal.record(RoomsSet(tuple(self.rooms)))
+        if welcomed and state.request_id is None:
+            self.send_join(state, now)
+        return key
+
+    def leave(self, room: str, now: float, *, welcomed: bool) -> str:
+        """Forget ``room``, fail what was queued for it, tell the server if ``welcomed``."""
+        key = leave_key(room)
+        state = self.rooms.pop(room, None)
+        if state is None:
+            self._out.complete(key, True)
+            return key
+        self._journal.record(RoomsSet(tuple(self.rooms)))
+        self._journal.record(CursorForgotten(room))
+        self._sender.fail_queued_for(room, NotJoined(room))
+        if state.phase is not RoomPhase.LIVE:
+            self._out.fail(join_key(room), NotJoined(room))
+        if state.request_id is not None:
+            self._sender.requests.pop(state.request_id, None)
+        if welcomed:
+            self._sender.enqueue_request(
+                RequestKind.LEAVE, "room:leave", {"roomId": room}, now, room=room, key=key
+            )
+        else:
+            self._out.complete(key, True)
+        self._room_live(now)  # it may have been the last room still recovering
+        return key
+
+    def fail_joins(self, failure: RtClientError) -> None:
+        """The session closed: the joins of rooms not yet live fail."""
+        for room in self.rooms.values():
+            if room.phase is not RoomPhase.LIVE:
+                self._out.fail(join_key(room.name), failure)
 
     # -- the plan ------------------------------------------------------------------------
 

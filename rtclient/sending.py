@@ -54,7 +54,8 @@ class Sender:
         max_server_delay: float,
     ) -> None:
         self._machine = machine
-        self._out = out
+        self.out = out
+        """Where outcomes go (shared with the rest of the session)."""
         self._journal = journal
         self.outbox = outbox
         self.ack_timeout = ack_timeout
@@ -136,9 +137,9 @@ class Sender:
         if self._ttl_count:
             for entry in self.outbox.expire(now):
                 self._ttl_count -= 1
-                self._out.counters["expired"] += 1
+                self.out.counters["expired"] += 1
                 self._journal.record(Removed(entry.message_id))
-                self._out.fail(
+                self.out.fail(
                     entry.message_id,
                     MessageExpired(entry.message_id, maybe_delivered=entry.attempts > 0),
                 )
@@ -152,7 +153,7 @@ class Sender:
                 continue
             if request.kind is RequestKind.GENERIC:
                 del self.requests[request_id]
-                self._out.fail(request.key, AckTimeout(f"no ack for {request.type} in time"))
+                self.out.fail(request.key, AckTimeout(f"no ack for {request.type} in time"))
             else:
                 self.transmit_request(request, now)
         self.pacer.tick(now)
@@ -261,14 +262,14 @@ class Sender:
 
     def transmit(self, entry: OutboxEntry, now: float) -> None:
         """Write a message (again); one without an ack is done once written."""
-        self._out.counters["resent" if entry.attempts else "sent"] += 1
+        self.out.counters["resent" if entry.attempts else "sent"] += 1
         envelope: dict[str, Any] = {"type": entry.kind, "payload": entry.payload}
         if entry.raw:
             envelope["raw"] = True
         if not entry.wants_ack:
             self._buffer.append(envelope)
             self.remove_entry(entry)
-            self._out.complete(entry.message_id, None)
+            self.out.complete(entry.message_id, None)
             return
         envelope["id"] = entry.message_id
         self.outbox.mark_sent(entry, now)
@@ -299,7 +300,7 @@ class Sender:
             if limit is not None and entry.size > limit:
                 # The server would close the connection (1009) and the resend would loop.
                 self.remove_entry(entry)
-                self._out.fail(
+                self.out.fail(
                     entry.message_id, RequestRejected("MESSAGE_TOO_LARGE", f"over {limit} bytes")
                 )
                 continue
@@ -316,17 +317,17 @@ class Sender:
     def dropped(self, entry: OutboxEntry, why: str) -> None:
         """Report a message the outbox dropped (it is no longer in the outbox)."""
         self._journal.record(Removed(entry.message_id))
-        self._out.counters["dropped"] += 1
+        self.out.counters["dropped"] += 1
         error = MessageDropped(f"message {entry.message_id} dropped: {why}")
-        self._out.add(Failed(entry.message_id, error))
-        self._out.add(ErrorEvent("MESSAGE_DROPPED", str(error), error))
+        self.out.add(Failed(entry.message_id, error))
+        self.out.add(ErrorEvent("MESSAGE_DROPPED", str(error), error))
 
     def fail_queued_for(self, room: str, error: RtClientError) -> None:
         """Fail the chat messages queued (not yet sent) for ``room``."""
         for entry in list(self.outbox.queued()):
             if entry.room == room and entry.kind == "chat:send":
                 self.remove_entry(entry)
-                self._out.fail(entry.message_id, error)
+                self.out.fail(entry.message_id, error)
 
     def connection_dropped(self) -> None:
         """The connection is gone: requeue messages; settle or keep each request."""
@@ -336,12 +337,12 @@ class Sender:
             if request.kind is RequestKind.LEAVE:
                 # The server drops a connection's memberships when it goes away.
                 del self.requests[request_id]
-                self._out.complete(request.key, True)
+                self.out.complete(request.key, True)
             elif request.kind in (RequestKind.JOIN, RequestKind.SYNC):
                 del self.requests[request_id]  # the recovery plan sends them again
             elif not request.resend:
                 del self.requests[request_id]
-                self._out.fail(
+                self.out.fail(
                     request.key, ConnectionLost(None, "connection lost before the answer")
                 )
             else:
@@ -352,8 +353,8 @@ class Sender:
         """The session closed: every queued message and pending request fails."""
         for entry in self.outbox.entries():
             self.outbox.remove(entry.message_id)
-            self._out.fail(entry.message_id, failure)
+            self.out.fail(entry.message_id, failure)
         for request_id, request in list(self.requests.items()):
             del self.requests[request_id]
             if request.key is not None:
-                self._out.fail(request.key, failure)
+                self.out.fail(request.key, failure)

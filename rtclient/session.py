@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .acks import settle_message, settle_request
+from .acks import on_ack
 from .errors import (
     ClientClosed,
     InvalidState,
@@ -39,14 +39,14 @@ from .errors import (
 from .events import ConnectionState, ErrorEvent, QualityChanged
 from .hints import DEFAULT_MAX_SERVER_DELAY
 from .ids import new_message_id
-from .journal import CursorForgotten, Journal, RoomsSet, StoreChange
+from .journal import Journal, StoreChange
 from .outbox import Outbox, OutboxEntry, Overflow
 from .outcomes import Completed, Failed, Outcomes, Output
 from .pacing import HOLD_MIN, PACE_MARGIN
 from .pending import RequestKind
 from .quality import QualityLevel, QualitySnapshot, QualityTracker
 from .recovery import Recovery, join_key, leave_key
-from .rooms import Room, RoomPhase
+from .rooms import Room
 from .sending import Sender
 from .sizing import SizeOf, json_size
 from .states import ConnectionMachine
@@ -214,9 +214,7 @@ class Session:
         self.close_error = error
         failure = error if error is not None else ClientClosed("the client was closed")
         self._sender.fail_all(failure)
-        for room in self.rooms.values():
-            if room.phase is not RoomPhase.LIVE:
-                self._out.fail(join_key(room.name), failure)
+        self._recovery.fail_joins(failure)
         self._set_state(ConnectionState.CLOSED, error=error)
 
     def _drop_connection(self) -> None:
@@ -232,41 +230,11 @@ class Session:
         The key's ``Completed`` result is the member list from the server.
         """
         self._check_open_for_work()
-        key = join_key(room)
-        state = self.rooms.get(room)
-        if state is not None and state.phase in (RoomPhase.LIVE, RoomPhase.SYNCING):
-            self._out.complete(key, sorted(state.members))  # joined (SYNCING: join acked)
-            return key
-        if state is None:
-            state = Room(room)
-            self.rooms[room] = state
-            self._journal.record(RoomsSet(tuple(self.rooms)))
-        if self._machine.welcomed and state.request_id is None:
-            self._recovery.send_join(state, now)
-        return key
+        return self._recovery.join(room, now, welcomed=self._machine.welcomed)
 
     def leave(self, room: str, now: float) -> str:
         """Leave ``room``: forget it, fail its queued messages. Returns the outcome key."""
-        key = leave_key(room)
-        state = self.rooms.pop(room, None)
-        if state is None:
-            self._out.complete(key, True)
-            return key
-        self._journal.record(RoomsSet(tuple(self.rooms)))
-        self._journal.record(CursorForgotten(room))
-        self._sender.fail_queued_for(room, NotJoined(room))
-        if state.phase is not RoomPhase.LIVE:
-            self._out.fail(join_key(room), NotJoined(room))
-        if state.request_id is not None:
-            self._sender.requests.pop(state.request_id, None)
-        if self._machine.welcomed:
-            self._sender.enqueue_request(
-                RequestKind.LEAVE, "room:leave", {"roomId": room}, now, room=room, key=key
-            )
-        else:
-            self._out.complete(key, True)
-        self._maybe_live(now)  # it may have been the last room still recovering
-        return key
+        return self._recovery.leave(room, now, welcomed=self._machine.welcomed)
 
     def send(
         self,
@@ -464,7 +432,9 @@ class Session:
             self._out.malformed(f"{type_}: payload is not an object")
             return
         if type_ == "ack":
-            self._on_ack(envelope.get("id"), payload, now, envelope.get("args"))
+            on_ack(
+                self._sender, self._recovery, envelope.get("id"), payload, now, envelope.get("args")
+            )
         elif type_ == "connected":
             self._on_welcome(payload, now)
         elif type_ in LOGGED_EVENTS:
@@ -535,30 +505,6 @@ class Session:
         ):
             self._set_state(ConnectionState.CONNECTED)
             self._sender.flush(now)
-
-    def _on_ack(
-        self, request_id: object, payload: dict[str, Any], now: float, args: object = None
-    ) -> None:
-        if not isinstance(request_id, str):
-            self._out.malformed("ack without a string id")
-            return
-        ok = payload.get("success") is True
-        entry = self.outbox.get(request_id)
-        if entry is not None:
-            settle_message(self._sender, self._out, entry, ok, payload, now, args)
-            return
-        request = self._sender.requests.pop(request_id, None)
-        if request is None:
-            return  # the ack of a retransmitted request, or of an expired message
-        room = self.rooms.get(request.room) if request.room is not None else None
-        if request.kind is RequestKind.JOIN:
-            if room is not None and room.request_id == request_id:
-                self._recovery.on_join_ack(room, ok, payload, now)
-        elif request.kind is RequestKind.SYNC:
-            if room is not None and room.request_id == request_id:
-                self._recovery.on_sync_ack(room, ok, payload, now)
-        else:
-            settle_request(self._out, request, ok, payload, args)
 
     def _enqueue_message(
         self,
