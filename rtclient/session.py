@@ -21,6 +21,11 @@ The recovery plan after every (re)connect, started by the server's ``connected``
 welcome: rejoin every room in join order → sync each room from its cursor, page by
 page, until ``more`` is false (live events arriving meanwhile are held and merged by
 event id) → flush the outbox in enqueue order → live (state CONNECTED).
+
+This module is a facade; the decisions live beside it: ``states`` (the connection and
+room phase tables), ``recovery`` and ``delivery`` (the plan, holes, events), ``sending``,
+``acks`` and ``pacing`` (outbox, acks, rate-limit holds, the send window), ``journal``
+(store changes), ``welcome`` (the welcome, read once) and ``sizing`` (message sizes).
 """
 
 from __future__ import annotations
