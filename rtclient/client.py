@@ -29,15 +29,17 @@ from .errors import (
     RtClientError,
     TransportError,
 )
-from .events import Ack, ConnectionState, ErrorEvent, Event, Gap, StateChanged
+from .events import Ack, ConnectionState, ErrorEvent, Event, StateChanged
 from .flag import Flag
 from .hints import DEFAULT_MAX_SERVER_DELAY
+from .journal import CursorForgotten, CursorSet, Enqueued, Removed, RoomsSet
 from .outbox import Overflow
 from .outgoing import Outgoing
 from .quality import QualitySnapshot, QualityTracker
 from .reconnect import NoWelcome, ReconnectPolicy, Step
 from .redact import remember_token
 from .session import Completed, Failed, Session, leave_key
+from .sizing import size_function
 from .store import SqliteStore, Store, StoredMessage
 from .tokens import StaticToken, TokenSource, as_provider, token_times
 from .transports.aiohttp_ws import AiohttpTransport
@@ -202,6 +204,7 @@ class Client:
             sync_page_size=sync_page_size,
             quality=QualityTracker(window=quality_window),
             max_server_delay=max_server_delay,
+            size_of=size_function(codec),
         )
         self._store: Store | None = SqliteStore(store) if isinstance(store, str) else store
         self._session.track_changes = self._store is not None
@@ -276,13 +279,12 @@ class Client:
         Socket.IO v4 connection state recovery: True when the server replayed what was
         missed; after a reconnect where it could not, a ``gap`` event was delivered.
         """
-        return self._session.welcome.get("recovered") is True
+        return self._session.welcome.recovered is True
 
     @property
     def user_id(self) -> str | None:
         """The user id the server welcomed us as (None before the first welcome)."""
-        value = self._session.welcome.get("userId")
-        return value if isinstance(value, str) else None
+        return self._session.welcome.user_id
 
     async def connect(self, *, wait: bool = True) -> None:
         """Start the client; with ``wait``, return once it is live (CONNECTED).
@@ -713,10 +715,7 @@ class Client:
             async with asyncio.timeout(self.connect_timeout):
                 while not welcomed:
                     await self._receive(conn)
-                    welcomed = self._session.state in (
-                        ConnectionState.RECOVERING,
-                        ConnectionState.CONNECTED,
-                    )
+                    welcomed = self._session.welcomed
             self._policy.connected(self._clock())
             self._after_welcome()
             while True:
@@ -794,24 +793,15 @@ class Client:
     def _after_welcome(self) -> None:
         """Tell the app if its Socket.IO session was not recovered; start the hooks."""
         welcome = self._session.welcome
-        if welcome.get("recovered") is False and welcome.get("previousPid"):
-            self._dispatcher.put(
-                Gap(
-                    room=self._namespace,
-                    reason="session",
-                    after_event_id=0,
-                    old_epoch=str(welcome["previousPid"]),
-                    new_epoch=None,
-                )
-            )
+        gap = welcome.session_gap(self._namespace)
+        if gap is not None:
+            self._dispatcher.put(gap)
         group = self._hook_group
         if group is None:
             return
         if self._hooks:
             group.create_task(self._run_hooks(), name="rtclient on_connect")
-        features = welcome.get("features")
-        refreshable = isinstance(features, list) and "token:refresh" in features
-        if refreshable:
+        if welcome.refreshable:
             self._plan_refresh()
 
     # -- internals: in-band token refresh --------------------------------------------------
@@ -1091,15 +1081,15 @@ class Client:
         """Apply the session's changes to the store (buffered: a commit follows shortly)."""
         for change in self._session.store_changes():
             match change:
-                case ("enqueue", entry):
+                case Enqueued(entry):
                     store.enqueue(StoredMessage.from_entry(entry, clock_offset=self._clock_offset))
-                case ("remove", message_id):
+                case Removed(message_id):
                     store.remove(message_id)
-                case ("rooms", rooms):
-                    store.set_rooms(rooms)
-                case ("forget", room):
+                case RoomsSet(rooms):
+                    store.set_rooms(list(rooms))
+                case CursorForgotten(room):
                     store.forget_cursor(room)
-                case ("cursor", room, epoch, last_event_id):
+                case CursorSet(room, epoch, last_event_id):
                     store.set_cursor(room, epoch, last_event_id)
 
     def _delivered(self, item: Delivered) -> None:

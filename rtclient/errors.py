@@ -7,6 +7,7 @@ transports. The tree::
     RtClientError
     ├── ClientClosed             the client was closed; pending calls fail with it
     ├── ConnectionFailed         gave up reconnecting (max_attempts / max_elapsed)
+    ├── InvalidState             a transition the state tables forbid (a bug in the caller)
     ├── AuthError                the server refused the credentials (fatal unless noted)
     │   ├── Unauthorized         4001: invalid or missing token
     │   ├── TokenExpired         4002: the provider keeps handing out expired tokens
@@ -41,6 +42,7 @@ __all__ = [
     "ConnectionLost",
     "Forbidden",
     "HandshakeRejected",
+    "InvalidState",
     "MessageDropped",
     "MessageExpired",
     "NotJoined",
@@ -70,6 +72,10 @@ class ClientClosed(RtClientError):
 
 class ConnectionFailed(RtClientError):
     """The reconnect policy gave up (``max_attempts`` or ``max_elapsed`` reached)."""
+
+
+class InvalidState(RtClientError):
+    """A transition that a state table does not allow (a bug in the caller, not the peer)."""
 
 
 class AuthError(RtClientError):

@@ -81,8 +81,7 @@ class Outgoing:
     def _batching(self) -> bool:
         if self.batch_max == 1 or not self.batchable:
             return False
-        features = self.session.welcome.get("features")
-        return isinstance(features, list) and "batch" in features
+        return "batch" in self.session.welcome.features
 
     @property
     def inline(self) -> bool:

@@ -24,8 +24,8 @@ FAST = Backoff(base=0.01, cap=0.1, stable_after=0.2)
 class PlainServer:
     """A python-socketio server with its own little protocol, on port 0."""
 
-    def __init__(self) -> None:
-        self.sio = socketio.AsyncServer(async_mode="aiohttp")
+    def __init__(self, serializer: str = "default") -> None:
+        self.sio = socketio.AsyncServer(async_mode="aiohttp", serializer=serializer)
         self.app = web.Application()
         self.sio.attach(self.app)
         self.seen_ids: list[str] = []
@@ -116,6 +116,27 @@ async def test_emit_call_on_and_resubscribe_after_reconnect(plain: PlainServer) 
         assert news[0].data == {"topic": "sports", "score": 3}
         assert client.recovered is False
         assert client.stats()["reconnects"] == 1
+
+
+async def test_msgpack_emits_carry_bytes() -> None:
+    """The outbox sizes an emit with the configured codec: bytes are fine in MessagePack."""
+    server = PlainServer(serializer="msgpack")
+    await server.start()
+    try:
+        client = Client(
+            server.url,
+            transport="socketio",
+            protocol="generic",
+            codec="msgpack",
+            token="good",
+            backoff=FAST,
+        )
+        async with client:
+            reply = await client.emit("echo", {"blob": b"\x00\xff" * 8})
+        assert reply["blob"] == b"\x00\xff" * 8
+        assert server.echoes[0]["blob"] == b"\x00\xff" * 8
+    finally:
+        await server.stop()
 
 
 async def test_emits_queued_while_the_server_is_down_are_delivered(plain: PlainServer) -> None:

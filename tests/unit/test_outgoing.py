@@ -38,10 +38,12 @@ class Wire:
         return [f["payload"]["text"] for f in self.frames if f["type"] == "chat:send"]
 
 
-def live_session() -> Session:
+def live_session(features: list[str] | None = None) -> Session:
     session, server = Session(max_in_flight=100), SimServer()
     session.connecting()
     server.open(session)
+    if features is not None:
+        server.wire[0]["payload"]["features"] = features
     server.deliver(session, 0.0)
     session.join("a", 0.0)
     server.deliver(session, 0.0)
@@ -132,18 +134,22 @@ async def test_an_unencodable_envelope_is_reported_and_the_rest_still_goes() -> 
 
 
 async def test_batching_only_when_the_server_offers_it() -> None:
-    session, wire = live_session(), Wire()
-    out = Outgoing(
-        wire,  # type: ignore[arg-type]
-        session,
-        batchable=True,
-        batch_max=8,
-        batch_wait=0.0,
-        report=[].append,
-        counters={"batches": 0},
-    )
-    assert out.inline  # the sim server's welcome lists no "batch" feature
-    session.welcome = {**session.welcome, "features": ["batch"]}
+    wire = Wire()
+
+    def batching(session: Session) -> Outgoing:
+        return Outgoing(
+            wire,  # type: ignore[arg-type]
+            session,
+            batchable=True,
+            batch_max=8,
+            batch_wait=0.0,
+            report=[].append,
+            counters={"batches": 0},
+        )
+
+    assert batching(live_session()).inline  # the sim server's welcome lists no "batch"
+    session = live_session(features=["batch"])
+    out = batching(session)
     assert not out.inline  # batches are made by the writer task, which may linger
     session.send("a", "m0", 1.0)
     session.send("a", "m1", 1.0)

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from rtclient.events import ConnectionState, ErrorEvent, Event, Gap
+from rtclient.journal import Removed
 from rtclient.session import Completed, Session
 
 
@@ -118,7 +119,7 @@ def test_an_expired_message_leaves_the_store() -> None:
     message_id = s.send_direct("bob", "hi", 0.0, ttl=1.0)
     s.store_changes()
     s.tick(5.0)
-    assert s.store_changes() == [("remove", message_id)]
+    assert s.store_changes() == [Removed(message_id)]
 
 
 def test_an_ack_without_event_id_settles_the_send_instead_of_looping() -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from rtclient.errors import MessageDropped, OutboxFull
 from rtclient.events import Ack, ConnectionState, ErrorEvent, Event, Gap
+from rtclient.journal import Removed
 from rtclient.outbox import OutboxEntry
 from rtclient.session import Completed, Failed, Output, Session
 
@@ -409,7 +410,7 @@ def test_a_restore_larger_than_the_outbox_reports_what_drop_oldest_dropped() -> 
     assert [o.key for o in of(out, Failed)] == ["m0", "m1"]
     assert all(isinstance(o.error, MessageDropped) for o in of(out, Failed))
     assert [e.code for e in of(out, ErrorEvent)] == ["MESSAGE_DROPPED"] * 2
-    assert s.store_changes() == [("remove", "m0"), ("remove", "m1")]
+    assert s.store_changes() == [Removed("m0"), Removed("m1")]
     assert [e.message_id for e in s.outbox.entries()] == ["m2", "m3", "m4"]
     assert s.stats()["dropped"] == 2
 

@@ -1,0 +1,102 @@
+"""The server's welcome (``connected``), read once into a typed record.
+
+A welcome starts the recovery plan. What it says — who we are, which features the
+server has, its limits, and for Socket.IO whether the previous session was recovered —
+is interpreted here, in one pure function, so that neither the session nor the client
+picks fields out of a dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .events import Gap
+
+__all__ = ["NO_WELCOME", "SocketIOResume", "Welcome", "interpret_welcome"]
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """What the server's ``connected`` frame said, checked and typed.
+
+    ``recovered``: Socket.IO connection state recovery's outcome (None: the server
+    did not say); ``previous_pid``: the session the client asked to resume, if any.
+    ``payload`` is the frame's payload as it came, for fields nobody interprets.
+    """
+
+    user_id: str | None = None
+    features: frozenset[str] = frozenset()
+    max_message_size: int | None = None
+    recovered: bool | None = None
+    previous_pid: str | None = None
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def refreshable(self) -> bool:
+        """Whether the server refreshes tokens in band (``token:refresh``)."""
+        return "token:refresh" in self.features
+
+    def session_gap(self, namespace: str) -> Gap | None:
+        """The gap to report when the Socket.IO session asked for was not recovered.
+
+        None when nothing was asked for or the server recovered it: then no event of
+        the namespace was lost between the connections.
+        """
+        if self.recovered is not False or not self.previous_pid:
+            return None
+        return Gap(
+            room=namespace,
+            reason="session",
+            after_event_id=0,
+            old_epoch=self.previous_pid,
+            new_epoch=None,
+        )
+
+
+NO_WELCOME = Welcome()
+"""The welcome of a session that has not been welcomed yet."""
+
+
+def interpret_welcome(payload: Mapping[str, Any]) -> Welcome:
+    """Read a ``connected`` payload; fields of the wrong type count as absent."""
+    features = payload.get("features")
+    limits = payload.get("limits")
+    size = limits.get("maxMessageSize") if isinstance(limits, dict) else None
+    recovered = payload.get("recovered")
+    previous = payload.get("previousPid")
+    user = payload.get("userId")
+    return Welcome(
+        user_id=user if isinstance(user, str) else None,
+        features=frozenset(f for f in features if isinstance(f, str))
+        if isinstance(features, list)
+        else frozenset(),
+        max_message_size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+        recovered=recovered if isinstance(recovered, bool) else None,
+        previous_pid=str(previous) if previous else None,
+        payload=payload,
+    )
+
+
+@dataclass(slots=True)
+class SocketIOResume:
+    """Socket.IO v4 connection state recovery: the session to resume and where.
+
+    The session-side holder (``Session.resume``) of what a reconnect must send
+    (``auth.pid`` and ``auth.offset``). The Socket.IO transport keeps its own copy
+    (``SocketIOTransport.pid``/``offset``) until it is handed this holder instead.
+    """
+
+    pid: str | None = None
+    offset: str | None = None
+
+    def connected(self, pid: str | None, *, recovered: bool) -> None:
+        """A connect ended with the server's ``pid``; a new session starts at no offset."""
+        self.pid = pid
+        if not recovered:
+            self.offset = None
+
+    def received(self, offset: str) -> None:
+        """An event with ``offset`` arrived in the current session."""
+        self.offset = offset
