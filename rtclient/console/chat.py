@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``rtclient chat``; returns the exit status."""
     from .pipe import run_pipe
 
-    if sys.stdin.isatty() and sys.stdout.isatty():
+    # sys.stdin (or stdout) is None when its descriptor was closed (`<&-`): no input.
+    if sys.stdin and sys.stdin.isatty() and sys.stdout and sys.stdout.isatty():
         return asyncio.run(_interactive_main(args))
     return asyncio.run(run_pipe(args))
 
