@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import stat
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,13 @@ def load_state(path: Path, *, create: bool) -> ServeState | None:
     there is none (else None). Permissions wider than 0600 are narrowed."""
     try:
         with open(path, encoding="utf-8") as f:
-            mode = os.fstat(f.fileno()).st_mode
+            info = os.fstat(f.fileno())
+            if hasattr(os, "getuid") and info.st_uid != os.getuid():
+                raise StateFileError(
+                    f"{path} belongs to another user (uid {info.st_uid}); "
+                    "remove it, or pass --ephemeral"
+                )
+            mode = info.st_mode
             data = json.load(f)
         if stat.S_IMODE(mode) & 0o077:
             os.chmod(path, 0o600)
@@ -66,12 +73,25 @@ def load_state(path: Path, *, create: bool) -> ServeState | None:
         ) from None
     state = ServeState(secrets.token_urlsafe(32), secrets.token_urlsafe(16))
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"secret": state.secret, "adminToken": state.admin_token}, f)
+        _create(path, {"secret": state.secret, "adminToken": state.admin_token})
     except FileExistsError:  # another serve wrote it meanwhile: use theirs
         return load_state(path, create=False)
     except OSError as exc:
         raise StateFileError(f"cannot write {path}: {exc.strerror}; or pass --ephemeral") from None
     return state
+
+
+def _create(path: Path, data: dict[str, str]) -> None:
+    """Write ``data`` to ``path`` (0600), which must not exist; FileExistsError if it
+    does. Written in full to a temporary file first and then linked into place, so no
+    one ever reads it half written."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=".serve-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:  # mkstemp: 0600
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(temporary, path)  # atomic, and never over an existing file
+    finally:
+        os.unlink(temporary)

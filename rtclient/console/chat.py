@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``rtclient chat``; returns the exit status."""
     from .pipe import run_pipe
 
-    if sys.stdin.isatty() and sys.stdout.isatty():
+    # sys.stdin (or stdout) is None when its descriptor was closed (`<&-`): no input.
+    if sys.stdin and sys.stdin.isatty() and sys.stdout and sys.stdout.isatty():
         return asyncio.run(_interactive_main(args))
     return asyncio.run(run_pipe(args))
 
@@ -163,13 +164,18 @@ async def interactive(
             controller.say(f"· not inserted: {too_long_text(chars, max_chars)}")
         last_refusal = now
 
+    def paste_refused(chars: int) -> None:  # once per paste (keys.PasteGuard)
+        nonlocal last_refusal
+        last_refusal = time.monotonic()
+        controller.say(f"· not inserted: {too_long_text(chars, max_chars)}")
+
     session: PromptSession[str] = PromptSession(
         message=lambda: f"{controller.current or '-'}> ",
         bottom_toolbar=lambda: controller.toolbar(),
         refresh_interval=refresh_interval,
         input=CoalescingInput(input or create_input()),
         output=output,
-        key_bindings=size_limit_bindings(refused, max_chars),
+        key_bindings=size_limit_bindings(paste_refused, max_chars),
     )
     controller = ChatController(
         client,

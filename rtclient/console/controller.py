@@ -28,6 +28,7 @@ from .render import (
     item_line,
     paint,
     pending_line,
+    shown,
 )
 from .status import (
     EchoFilter,
@@ -281,7 +282,7 @@ class ChatController:
             self.say(f"✗ cannot join {room}: {describe_error(exc)}")
             return
         if announce:
-            self.say(f"· joined {room} ({len(members)} here: {', '.join(members)})")
+            self.say(f"· joined {room} ({len(members)} here: {shown(', '.join(members))})")
             if self.history > 0:
                 await self._history(room)
 
@@ -300,7 +301,7 @@ class ChatController:
         except (RtClientError, TimeoutError) as exc:
             self.say(f"✗ /who {room}: {describe_error(exc)}")
             return
-        self.say(f"· in {room}: {', '.join(members) or 'nobody'}")
+        self.say(f"· in {room}: {shown(', '.join(members)) or 'nobody'}")
 
     # -- what the client does ------------------------------------------------------------
 

@@ -10,6 +10,8 @@ keystroke that would take the line past the message limit before anything is ins
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from itertools import groupby
@@ -23,12 +25,26 @@ from prompt_toolkit.keys import Keys
 
 from .lines import MAX_TEXT_CHARS
 
-__all__ = ["CoalescingInput", "coalesce", "size_limit_bindings", "trim_to_limit"]
+__all__ = [
+    "CoalescingInput",
+    "PasteGuard",
+    "Piece",
+    "coalesce",
+    "size_limit_bindings",
+    "trim_to_limit",
+]
 
 
 def _plain(press: KeyPress) -> bool:
     key = press.key
     return isinstance(key, str) and len(key) == 1 and key.isprintable()
+
+
+class Piece(str):
+    """The data of a paste made by :func:`coalesce`: characters read at once, which may
+    be one piece of a longer paste (a bracketed paste from the terminal is whole)."""
+
+    __slots__ = ()
 
 
 def coalesce(presses: list[KeyPress]) -> list[KeyPress]:
@@ -37,7 +53,7 @@ def coalesce(presses: list[KeyPress]) -> list[KeyPress]:
     for plain, group in groupby(presses, key=_plain):
         run = list(group)
         if plain and len(run) > 1:
-            out.append(KeyPress(Keys.BracketedPaste, "".join(p.data for p in run)))
+            out.append(KeyPress(Keys.BracketedPaste, Piece("".join(p.data for p in run))))
         else:
             out.extend(run)
     return out
@@ -84,21 +100,75 @@ class CoalescingInput(Input):
         self.inner.close()
 
 
+class PasteGuard:
+    """Decides, paste by paste, what a paste past the limit leaves in the line: nothing.
+
+    Without bracketed paste a terminal delivers a long paste in pieces (a read each),
+    which :class:`CoalescingInput` hands over as one paste each. The pieces of one
+    paste (the line untouched between them, each within ``gap`` seconds of the last)
+    are a burst: when a piece would take the line past ``limit``, the line goes back to
+    what it was before the burst, ``refused`` is told once, and the burst's later
+    pieces are refused too.
+    """
+
+    MIN_PIECE = 64
+    """Characters in a piece that another piece of the same paste may follow."""
+
+    def __init__(
+        self,
+        refused: Callable[[int], None],
+        limit: int = MAX_TEXT_CHARS,
+        *,
+        gap: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.refused = refused
+        self.limit = limit
+        self.gap = gap
+        self.clock = clock
+        self._last = -math.inf  # when the last piece came
+        self._left: Document | None = None  # the line as the last piece left it
+        self._before: Document | None = None  # the line before the burst
+        self._chars = 0  # characters of the burst so far
+        self._refusing = False
+
+    def paste(self, buffer: Buffer, data: str, *, piece: bool = True) -> None:
+        """Insert ``data`` or refuse it; ``piece``: it may continue the last paste (a
+        bracketed paste is whole: it neither continues nor is continued)."""
+        now = self.clock()
+        same_burst = (
+            piece
+            and now - self._last <= self.gap
+            and buffer.document == self._left  # nothing else touched the line
+        )
+        # Only a long piece can have a next one (a person's keys come a few at a time).
+        self._last = now if piece and len(data) >= self.MIN_PIECE else -math.inf
+        if not same_burst:
+            self._before, self._chars, self._refusing = buffer.document, 0, False
+        self._chars += len(data)
+        assert self._before is not None
+        if not self._refusing and len(buffer.text) + len(data) <= self.limit:
+            buffer.insert_text(data)
+        else:
+            if not self._refusing:  # said once per paste
+                self.refused(len(self._before.text) + self._chars)
+            self._refusing = True
+            buffer.document = self._before
+        self._left = buffer.document
+
+
 def size_limit_bindings(refused: Callable[[int], None], limit: int = MAX_TEXT_CHARS) -> KeyBindings:
     """A paste binding that keeps the input line within ``limit`` characters: a paste
-    that would pass it is not inserted at all, and ``refused(chars)`` is told the
-    length the line would have had. (A keystroke past the limit is undone by
-    :func:`trim_to_limit`.)"""
+    that would pass it is not inserted at all (see :class:`PasteGuard`), and
+    ``refused(chars)`` is told the length the line would have had (so far). (A
+    keystroke past the limit is undone by :func:`trim_to_limit`.)"""
     bindings = KeyBindings()
+    guard = PasteGuard(refused, limit)
 
     @bindings.add(Keys.BracketedPaste, eager=True)
     def _paste(event: KeyPressEvent) -> None:
         data = event.data.replace("\r\n", "\n").replace("\r", "\n")
-        buffer = event.current_buffer
-        if len(buffer.text) + len(data) > limit:
-            refused(len(buffer.text) + len(data))
-            return
-        buffer.insert_text(data)
+        guard.paste(event.current_buffer, data, piece=isinstance(event.data, Piece))
 
     return bindings
 

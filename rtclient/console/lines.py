@@ -101,7 +101,11 @@ async def read_stdin(
     restored after); a regular file or a device like /dev/null, which never blocks
     and which epoll refuses, is read directly.
     """
-    fd = sys.stdin.fileno() if fd is None else fd
+    if fd is None:
+        if sys.stdin is None:  # descriptor 0 was closed (`<&-`): no input at all
+            queue.put_nowait(None)
+            return
+        fd = sys.stdin.fileno()
     splitter = LineSplitter(max_chars)
     mode = os.fstat(fd).st_mode
     if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)):

@@ -27,6 +27,7 @@ __all__ = [
     "paint",
     "pending_line",
     "seconds_text",
+    "shown",
 ]
 
 SILENT_EVENTS = frozenset({"typing:start", "typing:stop", "pong", "connected", "token:expiring"})
@@ -56,7 +57,7 @@ def describe_error(error: BaseException | None) -> str:
     """``Type: message`` for an exception (the message alone for a bare type)."""
     if error is None:
         return "unknown error"
-    text = str(error)
+    text = shown(error)  # an error's text may carry what the server said
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
@@ -69,17 +70,31 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
 
 
+_CONTROLS = {
+    code: "\ufffd" for code in (*range(0x20), *range(0x7F, 0xA0)) if chr(code) not in "\n\t"
+}
+
+
+def shown(value: object) -> str:
+    """``value`` as text that is safe to print: control characters (escape sequences,
+    bells, carriage returns) from a peer become U+FFFD; a newline and a tab stay."""
+    return str(value).translate(_CONTROLS)
+
+
 def event_line(event: Event) -> str | None:
-    """A server event as a line, or None for what the toolbar shows instead (typing, …)."""
+    """A server event as a line, or None for what the toolbar shows instead (typing, …).
+
+    What came from the server is passed through :func:`shown` (no escape sequences)."""
     data = event.data
-    who = event.sender or data.get("userId") or data.get("from") or "?"
-    room = event.room or data.get("roomId") or "?"
+    who = shown(event.sender or data.get("userId") or data.get("from") or "?")
+    room = shown(event.room or data.get("roomId") or "?")
     tag = " (replayed)" if event.replayed else ""
     number = f"#{event.event_id} " if event.event_id is not None else ""
     if event.name == "chat:message":
-        return f"[{room}] {number}{who}: {event.text or ''}{tag}"
+        return f"[{room}] {number}{who}: {shown(event.text or '')}{tag}"
     if event.name == "dm:message":
-        return f"[dm] {number}{who} → {data.get('to', 'you')}: {event.text or ''}{tag}"
+        to = shown(data.get("to", "you"))
+        return f"[dm] {number}{who} → {to}: {shown(event.text or '')}{tag}"
     if event.name == "user:joined":
         return f"[{room}] * {who} joined"
     if event.name == "user:left":
@@ -88,7 +103,8 @@ def event_line(event: Event) -> str | None:
         return None
     if event.name in SILENT_EVENTS:
         return None
-    return f"[{room}] {event.name} {json.dumps(data, ensure_ascii=False, sort_keys=True)}"
+    fields = json.dumps(data, ensure_ascii=False, sort_keys=True)  # escapes controls
+    return f"[{room}] {shown(event.name)} {fields}"
 
 
 def state_line(change: StateChanged) -> str | None:

@@ -36,6 +36,7 @@ from rtclient.console.ping import summarize
 from rtclient.console.render import (
     ack_line,
     ack_record,
+    event_line,
     failure_line,
     failure_record,
     item_line,
@@ -335,3 +336,20 @@ def test_summarize() -> None:
     assert good.lines()[1] == "rtt min/p50/p95/max = 1.00/1.00/1.00/1.00 ms, level good"
     nothing = summarize([None])
     assert nothing.answered == 0 and nothing.lines()[1] == "level poor"
+
+
+def test_a_peer_cannot_send_escape_sequences_to_the_terminal() -> None:
+    # Was: text, names and rooms from the server went to the terminal as they came
+    # (patch_stdout(raw=True)): a peer could clear the screen, retitle the window,
+    # write the clipboard (OSC 52) or forge a line such as "· connected as".
+    hostile = "a\x1b[2J\x1b]52;c;ZXZpbA==\x07b\r\x9bz"
+    for event in (
+        Event("chat:message", {"text": hostile, "from": "ev\x1b[8mil"}, room="lob\x1bby"),
+        Event("dm:message", {"text": hostile, "from": "x", "to": "y\x1b[1A"}),
+        Event("user:joined", {"userId": "j\x1b[2K"}, room="r"),
+    ):
+        line = event_line(event)
+        assert line is not None
+        assert not any(ch in line for ch in "\x1b\x07\r\x9b"), repr(line)
+    line = event_line(Event("chat:message", {"text": "two\nlines\tand a tab", "from": "u"}))
+    assert line is not None and "two\nlines\tand a tab" in line

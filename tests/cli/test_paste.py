@@ -63,6 +63,28 @@ async def test_a_100_kb_paste_is_refused_at_once_and_the_chat_goes_on(
     assert [e["text"] for e in server.room_events("lobby")] == ["short one"]
 
 
+async def test_an_unbracketed_paste_read_in_pieces_leaves_none_of_it_in_the_line(
+    server: FakeServer,
+) -> None:
+    # Was: the pieces read before the one that passed the limit stayed in the line (a
+    # 100 KB paste from tmux left its first 7,840 characters; Enter sent them), and a
+    # short last piece could be appended after the gap.
+    async with running_chat(server) as chat:
+        await chat.wait_line("· joined lobby")
+        assert chat.session is not None
+        buffer = chat.session.default_buffer
+        chat.type("hi ")
+        await eventually(lambda: buffer.text == "hi ")
+        chat.type("p" * 4096)  # a terminal's first read of the paste: it fits
+        await eventually(lambda: len(buffer.text) == 4099)
+        for start in range(4096, PASTE, 4096):
+            await type_in_chunks(chat, "p" * min(4096, PASTE - start))
+        chat.type("\r")  # Enter, after the whole paste: sends the line as it was before it
+        await chat.wait_line("· not inserted")
+        await chat.wait_line("✓ #1")
+    assert [e["text"] for e in server.room_events("lobby")] == ["hi"]
+
+
 async def test_typing_past_the_limit_is_cut_back(server: FakeServer) -> None:
     async with running_chat(server) as chat:
         await chat.wait_line("· joined lobby")

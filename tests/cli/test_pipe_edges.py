@@ -132,3 +132,26 @@ async def test_stdin_from_a_regular_file_and_from_dev_null(
                 _, err = await process.communicate()
         assert process.returncode == 0, err.decode()
     assert [e["text"] for e in server.room_events("lobby")] == ["from a file"]
+
+
+async def test_a_closed_stdin_is_no_input_not_a_traceback(server: FakeServer) -> None:
+    # Was: AttributeError: 'NoneType' object has no attribute 'isatty' (`<&-` in a
+    # shell: Python sets sys.stdin to None when descriptor 0 is closed).
+    token = server.issue_token("alice")
+    command = [sys.executable, "-m", "rtclient.cli", "chat", server.ws_url, "--room", "lobby"]
+    process = await asyncio.create_subprocess_exec(
+        "sh",
+        "-c",
+        'exec "$@" <&-',
+        "sh",
+        *command,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "RTCLIENT_TOKEN": token},
+    )
+    async with asyncio.timeout(15):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    assert b"Traceback" not in err
+    states = [r["new"] for r in map(json.loads, out.splitlines()) if r["event"] == "state"]
+    assert states[-1] == "closed"

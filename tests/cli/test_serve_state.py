@@ -8,6 +8,7 @@ import os
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -156,3 +157,35 @@ async def test_ephemeral_and_explicit_credentials_write_nothing(state_file: Path
         assert state_file.name not in os.listdir(state_file.parent)
         assert not any("kept across restarts" in line for line in serve.lines)
     assert serve.admin == "adm"
+
+
+def test_the_state_file_never_exists_half_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: created empty (O_EXCL) and then written, so a second serve starting at the
+    # same moment could read it empty and stop with "cannot use ...: JSONDecodeError".
+    path = tmp_path / "serve.json"
+    dump = json.dump
+
+    def checked_dump(obj: object, fp: Any, **kwargs: Any) -> None:
+        assert not path.exists(), "visible before it is complete"
+        dump(obj, fp, **kwargs)
+
+    monkeypatch.setattr(json, "dump", checked_dump)
+    state = load_state(path, create=True)
+    assert state is not None and load_state(path, create=False) == state
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["serve.json"]  # no temporary left
+
+
+def test_a_state_file_of_another_user_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RTCLIENT_STATE_FILE in a shared directory: a file someone else made (or a symlink
+    # to one) would hand them the secret serve signs with.
+    path = tmp_path / "serve.json"
+    assert load_state(path, create=True) is not None
+    me = os.getuid()
+    monkeypatch.setattr(os, "getuid", lambda: me + 1)
+    with pytest.raises(StateFileError, match="another user"):
+        load_state(path, create=True)
