@@ -207,7 +207,8 @@ def describe(result: dict[str, Any]) -> str:
     q, e = s["quarter"], s["end"]
     unit = "connection" if ROWS[result["row"]]["kind"] == "bare" else "cycle"
     heap = (
-        f" heap in use {result['heap_used_per_cycle'] / 1024:+.2f} KiB/{unit}"
+        f" heap in use {result['heap_used_per_cycle'] / 1024:+.2f} KiB/{unit},"
+        f" heap free {s['start']['heap_free'] / 2**20:.2f}->{e['heap_free'] / 2**20:.2f} MiB"
         if "heap_used_per_cycle" in result
         else ""
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+
+import pytest
 from websockets.extensions.permessage_deflate import (
     PerMessageDeflate,
     ServerPerMessageDeflateFactory,
@@ -50,3 +53,31 @@ def test_fragmented_large_message_and_incoming_frames() -> None:
     assert server_ext.decode(first).data + server_ext.decode(rest).data == b"a" * 300 + b"b" * 300
     incoming = server_ext.encode(Frame(Opcode.TEXT, b"c" * 1000))
     assert client_ext.decode(incoming).data == b"c" * 1000  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("client_no_context_takeover", [False, True])
+@pytest.mark.parametrize(("server_bits", "client_bits"), [(None, None), (9, 10), (12, 11)])
+def test_the_late_compressor_makes_websockets_own_stream(
+    client_no_context_takeover: bool, server_bits: int | None, client_bits: int | None
+) -> None:
+    """RFC 7692 as negotiated: the compressor made on the first large message has the
+    negotiated window and takeover, so every compressed frame is byte for byte the one
+    websockets' own extension (compressor made with the connection) would send."""
+    factory = deflate_factory(window_bits=15)
+    server = ServerPerMessageDeflateFactory(
+        client_no_context_takeover=client_no_context_takeover,
+        server_max_window_bits=server_bits,
+        client_max_window_bits=client_bits,
+    )
+    response, server_ext = server.process_request_params(factory.get_request_params(), [])
+    client_ext = factory.process_response_params(response, [])
+    reference = factory.offer.process_response_params(response, [])  # type: ignore[attr-defined]
+    block = random.Random(19).randbytes(1500)
+    # Repeats 1,500 bytes back: within a 15-bit window, beyond a 10-bit one.
+    for text in (b"tiny", block + block, b"ok " * 200, block + block):
+        frame = client_ext.encode(Frame(Opcode.TEXT, text))  # type: ignore[attr-defined]
+        if len(text) >= 256:
+            assert bytes(frame.data) == bytes(reference.encode(Frame(Opcode.TEXT, text)).data)
+        assert server_ext.decode(frame).data == text
+        incoming = server_ext.encode(Frame(Opcode.TEXT, text))
+        assert client_ext.decode(incoming).data == text  # type: ignore[attr-defined]
