@@ -10,6 +10,7 @@ __all__ = ["COUNTER_NAMES", "Counters", "LatencyStats"]
 COUNTER_NAMES = (
     "handshakes",
     "handshakes_rejected",
+    "handshakes_abandoned",
     "auth_failures",
     "connections_opened",
     "connections_closed",

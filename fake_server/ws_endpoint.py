@@ -130,7 +130,11 @@ class WsEndpoint:
             protocols=SUBPROTOCOLS,
             compress=cfg.compression,
         )
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionResetError:  # the client left during the upgrade: nothing to serve
+            self._counters.bump("handshakes_abandoned")
+            return ws
         peer = WsPeer(
             ws,
             request.transport,
