@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Literal, overload
 
+from ._refresh import RefreshPlan, fresher, plan_refresh, retry_delay
 from .backoff import Backoff
 from .codec import Codec, payload_check
 from .dispatch import Delivered, Dispatcher, Handler
@@ -40,10 +41,9 @@ from .redact import remember_token
 from .session import Completed, Failed, Session, leave_key
 from .store import SqliteStore, Store, StoredMessage, clock_offset
 from .tokens import StaticToken, TokenSource, as_provider, token_times
-from .transports.aiohttp_ws import AiohttpTransport
 from .transports.base import Connection, Transport
+from .transports.factory import make_transport
 from .transports.socketio import SocketIOTransport
-from .transports.websocket import WebSocketTransport
 
 __all__ = ["Client"]
 
@@ -152,7 +152,7 @@ class Client:
             binary_attachments=transport == "socketio" or isinstance(transport, SocketIOTransport),
         )
         """Raises TypeError for a payload the wire cannot carry (the codec decides)."""
-        self._transport = _make_transport(
+        self._transport = make_transport(
             url, transport, codec, protocol, namespace, compression=compression
         )
         self._hooks: list[Callable[[Client], Awaitable[None] | None]] = []
@@ -168,10 +168,9 @@ class Client:
         self._token: str | None = None
         self._token_fetched_at = 0.0
         self._refresh_timer: asyncio.TimerHandle | None = None
-        self._refresh_due = 0.0
-        """When (wall clock) the in-band refresh of the current token is due."""
-        self._refresh_floor = 0.0
-        """The earliest the server's ``token:expiring`` may pull it to: half the lifetime."""
+        self._refresh_plan: RefreshPlan | None = None
+        self._wall_clock: Callable[[], float] = time.time
+        """For token times (``iat``, ``exp``): seconds since the epoch."""
         self.max_token_refreshes = max_token_refreshes
         self._clock = clock
         self._session = Session(
@@ -600,7 +599,7 @@ class Client:
             try:
                 token = await self._tokens.get(force=force_refresh)
                 remember_token(token, self)  # no piece of it in any log from now on
-                self._token, self._token_fetched_at = token, time.time()
+                self._token, self._token_fetched_at = token, self._wall_clock()
             except Exception as exc:
                 log.warning("token provider failed: %s", type(exc).__name__)
                 self._dispatcher.put(ErrorEvent("TOKEN_PROVIDER", "token provider failed", exc))
@@ -792,22 +791,16 @@ class Client:
     # -- internals: in-band token refresh --------------------------------------------------
 
     def _plan_refresh(self) -> None:
-        """Arm the refresh of the current token, if it expires (a timer: no task waits).
-
-        Due ``token_refresh_ahead`` before ``exp``, or at half the token's lifetime if
-        that is sooner.
-        """
+        """Arm the refresh of the current token, if it expires (a timer: no task waits)."""
         self._cancel_refresh()
-        iat, exp = token_times(self._token)
-        if exp is None:
-            return  # a token that does not expire needs no refresher
-        lifetime = max(0.0, exp - (iat if iat is not None else self._token_fetched_at))
-        self._refresh_due = exp - min(self.token_refresh_ahead, lifetime / 2)
-        self._refresh_floor = exp - lifetime / 2
-        self._arm_refresh()
+        self._refresh_plan = plan_refresh(
+            self._token, self._token_fetched_at, self.token_refresh_ahead
+        )
+        if self._refresh_plan is not None:
+            self._arm_refresh(self._refresh_plan)
 
-    def _arm_refresh(self) -> None:
-        delay = max(0.0, self._refresh_due - time.time())
+    def _arm_refresh(self, plan: RefreshPlan) -> None:
+        delay = plan.delay(self._wall_clock())
         self._refresh_timer = asyncio.get_running_loop().call_later(delay, self._start_refresh)
 
     def _cancel_refresh(self) -> None:
@@ -821,13 +814,13 @@ class Client:
         The refresh moves forward, but never before half the token's life: a
         short-lived token must not refresh in a loop.
         """
-        if self._refresh_timer is None:
+        if self._refresh_timer is None or self._refresh_plan is None:
             return  # none planned, or one under way
-        due = min(self._refresh_due, max(self._refresh_floor, time.time()))
-        if due < self._refresh_due:
+        plan = self._refresh_plan.sooner(self._wall_clock())
+        if plan is not None:
             self._refresh_timer.cancel()
-            self._refresh_due = due
-            self._arm_refresh()
+            self._refresh_plan = plan
+            self._arm_refresh(plan)
 
     def _start_refresh(self) -> None:
         self._refresh_timer = None
@@ -891,8 +884,7 @@ class Client:
             try:
                 token = await self._tokens.get(force=True)
                 remember_token(token, self)
-                new_exp = token_times(token)[1]
-                if token is None or token == self._token or new_exp is None or new_exp <= exp:
+                if not fresher(self._token, token):
                     # Nothing fresher to offer: let the server's 4002 and a reconnect
                     # fetch one, rather than asking again and again.
                     log.info("token provider has no fresher token: no in-band refresh")
@@ -903,10 +895,9 @@ class Client:
             except Exception as exc:
                 log.warning("in-band token refresh failed: %s", type(exc).__name__)
                 self._dispatcher.put(ErrorEvent("TOKEN_REFRESH", "in-band refresh failed", exc))
-                retry = max(0.05, (exp - time.time()) / 4)
-                await asyncio.sleep(retry)
+                await asyncio.sleep(retry_delay(exp, self._wall_clock()))
                 continue
-            self._token, self._token_fetched_at = token, time.time()
+            self._token, self._token_fetched_at = token, self._wall_clock()
             self._counters["in_band_refreshes"] += 1
             self._plan_refresh()
             return
@@ -1093,43 +1084,6 @@ class Client:
     def _check_not_closed(self, wanted: Iterable[ConnectionState]) -> None:
         if self.state is ConnectionState.CLOSED and ConnectionState.CLOSED not in wanted:
             raise self._closed_error()
-
-
-def _make_transport(
-    url: str,
-    transport: str | Transport,
-    codec: Codec | str | None,
-    protocol: str,
-    namespace: str,
-    *,
-    compression: bool = True,
-) -> Transport:
-    """Build the transport named by ``transport`` after checking the URL fits it."""
-    if protocol not in ("rooms", "generic"):
-        raise ValueError(f"protocol is 'rooms' or 'generic', not {protocol!r}")
-    if protocol == "generic" and transport in ("websocket", "aiohttp"):
-        raise ValueError("generic mode is for Socket.IO servers: transport='socketio'")
-    if transport in ("websocket", "aiohttp"):
-        if not url.startswith(("ws://", "wss://")):
-            raise ValueError(f"a WebSocket url starts with ws:// or wss://, not {url[:16]!r}")
-        if transport == "aiohttp":
-            return AiohttpTransport(codec=codec, compression=compression)
-        return WebSocketTransport(codec=codec, compression=compression)
-    if transport == "socketio":
-        if not url.startswith(("http://", "https://", "ws://", "wss://")):
-            raise ValueError(f"a Socket.IO url starts with http(s):// or ws(s)://: {url[:16]!r}")
-        if codec not in (None, "json", "msgpack"):
-            raise ValueError("over Socket.IO, codec= is 'json' or 'msgpack' (the serializer)")
-        generic = protocol == "generic"
-        return SocketIOTransport(
-            serializer="msgpack" if codec == "msgpack" else "default",
-            namespace=namespace,
-            welcome="synthesize" if generic else "server",
-            app_ping=not generic,
-        )
-    if isinstance(transport, str):
-        raise ValueError(f"unknown transport {transport!r}: 'websocket', 'aiohttp' or 'socketio'")
-    return transport
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
