@@ -30,7 +30,16 @@ from .errors import (
     TransportError,
     Unauthorized,
 )
-from .events import Ack, ConnectionState, ErrorEvent, Event, Gap, QualityChanged, StateChanged
+from .events import (
+    Ack,
+    ConnectionState,
+    Delivered,
+    ErrorEvent,
+    Event,
+    Gap,
+    QualityChanged,
+    StateChanged,
+)
 from .quality import QualityLevel, QualitySnapshot
 from .store import MemoryStore, SqliteStore, Store
 from .tokens import HttpTokenProvider, TokenProvider
@@ -58,6 +67,7 @@ __all__ = [
     "ConnectionFailed",
     "ConnectionLost",
     "ConnectionState",
+    "Delivered",
     "ErrorEvent",
     "Event",
     "Forbidden",

@@ -17,10 +17,10 @@ import logging
 from typing import TYPE_CHECKING
 
 from ._heartbeat import ReadPauses, heartbeat
+from ._outgoing import Outgoing
 from ._refresh import RefreshPlan, fresher, plan_refresh, retry_delay
 from .errors import ClientClosed, ConnectionLost, ProtocolError, RtClientError, TransportError
 from .events import ConnectionState, ErrorEvent, Gap
-from .outgoing import Outgoing
 from .reconnect import NoWelcome
 from .redact import remember_token
 from .tokens import token_times

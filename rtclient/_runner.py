@@ -4,7 +4,7 @@ Structure (every task the Client starts descends from the root task, and ends on
 ``close()``)::
 
     root task  "rtclient <url>"          Runner._main: one TaskGroup
-    ├── dispatcher task                  handlers and events() (rtclient.dispatch)
+    ├── dispatcher task                  handlers and events() (rtclient._dispatch)
     └── (in the root task itself)        Runner._connections: the reconnect loop
         └── per connection: TaskGroup    rtclient._connection.Link.run
             ├── heartbeat, on_connect hooks, token refresh
@@ -26,9 +26,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._connection import Link
+from ._flag import Flag
 from .errors import RtClientError
 from .events import ErrorEvent
-from .flag import Flag
 from .reconnect import Step
 from .redact import remember_token
 from .session import Session

@@ -14,8 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from .dispatch import Delivered
-from .events import Event
+from .events import Delivered, Event
 from .session import Session
 from .store import Store, StoredMessage, clock_offset
 

@@ -4,14 +4,14 @@ A caller that queued a request writes it from its own task (:meth:`Writer.write_
 no task switch on the hot path. Whatever else is waiting is written by a writer task
 that exists only while there is something to write, in the connection's task group;
 an idle client holds none. The framing and batching themselves are
-:class:`~rtclient.outgoing.Outgoing`'s.
+:class:`~rtclient._outgoing.Outgoing`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from .outgoing import Outgoing
+from ._outgoing import Outgoing
 from .session import Session
 
 __all__ = ["Writer"]

@@ -18,20 +18,20 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Literal, overload
 
+from ._dispatch import Dispatcher, Handler
+from ._flag import Flag
 from ._runner import Runner, SessionTimer
 from ._store_mirror import StoreMirror
 from ._writer import Writer
 from .backoff import Backoff
 from .codec import Codec, payload_check
-from .dispatch import Delivered, Dispatcher, Handler
 from .errors import (
     AckTimeout,
     ClientClosed,
     MessageDropped,
     RtClientError,
 )
-from .events import Ack, ConnectionState, ErrorEvent, Event, StateChanged
-from .flag import Flag
+from .events import Ack, ConnectionState, Delivered, ErrorEvent, Event, StateChanged
 from .hints import DEFAULT_MAX_SERVER_DELAY
 from .outbox import Overflow
 from .quality import QualitySnapshot, QualityTracker
@@ -81,6 +81,8 @@ class Client:
     :param outbox_limit: most unacknowledged messages; ``outbox_max_bytes`` the most bytes.
     :param overflow: ``"raise"`` (OutboxFull) or ``"drop_oldest"`` when the outbox is full.
     :param max_in_flight: most messages sent and not yet acknowledged at once.
+    :param sync_page_size: how many missed events to ask for per ``sync`` page after a
+        reconnect.
     :param connect_timeout: seconds for one connection attempt (upgrade and welcome).
     :param max_token_refreshes: 4002 rejections in a row (no welcome between them)
         before TokenExpired.
@@ -110,6 +112,9 @@ class Client:
         rate-limit reply beyond it is cut down to it; unreadable ones are ignored.
     :param token_refresh_ahead: refresh the token in band (``token:refresh``, no
         reconnect) this long before its ``exp``, or at half its lifetime if sooner.
+    :param clock: the monotonic clock that the session's deadlines (ack timeouts, TTLs)
+        and the reconnect policy read (default :func:`time.monotonic`); tests may pass
+        their own. Token times (``iat``, ``exp``) are wall-clock and read apart from it.
     """
 
     def __init__(
