@@ -37,6 +37,18 @@ log = logging.getLogger("rtclient")
 class Link:
     """The Client's current connection (or none) and the tasks that live with it."""
 
+    __slots__ = (
+        "_client",
+        "_group",
+        "_pauses",
+        "_refresh_plan",
+        "_refresh_timer",
+        "conn",
+        "helpers",
+        "token",
+        "token_fetched_at",
+    )
+
     def __init__(self, client: Client) -> None:
         self._client = client
         self.conn: Connection | None = None

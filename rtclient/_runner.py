@@ -44,6 +44,8 @@ log = logging.getLogger("rtclient")
 class Runner:
     """Starts, runs and stops the Client's root task."""
 
+    __slots__ = ("_client", "_interrupted", "_loop_task", "dispatch_task", "link", "stop", "task")
+
     def __init__(self, client: Client) -> None:
         self._client = client
         self.link = Link(client)
@@ -161,6 +163,8 @@ class SessionTimer:
 
     A callback, not a task: an idle client holds no coroutine for it.
     """
+
+    __slots__ = ("_clock", "_due", "_handle", "_on_tick", "_running", "_session")
 
     def __init__(
         self,

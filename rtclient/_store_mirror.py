@@ -26,6 +26,8 @@ log = logging.getLogger("rtclient")
 class StoreMirror:
     """Keeps ``store`` in step with ``session`` for one Client."""
 
+    __slots__ = ("_clock_offset", "_session", "store")
+
     def __init__(self, store: Store, session: Session) -> None:
         self.store = store
         self._session = session

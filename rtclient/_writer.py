@@ -20,6 +20,8 @@ __all__ = ["Writer"]
 class Writer:
     """The writing side of the Client over successive connections."""
 
+    __slots__ = ("_group", "_out", "_session", "_task")
+
     def __init__(self, session: Session) -> None:
         self._session = session
         self._out: Outgoing | None = None

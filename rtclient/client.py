@@ -196,8 +196,8 @@ class Client:
         self._timer = SessionTimer(
             self._session,
             clock,
-            lambda: self._pump(wake_timer=False),
-            lambda: self._runner.task is not None and not self._runner.task.done(),
+            self._timer_fired,
+            self._running,
         )
         self._progress = Flag()
         self._policy = ReconnectPolicy(
@@ -569,6 +569,13 @@ class Client:
         if wake_timer and new is not None:
             self._timer.sooner(new)  # a deadline earlier than the one the timer is set for
         self._progress.set()
+
+    def _timer_fired(self) -> None:
+        self._pump(wake_timer=False)  # the timer re-arms itself
+
+    def _running(self) -> bool:
+        task = self._runner.task
+        return task is not None and not task.done()
 
     def _settle(self, outcome: Completed | Failed) -> None:
         futures = self._waiters.pop(outcome.key, [])
