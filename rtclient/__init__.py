@@ -31,12 +31,32 @@ from .errors import (
     TransportError,
     Unauthorized,
 )
-from .events import Ack, ConnectionState, ErrorEvent, Event, Gap, QualityChanged, StateChanged
+from .events import (
+    Ack,
+    ConnectionState,
+    Delivered,
+    ErrorEvent,
+    Event,
+    Gap,
+    QualityChanged,
+    StateChanged,
+)
 from .quality import QualityLevel, QualitySnapshot
 from .store import MemoryStore, SqliteStore, Store
 from .tokens import HttpTokenProvider, TokenProvider
 
-__version__ = "0.1.0"
+
+def _installed_version() -> str:
+    """The version pyproject.toml gives (its one source), as installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rtclient")
+    except PackageNotFoundError:  # a source tree on sys.path that was never installed
+        return "0+unknown"
+
+
+__version__ = _installed_version()
 
 __all__ = [
     "Ack",
@@ -48,6 +68,7 @@ __all__ = [
     "ConnectionFailed",
     "ConnectionLost",
     "ConnectionState",
+    "Delivered",
     "ErrorEvent",
     "Event",
     "Forbidden",

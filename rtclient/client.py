@@ -1,51 +1,48 @@
-"""The asyncio client: runs the session core over a transport and keeps it connected.
+"""The asyncio client: the public facade over the session core, and outcome routing.
 
-:class:`Client` owns one task group with three long-lived tasks — the supervisor
-(connect, read, reconnect with backoff), the timer (ack timeouts, TTLs) and the
-dispatcher (handlers and ``events()``) — plus a writer task per connection, nested
-under the supervisor. ``close()`` ends all of them; nothing is left running.
-All decisions are the session's (:mod:`rtclient.session`); this module only does the
-waiting, the sleeping and the socket work.
+:class:`Client` holds the options and the public operations; each operation records
+itself in the session (:mod:`rtclient.session`, where every decision is made) and
+waits for its outcome. :meth:`Client._pump` routes the session's outcomes: settled
+futures, state waiters, dispatched events, store writes, a woken writer and timer.
+The running is elsewhere: the root task and reconnect loop in :mod:`rtclient._runner`,
+one connection's life in :mod:`rtclient._connection`, writing in
+:mod:`rtclient._writer`, the store in :mod:`rtclient._store_mirror`. ``close()`` ends
+every task the client started (see docs/architecture.md for the map).
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Literal, overload
 
+from ._dispatch import Dispatcher, Handler
+from ._flag import Flag
+from ._runner import Runner, SessionTimer
+from ._store_mirror import StoreMirror
+from ._writer import Writer
 from .backoff import Backoff
 from .codec import Codec, payload_check
-from .dispatch import Delivered, Dispatcher, Handler
 from .errors import (
     AckTimeout,
     ClientClosed,
-    ConnectionLost,
     MessageDropped,
-    ProtocolError,
     RtClientError,
-    TransportError,
 )
-from .events import Ack, ConnectionState, ErrorEvent, Event, StateChanged
-from .flag import Flag
+from .events import Ack, ConnectionState, Delivered, ErrorEvent, Event, StateChanged
 from .hints import DEFAULT_MAX_SERVER_DELAY
-from .journal import CursorForgotten, CursorSet, Enqueued, Removed, RoomsSet
 from .outbox import Overflow
-from .outgoing import Outgoing
 from .quality import QualitySnapshot, QualityTracker
-from .reconnect import NoWelcome, ReconnectPolicy, Step
-from .redact import remember_token
+from .reconnect import ReconnectPolicy
 from .session import Completed, Failed, Session, leave_key
 from .sizing import size_function
-from .store import SqliteStore, Store, StoredMessage
-from .tokens import StaticToken, TokenSource, as_provider, token_times
-from .transports.aiohttp_ws import AiohttpTransport
+from .store import SqliteStore, Store
+from .tokens import StaticToken, TokenSource, as_provider
 from .transports.base import Connection, Transport
+from .transports.factory import make_transport
 from .transports.socketio import SocketIOTransport
-from .transports.websocket import WebSocketTransport
 
 __all__ = ["Client"]
 
@@ -97,6 +94,8 @@ class Client:
     :param outbox_limit: most unacknowledged messages; ``outbox_max_bytes`` the most bytes.
     :param overflow: ``"raise"`` (OutboxFull) or ``"drop_oldest"`` when the outbox is full.
     :param max_in_flight: most messages sent and not yet acknowledged at once.
+    :param sync_page_size: how many missed events to ask for per ``sync`` page after a
+        reconnect.
     :param connect_timeout: seconds for one connection attempt (upgrade and welcome).
     :param max_token_refreshes: 4002 rejections in a row (no welcome between them)
         before TokenExpired.
@@ -127,8 +126,9 @@ class Client:
     :param token_refresh_ahead: refresh the token in band (``token:refresh``, no
         reconnect) this long before its ``exp``, or at half its lifetime if sooner.
     :param clock: the monotonic clock of the session's deadlines (ack timeouts, TTLs,
-        holds); default: the running event loop's clock, so that a test loop with
-        virtual time (``looptime``) drives them with the loop's own timers.
+        holds) and of the reconnect policy; default: the running event loop's clock, so
+        that a test loop with virtual time (``looptime``) drives them with the loop's
+        own timers.
     :param wall_clock: the clock token ``exp``/``iat`` claims are compared with
         (default ``time.time``); tests in virtual time pass one that moves with the loop.
     """
@@ -172,7 +172,7 @@ class Client:
             binary_attachments=transport == "socketio" or isinstance(transport, SocketIOTransport),
         )
         """Raises TypeError for a payload the wire cannot carry (the codec decides)."""
-        self._transport = _make_transport(
+        self._transport = make_transport(
             url, transport, codec, protocol, namespace, compression=compression
         )
         self._hooks: list[Callable[[Client], Awaitable[None] | None]] = []
@@ -185,16 +185,10 @@ class Client:
             raise ValueError("batch_max must be >= 1 and batch_wait >= 0")
         self.batch_max = batch_max
         self.batch_wait = batch_wait
-        self._token: str | None = None
-        self._token_fetched_at = 0.0
-        self._refresh_timer: asyncio.TimerHandle | None = None
-        self._refresh_due = 0.0
-        """When (wall clock) the in-band refresh of the current token is due."""
-        self._refresh_floor = 0.0
-        """The earliest the server's ``token:expiring`` may pull it to: half the lifetime."""
-        self.max_token_refreshes = max_token_refreshes
-        self._clock = clock or _loop_time
         self._wall_clock = wall_clock
+        """For token times (``iat``, ``exp``): seconds since the epoch."""
+        self.max_token_refreshes = max_token_refreshes
+        self._clock = clock = clock or _loop_time
         self._session = Session(
             outbox_limit=outbox_limit,
             outbox_max_bytes=outbox_max_bytes,
@@ -207,22 +201,27 @@ class Client:
             size_of=size_function(codec),
         )
         self._store: Store | None = SqliteStore(store) if isinstance(store, str) else store
-        self._session.track_changes = self._store is not None
-        self._clock_offset = wall_clock() - self._clock()
+        self._mirror = (
+            StoreMirror(self._store, self._session, clock_offset=wall_clock() - clock())
+            if self._store
+            else None
+        )
         self._dispatcher = Dispatcher(
             log,
-            after=self._delivered if self._store else None,
+            after=self._mirror.delivered if self._mirror else None,
             max_pending=max_pending_events,
         )
         self._waiters: dict[str, list[asyncio.Future[Any]]] = {}
         self._state_waiters: list[tuple[frozenset[ConnectionState], asyncio.Future[None]]] = []
-        self._runner: asyncio.Task[None] | None = None
-        self._stop = Flag()
-        self._writer: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_due: float | None = None
+        self._runner = Runner(self)
+        self._writer = Writer(self._session)
+        self._timer = SessionTimer(
+            self._session,
+            clock,
+            self._timer_fired,
+            self._running,
+        )
         self._progress = Flag()
-        self._interrupt: asyncio.Timeout | None = None
         self._policy = ReconnectPolicy(
             self.backoff,
             max_server_delay=max_server_delay,
@@ -234,13 +233,6 @@ class Client:
                 else None
             ),
         )
-        self._conn: Connection | None = None
-        self._hook_group: asyncio.TaskGroup | None = None
-        self._helpers: list[asyncio.Task[None]] = []
-        self._out: Outgoing | None = None
-        self._dispatch_task: asyncio.Task[None] | None = None
-        self._reading_paused = False
-        self._read_pauses_begun = 0
         self._namespace = namespace
         self._fatal: RtClientError | None = None
         self._fatal_reported = False
@@ -293,13 +285,13 @@ class Client:
         (bad credentials, forbidden, protocol mismatch, retries exhausted) raises. If it
         raises or is cancelled, the client is closed: no task of it goes on running.
         """
-        if self._runner is not None:
+        if self._runner.task is not None:
             raise RtClientError("connect() was already called")
-        if self._store is not None:
-            await self._restore(self._store)
+        if self._mirror is not None:
+            await self._mirror.restore(on_failure=self._restore_failed)
         self._session.connecting()
         self._pump()
-        self._runner = asyncio.create_task(self._main(), name=f"rtclient {self.url}")
+        self._runner.start()
         if wait:
             try:
                 await self.wait_for(ConnectionState.CONNECTED)
@@ -316,7 +308,8 @@ class Client:
         (default: ``ack_timeout``) for the outbox to drain while connected; whatever is
         still unacknowledged then fails with ClientClosed.
         """
-        if self._runner is None:
+        runner = self._runner.task
+        if runner is None:
             self._session.closing()
             self._session.closed()
             self._pump()
@@ -325,7 +318,7 @@ class Client:
             limit = self._session.ack_timeout if timeout is None else timeout
             try:
                 async with asyncio.timeout(limit):
-                    while len(self._session.outbox) and not self._runner.done():
+                    while len(self._session.outbox) and not runner.done():
                         self._progress.clear()
                         await self._progress.wait()
             except TimeoutError:
@@ -335,21 +328,20 @@ class Client:
         if self.state not in (ConnectionState.CLOSING, ConnectionState.CLOSED):
             self._session.closing()
             self._pump()
-        self._stop.set()
-        conn = self._conn
+        self._runner.stop.set()
+        conn = self._runner.link.conn
         if conn is not None:
             try:
                 async with asyncio.timeout(self.connect_timeout):
                     await conn.close(1000, "client closing")
             except (RtClientError, TimeoutError):
                 conn.abort()
-        if self._interrupt is not None and self._interrupt.when() is None:
-            self._interrupt.reschedule(-1.0)  # an attempt or a backoff sleep under way
-        if asyncio.current_task() is self._dispatch_task:
+        self._runner.interrupt()  # an attempt or a backoff sleep under way
+        if asyncio.current_task() is self._runner.dispatch_task:
             # Called from a handler: the dispatcher cannot end before this handler
             # returns, so do not wait for it; everything ends right after.
             return
-        await asyncio.shield(self._runner)
+        await asyncio.shield(runner)
 
     async def __aenter__(self) -> Client:
         await self.connect()
@@ -574,395 +566,15 @@ class Client:
     def __repr__(self) -> str:
         return f"<Client {self.url} {self.state.name}>"
 
-    # -- internals: tasks ----------------------------------------------------------------
-
-    async def _main(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            self._dispatch_task = tg.create_task(self._dispatcher.run(), name="rtclient dispatcher")
-            self._arm_timer()
-            try:
-                self._fatal = await self._supervise()
-            finally:
-                self._disarm_timer()
-                aclose = getattr(self._tokens, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-                self._session.closing()
-                self._session.closed(self._fatal)
-                self._pump()
-                self._dispatcher.end()
-        if self._store is not None:
-            await self._store.close()  # after the dispatcher: the last cursors are in
-
-    async def _supervise(self) -> RtClientError | None:
-        """Run connections until one ends fatally (its error) or :meth:`close` (None).
-
-        Runs in the runner task itself, not a task of its own (one task less per
-        client); ``close()`` interrupts whatever it awaits through ``_interrupt``, a
-        timeout used as a cancel scope.
-        """
-        try:
-            async with asyncio.timeout(None) as scope:
-                self._interrupt = scope
-                return await self._connections()
-        except TimeoutError:
-            if self._stop.is_set():
-                return None  # close() interrupted an attempt or a backoff sleep
-            raise
-        finally:
-            self._interrupt = None
-
-    async def _connections(self) -> RtClientError | None:
-        """Connect, run the connection, carry out the policy's decision; repeat until stopped."""
-        policy = self._policy
-        force_refresh = False
-        while not self._stop.is_set():
-            self._counters["attempts"] += 1
-            try:
-                token = await self._tokens.get(force=force_refresh)
-                remember_token(token, self)  # no piece of it in any log from now on
-                self._token, self._token_fetched_at = token, self._wall_clock()
-            except Exception as exc:
-                log.warning("token provider failed: %s", type(exc).__name__)
-                self._dispatcher.put(ErrorEvent("TOKEN_PROVIDER", "token provider failed", exc))
-                decision = policy.token_failed(self._clock())
-                if decision.error is not None:
-                    return decision.error
-                await self._pause(exc, decision.delay, lost=False)
-                continue
-            force_refresh = False
-            error, welcomed = await self._connect_once(token)
-            if self._stop.is_set():
-                return None
-            decision = policy.decide(error, welcomed=welcomed, now=self._clock())
-            log.info("connection ended: %s (%s)", error, decision.step.value)
-            if welcomed:
-                self._counters["reconnects"] += 1
-            if decision.error is not None:
-                return decision.error
-            if decision.step is Step.REFRESH:
-                self._counters["token_refreshes"] += 1
-                force_refresh = True
-            await self._pause(error, decision.delay, lost=welcomed)
-        return None
-
-    async def _pause(self, error: BaseException, delay: float, *, lost: bool) -> None:
-        """Tell the session (state RECONNECTING with ``delay``), then sleep unless stopped."""
-        if lost:
-            self._session.connection_lost(error, delay)
-        else:
-            self._session.attempt_failed(error, delay)
-        self._pump()
-        try:
-            async with asyncio.timeout(delay):
-                await self._stop.wait()
-        except TimeoutError:
-            pass
-
-    async def _connect_once(self, token: str | None) -> tuple[RtClientError, bool]:
-        """One connection attempt and, if it opens, its whole life.
-
-        Returns why it ended and whether the server's welcome arrived.
-        """
-        try:
-            conn = await self._transport.connect(
-                self.url, token=token, open_timeout=self.connect_timeout
-            )
-        except RtClientError as exc:
-            return exc, False
-        self._conn = conn
-        self._out = Outgoing(
-            conn,
-            self._session,
-            batchable=getattr(conn, "batchable", False),
-            batch_max=self.batch_max,
-            batch_wait=self.batch_wait,
-            report=self._dispatcher.put,
-            counters=self._counters,
-        )
-        self._session.connection_opened()
-        welcomed = False
-        try:
-            async with asyncio.TaskGroup() as tg:
-                self._hook_group = tg
-                self._helpers = []
-                self._kick_writer()
-                if self.ping_interval is not None:
-                    self._helpers.append(
-                        tg.create_task(self._heartbeat(conn), name="rtclient heartbeat")
-                    )
-                try:
-                    error, welcomed = await self._read(conn)
-                finally:
-                    self._cancel_refresh()
-                    for helper in self._helpers:
-                        helper.cancel()
-                    if self._writer is not None:
-                        self._writer.cancel()
-        finally:
-            self._conn = self._out = None
-            self._hook_group = None
-            try:
-                async with asyncio.timeout(self.connect_timeout):
-                    await conn.close()  # idempotent; releases what the transport holds
-            except (RtClientError, TimeoutError):
-                conn.abort()
-        return error, welcomed
-
-    async def _read(self, conn: Connection) -> tuple[RtClientError, bool]:
-        welcomed = False
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                while not welcomed:
-                    await self._receive(conn)
-                    welcomed = self._session.welcomed
-            self._policy.connected(self._clock())
-            self._after_welcome()
-            while True:
-                await self._receive(conn)
-                if self._dispatcher.backlog >= self._dispatcher.max_pending:
-                    self._counters["read_pauses"] += 1
-                    self._reading_paused = True
-                    self._read_pauses_begun += 1
-                    try:
-                        await self._dispatcher.wait_for_room()
-                    finally:
-                        self._reading_paused = False
-        except TimeoutError:
-            conn.abort()
-            return NoWelcome("no welcome from the server in time"), welcomed
-        except (ConnectionLost, TransportError) as exc:
-            return exc, welcomed
-
-    async def _receive(self, conn: Connection) -> None:
-        try:
-            envelope = await conn.recv()
-        except ProtocolError as exc:
-            self._session.malformed(str(exc))
-        else:
-            try:
-                self._session.receive(envelope, self._clock())
-            except Exception as exc:  # a bug of ours must not take the client down
-                log.exception("error handling a frame")
-                self._session.malformed(f"frame could not be handled: {exc!r}")
-        self._pump()
-
-    def _kick_writer(self) -> None:
-        """Start the connection's writer task unless someone is writing already.
-
-        The task lives only while there is something to write: an idle client holds no
-        writer (a caller writing its own request needs none either, see _write_now).
-        """
-        out, group = self._out, self._hook_group
-        if self._writer is not None and self._writer.done():
-            # Cancelled with its connection before it ever ran: its finally never cleared it.
-            self._writer = None
-        if out is None or group is None or out.busy or self._writer is not None:
-            return  # no connection yet, or whoever writes takes this too
-        if out.unsent or self._session.has_data_to_send():
-            writing = self._write(out)
-            try:
-                self._writer = group.create_task(writing, name="rtclient writer")
-            except RuntimeError:
-                # The connection's group is finishing (its connection is ending, a
-                # caller got here first): what is queued goes out after the reconnect.
-                writing.close()
-
-    async def _write(self, out: Outgoing) -> None:
-        try:
-            await out.flush()
-        finally:
-            if self._writer is asyncio.current_task():
-                self._writer = None
-
-    async def _write_now(self) -> None:
-        """Write what the session has now from the caller's task, or leave it to the writer.
-
-        One round only: what other callers queue while this one waits on a full socket
-        buffer is the writer task's, started when this caller is done.
-        """
-        out = self._out
-        if out is not None and out.inline and self._writer is None:
-            try:
-                await out.flush(once=True)  # waits only on a full socket buffer
-            finally:
-                self._kick_writer()  # the rest, or what a cancelled caller left
-        else:
-            self._kick_writer()
-
-    def _after_welcome(self) -> None:
-        """Tell the app if its Socket.IO session was not recovered; start the hooks."""
-        welcome = self._session.welcome
-        gap = welcome.session_gap(self._namespace)
-        if gap is not None:
-            self._dispatcher.put(gap)
-        group = self._hook_group
-        if group is None:
-            return
-        if self._hooks:
-            group.create_task(self._run_hooks(), name="rtclient on_connect")
-        if welcome.refreshable:
-            self._plan_refresh()
-
-    # -- internals: in-band token refresh --------------------------------------------------
-
-    def _plan_refresh(self) -> None:
-        """Arm the refresh of the current token, if it expires (a timer: no task waits).
-
-        Due ``token_refresh_ahead`` before ``exp``, or at half the token's lifetime if
-        that is sooner.
-        """
-        self._cancel_refresh()
-        iat, exp = token_times(self._token)
-        if exp is None:
-            return  # a token that does not expire needs no refresher
-        lifetime = max(0.0, exp - (iat if iat is not None else self._token_fetched_at))
-        self._refresh_due = exp - min(self.token_refresh_ahead, lifetime / 2)
-        self._refresh_floor = exp - lifetime / 2
-        self._arm_refresh()
-
-    def _arm_refresh(self) -> None:
-        delay = max(0.0, self._refresh_due - self._wall_clock())
-        self._refresh_timer = asyncio.get_running_loop().call_later(delay, self._start_refresh)
-
-    def _cancel_refresh(self) -> None:
-        if self._refresh_timer is not None:
-            self._refresh_timer.cancel()
-            self._refresh_timer = None
-
-    def _refresh_sooner(self) -> None:
-        """The server warned that the token expires soon (``token:expiring``).
-
-        The refresh moves forward, but never before half the token's life: a
-        short-lived token must not refresh in a loop.
-        """
-        if self._refresh_timer is None:
-            return  # none planned, or one under way
-        due = min(self._refresh_due, max(self._refresh_floor, self._wall_clock()))
-        if due < self._refresh_due:
-            self._refresh_timer.cancel()
-            self._refresh_due = due
-            self._arm_refresh()
-
-    def _start_refresh(self) -> None:
-        self._refresh_timer = None
-        group = self._hook_group
-        if group is None:
-            return  # the connection ended: the next welcome plans again
-        self._helpers = [task for task in self._helpers if not task.done()]
-        self._helpers.append(group.create_task(self._refresh_token(), name="rtclient refresh"))
-
-    async def _run_hooks(self) -> None:
-        for hook in list(self._hooks):
-            try:
-                result = hook(self)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                log.exception("on_connect hook %r failed", hook)
-                self._dispatcher.put(ErrorEvent("HOOK", f"on_connect hook failed: {exc!r}", exc))
-        self._session.open_gate(self._clock())
-        self._pump()
-
-    async def _heartbeat(self, conn: Connection) -> None:
-        """Ping every ``ping_interval``; no pong within ``ping_timeout`` drops the link."""
-        if self.ping_interval is None:
-            return
-        while True:
-            await asyncio.sleep(self.ping_interval)
-            pauses = self._read_pauses_begun
-            try:
-                async with asyncio.timeout(self.ping_timeout):
-                    rtt = await conn.ping()
-                if rtt is None:
-                    continue  # the transport's own heartbeat watches this link
-            except TimeoutError:
-                if self._reading_paused or pauses != self._read_pauses_begun:
-                    # We stopped reading (backpressure): the pong may be waiting unread.
-                    self._counters["pongs_unread"] += 1
-                    continue
-                self._counters["dead_links"] += 1
-                log.warning("no pong within %.3g s: dropping a dead link", self.ping_timeout)
-                self._session.pong_missed()
-                self._pump()
-                conn.abort()
-                return
-            except RtClientError:
-                return  # the reader reports how the connection ended
-            self._session.pong(rtt)
-            self._pump()
-
-    async def _refresh_token(self) -> None:
-        """Renew the token in band now (the server supports it), then plan the next.
-
-        A refresh that fails is reported and tried again; if the token does expire,
-        the server closes with 4002 and the reconnect fetches a fresh one.
-        """
-        await self.wait_for(ConnectionState.CONNECTED)
-        while True:
-            exp = token_times(self._token)[1]
-            if exp is None:
-                return
-            try:
-                token = await self._tokens.get(force=True)
-                remember_token(token, self)
-                new_exp = token_times(token)[1]
-                if token is None or token == self._token or new_exp is None or new_exp <= exp:
-                    # Nothing fresher to offer: let the server's 4002 and a reconnect
-                    # fetch one, rather than asking again and again.
-                    log.info("token provider has no fresher token: no in-band refresh")
-                    return
-                await self._request("token:refresh", {"token": token}, None, resend=False)
-            except ClientClosed:
-                return
-            except Exception as exc:
-                log.warning("in-band token refresh failed: %s", type(exc).__name__)
-                self._dispatcher.put(ErrorEvent("TOKEN_REFRESH", "in-band refresh failed", exc))
-                retry = max(0.05, (exp - self._wall_clock()) / 4)
-                await asyncio.sleep(retry)
-                continue
-            self._token, self._token_fetched_at = token, self._wall_clock()
-            self._counters["in_band_refreshes"] += 1
-            self._plan_refresh()
-            return
-
-    def _arm_timer(self) -> None:
-        """Set the one timer callback to the session's next deadline (or none).
-
-        A loop callback, not a task: an idle client holds no coroutine for it.
-        """
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        deadline = self._timer_due = self._session.next_deadline()
-        if deadline is not None:
-            delay = max(0.0, deadline - self._clock())
-            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
-
-    def _disarm_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_due = None
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        try:
-            self._session.tick(self._clock())
-            self._pump(wake_timer=False)
-        finally:
-            if self._runner is not None and not self._runner.done():
-                self._arm_timer()
-
     # -- internals: outcomes -------------------------------------------------------------
 
     def _pump(self, *, wake_timer: bool = True, wake_writer: bool = True) -> None:
         """Route the session's outcomes; wake the writer and, unless it is the caller, the timer.
 
-        ``wake_writer=False``: the caller writes itself next (:meth:`_write_now`).
+        ``wake_writer=False``: the caller writes itself next (:meth:`Writer.write_now`).
         """
-        if self._store is not None:
-            self._mirror(self._store)
+        if self._mirror is not None:
+            self._mirror.mirror()
         for item in self._session.outcomes():
             if isinstance(item, Completed | Failed):
                 self._settle(item)
@@ -970,14 +582,21 @@ class Client:
                 if isinstance(item, StateChanged):
                     self._state_changed(item)
                 elif isinstance(item, Event) and item.name == "token:expiring":
-                    self._refresh_sooner()
+                    self._runner.link.refresh_sooner()
                 self._dispatcher.put(item)
         if wake_writer:
-            self._kick_writer()
+            self._writer.kick()
         new = self._session.take_new_deadline()
-        if wake_timer and new is not None and (self._timer_due is None or new < self._timer_due):
-            self._arm_timer()  # a deadline earlier than the one the timer is set for
+        if wake_timer and new is not None:
+            self._timer.sooner(new)  # a deadline earlier than the one the timer is set for
         self._progress.set()
+
+    def _timer_fired(self) -> None:
+        self._pump(wake_timer=False)  # the timer re-arms itself
+
+    def _running(self) -> bool:
+        task = self._runner.task
+        return task is not None and not task.done()
 
     def _settle(self, outcome: Completed | Failed) -> None:
         futures = self._waiters.pop(outcome.key, [])
@@ -1021,16 +640,16 @@ class Client:
         return future
 
     async def _await(self, future: asyncio.Future[Any], timeout: float | None) -> Any:
-        """Write the caller's request (see :meth:`_write_now`), then wait for its outcome."""
+        """Write the caller's request (see :meth:`Writer.write_now`), then wait for its outcome."""
         try:
             if timeout is None:
                 # Cancelling the caller cancels this future only: the message stays
                 # queued (its outcome is then ignored), so no shield is needed.
-                await self._write_now()
+                await self._writer.write_now()
                 return await future
             try:
                 async with asyncio.timeout(timeout):
-                    await self._write_now()
+                    await self._writer.write_now()
                     return await asyncio.shield(future)
             except TimeoutError:
                 if future.done() and not future.cancelled():
@@ -1054,53 +673,16 @@ class Client:
             await self._store.flush()
         return message_id
 
-    async def _restore(self, store: Store) -> None:
-        """Load the store into the session; on any failure close both, then raise.
+    def _restore_failed(self, exc: BaseException) -> None:
+        """The store could not be loaded (and is closed again): the client is closed."""
+        self._session.closed(exc if isinstance(exc, RtClientError) else None)
+        self._session.store_changes()  # the store is closed: nothing to mirror
+        self._pump()
 
-        A store left open would stay locked for every later Client of this process.
-        """
-        state = await store.open()
-        try:
-            cursors = {room: (c.epoch, c.last_event_id) for room, c in state.cursors.items()}
-            entries = [m.to_entry(clock_offset=self._clock_offset) for m in state.outbox]
-            self._session.restore(state.rooms, cursors, entries)
-        except BaseException as exc:
-            try:
-                await store.close()
-            except Exception as close_error:  # the restore's error is the one to raise
-                log.warning("closing the store after a failed restore: %r", close_error)
-            finally:
-                self._session.closed(exc if isinstance(exc, RtClientError) else None)
-                self._session.store_changes()  # the store is closed: nothing to mirror
-                self._pump()
-            raise
-        if state.rooms or entries:
-            log.info("restored %d rooms and %d queued messages", len(state.rooms), len(entries))
-
-    def _mirror(self, store: Store) -> None:
-        """Apply the session's changes to the store (buffered: a commit follows shortly)."""
-        for change in self._session.store_changes():
-            match change:
-                case Enqueued(entry):
-                    store.enqueue(StoredMessage.from_entry(entry, clock_offset=self._clock_offset))
-                case Removed(message_id):
-                    store.remove(message_id)
-                case RoomsSet(rooms):
-                    store.set_rooms(list(rooms))
-                case CursorForgotten(room):
-                    store.forget_cursor(room)
-                case CursorSet(room, epoch, last_event_id):
-                    store.set_cursor(room, epoch, last_event_id)
-
-    def _delivered(self, item: Delivered) -> None:
-        """The handlers have had ``item``: a logged event's room cursor may move on."""
-        if (
-            self._store is not None
-            and isinstance(item, Event)
-            and item.room in self._session.rooms
-            and item.event_id is not None
-        ):
-            self._store.set_cursor(item.room, item.epoch, item.event_id)
+    @property
+    def _conn(self) -> Connection | None:
+        """The open connection, if any (for tests and debugging)."""
+        return self._runner.link.conn
 
     def _closed_error(self) -> RtClientError:
         return self._fatal or ClientClosed("the client is closed")
@@ -1108,43 +690,6 @@ class Client:
     def _check_not_closed(self, wanted: Iterable[ConnectionState]) -> None:
         if self.state is ConnectionState.CLOSED and ConnectionState.CLOSED not in wanted:
             raise self._closed_error()
-
-
-def _make_transport(
-    url: str,
-    transport: str | Transport,
-    codec: Codec | str | None,
-    protocol: str,
-    namespace: str,
-    *,
-    compression: bool = True,
-) -> Transport:
-    """Build the transport named by ``transport`` after checking the URL fits it."""
-    if protocol not in ("rooms", "generic"):
-        raise ValueError(f"protocol is 'rooms' or 'generic', not {protocol!r}")
-    if protocol == "generic" and transport in ("websocket", "aiohttp"):
-        raise ValueError("generic mode is for Socket.IO servers: transport='socketio'")
-    if transport in ("websocket", "aiohttp"):
-        if not url.startswith(("ws://", "wss://")):
-            raise ValueError(f"a WebSocket url starts with ws:// or wss://, not {url[:16]!r}")
-        if transport == "aiohttp":
-            return AiohttpTransport(codec=codec, compression=compression)
-        return WebSocketTransport(codec=codec, compression=compression)
-    if transport == "socketio":
-        if not url.startswith(("http://", "https://", "ws://", "wss://")):
-            raise ValueError(f"a Socket.IO url starts with http(s):// or ws(s)://: {url[:16]!r}")
-        if codec not in (None, "json", "msgpack"):
-            raise ValueError("over Socket.IO, codec= is 'json' or 'msgpack' (the serializer)")
-        generic = protocol == "generic"
-        return SocketIOTransport(
-            serializer="msgpack" if codec == "msgpack" else "default",
-            namespace=namespace,
-            welcome="synthesize" if generic else "server",
-            app_ping=not generic,
-        )
-    if isinstance(transport, str):
-        raise ValueError(f"unknown transport {transport!r}: 'websocket', 'aiohttp' or 'socketio'")
-    return transport
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

@@ -20,6 +20,7 @@ from .quality import QualityLevel, QualitySnapshot
 __all__ = [
     "Ack",
     "ConnectionState",
+    "Delivered",
     "ErrorEvent",
     "Event",
     "Gap",
@@ -184,3 +185,7 @@ class QualityChanged:
     old: QualityLevel
     new: QualityLevel
     snapshot: QualitySnapshot
+
+
+Delivered = Event | Gap | StateChanged | QualityChanged | ErrorEvent
+"""What the client hands to handlers and to ``events(everything=True)``."""

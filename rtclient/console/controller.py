@@ -14,9 +14,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..client import Client
-from ..dispatch import Delivered
 from ..errors import RtClientError
-from ..events import ConnectionState, Event, StateChanged
+from ..events import ConnectionState, Delivered, Event, StateChanged
 from .commands import HELP, Command, Message, parse_line
 from .lines import MAX_TEXT_CHARS, too_long_text
 from .render import (

@@ -16,9 +16,8 @@ import sys
 from collections.abc import Callable
 
 from ..client import Client
-from ..dispatch import Delivered
 from ..errors import ClientClosed, RequestRejected, RtClientError
-from ..events import ConnectionState, StateChanged
+from ..events import ConnectionState, Delivered, StateChanged
 from .lines import TooLong, read_stdin, too_long_text
 from .render import ack_record, describe_error, failure_record, item_record, json_line
 

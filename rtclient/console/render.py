@@ -10,8 +10,16 @@ import json
 import zlib
 from typing import Any
 
-from ..dispatch import Delivered
-from ..events import Ack, ConnectionState, ErrorEvent, Event, Gap, QualityChanged, StateChanged
+from ..events import (
+    Ack,
+    ConnectionState,
+    Delivered,
+    ErrorEvent,
+    Event,
+    Gap,
+    QualityChanged,
+    StateChanged,
+)
 
 __all__ = [
     "ack_line",

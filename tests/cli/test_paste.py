@@ -156,7 +156,7 @@ def _paste_in_a_terminal(url: str) -> tuple[bool, int, bytes]:
         screen.clear()
         echoed = refused and pump(20, b"!")
         os.write(master, b"\x15\x04")  # Ctrl-U, Ctrl-D
-        closed = pump(10, b"closed")
+        closed = pump(30, b"closed")  # closing waits for the client to end: slow under load
         assert closed, bytes(screen[-1000:])
         chat.wait(10)
         return echoed, peak, bytes(screen)

@@ -119,7 +119,7 @@ async def test_an_idle_client_runs_two_tasks_and_refreshes_leave_none_behind(
     await wait_until(lambda: client.stats()["in_band_refreshes"] >= 3)
     await wait_until(lambda: len(_client_tasks()) == 2)  # each refresh task has ended
     assert client.stats()["reconnects"] == 0
-    assert len(client._helpers) <= 1  # finished refresh tasks are not kept
+    assert len(client._runner.link.helpers) <= 1  # finished refresh tasks are not kept
 
 
 # -- close() interrupting the supervisor (it runs in the runner task) -------------------

@@ -18,12 +18,13 @@ async def test_a_send_while_the_connection_ends_stays_queued(
     client = await make_client("alice", rooms=("lobby",), ping_interval=None)
     async with asyncio.TaskGroup() as finished:
         pass
-    group, client._hook_group = client._hook_group, finished  # type: ignore[attr-defined]
+    writer = client._writer
+    group, writer._group = writer._group, finished
     try:
         client.send_nowait("lobby", "queued as the link ends")  # kicks the writer
         assert client.stats()["queued"] == 1
     finally:
-        client._hook_group = group  # type: ignore[attr-defined]
+        writer._group = group
     before = client.stats()["reconnects"]
     await server.drop_connections()  # the next connection sends it
     await wait_until(lambda: client.stats()["reconnects"] > before)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from rtclient.dispatch import Delivered, Dispatcher
+from rtclient._dispatch import Delivered, Dispatcher
 from rtclient.events import Event
 from rtclient.testing import wait_until
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+import tomllib
 from pathlib import Path
 
 import rtclient
@@ -59,6 +60,11 @@ def test_every_name_in_all_is_importable() -> None:
 
 def test_version_is_a_string() -> None:
     assert isinstance(rtclient.__version__, str)
+
+
+def test_version_comes_from_pyproject() -> None:
+    pyproject = tomllib.loads((INIT.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    assert rtclient.__version__ == pyproject["project"]["version"]
 
 
 # -- the exception tree ------------------------------------------------------------------

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from rtclient._flag import Flag
+from rtclient._outgoing import Outgoing
 from rtclient.errors import ConnectionLost
 from rtclient.events import ErrorEvent
-from rtclient.flag import Flag
-from rtclient.outgoing import Outgoing
 from rtclient.session import Session
 from rtclient.testing import wait_until
 

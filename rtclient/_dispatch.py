@@ -19,12 +19,11 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from .events import ErrorEvent, Event, Gap, QualityChanged, StateChanged
-from .flag import Flag
+from ._flag import Flag
+from .events import Delivered, ErrorEvent, Event, Gap, QualityChanged, StateChanged
 
 __all__ = ["Delivered", "Dispatcher", "Handler"]
 
-Delivered = Event | Gap | StateChanged | QualityChanged | ErrorEvent
 Handler = Callable[[Any], Awaitable[None] | None]
 
 _END = object()
