@@ -106,7 +106,9 @@ class TLSError(RtClientError):
     ``kind`` says what failed: ``"certificate"`` (verification: unknown issuer,
     expired, wrong host), ``"version"`` (no TLS version both sides accept),
     ``"not_tls"`` (the server does not speak TLS: a ``wss://`` or ``https://`` URL for
-    a plain server) or ``"handshake"`` (anything else OpenSSL refused). ``reason`` is
+    a plain server) or ``"handshake"`` (the two sides' settings do not match: no cipher,
+    signature algorithm or server name in common; any other refusal, such as the
+    server's ``internal_error`` alert, is a retried TransportError). ``reason`` is
     OpenSSL's reason (``"WRONG_VERSION_NUMBER"``, the verification message, …).
     Not a :class:`TransportError`: those are retried.
     """
