@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
+import secrets
+import tracemalloc
 
-from rtclient.redact import MASK, redact, remember_token
+from rtclient.redact import MASK, _Registry, redact, remember_token
 
 TOKEN = "Zq3vN8uR1xWm5KpT0aLbYc7dHe2fGi9j"  # no pattern would recognise it
 
@@ -42,3 +44,22 @@ def test_short_tokens_are_masked_whole() -> None:
     owner = Owner()
     remember_token("s3cr3t", owner)
     assert redact("key=s3cr3t;") == f"key={MASK};"
+
+
+def test_tokens_cost_their_windows_only_once_something_is_logged() -> None:
+    # 1,000 clients with two 300-character JWTs would hold ~50 MB of windows; a
+    # process that never logs the libraries' records must not pay for them.
+    registry = _Registry()
+    owners = [Owner() for _ in range(100)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for owner in owners:
+            for _ in range(2):
+                registry.add(secrets.token_urlsafe(225), owner)  # 300 characters
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    tokens = 200 * 300
+    assert grown < 4 * tokens, f"{grown} bytes for {tokens} bytes of tokens"
+    assert len(registry.windows) > 100 * tokens // 300  # built when asked
