@@ -187,15 +187,22 @@ def _mask_hex(dump: str, windows: dict[str, int]) -> str:
 class RedactingLogger(logging.LoggerAdapter[logging.Logger]):
     """A logger adapter that redacts the formatted message of every record it passes on."""
 
-    def __init__(self, logger: logging.Logger, *, quiet: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, logger: logging.Logger, *, quiet: tuple[str, ...] = (), info_is_debug: bool = False
+    ) -> None:
         super().__init__(logger, {})
         self._quiet = quiet
+        self._info_is_debug = info_is_debug
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         """Format, redact, then log (only when the level is enabled: no cost otherwise).
 
-        Messages starting with one of the ``quiet`` prefixes are demoted to DEBUG.
+        Messages starting with one of the ``quiet`` prefixes are demoted to DEBUG; with
+        ``info_is_debug`` every INFO record is (python-socketio and engine.io log each
+        packet, with its data, at INFO).
         """
+        if level == logging.INFO and self._info_is_debug:
+            level = logging.DEBUG
         if self._quiet and level > logging.DEBUG and str(msg).startswith(self._quiet):
             level = logging.DEBUG
         if not self.isEnabledFor(level):

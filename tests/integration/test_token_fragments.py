@@ -108,3 +108,23 @@ async def test_no_token_fragment_in_debug_logs_errors_or_reprs_on_any_transport(
     assert any("Authorization" in t for t in texts)
     found = leaks(texts, issued)
     assert not found, found[:5]
+
+
+@pytest.mark.timeout(30)
+async def test_socketio_logs_packets_at_debug_as_the_raw_transports_do(
+    server: FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # python-socketio and engine.io log every packet, with its data, at INFO. A bot
+    # logging at INFO (logging.basicConfig(level=logging.INFO)) must not get each
+    # message's content in its log, nor pay for the token scan of each packet.
+    caplog.set_level(logging.INFO)
+    token = server.issue_token("alice")
+    async with Client(server.sio_url, token=token, transport="socketio") as client:
+        await client.join("lobby")
+        await client.send("lobby", "private words")
+    chatter = [
+        f"{r.name}: {r.getMessage()}"
+        for r in caplog.records
+        if r.name.startswith(("socketio", "engineio")) and r.levelno == logging.INFO
+    ]
+    assert not chatter, chatter[:5]
