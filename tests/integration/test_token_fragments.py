@@ -8,13 +8,15 @@ the ``"token":"`` prefix that a pattern would look for and left the signature's 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
 
 import pytest
 
 from fake_server import FakeServer
-from rtclient import Backoff, Client, ConnectionState
+from rtclient import Backoff, Client, ConnectionState, Unauthorized
+from rtclient.testing import HostileConnection, HostileServer
 
 from .conftest import wait_until
 
@@ -128,3 +130,26 @@ async def test_socketio_logs_packets_at_debug_as_the_raw_transports_do(
         if r.name.startswith(("socketio", "engineio")) and r.levelno == logging.INFO
     ]
     assert not chatter, chatter[:5]
+
+
+@pytest.mark.parametrize("transport", ["websocket", "aiohttp", "socketio"])
+async def test_a_server_that_echoes_the_token_in_its_refusal_does_not_put_it_in_the_error(
+    transport: str,
+) -> None:
+    # A close reason or a Socket.IO refusal is the server's text: one that says
+    # "invalid token <the token>" must not carry it into Unauthorized and its log lines.
+    token = "Zq3vN8uR1xWm5KpT0aLbYc7dHe2fGi9j"  # no pattern would recognise it
+    async with HostileServer() as srv:
+
+        async def refuse(conn: HostileConnection) -> None:
+            await conn.open()
+            await conn.close(4001, f"INVALID_TOKEN {token[-20:]}")
+
+        srv.script(refuse)
+        client = Client(srv.url_for(transport), token=token, transport=transport)  # type: ignore[arg-type]
+        with pytest.raises(Unauthorized) as info:
+            async with asyncio.timeout(5):
+                await client.connect()
+    texts = [str(info.value), repr(info.value), "".join(traceback.format_exception(info.value))]
+    assert "INVALID_TOKEN" in texts[0]  # the server's words stay, its piece of the token not
+    assert not leaks(texts, [token]), texts[0]
