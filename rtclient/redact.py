@@ -52,9 +52,9 @@ class _Registry:
     the registry holds what live clients use, whatever their number and age.
 
     The windows (about 85 bytes per character of a token: 50 MB for 1,000 clients
-    with two 300-character JWTs each) are built on the first :func:`redact`, that is
-    the first record that reaches a log: a process that never logs what the
-    libraries say holds the tokens only.
+    with two 300-character JWTs each) are built on the first :func:`redact`: the
+    first library record that reaches a log, or the first server close reason (see
+    :class:`~rtclient.errors.ConnectionLost`). Until then the tokens alone are held.
     """
 
     def __init__(self) -> None:
