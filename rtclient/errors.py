@@ -33,7 +33,7 @@ A token is never part of an exception's text.
 
 from __future__ import annotations
 
-from .redact import FRAGMENT, redact
+from .redact import peer_text
 
 __all__ = [
     "AckTimeout",
@@ -192,7 +192,7 @@ class ConnectionLost(TransportError):
     def __init__(self, code: int | None, reason: str = "") -> None:
         # The reason is the server's text (a close frame, a Socket.IO refusal): one
         # that echoes the token must not carry it into errors and logs.
-        reason = redact(reason) if len(reason) >= FRAGMENT else reason
+        reason = peer_text(reason)
         text = f"connection closed ({code if code is not None else 'no close frame'})"
         super().__init__(f"{text}: {reason}" if reason else text)
         self.code = code

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["MASK", "RedactingLogger", "redact", "remember_token"]
+__all__ = ["MASK", "RedactingLogger", "peer_text", "redact", "remember_token"]
 
 _PATTERNS = (
     # JWTs: three base64url parts, the first of which starts with {" → "eyJ".
@@ -139,6 +139,12 @@ def redact(text: str) -> str:
     for pattern in _PATTERNS[1:]:
         text = pattern.sub(lambda m: m.group(1) + MASK, text)
     return text
+
+
+def peer_text(text: str) -> str:
+    """A text of the server's (a close reason, an error message), redacted: a server
+    may echo the token it refuses."""
+    return redact(text) if len(text) >= FRAGMENT else text
 
 
 def _mask_fragments(text: str) -> str:

@@ -60,6 +60,7 @@ from .outbox import Outbox, OutboxEntry, Overflow
 from .pages import check_page, event_id_of
 from .peerlog import PeerLog
 from .quality import QualityLevel, QualitySnapshot, QualityTracker
+from .redact import peer_text
 from .requests import Request, RequestKind
 from .rooms import RecentIds, Room, RoomPhase
 
@@ -576,7 +577,9 @@ class Session:
         elif type_ == "error":
             self.counters["server_errors"] += 1
             self._outputs.append(
-                ErrorEvent(str(payload.get("code", "ERROR")), str(payload.get("message", "")))
+                ErrorEvent(
+                    str(payload.get("code", "ERROR")), peer_text(str(payload.get("message", "")))
+                )
             )
         else:
             self._on_plain_event(type_, payload)
@@ -1312,7 +1315,7 @@ class Session:
 def _rejection(payload: dict[str, Any], *, room: str | None = None) -> RtClientError:
     error = payload.get("error")
     code = str(error.get("code", "ERROR")) if isinstance(error, dict) else "ERROR"
-    message = str(error.get("message", "")) if isinstance(error, dict) else ""
+    message = peer_text(str(error.get("message", ""))) if isinstance(error, dict) else ""
     if code == "FORBIDDEN":
         return Forbidden(message or "forbidden")
     if code == "NOT_IN_ROOM" and room is not None:

@@ -15,8 +15,8 @@ import traceback
 import pytest
 
 from fake_server import FakeServer
-from rtclient import Backoff, Client, ConnectionState, Unauthorized
-from rtclient.testing import HostileConnection, HostileServer
+from rtclient import Backoff, Client, ConnectionState, RequestRejected, Unauthorized
+from rtclient.testing import HostileConnection, HostileServer, Request
 
 from .conftest import wait_until
 
@@ -153,3 +153,27 @@ async def test_a_server_that_echoes_the_token_in_its_refusal_does_not_put_it_in_
     texts = [str(info.value), repr(info.value), "".join(traceback.format_exception(info.value))]
     assert "INVALID_TOKEN" in texts[0]  # the server's words stay, its piece of the token not
     assert not leaks(texts, [token]), texts[0]
+
+
+@pytest.mark.parametrize("transport", ["websocket", "socketio"])
+async def test_a_server_that_echoes_the_token_in_a_rejection_or_error_event_is_redacted(
+    transport: str,
+) -> None:
+    token = "Zq3vN8uR1xWm5KpT0aLbYc7dHe2fGi9j"
+    piece = token[-20:]
+    async with HostileServer() as srv:
+
+        async def refuse(conn: HostileConnection, req: Request) -> None:
+            await conn.emit("error", {"code": "AUTH_NOTE", "message": f"your token {piece}"})
+            await conn.reject(req, "ROOM_FULL", f"not with token {piece}")
+
+        srv.on("room:join", refuse)
+        errors: list[str] = []
+        async with Client(srv.url_for(transport), token=token, transport=transport) as client:  # type: ignore[arg-type]
+            client.on("error", lambda e: errors.append(f"{e.code}: {e.message}"))
+            with pytest.raises(RequestRejected) as info:
+                await client.join("lobby")
+            await wait_until(lambda: any("AUTH_NOTE" in e for e in errors))
+    texts = [str(info.value), info.value.message, *errors]
+    assert "ROOM_FULL" in texts[0]
+    assert not leaks(texts, [token]), texts
