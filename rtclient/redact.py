@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
+import traceback
 import weakref
 from collections import deque
 from collections.abc import Iterable
@@ -214,5 +216,15 @@ class RedactingLogger(logging.LoggerAdapter[logging.Logger]):
         if not self.isEnabledFor(level):
             return
         text = str(msg) % args if args else str(msg)
+        exc_info = kwargs.pop("exc_info", None)
+        if exc_info:
+            # The exception's text may be a peer's data: formatted here, redacted
+            # with the message (a handler would format it unredacted).
+            if isinstance(exc_info, BaseException):
+                text += "\n" + "".join(traceback.format_exception(exc_info)).rstrip()
+            else:
+                info = sys.exc_info() if exc_info is True else exc_info
+                if info[0] is not None:
+                    text += "\n" + "".join(traceback.format_exception(*info)).rstrip()
         kwargs.setdefault("stacklevel", 2)
         self.logger.log(level, redact(text), **kwargs)
