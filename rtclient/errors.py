@@ -34,6 +34,8 @@ A token is never part of an exception's text.
 
 from __future__ import annotations
 
+from .redact import peer_text
+
 __all__ = [
     "AckTimeout",
     "AuthError",
@@ -112,7 +114,9 @@ class TLSError(RtClientError):
     ``kind`` says what failed: ``"certificate"`` (verification: unknown issuer,
     expired, wrong host), ``"version"`` (no TLS version both sides accept),
     ``"not_tls"`` (the server does not speak TLS: a ``wss://`` or ``https://`` URL for
-    a plain server) or ``"handshake"`` (anything else OpenSSL refused). ``reason`` is
+    a plain server) or ``"handshake"`` (the two sides' settings do not match: no cipher,
+    signature algorithm or server name in common; any other refusal, such as the
+    server's ``internal_error`` alert, is a retried TransportError). ``reason`` is
     OpenSSL's reason (``"WRONG_VERSION_NUMBER"``, the verification message, …).
     Not a :class:`TransportError`: those are retried.
     """
@@ -192,6 +196,9 @@ class ConnectionLost(TransportError):
     """An open connection closed. ``code`` is None when no close frame arrived."""
 
     def __init__(self, code: int | None, reason: str = "") -> None:
+        # The reason is the server's text (a close frame, a Socket.IO refusal): one
+        # that echoes the token must not carry it into errors and logs.
+        reason = peer_text(reason)
         text = f"connection closed ({code if code is not None else 'no close frame'})"
         super().__init__(f"{text}: {reason}" if reason else text)
         self.code = code

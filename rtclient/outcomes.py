@@ -13,6 +13,7 @@ from typing import Any
 from .errors import Forbidden, NotJoined, RequestRejected, RtClientError
 from .events import ErrorEvent, Event, Gap, QualityChanged, StateChanged
 from .peerlog import PeerLog
+from .redact import peer_text
 
 __all__ = ["COUNTERS", "Completed", "Failed", "Outcomes", "Output", "rejection"]
 
@@ -97,7 +98,7 @@ def rejection(payload: dict[str, Any], *, room: str | None = None) -> RtClientEr
     """The error an error reply (``success: false``) stands for."""
     error = payload.get("error")
     code = str(error.get("code", "ERROR")) if isinstance(error, dict) else "ERROR"
-    message = str(error.get("message", "")) if isinstance(error, dict) else ""
+    message = peer_text(str(error.get("message", ""))) if isinstance(error, dict) else ""
     if code == "FORBIDDEN":
         return Forbidden(message or "forbidden")
     if code == "NOT_IN_ROOM" and room is not None:

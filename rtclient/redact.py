@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
+import traceback
 import weakref
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["MASK", "RedactingLogger", "redact", "remember_token"]
+__all__ = ["MASK", "RedactingLogger", "peer_text", "redact", "remember_token"]
 
 _PATTERNS = (
     # JWTs: three base64url parts, the first of which starts with {" → "eyJ".
@@ -50,12 +52,37 @@ class _Registry:
     Each owner (a Client, a transport) keeps its last :data:`KEEP` tokens here, until
     it is garbage-collected; tokens registered without an owner share 16 places. So
     the registry holds what live clients use, whatever their number and age.
+
+    The windows (about 85 bytes per character of a token: 50 MB for 1,000 clients
+    with two 300-character JWTs each) are built on the first :func:`redact`: the
+    first library record that reaches a log, or the first server close reason (see
+    :class:`~rtclient.errors.ConnectionLost`). Until then the tokens alone are held.
     """
 
     def __init__(self) -> None:
-        self.windows: dict[str, int] = {}
-        self.short: dict[str, int] = {}
+        self._windows: dict[str, int] = {}
+        self._short: dict[str, int] = {}
         self._held: dict[int, deque[str]] = {}
+        self._indexed = False
+
+    @property
+    def windows(self) -> dict[str, int]:
+        """The 8-character windows of the tokens of 8 characters or more, counted."""
+        self._index()
+        return self._windows
+
+    @property
+    def short(self) -> dict[str, int]:
+        """The tokens shorter than 8 characters, counted."""
+        self._index()
+        return self._short
+
+    def _index(self) -> None:
+        if not self._indexed:
+            self._indexed = True
+            for held in list(self._held.values()):
+                for token in held:
+                    self._count(token, 1)
 
     def add(self, token: str, owner: object | None) -> None:
         key = 0 if owner is None else id(owner)
@@ -76,12 +103,14 @@ class _Registry:
             self._count(token, -1)
 
     def _count(self, token: str, step: int) -> None:
+        if not self._indexed:
+            return  # counted when the index is built
         if len(token) < FRAGMENT:
             keys: Iterable[str] = (token,) if len(token) >= 4 else ()
-            table = self.short
+            table = self._short
         else:
             keys = {token[i : i + FRAGMENT] for i in range(len(token) - FRAGMENT + 1)}
-            table = self.windows
+            table = self._windows
         for key in keys:
             count = table.get(key, 0) + step
             if count > 0:
@@ -112,6 +141,12 @@ def redact(text: str) -> str:
     for pattern in _PATTERNS[1:]:
         text = pattern.sub(lambda m: m.group(1) + MASK, text)
     return text
+
+
+def peer_text(text: str) -> str:
+    """A text of the server's (a close reason, an error message), redacted: a server
+    may echo the token it refuses."""
+    return redact(text) if len(text) >= FRAGMENT else text
 
 
 def _mask_fragments(text: str) -> str:
@@ -160,19 +195,36 @@ def _mask_hex(dump: str, windows: dict[str, int]) -> str:
 class RedactingLogger(logging.LoggerAdapter[logging.Logger]):
     """A logger adapter that redacts the formatted message of every record it passes on."""
 
-    def __init__(self, logger: logging.Logger, *, quiet: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, logger: logging.Logger, *, quiet: tuple[str, ...] = (), info_is_debug: bool = False
+    ) -> None:
         super().__init__(logger, {})
         self._quiet = quiet
+        self._info_is_debug = info_is_debug
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         """Format, redact, then log (only when the level is enabled: no cost otherwise).
 
-        Messages starting with one of the ``quiet`` prefixes are demoted to DEBUG.
+        Messages starting with one of the ``quiet`` prefixes are demoted to DEBUG; with
+        ``info_is_debug`` every INFO record is (python-socketio and engine.io log each
+        packet, with its data, at INFO).
         """
+        if level == logging.INFO and self._info_is_debug:
+            level = logging.DEBUG
         if self._quiet and level > logging.DEBUG and str(msg).startswith(self._quiet):
             level = logging.DEBUG
         if not self.isEnabledFor(level):
             return
         text = str(msg) % args if args else str(msg)
+        exc_info = kwargs.pop("exc_info", None)
+        if exc_info:
+            # The exception's text may be a peer's data: formatted here, redacted
+            # with the message (a handler would format it unredacted).
+            if isinstance(exc_info, BaseException):
+                text += "\n" + "".join(traceback.format_exception(exc_info)).rstrip()
+            else:
+                info = sys.exc_info() if exc_info is True else exc_info
+                if info[0] is not None:
+                    text += "\n" + "".join(traceback.format_exception(*info)).rstrip()
         kwargs.setdefault("stacklevel", 2)
         self.logger.log(level, redact(text), **kwargs)

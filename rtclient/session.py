@@ -51,6 +51,7 @@ from .pacing import HOLD_MIN, PACE_MARGIN
 from .pending import RequestKind
 from .quality import QualityLevel, QualitySnapshot, QualityTracker
 from .recovery import Recovery, join_key, leave_key
+from .redact import peer_text
 from .rooms import Room
 from .sending import Sender
 from .sizing import SizeOf, json_size
@@ -447,7 +448,9 @@ class Session:
         elif type_ == "error":
             self.counters["server_errors"] += 1
             self._out.add(
-                ErrorEvent(str(payload.get("code", "ERROR")), str(payload.get("message", "")))
+                ErrorEvent(
+                    str(payload.get("code", "ERROR")), peer_text(str(payload.get("message", "")))
+                )
             )
         else:
             self._recovery.delivery.on_plain_event(type_, payload)

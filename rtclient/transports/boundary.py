@@ -7,7 +7,9 @@ exceptions. Everything raised below it leaves as an :mod:`rtclient.errors` excep
 - an rtclient exception passes as it is;
 - during a connection attempt, a TLS failure anywhere in the exception's chain
   becomes :class:`~rtclient.errors.TLSError` (fatal: a certificate or a TLS version
-  does not fix itself) — see :func:`tls_error`;
+  does not fix itself) — see :func:`tls_error`; a refusal that is not about
+  certificates, versions or settings (``internal_error``, an alert without a known
+  reason) becomes a TransportError that says TLS (retried);
 - a missing optional dependency (``ImportError``: a SOCKS proxy in the environment
   without python-socks) becomes :class:`~rtclient.errors.ProtocolError` (fatal);
 - the transport's mapping function decides the rest; what it does not know becomes a
@@ -45,6 +47,21 @@ _VERSION = frozenset(
         "VERSION_TOO_HIGH",
     }
 )
+# Alerts that say the two sides' TLS settings do not match (no cipher, signature
+# algorithm or server name in common): configuration, as lasting as a certificate.
+# Any other refusal (internal_error, a bad record MAC, an alert with no reason) may be
+# the server's passing trouble, and is retried like a reset.
+_CONFIGURATION = frozenset(
+    {
+        "SSLV3_ALERT_HANDSHAKE_FAILURE",
+        "NO_SHARED_CIPHER",
+        "NO_CIPHERS_AVAILABLE",
+        "NO_SUITABLE_SIGNATURE_ALGORITHM",
+        "TLSV1_ALERT_INSUFFICIENT_SECURITY",
+        "TLSV1_ALERT_UNRECOGNIZED_NAME",
+        "TLSV1_UNRECOGNIZED_NAME",
+    }
+)
 
 
 class Boundary:
@@ -70,6 +87,8 @@ class Boundary:
             return exc
         if connecting:
             tls = tls_error(exc)
+            if tls is not None and tls.kind == "handshake" and tls.reason not in _CONFIGURATION:
+                return TransportError(f"{tls} (retried: it may be the server's passing trouble)")
             if tls is not None:
                 return tls
         if isinstance(exc, ImportError):

@@ -128,8 +128,8 @@ class SocketIOTransport:
             handle_sigint=False,
             serializer=self.serializer,
             http_session=http,
-            logger=RedactingLogger(logging.getLogger("socketio.client"), quiet=_ROUTINE),
-            engineio_logger=RedactingLogger(logging.getLogger("engineio.client"), quiet=_ROUTINE),
+            logger=_library_logger("socketio.client"),
+            engineio_logger=_library_logger("engineio.client"),
         )
         conn = SocketIOConnection(
             sio, http, self.namespace, app_ping=self.app_ping, owner=self, limit=self.max_queue
@@ -408,6 +408,12 @@ class _Handshake:
         for response in self._responses or ():
             response.close()
         self._responses = None
+
+
+def _library_logger(name: str) -> RedactingLogger:
+    """python-socketio's or engine.io's logger: each packet at DEBUG, as websockets logs
+    frames (they log them at INFO, with their data), routine warnings at DEBUG too."""
+    return RedactingLogger(logging.getLogger(name), quiet=_ROUTINE, info_is_debug=True)
 
 
 def _handshake_status(exc: BaseException) -> tuple[int | None, float | None]:

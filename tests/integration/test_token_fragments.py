@@ -8,14 +8,15 @@ the ``"token":"`` prefix that a pattern would look for and left the signature's 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
 
 import pytest
 
 from fake_server import FakeServer
-from rtclient import Backoff, Client, ConnectionState
-from rtclient.testing import wait_until
+from rtclient import Backoff, Client, ConnectionState, RequestRejected, Unauthorized
+from rtclient.testing import HostileConnection, HostileServer, Request, wait_until
 
 WINDOW = 8
 
@@ -107,3 +108,70 @@ async def test_no_token_fragment_in_debug_logs_errors_or_reprs_on_any_transport(
     assert any("Authorization" in t for t in texts)
     found = leaks(texts, issued)
     assert not found, found[:5]
+
+
+@pytest.mark.timeout(30)
+async def test_socketio_logs_packets_at_debug_as_the_raw_transports_do(
+    server: FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # python-socketio and engine.io log every packet, with its data, at INFO. A bot
+    # logging at INFO (logging.basicConfig(level=logging.INFO)) must not get each
+    # message's content in its log, nor pay for the token scan of each packet.
+    caplog.set_level(logging.INFO)
+    token = server.issue_token("alice")
+    async with Client(server.sio_url, token=token, transport="socketio") as client:
+        await client.join("lobby")
+        await client.send("lobby", "private words")
+    chatter = [
+        f"{r.name}: {r.getMessage()}"
+        for r in caplog.records
+        if r.name.startswith(("socketio", "engineio")) and r.levelno == logging.INFO
+    ]
+    assert not chatter, chatter[:5]
+
+
+@pytest.mark.parametrize("transport", ["websocket", "aiohttp", "socketio"])
+async def test_a_server_that_echoes_the_token_in_its_refusal_does_not_put_it_in_the_error(
+    transport: str,
+) -> None:
+    # A close reason or a Socket.IO refusal is the server's text: one that says
+    # "invalid token <the token>" must not carry it into Unauthorized and its log lines.
+    token = "Zq3vN8uR1xWm5KpT0aLbYc7dHe2fGi9j"  # no pattern would recognise it
+    async with HostileServer() as srv:
+
+        async def refuse(conn: HostileConnection) -> None:
+            await conn.open()
+            await conn.close(4001, f"INVALID_TOKEN {token[-20:]}")
+
+        srv.script(refuse)
+        client = Client(srv.url_for(transport), token=token, transport=transport)  # type: ignore[arg-type]
+        with pytest.raises(Unauthorized) as info:
+            async with asyncio.timeout(5):
+                await client.connect()
+    texts = [str(info.value), repr(info.value), "".join(traceback.format_exception(info.value))]
+    assert "INVALID_TOKEN" in texts[0]  # the server's words stay, its piece of the token not
+    assert not leaks(texts, [token]), texts[0]
+
+
+@pytest.mark.parametrize("transport", ["websocket", "socketio"])
+async def test_a_server_that_echoes_the_token_in_a_rejection_or_error_event_is_redacted(
+    transport: str,
+) -> None:
+    token = "Zq3vN8uR1xWm5KpT0aLbYc7dHe2fGi9j"
+    piece = token[-20:]
+    async with HostileServer() as srv:
+
+        async def refuse(conn: HostileConnection, req: Request) -> None:
+            await conn.emit("error", {"code": "AUTH_NOTE", "message": f"your token {piece}"})
+            await conn.reject(req, "ROOM_FULL", f"not with token {piece}")
+
+        srv.on("room:join", refuse)
+        errors: list[str] = []
+        async with Client(srv.url_for(transport), token=token, transport=transport) as client:  # type: ignore[arg-type]
+            client.on("error", lambda e: errors.append(f"{e.code}: {e.message}"))
+            with pytest.raises(RequestRejected) as info:
+                await client.join("lobby")
+            await wait_until(lambda: any("AUTH_NOTE" in e for e in errors))
+    texts = [str(info.value), info.value.message, *errors]
+    assert "ROOM_FULL" in texts[0]
+    assert not leaks(texts, [token]), texts

@@ -27,6 +27,8 @@ from rtclient.transports.boundary import Boundary
 TRANSPORTS = ["websocket", "aiohttp", "socketio"]
 RAW = ["websocket", "aiohttp"]
 TLS_ALERT_PROTOCOL_VERSION = bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46])
+TLS_ALERT_INTERNAL_ERROR = bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x50])
+TLS_ALERT_HANDSHAKE_FAILURE = bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28])
 
 
 def secure_url(transport: str, port: int) -> str:
@@ -151,6 +153,48 @@ async def test_a_tls_version_refusal_is_fatal_and_says_so(transport: str) -> Non
         error = await fails_fatally(client(secure_url(transport, port), transport))
     assert isinstance(error, TLSError), repr(error)
     assert error.kind == "version" and "TLS version" in str(error)
+
+
+@pytest.mark.parametrize("transport", RAW)
+async def test_no_settings_in_common_is_a_fatal_handshake_tls_error(transport: str) -> None:
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(5)
+        writer.write(TLS_ALERT_HANDSHAKE_FAILURE)  # no cipher suite in common, say
+        await writer.drain()
+        writer.close()
+
+    server, port = await raw_server(refuse)
+    async with server:
+        error = await fails_fatally(client(secure_url(transport, port), transport))
+    assert isinstance(error, TLSError), repr(error)
+    assert error.kind == "handshake" and "HANDSHAKE_FAILURE" in str(error)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_servers_internal_error_alert_is_retried_and_says_tls(transport: str) -> None:
+    # internal_error (alert 80) is the server failing, not a certificate or a version
+    # both sides lack: a TLS front end that is restarting or overloaded. A bot must
+    # come back once it recovers, not stop for good.
+    async def fail(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(5)  # the ClientHello's record header
+        writer.write(TLS_ALERT_INTERNAL_ERROR)
+        await writer.drain()
+        writer.close()
+
+    server, port = await raw_server(fail)
+    async with server:
+        c = client(secure_url(transport, port), transport)
+        errors: list[BaseException] = []
+        c.on("state", lambda change: change.error is not None and errors.append(change.error))
+        attempt = asyncio.ensure_future(c.connect())
+        try:
+            await wait_until(lambda: c.stats()["attempts"] >= 2 or attempt.done())
+            assert not attempt.done(), f"stopped at once: {attempt.exception()!r}"
+        finally:
+            attempt.cancel()
+            await c.close()
+    assert errors and all(type(e) is TransportError for e in errors), errors
+    assert "TLS" in str(errors[0]) and "INTERNAL_ERROR" in str(errors[0])
 
 
 @pytest.mark.parametrize("transport", RAW)
