@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from fake_server import FakeServer
+from rtclient.testing import wait_until
 
-from .conftest import MakeClient, wait_until
+from .conftest import MakeClient
 
 
 async def test_a_send_while_the_connection_ends_stays_queued(

@@ -9,9 +9,10 @@ import pytest
 
 from fake_server import FakeServer
 from rtclient import Event
+from rtclient.testing import wait_until
 from rtclient.transports.socketio import SocketIOConnection, SocketIOTransport
 
-from .conftest import MakeClient, wait_until
+from .conftest import MakeClient
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ import pytest
 
 from fake_server import FakeServer
 from rtclient import Backoff, Client, ConnectionState
-
-from .conftest import wait_until
+from rtclient.testing import wait_until
 
 WINDOW = 8
 

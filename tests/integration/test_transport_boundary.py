@@ -20,10 +20,9 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from fake_server import FakeServer
 from rtclient import Backoff, Client, ProtocolError, TLSError, TransportError
+from rtclient.testing import wait_until
 from rtclient.transports import AiohttpTransport, WebSocketTransport
 from rtclient.transports.boundary import Boundary
-
-from .conftest import wait_until
 
 TRANSPORTS = ["websocket", "aiohttp", "socketio"]
 RAW = ["websocket", "aiohttp"]
