@@ -445,10 +445,12 @@ class _AsyncClient(socketio.AsyncClient):  # type: ignore[misc]
     async def _handle_eio_message(self, data: Any) -> None:
         # python-socketio decodes and dispatches a packet here and lets a packet it
         # cannot read (bad JSON, ``42[]``, an unknown type) raise into engine.io, which
-        # only logs it: rtclient would never hear of it.
+        # only logs it: rtclient would never hear of it. (json raises RecursionError
+        # for a packet nested too deeply.) A half-read binary packet is forgotten too,
+        # or every later message would be taken for one of its attachments.
         try:
             await super()._handle_eio_message(data)
-        except (ValueError, TypeError, IndexError, KeyError) as exc:
+        except (ValueError, TypeError, IndexError, KeyError, RecursionError) as exc:
             if self.undecodable is None:
                 raise
             self._binary_packet = None
