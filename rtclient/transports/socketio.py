@@ -194,6 +194,7 @@ class SocketIOConnection:
         """The exception boundary (its mapping knows this connection's refusal)."""
         self._refusal: str | None = None
         self._pending_close: tuple[int, str] | None = None
+        self._close_stale = False  # traffic came after that error (see _on_disconnect)
         sio.on("*", self._on_event, namespace=namespace)
         sio.on("disconnect", self._on_disconnect, namespace=namespace)
         sio.on("connect_error", self._on_connect_error, namespace=namespace)
@@ -312,7 +313,7 @@ class SocketIOConnection:
 
     def _ack_callback(self, request_id: str, *, raw: bool) -> Any:
         def on_ack(*args: object) -> None:
-            self._pending_close = None  # as for any event: no disconnect followed it
+            self._close_stale = True  # as for any event (see _on_disconnect)
             payload: object
             if raw:  # a generic emit: the session answers with ``args`` as they are
                 payload = args[0] if len(args) == 1 and isinstance(args[0], dict) else {}
@@ -345,11 +346,9 @@ class SocketIOConnection:
             # The server says why it is about to disconnect us: the close code and
             # reason a raw WebSocket would carry (4002 TOKEN_EXPIRED, 1012, 1013 ...).
             self._pending_close = (close_code, str(payload.get("reason", "")))
+            self._close_stale = False
         else:
-            # The binding sends that error right before its disconnect: anything else
-            # in between means no disconnect followed it, and a later loss of the link
-            # (a reset: 1006) must not be taken for that close.
-            self._pending_close = None
+            self._close_stale = True
         self._inbox.put({"type": event, "payload": payload})
 
     def _on_undecodable(self, exc: Exception) -> None:
@@ -362,10 +361,16 @@ class SocketIOConnection:
 
     async def _on_disconnect(self, reason: object = None) -> None:
         text = str(reason) if reason is not None else ""
-        if self._pending_close is not None:
+        server = text == socketio.AsyncClient.reason.SERVER_DISCONNECT
+        # The binding sends that error right before its disconnect. The server's own
+        # disconnect (DISCONNECT or engine.io CLOSE) is the one it announced, even if
+        # another handler's event or ack slipped in between. A loss of the link is that
+        # close only if nothing came after the error: else the server kept the
+        # connection up, and a later reset (1006) must not be taken for that close.
+        if self._pending_close is not None and (server or not self._close_stale):
             code: int | None
             code, text = self._pending_close
-        elif text == socketio.AsyncClient.reason.SERVER_DISCONNECT:
+        elif server:
             code = 1001  # the server let us go: come back (as socket.io-client advises)
         else:
             code = None  # transport closed or errored, ping timeout: abnormal
