@@ -131,7 +131,13 @@ class SocketIOTransport:
             engineio_logger=RedactingLogger(logging.getLogger("engineio.client"), quiet=_ROUTINE),
         )
         conn = SocketIOConnection(
-            sio, http, self.namespace, app_ping=self.app_ping, owner=self, limit=self.max_queue
+            sio,
+            http,
+            self.namespace,
+            app_ping=self.app_ping,
+            owner=self,
+            limit=self.max_queue,
+            handshake=handshake,
         )
         remember_token(token, self)  # engine.io logs the CONNECT packet that carries it
         auth: dict[str, Any] = {"token": token} if token else {}
@@ -180,8 +186,10 @@ class SocketIOConnection:
         app_ping: bool,
         owner: SocketIOTransport,
         limit: int | None = None,
+        handshake: Handshake | None = None,
     ) -> None:
         self._owner = owner
+        self._handshake = handshake
         self._sio = sio
         self._http = http
         self._ns = namespace
@@ -295,6 +303,9 @@ class SocketIOConnection:
         if isinstance(exc, TimeoutError):
             return TransportError("Socket.IO connect timed out")
         redirected = redirect_error(exc)
+        failure = self._handshake.failure if self._handshake is not None else None
+        if redirected is None and failure is not None:
+            redirected = redirect_error(failure)  # a long-polling request's (no chain)
         if redirected is not None:
             return redirected
         status, retry_after = _handshake_status(exc)

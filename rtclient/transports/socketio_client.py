@@ -34,12 +34,19 @@ class Handshake:
     (no OPEN packet, an OPEN without its fields) without closing it: aiohttp's connection
     stays acquired and the GC later warns ("Unclosed connection"). The responses are
     recorded (an aiohttp trace hook) until the attempt ends, and closed if it failed.
+
+    The last exception of one of the attempt's requests is kept too (:attr:`failure`):
+    engine.io's long-polling requests report aiohttp's exception to Socket.IO as a
+    string only, so the chain of the error it raises does not hold it.
     """
 
     def __init__(self) -> None:
         self._responses: list[aiohttp.ClientResponse] | None = []
+        self.failure: BaseException | None = None
+        """The last exception an HTTP request of the attempt raised (None: none)."""
         self.trace = aiohttp.TraceConfig()
         self.trace.on_request_end.append(self._ended)
+        self.trace.on_request_exception.append(self._failed)
 
     async def _ended(
         self, session: aiohttp.ClientSession, context: object, params: aiohttp.TraceRequestEndParams
@@ -47,9 +54,19 @@ class Handshake:
         if self._responses is not None:  # a polling connection makes a request per poll
             self._responses.append(params.response)
 
+    async def _failed(
+        self,
+        session: aiohttp.ClientSession,
+        context: object,
+        params: aiohttp.TraceRequestExceptionParams,
+    ) -> None:
+        if self._responses is not None:
+            self.failure = params.exception
+
     def done(self) -> None:
         """The attempt succeeded: the responses belong to the connection; stop recording."""
         self._responses = None
+        self.failure = None  # nor keep an exception (and its traceback) for weeks
 
     def release(self) -> None:
         """The attempt failed: close every response it opened (idempotent)."""
