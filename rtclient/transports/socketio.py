@@ -31,11 +31,9 @@ import logging
 import re
 import socket
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import aiohttp
-import engineio
 import socketio
 
 from ..errors import (
@@ -50,6 +48,7 @@ from ..redact import RedactingLogger, redact, remember_token
 from .aiohttp_ws import redirect_error
 from .boundary import Boundary
 from .inbox import Inbox
+from .socketio_client import AsyncClient, Handshake
 
 __all__ = ["SocketIOConnection", "SocketIOTransport"]
 
@@ -121,9 +120,9 @@ class SocketIOTransport:
         self, url: str, *, token: str | None, open_timeout: float
     ) -> SocketIOConnection:
         """Open one connection; see :class:`rtclient.transports.base.Transport`."""
-        handshake = _Handshake()
+        handshake = Handshake()
         http = aiohttp.ClientSession(trace_configs=[handshake.trace])
-        sio = _AsyncClient(
+        sio = AsyncClient(
             reconnection=False,
             handle_sigint=False,
             serializer=self.serializer,
@@ -132,7 +131,13 @@ class SocketIOTransport:
             engineio_logger=_library_logger("engineio.client"),
         )
         conn = SocketIOConnection(
-            sio, http, self.namespace, app_ping=self.app_ping, owner=self, limit=self.max_queue
+            sio,
+            http,
+            self.namespace,
+            app_ping=self.app_ping,
+            owner=self,
+            limit=self.max_queue,
+            handshake=handshake,
         )
         remember_token(token, self)  # engine.io logs the CONNECT packet that carries it
         auth: dict[str, Any] = {"token": token} if token else {}
@@ -181,8 +186,10 @@ class SocketIOConnection:
         app_ping: bool,
         owner: SocketIOTransport,
         limit: int | None = None,
+        handshake: Handshake | None = None,
     ) -> None:
         self._owner = owner
+        self._handshake = handshake
         self._sio = sio
         self._http = http
         self._ns = namespace
@@ -194,6 +201,7 @@ class SocketIOConnection:
         """The exception boundary (its mapping knows this connection's refusal)."""
         self._refusal: str | None = None
         self._pending_close: tuple[int, str] | None = None
+        self._close_stale = False  # traffic came after that error (see _on_disconnect)
         sio.on("*", self._on_event, namespace=namespace)
         sio.on("disconnect", self._on_disconnect, namespace=namespace)
         sio.on("connect_error", self._on_connect_error, namespace=namespace)
@@ -295,6 +303,9 @@ class SocketIOConnection:
         if isinstance(exc, TimeoutError):
             return TransportError("Socket.IO connect timed out")
         redirected = redirect_error(exc)
+        failure = self._handshake.failure if self._handshake is not None else None
+        if redirected is None and failure is not None:
+            redirected = redirect_error(failure)  # a long-polling request's (no chain)
         if redirected is not None:
             return redirected
         status, retry_after = _handshake_status(exc)
@@ -312,7 +323,7 @@ class SocketIOConnection:
 
     def _ack_callback(self, request_id: str, *, raw: bool) -> Any:
         def on_ack(*args: object) -> None:
-            self._pending_close = None  # as for any event: no disconnect followed it
+            self._close_stale = True  # as for any event (see _on_disconnect)
             payload: object
             if raw:  # a generic emit: the session answers with ``args`` as they are
                 payload = args[0] if len(args) == 1 and isinstance(args[0], dict) else {}
@@ -345,11 +356,9 @@ class SocketIOConnection:
             # The server says why it is about to disconnect us: the close code and
             # reason a raw WebSocket would carry (4002 TOKEN_EXPIRED, 1012, 1013 ...).
             self._pending_close = (close_code, str(payload.get("reason", "")))
+            self._close_stale = False
         else:
-            # The binding sends that error right before its disconnect: anything else
-            # in between means no disconnect followed it, and a later loss of the link
-            # (a reset: 1006) must not be taken for that close.
-            self._pending_close = None
+            self._close_stale = True
         self._inbox.put({"type": event, "payload": payload})
 
     def _on_undecodable(self, exc: Exception) -> None:
@@ -362,10 +371,16 @@ class SocketIOConnection:
 
     async def _on_disconnect(self, reason: object = None) -> None:
         text = str(reason) if reason is not None else ""
-        if self._pending_close is not None:
+        server = text == socketio.AsyncClient.reason.SERVER_DISCONNECT
+        # The binding sends that error right before its disconnect. The server's own
+        # disconnect (DISCONNECT or engine.io CLOSE) is the one it announced, even if
+        # another handler's event or ack slipped in between. A loss of the link is that
+        # close only if nothing came after the error: else the server kept the
+        # connection up, and a later reset (1006) must not be taken for that close.
+        if self._pending_close is not None and (server or not self._close_stale):
             code: int | None
             code, text = self._pending_close
-        elif text == socketio.AsyncClient.reason.SERVER_DISCONNECT:
+        elif server:
             code = 1001  # the server let us go: come back (as socket.io-client advises)
         else:
             code = None  # transport closed or errored, ping timeout: abnormal
@@ -377,37 +392,6 @@ class SocketIOConnection:
         if isinstance(data, dict):
             message = data.get("message")
             self._refusal = str(message) if message is not None else "REFUSED"
-
-
-class _Handshake:
-    """The HTTP responses of one connection attempt, released if the attempt fails.
-
-    engine.io drops the WebSocket response of a handshake that fails past the upgrade
-    (no OPEN packet, an OPEN without its fields) without closing it: aiohttp's connection
-    stays acquired and the GC later warns ("Unclosed connection"). The responses are
-    recorded (an aiohttp trace hook) until the attempt ends, and closed if it failed.
-    """
-
-    def __init__(self) -> None:
-        self._responses: list[aiohttp.ClientResponse] | None = []
-        self.trace = aiohttp.TraceConfig()
-        self.trace.on_request_end.append(self._ended)
-
-    async def _ended(
-        self, session: aiohttp.ClientSession, context: object, params: aiohttp.TraceRequestEndParams
-    ) -> None:
-        if self._responses is not None:  # a polling connection makes a request per poll
-            self._responses.append(params.response)
-
-    def done(self) -> None:
-        """The attempt succeeded: the responses belong to the connection; stop recording."""
-        self._responses = None
-
-    def release(self) -> None:
-        """The attempt failed: close every response it opened (idempotent)."""
-        for response in self._responses or ():
-            response.close()
-        self._responses = None
 
 
 def _library_logger(name: str) -> RedactingLogger:
@@ -428,62 +412,3 @@ def _handshake_status(exc: BaseException) -> tuple[int | None, float | None]:
             return int(match.group(1)), None
         seen = seen.__cause__ or seen.__context__
     return None, None
-
-
-class _AsyncClient(socketio.AsyncClient):  # type: ignore[misc]
-    """python-socketio's client, also keeping the ``pid`` of the server's CONNECT packet.
-
-    python-socketio 5 reads only ``sid`` from that packet; the ``pid`` is what Socket.IO
-    v4 connection state recovery needs to resume a session.
-    """
-
-    pid: str | None = None
-    undecodable: Callable[[Exception], None] | None = None
-
-    def _engineio_client_class(self) -> type[_PacedEngineIO]:
-        return _PacedEngineIO
-
-    async def _handle_connect(self, namespace: str | None, data: object) -> None:
-        pid = data.get("pid") if isinstance(data, dict) else None
-        self.pid = pid if isinstance(pid, str) else None
-        await super()._handle_connect(namespace, data)
-
-    async def _handle_eio_message(self, data: Any) -> None:
-        # python-socketio decodes and dispatches a packet here and lets a packet it
-        # cannot read (bad JSON, ``42[]``, an unknown type) raise into engine.io, which
-        # only logs it: rtclient would never hear of it.
-        try:
-            await super()._handle_eio_message(data)
-        except (ValueError, TypeError, IndexError, KeyError) as exc:
-            if self.undecodable is None:
-                raise
-            self._binary_packet = None
-            self.undecodable(exc)
-
-
-class _PacedEngineIO(engineio.AsyncClient):  # type: ignore[misc]
-    """engine.io's client, handling each message before it reads the next one.
-
-    engine.io starts a task per incoming message and reads on, so nothing slows its
-    reader down: a slow application let thousands of events pile up. Here a message is
-    handled in the reader (python-socketio's handlers only queue it for ``recv``), then
-    the reader waits for ``paced()`` — room in the connection's inbox — before it reads
-    the socket again, and TCP pushes back on the server.
-    """
-
-    paced: Callable[[], Awaitable[None]] | None = None
-
-    async def disconnect(self, abort: bool = False, reason: Any = None) -> None:
-        # A DISCONNECT packet makes python-socketio call this from the message handler,
-        # which now runs in the reader: it must not wait for the reader to end.
-        own = self.read_loop_task is not None and asyncio.current_task() is self.read_loop_task
-        await super().disconnect(abort=abort or own, reason=reason)
-
-    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
-        if event != "message":
-            return await super()._trigger_event(event, *args, **kwargs)
-        kwargs["run_async"] = False
-        result = await super()._trigger_event(event, *args, **kwargs)
-        if self.paced is not None:
-            await self.paced()
-        return result

@@ -110,6 +110,36 @@ async def test_fatal_close_fails_pending_sends_with_the_typed_error(
     assert isinstance(closed.value.__cause__, error)
 
 
+@pytest.mark.parametrize("between", ["event", "ack"])
+async def test_socketio_close_code_holds_when_traffic_comes_between_error_and_disconnect(
+    srv: HostileServer, make_client: MakeClient, between: str
+) -> None:
+    """``error {closeCode}``, then an event or an ack, then the server's DISCONNECT.
+
+    A python-socketio server emits the error and disconnects in two awaits; another
+    handler's emit or ack can land between them (the binding promises no more). The
+    disconnect is still the one that error announced: 4003 is fatal, as on raw.
+    """
+    client, _ = await make_client("socketio", rooms=("lobby",))
+
+    async def forbid(conn: HostileConnection, req: Request) -> None:
+        error = {"code": "FORBIDDEN", "message": "no", "closeCode": 4003, "reason": "FORBIDDEN"}
+        await conn.emit("error", error)
+        if between == "ack":
+            await conn.default(req)
+        else:
+            await conn.emit("chat:message", srv.contract.append("lobby", "someone else"))
+        await conn.send_text("41")  # the server's DISCONNECT
+
+    srv.on("chat:send", forbid)
+    client.send_nowait("lobby", "the last one")
+    await client.wait_for(ConnectionState.CLOSED, timeout=3)
+    with pytest.raises(ClientClosed) as closed:
+        client.send_nowait("lobby", "after the end")
+    assert isinstance(closed.value.__cause__, Forbidden)
+    assert len(srv.handshakes) == 1
+
+
 @pytest.mark.parametrize("transport", ALL)
 async def test_fatal_close_before_welcome_stops_connect(
     srv: HostileServer, make_client: MakeClient, transport: str

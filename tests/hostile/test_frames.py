@@ -40,6 +40,8 @@ SIO_UNDECODABLE = {
     "invalid-json": "42{not json",
     "packet-id-garbage": "4x",
     "empty-event": "42[]",
+    # json raises RecursionError, not ValueError (the raw codec says "nested too deeply")
+    "nested-too-deep": "42" + "[" * 100_000 + "]" * 100_000,
 }
 
 
@@ -101,6 +103,30 @@ async def test_socketio_undecodable_packet_is_malformed(
     await wait_until(lambda: seen.ids() == [1], timeout=3)
     assert client.state is ConnectionState.CONNECTED
     assert client.stats()["malformed"] == 1
+
+
+async def test_socketio_binary_packet_with_a_bad_attachment_is_malformed_and_forgotten(
+    srv: HostileServer, make_client: MakeClient
+) -> None:
+    """A BINARY_EVENT whose placeholder names an attachment it did not send.
+
+    python-socketio keeps the half-read packet in ``_binary_packet`` and would take
+    every later message for one of its attachments; the transport must reset it (a
+    python-socketio that renames that attribute fails here, not silently).
+    """
+    client, seen = await make_client("socketio", rooms=("lobby",))
+    blobs: list[object] = []
+    client.on("blob", blobs.append)
+    conn = srv.connections[-1]
+    await conn.send_text('451-["blob",{"data":{"_placeholder":true,"num":5}}]')
+    await conn.send_bytes(b"\x01\x02")
+    await conn.send_text('451-["blob",{"data":{"_placeholder":true,"num":0}}]')
+    await conn.send_bytes(b"\x03\x04")  # a good one: attachments still work
+    await conn.emit("chat:message", srv.contract.append("lobby", "after the junk"))
+    await wait_until(lambda: seen.ids() == [1], timeout=3)
+    assert client.stats()["malformed"] == 1
+    assert [getattr(b, "data", None) for b in blobs] == [{"data": b"\x03\x04"}]
+    assert client.state is ConnectionState.CONNECTED
 
 
 @pytest.mark.parametrize("transport", ALL)

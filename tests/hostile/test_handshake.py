@@ -149,6 +149,18 @@ async def test_redirect_loop_stops_with_a_protocol_error(
     assert len(srv.handshakes) <= 11  # one attempt: aiohttp follows 10 redirects at most
 
 
+async def test_redirect_loop_stops_with_a_protocol_error_on_socketio_long_polling(
+    srv: HostileServer, make_client: MakeClient
+) -> None:
+    """engine.io's polling requests turn aiohttp's exception into a string: no chain."""
+    polling = SocketIOTransport(transports=("polling",))
+    client, _ = await make_client(polling, connect=False)
+    srv.refuse(302, headers={"Location": srv.url_for("socketio")}, times=None)
+    with pytest.raises(ProtocolError, match="redirect"):
+        await _connect(client, timeout=1.0)
+    assert len(srv.handshakes) <= 11
+
+
 @pytest.mark.parametrize("transport", RAW)
 async def test_garbage_status_line_is_a_protocol_error(
     srv: HostileServer, make_client: MakeClient, transport: str

@@ -1,0 +1,136 @@
+"""python-socketio's and engine.io's clients, adapted for rtclient's Socket.IO transport.
+
+What :mod:`rtclient.transports.socketio` needs that the libraries do not offer, by
+overriding their internals (python-socketio 5, python-engineio 4): the ``pid`` of the
+server's CONNECT packet, undecodable packets reported instead of only logged, a reader
+paced by the connection's inbox, and the HTTP responses of a failed handshake released.
+
+The private methods and attributes relied on, each exercised by tests that fail if an
+upgrade renames it: ``socketio.AsyncClient._engineio_client_class`` and
+``engineio.AsyncClient._trigger_event`` with its ``run_async`` keyword
+(tests/integration/test_socketio_backpressure.py), ``._handle_connect`` (the ``pid``:
+tests/interop/test_reference_server.py), ``._handle_eio_message`` and
+``._binary_packet`` (tests/hostile/test_frames.py), ``engineio.AsyncClient.read_loop_task``
+(an AttributeError on every server DISCONNECT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import engineio
+import socketio
+
+__all__ = ["AsyncClient", "Handshake", "PacedEngineIO"]
+
+
+class Handshake:
+    """The HTTP responses of one connection attempt, released if the attempt fails.
+
+    engine.io drops the WebSocket response of a handshake that fails past the upgrade
+    (no OPEN packet, an OPEN without its fields) without closing it: aiohttp's connection
+    stays acquired and the GC later warns ("Unclosed connection"). The responses are
+    recorded (an aiohttp trace hook) until the attempt ends, and closed if it failed.
+
+    The last exception of one of the attempt's requests is kept too (:attr:`failure`):
+    engine.io's long-polling requests report aiohttp's exception to Socket.IO as a
+    string only, so the chain of the error it raises does not hold it.
+    """
+
+    def __init__(self) -> None:
+        self._responses: list[aiohttp.ClientResponse] | None = []
+        self.failure: BaseException | None = None
+        """The last exception an HTTP request of the attempt raised (None: none)."""
+        self.trace = aiohttp.TraceConfig()
+        self.trace.on_request_end.append(self._ended)
+        self.trace.on_request_exception.append(self._failed)
+
+    async def _ended(
+        self, session: aiohttp.ClientSession, context: object, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        if self._responses is not None:  # a polling connection makes a request per poll
+            self._responses.append(params.response)
+
+    async def _failed(
+        self,
+        session: aiohttp.ClientSession,
+        context: object,
+        params: aiohttp.TraceRequestExceptionParams,
+    ) -> None:
+        if self._responses is not None:
+            self.failure = params.exception
+
+    def done(self) -> None:
+        """The attempt succeeded: the responses belong to the connection; stop recording."""
+        self._responses = None
+        self.failure = None  # nor keep an exception (and its traceback) for weeks
+
+    def release(self) -> None:
+        """The attempt failed: close every response it opened (idempotent)."""
+        for response in self._responses or ():
+            response.close()
+        self._responses = None
+
+
+class AsyncClient(socketio.AsyncClient):  # type: ignore[misc]
+    """python-socketio's client, also keeping the ``pid`` of the server's CONNECT packet.
+
+    python-socketio 5 reads only ``sid`` from that packet; the ``pid`` is what Socket.IO
+    v4 connection state recovery needs to resume a session.
+    """
+
+    pid: str | None = None
+    undecodable: Callable[[Exception], None] | None = None
+
+    def _engineio_client_class(self) -> type[PacedEngineIO]:
+        return PacedEngineIO
+
+    async def _handle_connect(self, namespace: str | None, data: object) -> None:
+        pid = data.get("pid") if isinstance(data, dict) else None
+        self.pid = pid if isinstance(pid, str) else None
+        await super()._handle_connect(namespace, data)
+
+    async def _handle_eio_message(self, data: Any) -> None:
+        # python-socketio decodes and dispatches a packet here and lets a packet it
+        # cannot read (bad JSON, ``42[]``, an unknown type) raise into engine.io, which
+        # only logs it: rtclient would never hear of it. (json raises RecursionError
+        # for a packet nested too deeply.) A half-read binary packet is forgotten too,
+        # or every later message would be taken for one of its attachments.
+        try:
+            await super()._handle_eio_message(data)
+        except (ValueError, TypeError, IndexError, KeyError, RecursionError) as exc:
+            if self.undecodable is None:
+                raise
+            self._binary_packet = None
+            self.undecodable(exc)
+
+
+class PacedEngineIO(engineio.AsyncClient):  # type: ignore[misc]
+    """engine.io's client, handling each message before it reads the next one.
+
+    engine.io starts a task per incoming message and reads on, so nothing slows its
+    reader down: a slow application let thousands of events pile up. Here a message is
+    handled in the reader (python-socketio's handlers only queue it for ``recv``), then
+    the reader waits for ``paced()`` — room in the connection's inbox — before it reads
+    the socket again, and TCP pushes back on the server.
+    """
+
+    paced: Callable[[], Awaitable[None]] | None = None
+
+    async def disconnect(self, abort: bool = False, reason: Any = None) -> None:
+        # A DISCONNECT packet makes python-socketio call this from the message handler,
+        # which now runs in the reader: it must not wait for the reader to end.
+        own = self.read_loop_task is not None and asyncio.current_task() is self.read_loop_task
+        await super().disconnect(abort=abort or own, reason=reason)
+
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event != "message":
+            return await super()._trigger_event(event, *args, **kwargs)
+        kwargs["run_async"] = False
+        result = await super()._trigger_event(event, *args, **kwargs)
+        if self.paced is not None:
+            await self.paced()
+        return result
