@@ -206,6 +206,9 @@ class Client:
             max_server_delay=max_server_delay,
             size_of=size_function(codec),
         )
+        if isinstance(self._transport, SocketIOTransport):
+            # Connection state recovery's pid and offset are kept by the session.
+            self._transport.resume = self._session.resume
         self._store: Store | None = SqliteStore(store) if isinstance(store, str) else store
         self._session.track_changes = self._store is not None
         self._clock_offset = wall_clock() - self._clock()
