@@ -200,6 +200,9 @@ class Client:
             max_server_delay=max_server_delay,
             size_of=size_function(codec),
         )
+        if isinstance(self._transport, SocketIOTransport):
+            # Connection state recovery's pid and offset are kept by the session.
+            self._transport.resume = self._session.resume
         self._store: Store | None = SqliteStore(store) if isinstance(store, str) else store
         self._mirror = (
             StoreMirror(self._store, self._session, clock_offset=wall_clock() - clock())

@@ -194,7 +194,7 @@ class Sender:
         self._ttl_count += entry.expires_at is not None
         if entry.expires_at is not None:
             self.note_deadline(entry.expires_at)
-        if wants_ack and not raw:
+        if wants_ack and not raw and self._journal.enabled:  # no record built without a store
             self._journal.record(Enqueued(entry))
         self.flush(now)
         return message_id
@@ -312,7 +312,8 @@ class Sender:
         """Forget a settled message (and tell the store)."""
         self.outbox.remove(entry.message_id)
         self._ttl_count -= entry.expires_at is not None
-        self._journal.record(Removed(entry.message_id))
+        if self._journal.enabled:  # per message: no record built without a store
+            self._journal.record(Removed(entry.message_id))
 
     def dropped(self, entry: OutboxEntry, why: str) -> None:
         """Report a message the outbox dropped (it is no longer in the outbox)."""

@@ -130,8 +130,8 @@ class Session:
         self.resume = SocketIOResume()
         """Socket.IO connection state recovery: the session to resume and the offset.
 
-        Kept by the session so that it outlives a transport; the Socket.IO transport
-        still keeps its own copy today (``SocketIOTransport.pid``/``offset``)."""
+        Kept by the session so that it outlives a transport: the Client hands it to its
+        Socket.IO transport (``SocketIOTransport.resume``), which reads and updates it."""
 
     # -- configuration -------------------------------------------------------------
 

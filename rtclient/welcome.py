@@ -84,8 +84,8 @@ class SocketIOResume:
     """Socket.IO v4 connection state recovery: the session to resume and where.
 
     The session-side holder (``Session.resume``) of what a reconnect must send
-    (``auth.pid`` and ``auth.offset``). The Socket.IO transport keeps its own copy
-    (``SocketIOTransport.pid``/``offset``) until it is handed this holder instead.
+    (``auth.pid`` and ``auth.offset``); the Client hands it to its Socket.IO transport
+    (``SocketIOTransport.resume``), which fills it in.
     """
 
     pid: str | None = None

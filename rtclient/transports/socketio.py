@@ -45,6 +45,7 @@ from ..errors import (
 )
 from ..hints import parse_delay
 from ..redact import RedactingLogger, redact, remember_token
+from ..welcome import SocketIOResume
 from .aiohttp_ws import redirect_error
 from .boundary import Boundary
 from .inbox import Inbox
@@ -109,12 +110,21 @@ class SocketIOTransport:
         if serializer not in ("default", "msgpack"):
             raise ValueError("serializer is 'default' (JSON) or 'msgpack'")
         self.serializer = serializer
-        self.pid: str | None = None
-        """The session id the server gave for connection state recovery, if any."""
-        self.offset: str | None = None
-        """The offset of the last event received in that session."""
+        self.resume = SocketIOResume()
+        """Connection state recovery's pid and offset; a Client hands its session's holder
+        here (``Session.resume``), so that they are kept by the session."""
         self.recovered = False
         """Whether the server recovered the previous session on the last connect."""
+
+    @property
+    def pid(self) -> str | None:
+        """The session id the server gave for connection state recovery, if any."""
+        return self.resume.pid
+
+    @property
+    def offset(self) -> str | None:
+        """The offset of the last event received in that session."""
+        return self.resume.offset
 
     async def connect(
         self, url: str, *, token: str | None, open_timeout: float
@@ -141,9 +151,10 @@ class SocketIOTransport:
         )
         remember_token(token, self)  # engine.io logs the CONNECT packet that carries it
         auth: dict[str, Any] = {"token": token} if token else {}
-        sent_pid = self.pid
+        resume = self.resume
+        sent_pid = resume.pid
         if sent_pid is not None:
-            auth.update(pid=sent_pid, offset=self.offset)
+            auth.update(pid=sent_pid, offset=resume.offset)
         try:
             with conn.boundary.connecting(url):
                 async with asyncio.timeout(open_timeout):
@@ -162,9 +173,7 @@ class SocketIOTransport:
             raise
         handshake.done()
         recovered = sent_pid is not None and sio.pid == sent_pid
-        self.pid = sio.pid
-        if not recovered:
-            self.offset = None
+        resume.connected(sio.pid, recovered=recovered)
         self.recovered = recovered
         if self.welcome == "synthesize":
             welcome = {"features": [], "sid": sio.sid, "recovered": recovered}
@@ -341,12 +350,13 @@ class SocketIOConnection:
         return on_ack
 
     async def _on_event(self, event: str, *args: object) -> None:
-        recovery_on = self._sio.pid is not None or self._owner.pid is not None
+        resume = self._owner.resume
+        recovery_on = self._sio.pid is not None or resume.pid is not None
         if recovery_on and args and isinstance(args[-1], str):
             # With connection state recovery on, the server appends each event's offset.
             # A recovering server replays missed events before its CONNECT packet, so
             # the pid we asked to resume counts as "on" too.
-            self._owner.offset = args[-1]
+            resume.received(args[-1])
             args = args[:-1]
         payload: object = args[0] if len(args) == 1 else {"args": list(args)}
         if not isinstance(payload, dict):

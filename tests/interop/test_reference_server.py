@@ -167,6 +167,8 @@ async def test_transport_drop_mid_stream_recovers_every_event_once(
         reply = await client.call("stream", {"n": 40, "every": 10, "room": "feed", "id": "s1"})
         assert reply == {"id": "s1"}
         await wait_until(lambda: len(ticks) >= 10, timeout=TIMEOUT)
+        resume = client._session.resume  # kept by the session, not the transport
+        assert resume.pid is not None and resume.offset is not None
         # Cut the transport (no DISCONNECT packet) and emit 5 ticks while it is surely away.
         dropped = await server.post("/control/drop", {"name": "dave", "stream": "s1", "burst": 5})
         assert dropped == {"dropped": 1, "burst": 5}
