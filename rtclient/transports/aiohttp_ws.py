@@ -385,7 +385,7 @@ def _bad_status_line(exc: BaseException) -> bytes | None:
 
 def _not_text(line: bytes | None) -> bool:
     """True if ``line`` starts with a byte no status line (nor any text) starts with."""
-    return bool(line) and not 0x20 <= line[0] < 0x7F
+    return line is not None and line != b"" and not 0x20 <= line[0] < 0x7F
 
 
 _BOUNDARY = Boundary("aiohttp", _aiohttp_error)
