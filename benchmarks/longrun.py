@@ -168,6 +168,7 @@ async def run(
             result.delivered += report.delivered
             result.anomalies.update(report.counts())
             result.announced_gaps += report.gaps
+            first_problem = len(result.problems)
             if not report.ok or not settled:
                 states = "; ".join(
                     f"{bot.name} ({bot.transport}) {bot.client.state.name} "
@@ -176,6 +177,7 @@ async def run(
                     for bot in lab.bots
                 )
                 result.problems.append(f"segment {result.segments}: settled={settled}: {states}")
+                result.problems.extend(stuck_rooms(lab))
                 result.problems.append(report.describe(limit=5))
             lab.cut_history()
             stats = [bot.client.stats() for bot in lab.bots]
@@ -192,7 +194,7 @@ async def run(
             result.seconds = time.monotonic() - began
             if log is not None:
                 if not settled:
-                    log(result.problems[-2])
+                    log("\n".join(result.problems[first_problem:]))
                 log(
                     f"{result.seconds / 60:6.1f} min  segment {result.segments}: "
                     f"settled={settled} sent={report.sent} anomalies="
@@ -203,6 +205,38 @@ async def run(
                 )
     result.leftover = len(lab.leftover)
     return result
+
+
+def stuck_rooms(lab: Lab) -> list[str]:
+    """Where each bot that is not CONNECTED stands, room by room, against the server's log.
+
+    Diagnostics for a segment that did not settle (issue 19: two bots stayed in
+    RECOVERING): the session's room phases, cursors, held events and open requests
+    (read from the session itself), the server's head, and the bot's counters.
+    """
+    lines = []
+    for bot in lab.bots:
+        if bot.client.state.name == "CONNECTED":
+            continue
+        session = bot.client._session  # diagnostics only: no public view of room phases
+        stats = bot.client.stats()
+        counters = {
+            k: stats.get(k, 0)
+            for k in ("syncs", "gaps", "inconsistent_pages", "implausible_events", "reconnects")
+        }
+        lines.append(f"  {bot.name} {bot.client.state.name} {counters}")
+        for room in session.rooms.values():
+            events = lab.server.room_events(room.name)
+            lines.append(
+                f"    {room.name}: {room.phase.name} cursor={room.epoch}/{room.last_event_id} "
+                f"held={len(room.held)} request={room.request_id} refetch_at={room.refetch_at} "
+                f"tail_gap={room.tail_gap} doubted={room.doubted}; server "
+                f"{lab.server.epoch}/{events[0]['eventId'] if events else '-'}.."
+                f"{events[-1]['eventId'] if events else '-'}"
+            )
+        kinds = Counter(request.type for request in session._requests.values())
+        lines.append(f"    open requests: {dict(kinds)}")
+    return lines
 
 
 SERVER_SIDE = (

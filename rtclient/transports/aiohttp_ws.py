@@ -26,15 +26,18 @@ Two things aiohttp does differently, and what this module does about them:
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import os
+import re
 import time
 from collections import OrderedDict
 from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType
+from aiohttp.http_exceptions import BadStatusLine
 from websockets.exceptions import InvalidURI
 from websockets.proxy import get_proxy
 from websockets.uri import parse_uri
@@ -367,12 +370,48 @@ def _aiohttp_error(exc: Exception) -> RtClientError | None:
         # server), or could not be made: a network failure.
         return TransportError(f"connection failed: {exc!r}")
     if isinstance(exc, aiohttp.ClientResponseError):
+        if _not_text(_bad_status_line(exc)):
+            # WebSocket frames (or other binary) where the status line belongs: the
+            # response was lost on the way and the server carried on (a proxy that
+            # swallowed it), not a foreign protocol. The websockets transport waits
+            # for a line that never ends there and retries; so does this one.
+            return TransportError(f"connection failed: the handshake response was lost ({exc!r})")
         return ProtocolError(f"not a WebSocket server: {exc.message}")
     if isinstance(exc, aiohttp.ClientError | TimeoutError | OSError):
         return TransportError(f"connection failed: {exc!r}")
     if isinstance(exc, ValueError):  # yarl's own URL errors
         return ProtocolError(f"invalid WebSocket URL: {exc}")
     return None
+
+
+_QUOTED_BYTES = re.compile(r"b'(?:[^'\\]|\\.)*'" + r'|b"(?:[^"\\]|\\.)*"')
+
+
+def _bad_status_line(exc: BaseException) -> bytes | None:
+    """The bytes an aiohttp ``BadStatusLine`` in ``exc``'s causes complains about, if any.
+
+    aiohttp's C parser leaves ``line`` empty and quotes the bytes in its message.
+    """
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, BadStatusLine):
+        cause = cause.__cause__
+    if cause is None:
+        return None
+    if cause.line:
+        return cause.line.encode("latin-1", "replace")
+    quoted = _QUOTED_BYTES.search(str(cause.message))
+    if quoted is None:
+        return None
+    with contextlib.suppress(ValueError, SyntaxError):
+        value = ast.literal_eval(quoted.group())
+        if isinstance(value, bytes):
+            return value
+    return None
+
+
+def _not_text(line: bytes | None) -> bool:
+    """True if ``line`` starts with a byte no status line (nor any text) starts with."""
+    return line is not None and line != b"" and not 0x20 <= line[0] < 0x7F
 
 
 _BOUNDARY = Boundary("aiohttp", _aiohttp_error)

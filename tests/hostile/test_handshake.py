@@ -172,6 +172,19 @@ async def test_garbage_status_line_is_a_protocol_error(
     assert len(srv.handshakes) == 1
 
 
+@pytest.mark.parametrize("transport", RAW)
+async def test_websocket_bytes_instead_of_the_response_are_retried(
+    srv: HostileServer, make_client: MakeClient, transport: str
+) -> None:
+    # A close frame (1012) where the 101 response belongs: what a client sees when the
+    # response was lost on the way (a proxy that swallowed it, as the chaos lab's
+    # blackhole does) and the server then closed. Not a foreign protocol: retried.
+    srv.respond_raw(b"\x88\x02\x03\xf4", times=1)
+    client, _ = await make_client(transport, rooms=("lobby",))
+    assert client.state is ConnectionState.CONNECTED
+    assert len(srv.handshakes) == 2
+
+
 @pytest.mark.parametrize("transport", ALL)
 async def test_connection_closed_before_any_response_is_retried(
     srv: HostileServer, make_client: MakeClient, transport: str

@@ -224,3 +224,29 @@ async def test_every_connect_failure_is_an_rtclient_error_through_a_faulty_proxy
         ):
             with toxic(), pytest.raises(RtClientError):
                 await AiohttpTransport().connect(url, token="t", open_timeout=0.5)
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "websocket"])
+async def test_a_handshake_response_swallowed_by_a_blackhole_is_retried(
+    server: FakeServer, transport: str
+) -> None:
+    """Issue 19's long run: a blackhole swallowed the 101, the server then restarted and its
+    close frame (1012) was the first thing the client read. A network failure: retried."""
+    async with FaultProxy(upstream=(server.host, server.port)) as proxy:
+        client = Client(
+            proxy.url("ws", "/ws"),
+            token=lambda: server.issue_token("u"),
+            transport=transport,
+            backoff=FAST,
+            connect_timeout=5.0,
+        )
+        try:
+            with proxy.blackhole(direction="downstream"):
+                connecting = asyncio.create_task(client.connect())
+                await wait_until(lambda: server.connection_count() >= 1)
+            await server.close_all(1012)
+            async with asyncio.timeout(10):
+                await connecting
+            assert client.stats()["attempts"] >= 2
+        finally:
+            await client.close(flush=False)

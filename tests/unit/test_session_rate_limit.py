@@ -136,3 +136,21 @@ def test_one_rate_limit_does_not_slow_a_steady_sender_for_ever() -> None:
             event_id += 1
             ack(session, envelope["id"], event_id, now)
     assert len(session.outbox) <= 5
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 19 (found, not fixed): a rejoin after a reconnect answered with "
+    "RATE_LIMIT makes the session forget a room the application joined",
+)
+def test_a_rate_limited_rejoin_keeps_the_room() -> None:
+    session = joined_session()
+    session.send("a", "queued", 0)
+    session.data_to_send()
+    session.connection_lost(ConnectionError("dropped"), 0.0)
+    session.connection_opened()
+    session.receive({"type": "connected", "payload": {"userId": "me", "epoch": "e1"}}, 1)
+    (rejoin,) = [e for e in session.data_to_send() if e["type"] == "room:join"]
+    limit(session, rejoin["id"], 1, 0.5)
+    assert "a" in session.rooms  # a transient refusal: the room is joined again later
+    assert len(session.outbox) == 1  # and what was queued for it is still queued
