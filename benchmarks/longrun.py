@@ -229,12 +229,12 @@ def stuck_rooms(lab: Lab) -> list[str]:
             events = lab.server.room_events(room.name)
             lines.append(
                 f"    {room.name}: {room.phase.name} cursor={room.epoch}/{room.last_event_id} "
-                f"held={len(room.held)} request={room.request_id} refetch_at={room.refetch_at} "
+                f"held={len(room.held)} request={room.request_id} deferred={room.deferred} refetch_at={room.refetch_at} "
                 f"tail_gap={room.tail_gap} doubted={room.doubted}; server "
                 f"{lab.server.epoch}/{events[0]['eventId'] if events else '-'}.."
                 f"{events[-1]['eventId'] if events else '-'}"
             )
-        kinds = Counter(request.type for request in session._requests.values())
+        kinds = Counter(request.type for request in session._sender.requests.values())
         lines.append(f"    open requests: {dict(kinds)}")
     return lines
 

@@ -37,6 +37,7 @@ COUNTERS = (
     "dropped",
     "expired",
     "syncs",
+    "rejoins_deferred",
     "volatile_sent",
     "volatile_dropped",
 )

@@ -16,8 +16,10 @@ from typing import Any
 from .delivery import Delivery
 from .errors import NotJoined, RtClientError
 from .events import ErrorEvent, Gap
+from .hints import parse_delay
 from .journal import CursorForgotten, CursorSet, Journal, RoomsSet
 from .outcomes import Outcomes, opt_int, opt_str, rejection
+from .pacing import DEFAULT_HOLD, HOLD_MIN
 from .pages import check_page, event_id_of
 from .pending import RequestKind
 from .rooms import Room, RoomPhase
@@ -155,6 +157,8 @@ class Recovery:
     def on_join_ack(self, room: Room, ok: bool, payload: dict[str, Any], now: float) -> None:
         """The server answered a join: go live at its head, or sync from the cursor."""
         room.request_id = None
+        if not ok and room.joined and self._defer_rejoin(room, payload, now):
+            return
         if not ok:
             del self.rooms[room.name]
             self._journal.record(RoomsSet(tuple(self.rooms)))
@@ -163,6 +167,7 @@ class Recovery:
             self._sender.fail_queued_for(room.name, error)
             self._room_live(now)
             return
+        room.joined, room.deferred = True, 0
         members = payload.get("members")
         if isinstance(members, list):
             room.members = {m for m in members if isinstance(m, str)}
@@ -179,6 +184,31 @@ class Recovery:
         else:
             self._send_sync(room, now)
         self._out.complete(join_key(room.name), sorted(room.members))
+
+    def _defer_rejoin(self, room: Room, payload: dict[str, Any], now: float) -> bool:
+        """A rejoin refused for load: ask again later, keeping the room (True).
+
+        The application joined the room; a refusal for load (RATE_LIMIT, INTERNAL) of
+        the rejoin after a reconnect must not undo that, nor fail what is queued for it.
+        The join goes again after the server's ``retryAfter`` (capped; ``DEFAULT_HOLD``
+        without one), doubled for each refusal in a row, at most ``max_server_delay``.
+        Any other refusal (FORBIDDEN, a room that is gone) is final: False.
+        """
+        error = payload.get("error")
+        code = error.get("code") if isinstance(error, dict) else None
+        if code not in ("RATE_LIMIT", "INTERNAL"):
+            return False
+        assert isinstance(error, dict)
+        cap = self._sender.pacer.max_server_delay
+        hint = parse_delay(error.get("retryAfter"))
+        wait = max(min(hint, cap) if hint is not None else DEFAULT_HOLD, HOLD_MIN)
+        wait = min(wait * 2 ** min(room.deferred, 10), cap)
+        room.deferred += 1
+        self._out.counters["rejoins_deferred"] += 1
+        room.request_id = self._sender.defer_request(
+            RequestKind.JOIN, "room:join", {"roomId": room.name}, now + wait, room=room.name
+        )
+        return True
 
     def on_sync_ack(self, room: Room, ok: bool, payload: dict[str, Any], now: float) -> None:
         """A sync page came: deliver it in order, ask for the next, or go live."""

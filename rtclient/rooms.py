@@ -52,6 +52,10 @@ class Room:
     """The (epoch, cursor) after which a missing sync tail was reported: not again."""
     doubted: bool = False
     """Held events lay past the server's head: one more sync checks them."""
+    joined: bool = False
+    """The server accepted a join of this room once: a later join is a rejoin."""
+    deferred: int = 0
+    """Rejoins in a row the server refused for load (RATE_LIMIT, INTERNAL)."""
 
     @property
     def has_cursor(self) -> bool:

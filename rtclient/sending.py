@@ -221,6 +221,18 @@ class Sender:
             self.transmit_request(request, now)
         return request.key
 
+    def defer_request(
+        self, kind: RequestKind, type_: str, payload: dict[str, Any], at: float, *, room: str
+    ) -> str:
+        """Queue a request to be written at ``at`` (the ack timer's retransmission does
+        it: the request counts as sent ``ack_timeout`` before ``at``); returns its key."""
+        request = Request(self.new_id(), kind, type_, payload, room, "")
+        request.key = request.request_id
+        request.in_flight, request.sent_at = True, at - self.ack_timeout
+        self.requests[request.request_id] = request
+        self.note_deadline(at)
+        return request.key
+
     def check_restore(self, entries: list[OutboxEntry]) -> None:
         """Raise OutboxFull if ``entries`` do not fit under ``overflow="raise"``."""
         box = self.outbox

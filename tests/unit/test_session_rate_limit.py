@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from rtclient.events import ConnectionState
+from rtclient.outcomes import Failed
 from rtclient.session import HOLD_MIN, PACE_MARGIN, Session
 
 from .sim import SimServer
@@ -138,11 +139,6 @@ def test_one_rate_limit_does_not_slow_a_steady_sender_for_ever() -> None:
     assert len(session.outbox) <= 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 19 (found, not fixed): a rejoin after a reconnect answered with "
-    "RATE_LIMIT makes the session forget a room the application joined",
-)
 def test_a_rate_limited_rejoin_keeps_the_room() -> None:
     session = joined_session()
     session.send("a", "queued", 0)
@@ -154,3 +150,34 @@ def test_a_rate_limited_rejoin_keeps_the_room() -> None:
     limit(session, rejoin["id"], 1, 0.5)
     assert "a" in session.rooms  # a transient refusal: the room is joined again later
     assert len(session.outbox) == 1  # and what was queued for it is still queued
+    assert session.stats()["rejoins_deferred"] == 1
+    assert not [e for e in session.data_to_send() if e["type"] == "room:join"]  # held
+    session.tick(1.6)  # past retryAfter: the join goes again
+    (again,) = [e for e in session.data_to_send() if e["type"] == "room:join"]
+    assert again["payload"] == {"roomId": "a"}
+
+
+def test_a_rejoin_refused_for_good_forgets_the_room() -> None:
+    session = joined_session()
+    session.connection_lost(ConnectionError("dropped"), 0.0)
+    session.connection_opened()
+    session.receive({"type": "connected", "payload": {"userId": "me", "epoch": "e1"}}, 1)
+    (rejoin,) = [e for e in session.data_to_send() if e["type"] == "room:join"]
+    session.receive(
+        {
+            "type": "ack",
+            "id": rejoin["id"],
+            "payload": {"success": False, "error": {"code": "FORBIDDEN", "message": "no"}},
+        },
+        1,
+    )
+    assert "a" not in session.rooms
+
+
+def test_a_first_join_refused_for_load_fails_to_the_application() -> None:
+    session = joined_session()  # welcomed, room "a" joined
+    key = session.join("b", 1)
+    (join,) = [e for e in session.data_to_send() if e["type"] == "room:join"]
+    limit(session, join["id"], 1, 0.5)
+    assert "b" not in session.rooms  # the application asked: it is told, and may retry
+    assert any(isinstance(o, Failed) and o.key == key for o in session.outcomes())
