@@ -229,7 +229,8 @@ def stuck_rooms(lab: Lab) -> list[str]:
             events = lab.server.room_events(room.name)
             lines.append(
                 f"    {room.name}: {room.phase.name} cursor={room.epoch}/{room.last_event_id} "
-                f"held={len(room.held)} request={room.request_id} deferred={room.deferred} refetch_at={room.refetch_at} "
+                f"held={len(room.held)} request={room.request_id} deferred={room.deferred} "
+                f"refetch_at={room.refetch_at} "
                 f"tail_gap={room.tail_gap} doubted={room.doubted}; server "
                 f"{lab.server.epoch}/{events[0]['eventId'] if events else '-'}.."
                 f"{events[-1]['eventId'] if events else '-'}"
