@@ -21,23 +21,24 @@ def _no_real_state_file(
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
-    """Close the event loop that looptime's hook makes for a sync test.
+    """Give a sync test a current event loop for looptime's hook, and close it after.
 
-    looptime 0.9 asks pytest-asyncio's ``event_loop_policy`` for the loop of every test,
-    sync ones included, which creates a loop nobody closes; the next async test then
-    fails on "unclosed event loop" (``filterwarnings = error``). A sync test has no loop
-    of its own: a loop the policy holds after the call and did not before is that one.
+    looptime 0.9 asks pytest-asyncio's ``event_loop_policy`` for the current loop around
+    every test, sync ones included. Without one, that makes a loop nobody closes (the
+    next async test fails on "unclosed event loop") and, from Python 3.12, warns "There
+    is no current event loop" (both errors under ``filterwarnings = error``). So a sync
+    test runs with a loop of its own set as current, closed when it ends.
     """
-    if inspect.iscoroutinefunction(pyfuncitem.obj):
+    if inspect.iscoroutinefunction(pyfuncitem.obj) or _policy_loop() is not None:
         return (yield)
-    before = _policy_loop()
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     try:
         return (yield)
     finally:
-        loop = _policy_loop()
-        if loop is not None and loop is not before and not loop.is_running():
-            loop.close()
-            asyncio.set_event_loop(before)
+        if _policy_loop() is loop:
+            asyncio.set_event_loop(None)
+        loop.close()
 
 
 def _policy_loop() -> asyncio.AbstractEventLoop | None:
