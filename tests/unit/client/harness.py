@@ -15,12 +15,23 @@ import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
+import looptime
+
 from rtclient import Backoff, Client
 from rtclient.transports.memory import MemoryConnection, MemoryTransport
 
 from .memory_hub import MemoryHub
 
-__all__ = ["WALL_EPOCH", "Harness", "Issuer", "RecordingTransport", "gaps", "harness", "now"]
+__all__ = [
+    "WALL_EPOCH",
+    "Harness",
+    "Issuer",
+    "RecordingTransport",
+    "gaps",
+    "harness",
+    "let_time_pass",
+    "now",
+]
 
 URL = "memory://hub"
 WALL_EPOCH = 1_700_000_000.0
@@ -112,3 +123,15 @@ async def harness(**config: Any) -> AsyncIterator[Harness]:
     hub = MemoryHub(transport, wall_clock=Harness.wall_clock, **config)
     async with hub.running():
         yield Harness(hub, transport)
+
+
+async def let_time_pass(seconds: float) -> None:
+    """Let ``seconds`` of virtual time pass (the loop jumps them when every task idles).
+
+    Only with looptime on: outside it this would be a real sleep used as
+    synchronisation, so it fails instead.
+    """
+    loop = asyncio.get_running_loop()
+    if not (isinstance(loop, looptime.LoopTimeEventLoop) and loop.looptime_on):
+        raise RuntimeError("let_time_pass() needs virtual time: mark the test looptime")
+    await asyncio.sleep(seconds)

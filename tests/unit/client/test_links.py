@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from rtclient import AckTimeout, Backoff, ConnectionState
 from rtclient.errors import TransportError
 from rtclient.testing import Inbox
 
-from .harness import harness, now
+from .harness import harness, let_time_pass, now
 
 pytestmark = pytest.mark.looptime
 
@@ -18,7 +16,7 @@ pytestmark = pytest.mark.looptime
 async def test_heartbeat_drops_a_half_open_link_within_interval_plus_timeout() -> None:
     async with harness() as h:
         async with h.client(ping_interval=25.0, ping_timeout=20.0) as client:
-            await asyncio.sleep(60)  # pongs come back: the link is fine
+            await let_time_pass(60)  # pongs come back: the link is fine
             assert client.stats()["dead_links"] == 0
             stalled = now()
             h.hub.link.stall()
@@ -44,7 +42,7 @@ async def test_a_message_sent_into_a_dead_link_is_delivered_once_after_reconnect
             (event,) = await inbox.wait_for(1, timeout=60)
             assert event.text == "into the void"
             assert event.event_id == ack.event_id
-            await asyncio.sleep(60)
+            await let_time_pass(60)
             assert inbox.texts() == ["into the void"]
 
 
@@ -62,7 +60,7 @@ async def test_a_lost_ack_brings_a_retransmission_after_ack_timeout_deduplicated
             assert now() - sent == pytest.approx(10.0, abs=0.01)  # no RTT sample yet
             assert ack.duplicate  # the server had it: the resend was deduplicated
             assert writer.stats()["resent"] == 1
-            await asyncio.sleep(30)
+            await let_time_pass(30)
             assert inbox.texts() == ["once"]
         assert h.hub.welcomed == 2  # no reconnect was needed
 
@@ -84,7 +82,7 @@ async def test_send_timeout_raises_ack_timeout_and_the_message_stays_queued() ->
             link.abort()
             (event,) = await inbox.wait_for(1, timeout=60)
             assert event.text == "patient"
-            await asyncio.sleep(30)
+            await let_time_pass(30)
             assert inbox.texts() == ["patient"]
 
 
@@ -100,7 +98,7 @@ async def test_missed_events_are_synced_in_order_after_a_drop() -> None:
             inbox = Inbox(listener)
             await speaker.send("lobby", "before")
             await inbox.wait_for(1)
-            await asyncio.sleep(30)  # stable
+            await let_time_pass(30)  # stable
             for _ in range(3):
                 h.transport.refuse_next(TransportError("refused"))
             h.hub.link.abort()  # the listener's link: it connected last

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from rtclient import Backoff, ConnectionState
 from rtclient.errors import TransportError
 
-from .harness import gaps, harness, now
+from .harness import gaps, harness, let_time_pass, now
 
 pytestmark = pytest.mark.looptime
 
@@ -32,7 +30,7 @@ async def test_a_stable_connection_resets_the_series_and_a_quick_drop_does_not()
         async with h.client(backoff=backoff, ping_interval=None) as client:
             await client.wait_for(ConnectionState.CONNECTED, timeout=60)
             assert gaps(h.transport.attempt_times) == [1.0, 2.0, 4.0]
-            await asyncio.sleep(60)  # stable: the series starts again
+            await let_time_pass(60)  # stable: the series starts again
             dropped = now()
             h.hub.link.abort()
             await h.hub.wait_welcomed(2, timeout=60)

@@ -7,13 +7,11 @@ virtual clock.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from rtclient import ConnectionState
 
-from .harness import gaps, harness, now
+from .harness import gaps, harness, let_time_pass, now
 
 pytestmark = pytest.mark.looptime
 
@@ -22,7 +20,7 @@ async def test_in_band_refresh_renews_the_token_ahead_of_exp_without_reconnectin
     async with harness(token_warning=30.0) as h:
         issuer = h.provider(ttl=600.0)
         async with h.client(token=issuer, token_refresh_ahead=60.0, ping_interval=None) as client:
-            await asyncio.sleep(3600)  # an hour of virtual time
+            await let_time_pass(3600)  # an hour of virtual time
             assert client.state is ConnectionState.CONNECTED
             stats = client.stats()
         # Connect at 0, then a refresh 60 s before every exp: every 540 s.
@@ -37,7 +35,7 @@ async def test_the_servers_expiry_warning_pulls_the_refresh_forward_to_half_life
     async with harness(token_warning=300.0) as h:
         issuer = h.provider(ttl=600.0)
         async with h.client(token=issuer, token_refresh_ahead=60.0, ping_interval=None):
-            await asyncio.sleep(301)
+            await let_time_pass(301)
         # token:expiring came at 300 s (exp - 300): the refresh moved from 540 s to the
         # half-life floor, 300 s, and not before it.
         assert issuer.times == pytest.approx([0.0, 300.0], abs=1e-3)
@@ -47,7 +45,7 @@ async def test_a_4002_close_fetches_a_fresh_token_and_reconnects_at_once() -> No
     async with harness() as h:
         issuer = h.provider()
         async with h.client(token=issuer, ping_interval=None) as client:
-            await asyncio.sleep(30)  # a stable connection
+            await let_time_pass(30)  # a stable connection
             expired = now()
             h.hub.hub.expire_tokens()
             await h.hub.wait_welcomed(2, timeout=60)
