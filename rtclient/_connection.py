@@ -12,6 +12,7 @@ reconnect loop around this is :mod:`rtclient._runner`.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 from typing import TYPE_CHECKING
@@ -29,9 +30,13 @@ from .transports.base import Connection
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["Link"]
+__all__ = ["Link", "in_hook"]
 
 log = logging.getLogger("rtclient")
+
+in_hook: contextvars.ContextVar[bool] = contextvars.ContextVar("rtclient_in_hook", default=False)
+"""True in the task that runs the ``on_connect`` hooks (and in tasks it starts): their
+emits are the rejoin, written before the outbox flushes."""
 
 
 class Link:
@@ -176,6 +181,7 @@ class Link:
 
     async def _run_hooks(self) -> None:
         c = self._client
+        in_hook.set(True)  # this task's own context: the application's tasks never see it
         for hook in list(c._hooks):
             try:
                 result = hook(c)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .errors import RtClientError
 from .events import Ack
 from .outbox import OutboxEntry
 from .outcomes import Completed, Outcomes, opt_int, opt_str, rejection
@@ -64,6 +65,9 @@ def settle_message(
     """Settle a message by its ack (or queue it again after a refusal for load)."""
     if entry.raw:  # a generic emit: whatever the server answered is the answer
         sender.remove_entry(entry)
+        if isinstance(args, RtClientError):  # an adapter read a refusal (never a peer's data)
+            out.fail(entry.message_id, args)
+            return
         out.counters["acked"] += 1
         if entry.attempts == 1 and entry.sent_at is not None:
             sender.quality.ack_rtt(now - entry.sent_at)
@@ -115,7 +119,9 @@ def settle_request(
     out: Outcomes, request: Request, ok: bool, payload: dict[str, Any], args: object
 ) -> None:
     """Complete or fail the waiter of an application request (or a leave) by its ack."""
-    if request.raw:
+    if request.raw and isinstance(args, RtClientError):  # an adapter read a refusal
+        out.fail(request.key, args)
+    elif request.raw:
         result = args[0] if isinstance(args, list) and len(args) == 1 else args
         out.complete(request.key, payload if args is None else result)
     elif request.kind is RequestKind.LEAVE or ok:

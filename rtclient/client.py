@@ -18,11 +18,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Literal, overload
 
+from ._connection import in_hook
 from ._dispatch import Dispatcher, Handler
 from ._flag import Flag
 from ._runner import Runner, SessionTimer
 from ._store_mirror import StoreMirror
 from ._writer import Writer
+from .adapters.base import Adapter
 from .backoff import Backoff
 from .codec import Codec, payload_check
 from .errors import (
@@ -81,8 +83,17 @@ class Client:
         ``"socketio"``, or a
         :class:`~rtclient.transports.Transport`.
     :param protocol: ``"rooms"`` (the server speaks docs/protocol.md: rooms, event
-        logs, sync) or ``"generic"`` (any Socket.IO server: use :meth:`emit`,
-        :meth:`call`, :meth:`on` and :meth:`on_connect`).
+        logs, sync) or ``"generic"`` (any server: use :meth:`emit`, :meth:`call`,
+        :meth:`on` and :meth:`on_connect`). Generic mode speaks Socket.IO with
+        ``transport="socketio"``, and any plain WebSocket server's own envelope on
+        ``"websocket"`` / ``"aiohttp"`` through ``adapter``.
+    :param adapter: generic mode on a raw WebSocket: what the server speaks (an
+        :class:`~rtclient.adapters.Adapter`); default the seed's JSON envelope
+        ``{"type", "payload"}`` (:class:`~rtclient.adapters.JsonEnvelope`).
+    :param token_query: generic mode on a raw WebSocket: put the token in the URL's
+        query under this name (``"token"``) instead of the ``Authorization`` header,
+        for servers that read it only there; it is then redacted from every log line
+        and exception text.
     :param namespace: the Socket.IO namespace.
     :param codec: ``"json"`` (default) or ``"msgpack"``: on the raw WebSocket transport
         negotiated with the subprotocol ``rtclient.v1.<codec>``; over Socket.IO the
@@ -140,6 +151,8 @@ class Client:
         token: TokenSource = None,
         transport: Literal["websocket", "aiohttp", "socketio"] | Transport = "websocket",
         protocol: Literal["rooms", "generic"] = "rooms",
+        adapter: Adapter | None = None,
+        token_query: str | None = None,
         namespace: str = "/",
         codec: Codec | str | None = None,
         compression: bool = True,
@@ -173,7 +186,14 @@ class Client:
         )
         """Raises TypeError for a payload the wire cannot carry (the codec decides)."""
         self._transport = make_transport(
-            url, transport, codec, protocol, namespace, compression=compression
+            url,
+            transport,
+            codec,
+            protocol,
+            namespace,
+            compression=compression,
+            adapter=adapter,
+            token_query=token_query,
         )
         self._hooks: list[Callable[[Client], Awaitable[None] | None]] = []
         self.backoff = backoff or Backoff()
@@ -493,11 +513,22 @@ class Client:
         so the receiver can drop duplicates. ``ack=False`` returns once the event was
         written to a live connection. ``data`` must be encodable: JSON values, plus
         ``bytes`` (MessagePack, or Socket.IO's binary attachments); TypeError at once.
+        From an :meth:`on_connect` hook it is written at once, ahead of the outbox
+        (the rejoin comes before the messages queued while offline).
+
+        On a raw WebSocket whose adapter has no acks, an emit is done (None) once it
+        was written to a live connection: nothing else can tell.
         """
         self._check_payload(data)
         future = self._waiter(
             self._session.emit(
-                event, data, self._clock(), ack=ack, ttl=ttl, message_id_field=message_id_field
+                event,
+                data,
+                self._clock(),
+                ack=ack,
+                ttl=ttl,
+                message_id_field=message_id_field,
+                early=in_hook.get(),
             )
         )
         self._pump(wake_writer=False)  # _await writes it
@@ -508,7 +539,9 @@ class Client:
     ) -> str:
         """Queue an event (generic mode) and return its message id at once."""
         self._check_payload(data)
-        message_id = self._session.emit(event, data, self._clock(), ack=ack, ttl=ttl)
+        message_id = self._session.emit(
+            event, data, self._clock(), ack=ack, ttl=ttl, early=in_hook.get()
+        )
         self._pump()
         return message_id
 
@@ -518,7 +551,13 @@ class Client:
         Sent as soon as a connection is up — also from an :meth:`on_connect` hook,
         before the outbox flushes. If the connection drops first it is sent again on
         the next one; it fails with AckTimeout after ``ack_timeout`` unanswered.
+        Raises RtClientError at once on a raw WebSocket whose adapter has no acks.
         """
+        if not getattr(self._transport, "acks", True):
+            raise RtClientError(
+                "this server's adapter recognises no acks, so call() could never return:"
+                " use emit(..., ack=False)"
+            )
         self._check_payload(data)
         future = self._waiter(self._session.request(event, data, self._clock(), raw=True))
         self._pump(wake_writer=False)  # _await writes it
@@ -563,6 +602,7 @@ class Client:
         return {
             **self._session.stats(),
             **self._counters,
+            **getattr(self._transport, "counters", {}),
             "handler_errors": self._dispatcher.handler_errors,
         }
 

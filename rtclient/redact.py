@@ -28,7 +28,14 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["MASK", "RedactingLogger", "peer_text", "redact", "remember_token"]
+__all__ = [
+    "MASK",
+    "RedactingLogger",
+    "peer_text",
+    "redact",
+    "remember_query_parameter",
+    "remember_token",
+]
 
 _PATTERNS = (
     # JWTs: three base64url parts, the first of which starts with {" → "eyJ".
@@ -133,12 +140,29 @@ def remember_token(token: str | None, owner: object | None = None) -> None:
         _registry.add(token, owner)
 
 
+_query_names: set[str] = set()
+_query_pattern: list[re.Pattern[str]] = []
+
+
+def remember_query_parameter(name: str) -> None:
+    """Mask the value of the URL query parameter ``name`` wherever it shows (``name=…``).
+
+    For a client told to put its token in the URL (``token_query``): the value is masked
+    even when the token itself was never registered (a URL a library logs whole).
+    """
+    if not name or name in _query_names:
+        return
+    _query_names.add(name)
+    names = "|".join(re.escape(n) for n in sorted(_query_names))
+    _query_pattern[:] = [re.compile(rf"((?:^|[?&;\s])(?:{names})=)[^&#\s'\"]+")]
+
+
 def redact(text: str) -> str:
     """Return ``text`` with every piece of a known token and anything that looks like a
     credential replaced by a mask."""
     text = _mask_fragments(text)
     text = _PATTERNS[0].sub(MASK, text)
-    for pattern in _PATTERNS[1:]:
+    for pattern in (*_PATTERNS[1:], *_query_pattern):
         text = pattern.sub(lambda m: m.group(1) + MASK, text)
     return text
 

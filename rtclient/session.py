@@ -278,6 +278,7 @@ class Session:
         ack: bool = True,
         ttl: float | None = None,
         message_id_field: str | None = "messageId",
+        early: bool = False,
     ) -> str:
         """Queue a generic event (any server); returns its message id (the outcome key).
 
@@ -286,10 +287,26 @@ class Session:
         live connection. When ``data`` is a dict, the message id is added to it under
         ``message_id_field`` so the server (or the receiving app) can deduplicate.
         The ``Completed`` result is the ack's arguments (one value, or a list).
+
+        ``early`` (an emit from an ``on_connect`` hook, the rejoin): while the welcomed
+        connection is not live yet, it is written at once, ahead of the outbox, and
+        belongs to this connection: ``ack=False`` is done once written; with ``ack``
+        it is a request that fails with ConnectionLost if the connection drops first
+        (the hook runs again on the next one).
         """
         message_id = self._sender.new_id()
         if isinstance(data, dict) and message_id_field:
             data = {**data, message_id_field: data.get(message_id_field, message_id)}
+        if early and self._machine.welcomed and not self._machine.live:
+            self._check_open_for_work()
+            if ack:
+                return self._sender.enqueue_request(
+                    RequestKind.GENERIC, event, data, now, raw=True, resend=False
+                )
+            self.counters["sent"] += 1
+            self._sender.push({"type": event, "payload": data, "raw": True})
+            self._out.complete(message_id, None)
+            return message_id
         return self._enqueue_message(event, "", data, now, ttl, message_id, raw=True, wants_ack=ack)
 
     def cancel(self, message_id: str) -> bool:

@@ -6,7 +6,10 @@ its module and one branch here. The Client only calls :func:`make_transport`.
 
 from __future__ import annotations
 
+from ..adapters.base import Adapter
+from ..adapters.envelope import JsonEnvelope
 from ..codec import Codec
+from .adapted import AdaptedTransport
 from .aiohttp_ws import AiohttpTransport
 from .base import Transport
 from .socketio import SocketIOTransport
@@ -23,15 +26,34 @@ def make_transport(
     namespace: str,
     *,
     compression: bool = True,
+    adapter: Adapter | None = None,
+    token_query: str | None = None,
 ) -> Transport:
-    """Build the transport named by ``transport`` after checking the URL fits it."""
+    """Build the transport named by ``transport`` after checking the URL fits it.
+
+    Generic mode on a raw transport wraps it in an :class:`AdaptedTransport` speaking
+    ``adapter`` (default: the seed's JSON envelope).
+    """
     if protocol not in ("rooms", "generic"):
         raise ValueError(f"protocol is 'rooms' or 'generic', not {protocol!r}")
-    if protocol == "generic" and transport in ("websocket", "aiohttp"):
-        raise ValueError("generic mode is for Socket.IO servers: transport='socketio'")
-    if transport in ("websocket", "aiohttp"):
+    raw = transport in ("websocket", "aiohttp")
+    if (adapter is not None or token_query) and not (protocol == "generic" and raw):
+        raise ValueError(
+            "adapter= and token_query= are for protocol='generic' on transport='websocket'"
+            " or 'aiohttp'"
+        )
+    if raw:
         if not url.startswith(("ws://", "wss://")):
             raise ValueError(f"a WebSocket url starts with ws:// or wss://, not {url[:16]!r}")
+        if protocol == "generic":
+            if codec is not None:
+                raise ValueError("in generic mode the adapter encodes frames: no codec=")
+            inner: Transport = (
+                AiohttpTransport(compression=compression, protocols=())
+                if transport == "aiohttp"
+                else WebSocketTransport(compression=compression, subprotocols=None)
+            )
+            return AdaptedTransport(inner, adapter or JsonEnvelope(), token_query=token_query)
         if transport == "aiohttp":
             return AiohttpTransport(codec=codec, compression=compression)
         return WebSocketTransport(codec=codec, compression=compression)
