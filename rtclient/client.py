@@ -195,6 +195,8 @@ class Client:
             adapter=adapter,
             token_query=token_query,
         )
+        self._acks: bool = getattr(self._transport, "acks", True)
+        """False for a raw WebSocket whose adapter recognises no acks."""
         self._hooks: list[Callable[[Client], Awaitable[None] | None]] = []
         self.backoff = backoff or Backoff()
         self.connect_timeout = connect_timeout
@@ -525,7 +527,7 @@ class Client:
                 event,
                 data,
                 self._clock(),
-                ack=ack,
+                ack=ack and self._acks,
                 ttl=ttl,
                 message_id_field=message_id_field,
                 early=in_hook.get(),
@@ -540,7 +542,7 @@ class Client:
         """Queue an event (generic mode) and return its message id at once."""
         self._check_payload(data)
         message_id = self._session.emit(
-            event, data, self._clock(), ack=ack, ttl=ttl, early=in_hook.get()
+            event, data, self._clock(), ack=ack and self._acks, ttl=ttl, early=in_hook.get()
         )
         self._pump()
         return message_id
@@ -553,7 +555,7 @@ class Client:
         the next one; it fails with AckTimeout after ``ack_timeout`` unanswered.
         Raises RtClientError at once on a raw WebSocket whose adapter has no acks.
         """
-        if not getattr(self._transport, "acks", True):
+        if not self._acks:
             raise RtClientError(
                 "this server's adapter recognises no acks, so call() could never return:"
                 " use emit(..., ack=False)"

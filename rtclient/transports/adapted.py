@@ -11,8 +11,8 @@ them into the envelopes the session core reads, through an
   ``connected {clientId}`` greeting, also delivered to ``on("connected")`` handlers),
   or at once for an adapter without ``greets``: the ``on_connect`` hooks run, then the
   outbox flushes;
-- an emit or a call is ``adapter.encode``-d; with an adapter that has no acks, an
-  emit waiting for its ack is settled as soon as it was written ("sent");
+- an emit or a call is ``adapter.encode``-d (with an adapter that has no acks, the
+  Client sends every emit as ``ack=False``: done once written, "sent");
 - the server's frames are ``adapter.decode``-d: events are delivered, acks settle
   their message, replies are written back, an in-band refusal ends the connection
   with its close code;
@@ -133,9 +133,6 @@ class AdaptedConnection:
         )
         for frame in frames:
             await self._conn.send({"frame": frame})
-        if wants_ack and not self._adapter.acks:
-            # Nothing will ever answer: written to a live socket is as far as it goes.
-            self._ready.append({"type": "ack", "id": message_id, "payload": {}, "args": [None]})
 
     async def recv(self) -> object:
         """The next envelope for the session: from the adapter's reading of the frames."""

@@ -1,4 +1,5 @@
-"""Interop fixtures: the Node.js socket.io 4.8 reference server (server.js) as a subprocess.
+"""Interop fixtures: the Node.js socket.io 4.8 reference server (server.js) and the seed's
+``ws`` server (ws_server.js), as subprocesses.
 
 The npm dependencies are installed with ``npm ci`` from the committed lockfile once per
 test session, when ``node_modules`` is missing or was installed from another lockfile.
@@ -52,6 +53,7 @@ def _installed() -> bool:
         STAMP.is_file()
         and STAMP.read_text().strip() == _lock_digest()
         and (NODE_MODULES / "socket.io" / "package.json").is_file()
+        and (NODE_MODULES / "ws" / "package.json").is_file()
     )
 
 
@@ -203,6 +205,53 @@ async def start_server(node_ready: None) -> AsyncIterator[StartServer]:
             await process.wait()
             raise AssertionError(f"server.js did not report its port: {line!r}") from exc
         server = NodeServer(process, port)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()
+
+
+async def _spawn(script: str, *args: str) -> NodeServer:
+    """Run ``script`` with node; return once it printed its port."""
+    node = shutil.which("node")
+    assert node is not None
+    process = await asyncio.create_subprocess_exec(
+        node,
+        str(HERE / script),
+        *args,
+        cwd=HERE,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    line = b""
+    try:
+        async with asyncio.timeout(15):
+            line = await process.stdout.readline()  # type: ignore[union-attr]
+        port = int(json.loads(line)["port"])
+    except (TimeoutError, ValueError, KeyError) as exc:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        raise AssertionError(f"{script} did not report its port: {line!r}") from exc
+    return NodeServer(process, port)
+
+
+StartWsServer = Callable[..., Awaitable[NodeServer]]
+
+
+@pytest.fixture
+async def start_ws_server(node_ready: None) -> AsyncIterator[StartWsServer]:
+    """``await start_ws_server(ping_ms=200)``: the seed's ``ws`` server (ws_server.js).
+
+    Its WebSocket URL is ``ws://127.0.0.1:<port>/``; every server started is stopped at
+    teardown, and exits by itself when this process dies (its stdin closes).
+    """
+    servers: list[NodeServer] = []
+
+    async def start(*, ping_ms: int = 30_000) -> NodeServer:
+        server = await _spawn("ws_server.js", f"--ping-ms={ping_ms}")
         servers.append(server)
         return server
 
