@@ -151,7 +151,7 @@ class NatsJetStream:
         if op.name == "-ERR":
             reason = op.arg.strip("'")
             if "authorization" in reason.lower() or "authentication" in reason.lower():
-                return [Closing(4001, reason)]
+                return [Closing(4001, f"NATS refused the credentials ({reason[:60]})")]
             if "permissions violation" in reason.lower():  # the connection stays
                 return [Received("error", {"code": "NATS_PERMISSION", "message": reason})]
             return [Closing(1011, reason)]  # nats-server closes after any other -ERR
