@@ -161,6 +161,20 @@ async def test_refused_connection_is_fatal(plain: PlainServer) -> None:
     assert plain.auth == [{"token": "bad"}]  # one attempt, no retry storm
 
 
-def test_generic_mode_needs_socketio() -> None:
-    with pytest.raises(ValueError, match="socketio"):
-        Client("ws://127.0.0.1:1/ws", protocol="generic")
+async def test_hook_emits_are_written_before_the_offline_emits(plain: PlainServer) -> None:
+    """The rejoin from an on_connect hook goes first, even with ack=False; what was
+    emitted while offline follows once, in order."""
+    client = Client(plain.url, transport="socketio", protocol="generic", token="good", backoff=FAST)
+
+    async def hello(c: Client) -> None:
+        await c.emit("echo", {"hook": True}, ack=False)
+
+    client.on_connect(hello)
+    async with client:
+        await wait_until(lambda: len(plain.echoes) == 1)
+        await plain.kick_everyone()
+        await client.wait_for(ConnectionState.RECONNECTING)
+        for n in range(3):
+            client.emit_nowait("echo", {"n": n}, ack=False)
+        await wait_until(lambda: len(plain.echoes) == 5)
+    assert [e.get("hook", e.get("n")) for e in plain.echoes] == [True, True, 0, 1, 2]

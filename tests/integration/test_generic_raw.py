@@ -1,0 +1,301 @@
+"""Generic mode on the raw WebSocket transports, against small Python servers.
+
+:class:`SeedServer` is the seed guide's first server (tests/interop/ws_server.js runs
+the real Node.js one) on the ``websockets`` library: JSON ``{"type", "payload"}``, the
+token from the query string or the ``Authorization`` header, a ``connected`` greeting,
+rooms per socket, no acks — unless ``acks=True``, when it answers every frame that
+carries an ``id`` with ``{"type": "ack", "id", "payload"}``. :class:`LogServer` numbers
+its events and replays them from a position (what an adapter with resume positions
+needs); its adapter is written here, as an application would write one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import websockets
+from websockets.asyncio.server import ServerConnection, serve
+
+from rtclient import Backoff, Client, ConnectionState, Event, RequestRejected, Unauthorized
+from rtclient.adapters import Frame, Incoming, JsonEnvelope, Ready, Received
+from rtclient.errors import ProtocolError
+from rtclient.testing import wait_until
+
+FAST = Backoff(base=0.01, cap=0.1, stable_after=0.2)
+TRANSPORTS = pytest.mark.parametrize("transport", ["websocket", "aiohttp"])
+
+
+class SeedServer:
+    """The seed's ``ws`` server, in Python; ``frames`` holds what each connection sent."""
+
+    def __init__(self, *, acks: bool = False) -> None:
+        self.acks = acks
+        self.frames: list[tuple[int, str, Any]] = []  # (connection, type, payload)
+        self.tokens: list[tuple[str | None, str | None]] = []  # (query, header) per upgrade
+        self.rooms: dict[str, set[ServerConnection]] = {}
+        self.connections = 0
+        self.sockets: list[ServerConnection] = []
+        self.port = 0
+        self._server: Any = None
+
+    async def __aenter__(self) -> SeedServer:
+        self._server = await serve(self._handle, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    async def kick(self) -> None:
+        """Drop every connection without a close frame (a cut)."""
+        for ws in list(self.sockets):
+            ws.transport.abort()
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        query = parse_qs(urlsplit(ws.request.path).query).get("token", [None])[0]
+        header = ws.request.headers.get("Authorization")
+        self.tokens.append((query, header))
+        token = query or (header.removeprefix("Bearer ") if header else None)
+        if not token or not token.startswith("secret-"):
+            await ws.close(4001, "Unauthorized")
+            return
+        user = token.removeprefix("secret-")
+        self.connections += 1
+        number = self.connections
+        self.sockets.append(ws)
+        await ws.send(json.dumps({"type": "connected", "payload": {"clientId": f"c{number}"}}))
+        try:
+            async for raw in ws:
+                message = json.loads(raw)
+                type_, payload = message["type"], message.get("payload")
+                self.frames.append((number, type_, payload))
+                if self.acks and "id" in message:
+                    if type_ == "refuse":
+                        error = {"code": "NOPE", "message": "refused"}
+                        await ws.send(
+                            json.dumps({"type": "ack", "id": message["id"], "error": error})
+                        )
+                    else:
+                        answer = {
+                            "type": "ack",
+                            "id": message["id"],
+                            "payload": {"n": len(self.frames)},
+                        }
+                        await ws.send(json.dumps(answer))
+                if type_ == "join:room":
+                    self.rooms.setdefault(payload["roomId"], set()).add(ws)
+                elif type_ == "room:message":
+                    data = {**payload, "from": user}
+                    for peer in self.rooms.get(payload["roomId"], set()) - {ws}:
+                        await peer.send(json.dumps({"type": "room:message", "payload": data}))
+                elif type_ == "garbage":
+                    await ws.send("this is not JSON")
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self.sockets.remove(ws)
+            for members in self.rooms.values():
+                members.discard(ws)
+
+
+@pytest.fixture
+async def seed() -> AsyncIterator[SeedServer]:
+    async with SeedServer() as server:
+        yield server
+
+
+def generic(url: str, transport: str, **options: Any) -> Client:
+    options.setdefault("backoff", FAST)
+    options.setdefault("token", "secret-bob")
+    return Client(url, protocol="generic", transport=transport, **options)  # type: ignore[arg-type]
+
+
+@TRANSPORTS
+async def test_token_in_the_header_by_default_in_the_query_when_asked(
+    seed: SeedServer, transport: str
+) -> None:
+    async with generic(seed.url, transport):
+        pass
+    async with generic(seed.url, transport, token_query="token"):
+        pass
+    assert seed.tokens == [(None, "Bearer secret-bob"), ("secret-bob", None)]
+
+
+@TRANSPORTS
+async def test_hook_emits_go_before_the_offline_emits_which_go_once_in_order(
+    seed: SeedServer, transport: str
+) -> None:
+    client = generic(seed.url, transport)
+
+    async def rejoin(c: Client) -> None:
+        await c.emit("join:room", {"roomId": "lobby"}, ack=False)
+
+    client.on_connect(rejoin)
+    async with client:
+        await wait_until(lambda: len(seed.frames) == 1)
+        await seed.kick()
+        await client.wait_for(ConnectionState.RECONNECTING)
+        for n in range(5):
+            client.emit_nowait("room:message", {"roomId": "lobby", "n": n}, ack=False)
+        await wait_until(lambda: len(seed.frames) == 7)
+    second = [(t, p.get("n")) for c, t, p in seed.frames if c == 2]
+    assert second == [("join:room", None)] + [("room:message", n) for n in range(5)]
+
+
+@TRANSPORTS
+async def test_acks_when_the_server_sends_them(transport: str) -> None:
+    adapter = JsonEnvelope(id_key="id", ack_type="ack")
+    async with (
+        SeedServer(acks=True) as server,
+        generic(server.url, transport, adapter=adapter) as c,
+    ):
+        assert await c.emit("say", {"text": "hi"}) == {"n": 1}
+        assert await c.call("say", {"text": "again"}) == {"n": 2}
+        with pytest.raises(RequestRejected, match="NOPE"):
+            await c.emit("refuse", {})
+        assert c.stats()["queued"] == 0
+
+
+@TRANSPORTS
+async def test_without_acks_emit_is_done_once_written_and_call_says_why_not(
+    seed: SeedServer, transport: str
+) -> None:
+    async with generic(seed.url, transport) as client:
+        assert await client.emit("say", {"text": "hi"}) is None
+        with pytest.raises(Exception, match="no acks"):
+            await client.call("say", {})
+        await wait_until(lambda: len(seed.frames) == 1)
+
+
+@TRANSPORTS
+async def test_an_unreadable_frame_is_counted_and_the_connection_stays(
+    seed: SeedServer, transport: str
+) -> None:
+    client = generic(seed.url, transport)
+    errors: list[Any] = []
+    client.on("error", errors.append)
+    async with client:
+        await client.emit("garbage", {}, ack=False)
+        await wait_until(lambda: client.stats()["malformed"] == 1)
+        await client.emit("after", {}, ack=False)
+        await wait_until(lambda: len(seed.frames) == 2)
+        assert client.state is ConnectionState.CONNECTED
+    assert errors and client.stats()["reconnects"] == 0
+
+
+@TRANSPORTS
+async def test_missing_token_closes_4001_and_is_fatal(seed: SeedServer, transport: str) -> None:
+    with pytest.raises(Unauthorized):
+        await generic(seed.url, transport, token=None).connect()
+    assert seed.tokens == [(None, None)]
+
+
+def test_generic_raw_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="adapter"):
+        Client("ws://127.0.0.1:1/ws", adapter=JsonEnvelope())  # rooms mode
+    with pytest.raises(ValueError, match="token_query"):
+        Client("http://127.0.0.1:1", transport="socketio", protocol="generic", token_query="t")
+    with pytest.raises(ValueError, match="codec"):
+        Client("ws://127.0.0.1:1/ws", protocol="generic", codec="msgpack")
+
+
+# -- an adapter with resume positions, written as an application would -------------------
+
+
+class LogEnvelope:
+    """``{"seq", "type", "payload"}`` events; ``{"resume": after}`` opens a connection."""
+
+    acks = False
+    resumes = True
+    sends_token = False
+    greets = True
+
+    def opening(self, token: str | None, resume: int | None) -> list[Frame]:
+        return [json.dumps({"resume": resume})]
+
+    def encode(self, name: str, data: Any, message_id: str | None) -> list[Frame]:
+        return [json.dumps({"type": name, "payload": data})]
+
+    def decode(self, frame: Frame) -> list[Incoming]:
+        try:
+            message = json.loads(frame)
+        except ValueError:
+            raise ProtocolError("not JSON") from None
+        if message.get("type") == "hello":
+            return [Ready()]
+        return [Received(message["type"], message["payload"], message["seq"])]
+
+
+class LogServer:
+    """Numbers every event and, on each connection, replays the log from the position
+    offered, starting ``overlap`` events early (as a careless server might)."""
+
+    def __init__(self, overlap: int = 2) -> None:
+        self.log: list[dict[str, Any]] = []
+        self.overlap = overlap
+        self.resumes: list[int | None] = []
+        self.sockets: set[ServerConnection] = set()
+        self._server: Any = None
+        self.url = ""
+
+    async def __aenter__(self) -> LogServer:
+        self._server = await serve(self._handle, "127.0.0.1", 0)
+        self.url = f"ws://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def publish(self, n: int) -> None:
+        event = {"seq": len(self.log) + 1, "type": "tick", "payload": {"n": n}}
+        self.log.append(event)
+        for ws in list(self.sockets):
+            await ws.send(json.dumps(event))
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        resume = json.loads(await ws.recv())["resume"]
+        self.resumes.append(resume)
+        await ws.send(json.dumps({"type": "hello"}))
+        start = 0 if resume is None else max(0, resume - self.overlap)
+        for event in self.log[start:]:
+            await ws.send(json.dumps(event))
+        self.sockets.add(ws)
+        try:
+            await ws.wait_closed()
+        finally:
+            self.sockets.discard(ws)
+
+
+@TRANSPORTS
+async def test_resume_positions_miss_nothing_and_drop_the_overlap(transport: str) -> None:
+    async with LogServer(overlap=2) as server:
+        client = Client(
+            server.url, protocol="generic", transport=transport, adapter=LogEnvelope(), backoff=FAST
+        )
+        got: list[Event] = []
+        client.on("tick", got.append)
+        async with client:
+            for n in range(5):
+                await server.publish(n)
+            await wait_until(lambda: len(got) == 5)
+            for ws in list(server.sockets):
+                ws.transport.abort()
+            await client.wait_for(ConnectionState.RECONNECTING)
+            for n in range(5, 10):  # while the client is away
+                await server.publish(n)
+            await wait_until(lambda: len(got) == 10)
+            stats = client.stats()
+    assert [e.data["n"] for e in got] == list(range(10))
+    assert server.resumes == [None, 5]
+    assert stats["duplicates_dropped"] == 2  # the two the server sent again
