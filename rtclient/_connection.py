@@ -175,7 +175,9 @@ class Link:
         if group is None:
             return
         if c._hooks:
-            group.create_task(self._run_hooks(), name="rtclient on_connect")
+            # A helper: cancelled with its connection (a hook waiting for a call's answer
+            # would otherwise hold the connection's task group, and the client, forever).
+            self.helpers.append(group.create_task(self._run_hooks(), name="rtclient on_connect"))
         if welcome.refreshable:
             self._plan_refresh()
 

@@ -299,3 +299,28 @@ async def test_resume_positions_miss_nothing_and_drop_the_overlap(transport: str
     assert [e.data["n"] for e in got] == list(range(10))
     assert server.resumes == [None, 5]
     assert stats["duplicates_dropped"] == 2  # the two the server sent again
+
+
+async def test_a_hook_waiting_on_a_dropped_connection_does_not_hold_the_client(
+    seed: SeedServer,
+) -> None:
+    """The hook is the connection's: when the connection drops, it is cancelled (and
+    runs again on the next one) instead of keeping the client from reconnecting."""
+    adapter = JsonEnvelope(id_key="id", ack_type="ack")  # this server never acks
+    client = generic(seed.url, "websocket", adapter=adapter, ack_timeout=60)
+    runs: list[int] = []
+
+    async def hook(c: Client) -> None:
+        runs.append(len(runs) + 1)
+        if len(runs) == 1:
+            await c.call("never:answered", {})
+
+    client.on_connect(hook)
+    await client.connect(wait=False)
+    try:
+        await wait_until(lambda: len(seed.frames) == 1)
+        await seed.kick()
+        await client.wait_for(ConnectionState.CONNECTED, timeout=5)
+        assert runs == [1, 2]
+    finally:
+        await client.close()
