@@ -26,6 +26,7 @@ from rtclient import Client
 from rtclient.testing import wait_until
 
 from .integration.test_generic_mode import PlainServer
+from .integration.test_generic_raw import SeedServer
 
 README = Path(__file__).parent.parent / "README.md"
 BLOCKS = [
@@ -48,7 +49,7 @@ def block(*words: str) -> str:
 
 
 def test_every_block_has_a_runner() -> None:
-    assert len(BLOCKS) == 7, "a README block was added or removed: give it a runner here"
+    assert len(BLOCKS) == 8, "a README block was added or removed: give it a runner here"
 
 
 async def test_using_it_keeps_running_through_a_reconnect() -> None:
@@ -108,7 +109,7 @@ async def test_quality_snippet(tmp_path: Path) -> None:
 
 
 async def test_generic_socketio_snippet() -> None:
-    source = block('protocol="generic"')
+    source = block('protocol="generic"', 'transport="socketio"')
     server = PlainServer()
     await server.start()
     try:
@@ -124,6 +125,27 @@ async def test_generic_socketio_snippet() -> None:
         await server.stop()
     assert printed[0].startswith("{'text': 'hi', 'messageId': ")
     assert printed[1] == "False"
+
+
+@pytest.mark.parametrize("transport", ["websocket", "aiohttp"])
+async def test_plain_websocket_snippet(transport: str) -> None:
+    source = block('token_query="token"')
+    printed: list[str] = []
+    async with SeedServer() as server:
+        namespace: dict[str, Any] = {
+            "Client": Client,
+            "get_token": lambda: "secret-bot",
+            "print": lambda *a: printed.append(" ".join(map(str, a))),
+        }
+        program = source.replace("127.0.0.1:3000", f"127.0.0.1:{server.port}")
+        program = program.replace('transport="websocket"', f"transport={transport!r}")
+        await run_with_top_level_await(program, namespace)
+    assert printed == ["welcome c1"]
+    assert [(t, p.get("text")) for _, t, p in server.frames] == [
+        ("join:room", None),
+        ("room:message", "hi"),
+    ]
+    assert server.tokens == [("secret-bot", None)]  # in the query, as asked
 
 
 async def test_store_snippet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
