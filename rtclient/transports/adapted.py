@@ -142,7 +142,17 @@ class AdaptedConnection:
             frame = await self._conn.recv()
             if not isinstance(frame, str | bytes):
                 raise ProtocolError(f"not a WebSocket message: {type(frame).__name__}")
-            for item in self._adapter.decode(frame):
+            try:
+                items = self._adapter.decode(frame)
+            except ProtocolError:
+                raise
+            except Exception as exc:  # an adapter's bug must not take the client down
+                error = ProtocolError(
+                    f"{type(self._adapter).__name__}.decode failed: {type(exc).__name__}:"
+                    f" {peer_text(str(exc))}"
+                )
+                raise error from exc
+            for item in items:
                 await self._take(item)
         return self._ready.popleft()
 

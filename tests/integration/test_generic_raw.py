@@ -324,3 +324,24 @@ async def test_a_hook_waiting_on_a_dropped_connection_does_not_hold_the_client(
         assert runs == [1, 2]
     finally:
         await client.close()
+
+
+class BrokenEnvelope(JsonEnvelope):
+    """An application's adapter with a bug that some frames trigger."""
+
+    def decode(self, frame: Frame) -> list[Incoming]:
+        if "boom" in str(frame):
+            raise KeyError("boom")
+        return super().decode(frame)
+
+
+async def test_an_adapter_that_raises_is_a_malformed_frame_not_a_crash(seed: SeedServer) -> None:
+    client = generic(seed.url, "websocket", adapter=BrokenEnvelope())
+    async with client:
+        await client.emit("room:message", {"roomId": "r"}, ack=False)  # nobody in r
+        await client.emit("join:room", {"roomId": "boom"}, ack=False)
+        other = generic(seed.url, "websocket", token="secret-alice")
+        async with other:
+            await other.emit("room:message", {"roomId": "boom", "text": "x"}, ack=False)
+            await wait_until(lambda: client.stats()["malformed"] == 1)
+        assert client.state is ConnectionState.CONNECTED
