@@ -34,9 +34,13 @@ __all__ = ["Link", "in_hook"]
 
 log = logging.getLogger("rtclient")
 
-in_hook: contextvars.ContextVar[bool] = contextvars.ContextVar("rtclient_in_hook", default=False)
-"""True in the task that runs the ``on_connect`` hooks (and in tasks it starts): their
-emits are the rejoin, written before the outbox flushes."""
+in_hook: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "rtclient_in_hook", default=None
+)
+"""In the task that runs the ``on_connect`` hooks (and tasks it starts), the mark of that
+run (:attr:`Link.hook_run`): the emits of the current run are the rejoin, written
+before the outbox flushes. A task a hook left behind, or another client's hooks, do
+not carry the current mark."""
 
 
 class Link:
@@ -50,6 +54,7 @@ class Link:
         "_refresh_timer",
         "conn",
         "helpers",
+        "hook_run",
         "token",
         "token_fetched_at",
     )
@@ -63,6 +68,8 @@ class Link:
         """When (wall clock) :attr:`token` was obtained."""
         self._group: asyncio.TaskGroup | None = None
         self.helpers: list[asyncio.Task[None]] = []
+        self.hook_run: object | None = None
+        """The mark of the hooks running now (see :data:`in_hook`); None when none run."""
         self._pauses = ReadPauses()
         self._refresh_timer: asyncio.TimerHandle | None = None
         self._refresh_plan: RefreshPlan | None = None
@@ -183,15 +190,19 @@ class Link:
 
     async def _run_hooks(self) -> None:
         c = self._client
-        in_hook.set(True)  # this task's own context: the application's tasks never see it
-        for hook in list(c._hooks):
-            try:
-                result = hook(c)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                log.exception("on_connect hook %r failed", hook)
-                c._dispatcher.put(ErrorEvent("HOOK", f"on_connect hook failed: {exc!r}", exc))
+        mark = self.hook_run = object()
+        in_hook.set(mark)  # this task's own context: the application's tasks never see it
+        try:
+            for hook in list(c._hooks):
+                try:
+                    result = hook(c)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception as exc:
+                    log.exception("on_connect hook %r failed", hook)
+                    c._dispatcher.put(ErrorEvent("HOOK", f"on_connect hook failed: {exc!r}", exc))
+        finally:
+            self.hook_run = None
         c._session.open_gate(c._clock())
         c._pump()
 

@@ -530,7 +530,7 @@ class Client:
                 ack=ack and self._acks,
                 ttl=ttl,
                 message_id_field=message_id_field,
-                early=in_hook.get(),
+                early=self._in_hook(),
             )
         )
         self._pump(wake_writer=False)  # _await writes it
@@ -542,7 +542,7 @@ class Client:
         """Queue an event (generic mode) and return its message id at once."""
         self._check_payload(data)
         message_id = self._session.emit(
-            event, data, self._clock(), ack=ack and self._acks, ttl=ttl, early=in_hook.get()
+            event, data, self._clock(), ack=ack and self._acks, ttl=ttl, early=self._in_hook()
         )
         self._pump()
         return message_id
@@ -564,6 +564,11 @@ class Client:
         future = self._waiter(self._session.request(event, data, self._clock(), raw=True))
         self._pump(wake_writer=False)  # _await writes it
         return await self._await(future, timeout)
+
+    def _in_hook(self) -> bool:
+        """Whether the caller is this client's ``on_connect`` hooks, running now."""
+        mark = in_hook.get()
+        return mark is not None and mark is self._runner.link.hook_run
 
     def on_connect(self, hook: Callable[[Client], Awaitable[None] | None]) -> None:
         """Run ``hook(client)`` after every (re)connect, before queued messages flush.

@@ -11,6 +11,7 @@ needs); its adapter is written here, as an application would write one.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -345,3 +346,32 @@ async def test_an_adapter_that_raises_is_a_malformed_frame_not_a_crash(seed: See
             await other.emit("room:message", {"roomId": "boom", "text": "x"}, ack=False)
             await wait_until(lambda: client.stats()["malformed"] == 1)
         assert client.state is ConnectionState.CONNECTED
+
+
+async def test_only_the_running_hooks_emit_ahead_of_the_outbox(seed: SeedServer) -> None:
+    """A task the first hook run left behind emits like the application, even while the
+    second run goes on: behind what was queued offline."""
+    client = generic(seed.url, "websocket")
+    left_behind: list[asyncio.Task[None]] = []
+    go = asyncio.Event()
+
+    async def later(c: Client) -> None:
+        await go.wait()
+        c.emit_nowait("late", {}, ack=False)
+
+    async def hook(c: Client) -> None:
+        await c.emit("join:room", {"roomId": "lobby"}, ack=False)
+        if not left_behind:
+            left_behind.append(asyncio.create_task(later(c)))
+        else:  # the second run: the left-behind task emits while this one runs
+            go.set()
+            await left_behind[0]
+
+    client.on_connect(hook)
+    async with client:
+        await wait_until(lambda: len(seed.frames) == 1)
+        await seed.kick()
+        await client.wait_for(ConnectionState.RECONNECTING)
+        client.emit_nowait("queued", {}, ack=False)
+        await wait_until(lambda: len(seed.frames) == 4)
+    assert [t for c, t, _ in seed.frames if c == 2] == ["join:room", "queued", "late"]
