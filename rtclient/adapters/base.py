@@ -99,7 +99,14 @@ class Closing:
 @dataclass(frozen=True, slots=True)
 class Ready:
     """The server accepted the connection (its greeting; NATS's first PONG): the
-    ``on_connect`` hooks run, then the outbox flushes. For adapters with ``greets``."""
+    ``on_connect`` hooks run, then the outbox flushes. For adapters with ``greets``.
+
+    ``max_message_size``: the largest emit the server takes, if it says (bytes of
+    data): a larger one fails with RequestRejected ``MESSAGE_TOO_LARGE`` instead of
+    being sent (a server that closes on it would see it again after every reconnect).
+    """
+
+    max_message_size: int | None = None
 
 
 Incoming = Received | Acked | Refused | Reply | Closing | Ready

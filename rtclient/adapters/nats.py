@@ -39,6 +39,7 @@ __all__ = ["NatsJetStream"]
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _SUBJECT = re.compile(r"[^\s.*>]+(\.[^\s.*>]+)*")
 _ACKS, _DELIVERIES = "1", "2"  # subscription ids
+_HEADER_ROOM = 128
 
 
 class NatsJetStream:
@@ -73,6 +74,7 @@ class NatsJetStream:
         where a later one resumes if no event was taken in between."""
         self._create_reply = ""
         self._accepted = False
+        self._max_payload: int | None = None
 
     def opening(self, token: str | None, resume: int | None) -> list[Frame]:
         """CONNECT, the subscriptions, and a consumer from ``resume`` + 1."""
@@ -150,15 +152,23 @@ class NatsJetStream:
             return [Reply(b"PONG\r\n")]
         if op.name == "-ERR":
             reason = op.arg.strip("'")
-            if "authorization" in reason.lower() or "authentication" in reason.lower():
+            lowered = reason.lower()
+            if "authorization violation" in lowered:
                 return [Closing(4001, f"NATS refused the credentials ({reason[:60]})")]
+            if "authentication expired" in lowered:
+                return [Closing(4002, f"NATS: the credentials expired ({reason[:60]})")]
             if "permissions violation" in reason.lower():  # the connection stays
                 return [Received("error", {"code": "NATS_PERMISSION", "message": reason})]
             return [Closing(1011, reason)]  # nats-server closes after any other -ERR
-        if op.name == "PONG" and not self._accepted:
+        if op.name == "INFO":
+            self._max_payload = _max_payload(op.arg)
+        elif op.name == "PONG" and not self._accepted:
             self._accepted = True
-            return [Ready()]
-        return []  # INFO, +OK, the PONG of a PING of ours
+            limit = self._max_payload
+            # Room for the HPUB's header block (Nats-Msg-Id): a larger publish makes
+            # nats-server close the connection (Maximum Payload Violation).
+            return [Ready(None if limit is None else max(0, limit - _HEADER_ROOM))]
+        return []  # +OK, the PONG of a PING of ours
 
     def _message(self, msg: Message) -> Incoming | None:
         status, _ = parse_headers(msg.headers) if msg.headers else (None, {})
@@ -194,6 +204,15 @@ class NatsJetStream:
         if self._floor is None and isinstance(last, int) and not isinstance(last, bool):
             self._floor = last
         return None
+
+
+def _max_payload(info: str) -> int | None:
+    """``max_payload`` from an INFO's JSON (None if absent or unreadable)."""
+    try:
+        value = json.loads(info).get("max_payload")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _pub(subject: str, reply: str | None, headers: bytes, payload: bytes) -> bytes:

@@ -115,12 +115,15 @@ class AdaptedConnection:
         self._closing: Closing | None = None
         self._welcomed = False
         if not self._adapter.greets:
-            self._welcome()
+            self._welcome(Ready())
 
-    def _welcome(self) -> None:
+    def _welcome(self, ready: Ready) -> None:
         if not self._welcomed:
             self._welcomed = True
-            self._ready.append({"type": "connected", "payload": {"features": []}})
+            welcome: dict[str, Any] = {"features": []}
+            if ready.max_message_size is not None:
+                welcome["limits"] = {"maxMessageSize": ready.max_message_size}
+            self._ready.append({"type": "connected", "payload": welcome})
 
     async def send(self, envelope: dict[str, Any]) -> None:
         """Encode an emit (or a call) with the adapter and write its frames."""
@@ -179,7 +182,7 @@ class AdaptedConnection:
         elif isinstance(item, Reply):
             await self._conn.send({"frame": item.frame})
         elif isinstance(item, Ready):
-            self._welcome()
+            self._welcome(item)
         elif isinstance(item, Closing):
             self._closing = item
             self._conn.abort()

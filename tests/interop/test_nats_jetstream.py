@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from rtclient import Client, ConnectionState, Event, Unauthorized
+from rtclient import Client, ConnectionState, Event, RequestRejected, Unauthorized
 from rtclient.adapters import NatsJetStream
 from rtclient.testing import FaultProxy, wait_until
 from rtclient.testing.nats_server import NatsServer
@@ -153,6 +153,17 @@ async def test_a_resend_after_lost_acks_is_a_duplicate_the_stream_drops(
     assert [ack["seq"] for ack in acks] == [1, 2, 3, 4, 5]
     assert await nats.stream_count("CHAT") == 5
     assert stats["resent"] == 5 and stats["reconnects"] == 1
+
+
+@TRANSPORTS
+async def test_a_publish_over_max_payload_fails_without_a_reconnect(
+    nats: NatsServer, transport: str
+) -> None:
+    async with nats_client(nats.ws_url, transport) as client:
+        with pytest.raises(RequestRejected, match="MESSAGE_TOO_LARGE"):
+            await client.emit("chat.lobby", {"text": "x" * 1_100_000})
+        assert await client.emit("chat.lobby", {"text": "small"}) == {"stream": "CHAT", "seq": 1}
+        assert client.stats()["reconnects"] == 0
 
 
 @TRANSPORTS

@@ -109,7 +109,7 @@ def test_nats_adapter_opening_resumes_after_the_last_position() -> None:
     assert b'"deliver_policy": "all"' in first
     (again,) = adapter.opening("tok", 41)
     assert b'"deliver_policy": "by_start_sequence"' in again and b'"opt_start_seq": 42' in again
-    assert adapter.decode(b"INFO {}\r\nPONG\r\n") == [Ready()]
+    assert adapter.decode(b'INFO {"max_payload": 1048576}\r\nPONG\r\n') == [Ready(1048448)]
     assert adapter.decode(b"PONG\r\n") == []  # only the first PONG is the acceptance
 
 
@@ -137,6 +137,10 @@ def test_nats_adapter_reads_deliveries_acks_refusals_and_pings() -> None:
     assert adapter.decode(b"PING\r\n") == [Reply(b"PONG\r\n")]
     (closing,) = adapter.decode(b"-ERR 'Authorization Violation'\r\n")
     assert isinstance(closing, Closing) and closing.code == 4001
+    (closing,) = adapter.decode(b"-ERR 'User Authentication Expired'\r\n")
+    assert isinstance(closing, Closing) and closing.code == 4002
+    (closing,) = adapter.decode(b"-ERR 'Authentication Timeout'\r\n")
+    assert isinstance(closing, Closing) and closing.code == 1011  # retried
     assert adapter.decode(b"garbage\r\n") == [
         Closing(1011, "unreadable NATS stream: unknown NATS operation 'GARBAGE'")
     ]
