@@ -166,15 +166,22 @@ async def test_hook_emits_are_written_before_the_offline_emits(plain: PlainServe
     emitted while offline follows once, in order."""
     client = Client(plain.url, transport="socketio", protocol="generic", token="good", backoff=FAST)
 
+    replies: list[Any] = []
+
     async def hello(c: Client) -> None:
-        await c.emit("echo", {"hook": True}, ack=False)
+        await c.emit("echo", {"hook": "written"}, ack=False)
+        replies.append(await c.emit("echo", {"hook": "acked"}))  # the server's answer
 
     client.on_connect(hello)
     async with client:
-        await wait_until(lambda: len(plain.echoes) == 1)
+        await wait_until(lambda: len(plain.echoes) == 2)
         await plain.kick_everyone()
         await client.wait_for(ConnectionState.RECONNECTING)
         for n in range(3):
             client.emit_nowait("echo", {"n": n}, ack=False)
-        await wait_until(lambda: len(plain.echoes) == 5)
-    assert [e.get("hook", e.get("n")) for e in plain.echoes] == [True, True, 0, 1, 2]
+        await wait_until(lambda: len(plain.echoes) == 7)
+    assert [e.get("hook", e.get("n")) for e in plain.echoes] == [
+        *("written", "acked") * 2,
+        *(0, 1, 2),
+    ]
+    assert [r["hook"] for r in replies] == ["acked", "acked"]
