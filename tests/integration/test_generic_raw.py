@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -375,3 +376,41 @@ async def test_only_the_running_hooks_emit_ahead_of_the_outbox(seed: SeedServer)
         client.emit_nowait("queued", {}, ack=False)
         await wait_until(lambda: len(seed.frames) == 4)
     assert [t for c, t, _ in seed.frames if c == 2] == ["join:room", "queued", "late"]
+
+
+@TRANSPORTS
+async def test_a_token_in_the_url_shows_nowhere(
+    transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Refused at the HTTP upgrade (401) and refused after it (4001): neither the
+    exception nor any log line, at DEBUG, holds the token."""
+    secret = "url-secret-0f9e8d7c6b5a"
+
+    def refuse(connection: ServerConnection, request: Any) -> Any:
+        if "refuse-http" in request.path:
+            return connection.respond(401, "no\n")
+        return None
+
+    async with serve(
+        lambda ws: ws.close(4001, "Unauthorized"), "127.0.0.1", 0, process_request=refuse
+    ) as server:
+        port = server.sockets[0].getsockname()[1]
+        errors: list[BaseException] = []
+        with caplog.at_level(logging.DEBUG):
+            for path in ("/refuse-http", "/ws"):
+                client = generic(
+                    f"ws://127.0.0.1:{port}{path}?room=1",
+                    transport,
+                    token=secret,
+                    token_query="key",  # a name the default patterns do not know
+                )
+                with pytest.raises(Unauthorized) as info:
+                    await client.connect()
+                errors.append(info.value)
+    ours = "\n".join(  # the test server's own log shows its request lines: not ours
+        r.getMessage() for r in caplog.records if not r.name.startswith("websockets.server")
+    )
+    assert "key=" in ours or transport == "aiohttp"
+    assert secret not in ours
+    for error in errors:
+        assert secret not in f"{error} {error!r} {error.__cause__!r}"
