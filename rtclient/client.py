@@ -197,6 +197,10 @@ class Client:
         )
         self._acks: bool = getattr(self._transport, "acks", True)
         """False for a raw WebSocket whose adapter recognises no acks."""
+        self._check_emit: Callable[[str, Any], None] = getattr(
+            self._transport, "check_emit", lambda event, data: self._check_payload(data)
+        )
+        """Raises TypeError / ValueError for an emit the wire cannot carry (generic mode)."""
         self._hooks: list[Callable[[Client], Awaitable[None] | None]] = []
         self.backoff = backoff or Backoff()
         self.connect_timeout = connect_timeout
@@ -514,14 +518,15 @@ class Client:
         :meth:`send`; a dict ``data`` carries the message id under ``message_id_field``
         so the receiver can drop duplicates. ``ack=False`` returns once the event was
         written to a live connection. ``data`` must be encodable: JSON values, plus
-        ``bytes`` (MessagePack, or Socket.IO's binary attachments); TypeError at once.
+        ``bytes`` (MessagePack, or Socket.IO's binary attachments); TypeError at once
+        (on a raw WebSocket the adapter decides: TypeError or ValueError at once).
         From an :meth:`on_connect` hook it is written at once, ahead of the outbox
         (the rejoin comes before the messages queued while offline).
 
         On a raw WebSocket whose adapter has no acks, an emit is done (None) once it
         was written to a live connection: nothing else can tell.
         """
-        self._check_payload(data)
+        self._check_emit(event, data)
         future = self._waiter(
             self._session.emit(
                 event,
@@ -540,7 +545,7 @@ class Client:
         self, event: str, data: Any = None, *, ack: bool = True, ttl: float | None = None
     ) -> str:
         """Queue an event (generic mode) and return its message id at once."""
-        self._check_payload(data)
+        self._check_emit(event, data)
         message_id = self._session.emit(
             event, data, self._clock(), ack=ack and self._acks, ttl=ttl, early=self._in_hook()
         )
@@ -560,7 +565,7 @@ class Client:
                 "this server's adapter recognises no acks, so call() could never return:"
                 " use emit(..., ack=False)"
             )
-        self._check_payload(data)
+        self._check_emit(event, data)
         future = self._waiter(self._session.request(event, data, self._clock(), raw=True))
         self._pump(wake_writer=False)  # _await writes it
         return await self._await(future, timeout)

@@ -83,6 +83,11 @@ class AdaptedTransport:
         """Whether the server's acks are recognised (else an emit is done once written)."""
         return self.adapter.acks
 
+    def check_emit(self, name: str, data: Any) -> None:
+        """Raise TypeError or ValueError now for an emit the adapter cannot encode
+        (rather than when it is written, from the outbox)."""
+        self.adapter.encode(name, data, None)
+
     async def connect(self, url: str, *, token: str | None, open_timeout: float) -> Connection:
         """Open one connection and write the adapter's opening frames."""
         header_token: str | None = token

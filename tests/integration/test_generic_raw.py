@@ -23,7 +23,7 @@ import websockets
 from websockets.asyncio.server import ServerConnection, serve
 
 from rtclient import Backoff, Client, ConnectionState, Event, RequestRejected, Unauthorized
-from rtclient.adapters import Frame, Incoming, JsonEnvelope, Ready, Received
+from rtclient.adapters import Frame, Incoming, JsonEnvelope, NatsJetStream, Ready, Received
 from rtclient.errors import ProtocolError
 from rtclient.testing import wait_until
 
@@ -414,3 +414,16 @@ async def test_a_token_in_the_url_shows_nowhere(
     assert secret not in ours
     for error in errors:
         assert secret not in f"{error} {error!r} {error.__cause__!r}"
+
+
+async def test_what_the_adapter_cannot_encode_fails_at_once() -> None:
+    seed = Client("ws://127.0.0.1:1/", protocol="generic", backoff=FAST)
+    with pytest.raises(ValueError):
+        seed.emit_nowait("x", {"n": float("nan")})  # JSON has no NaN
+    nats = Client("ws://127.0.0.1:1/", protocol="generic", adapter=NatsJetStream("S"))
+    with pytest.raises(ValueError, match="subject"):
+        await nats.emit("not a subject", {})
+    nats.emit_nowait("chat.ok", b"raw bytes are a NATS payload", ack=False)
+    assert seed.stats()["queued"] == 0 and nats.stats()["queued"] == 1
+    await seed.close()
+    await nats.close()
