@@ -154,7 +154,7 @@ def remember_query_parameter(name: str) -> None:
         return
     _query_names.add(name)
     names = "|".join(re.escape(n) for n in sorted(_query_names))
-    _query_pattern[:] = [re.compile(rf"((?:^|[?&;\s])(?:{names})=)[^&#\s'\"]+")]
+    _query_pattern[:] = [re.compile(rf"((?:^|[?&;\s])(?:{names})=)[^&#;\s'\"]+")]
 
 
 def redact(text: str) -> str:

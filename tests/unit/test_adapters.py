@@ -181,3 +181,5 @@ def test_a_query_parameter_named_for_the_token_is_redacted() -> None:
     remember_query_parameter("access_key")
     text = "GET /ws?room=1&access_key=zz-unregistered-value HTTP/1.1"
     assert redact(text) == f"GET /ws?room=1&access_key={MASK} HTTP/1.1"
+    assert redact("access_key=abc123;next") == f"access_key={MASK};next"
+    assert redact("monkey_access_key=abc123") == "monkey_access_key=abc123"  # another name
