@@ -211,3 +211,33 @@ async def test_a_drain_moves_the_client_at_once_and_every_message_is_acked_once(
     assert sorted(on_a_ids + on_b_ids) == sorted(ack.message_id for ack in acks)
     assert len(set(on_a_ids + on_b_ids)) == 80  # each message stored once, on one of them
     assert not any(ack.duplicate for ack in acks)
+
+
+async def test_urls_with_a_token_in_the_query_stay_out_of_logs_and_events(
+    transport_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with FakeServer(**TEST_SERVER, allow_query_token=True) as srv:
+        upstream = (srv.host, srv.port)
+        async with FaultProxy(upstream=upstream) as a, FaultProxy(upstream=upstream) as b:
+            await a.down()
+            token = srv.issue_token("alice")
+            urls = [f"{url_of(p, transport_name)}?token={token}" for p in (a, b)]
+            client = Client(
+                urls,
+                url_order="given",
+                transport=transport_name,  # type: ignore[arg-type]
+                backoff=FAST,
+            )
+            states: list[StateChanged] = []
+            client.on("state", states.append)
+            with caplog.at_level("DEBUG"):
+                async with client:
+                    await client.join("room")
+                    await client.send("room", "hi")
+                    shown = [client.endpoint, repr(client), str(client.stats())]
+    assert client.stats()["failovers"] == 1
+    signature = token.rsplit(".", 1)[1]
+    for text in [caplog.text, *shown, *map(repr, states)]:
+        assert signature not in text
+        assert token[:20] not in text
+    assert {s.endpoint for s in states} == {endpoint_label(u) for u in urls}
