@@ -241,3 +241,30 @@ async def test_urls_with_a_token_in_the_query_stay_out_of_logs_and_events(
         assert signature not in text
         assert token[:20] not in text
     assert {s.endpoint for s in states} == {endpoint_label(u) for u in urls}
+
+
+async def test_with_one_url_a_drain_is_a_short_capped_wait_and_back(
+    server: FakeServer, transport_name: str
+) -> None:
+    client = Client(
+        server.sio_url if transport_name == "socketio" else server.ws_url,
+        token=server.issue_token("alice"),
+        transport=transport_name,  # type: ignore[arg-type]
+        backoff=Backoff(base=4.0, cap=8.0, first_delay=0.01, stable_after=0.1),
+        max_server_delay=0.3,  # the server's hint below is cut to this
+    )
+    seen = Recorder(client)
+    loop = asyncio.get_running_loop()
+    async with client:
+        await client.join("room")
+        up_since = loop.time()
+        await wait_until(lambda: loop.time() - up_since > 0.45, timeout=WAIT)  # stable
+        await server.close_all(1012, "retryAfter=3600")
+        await wait_until(lambda: client.stats()["reconnects"] == 1, timeout=WAIT)
+        await client.wait_for(ConnectionState.CONNECTED, timeout=WAIT)
+        ack = await client.send("room", "back")
+        assert ack.event_id == 1
+        assert client.stats()["drains"] == 1 and client.stats()["failovers"] == 0
+        assert client.stats()["attempts"] == 2
+    delays = [s.delay for s in seen.states if s.new is ConnectionState.RECONNECTING]
+    assert delays == [0.3]
