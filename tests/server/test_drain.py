@@ -118,4 +118,4 @@ async def test_a_spread_drain_closes_the_clients_one_after_another(
     assert await server.drain(timeout=2.0, spread=0.6) is True
     times = sorted(await asyncio.gather(*waiting))
     # Lower bounds only: 0.2 s apart by design (a loaded machine only adds to it).
-    assert times[0] - started >= 0.2 and times[2] - times[0] >= 0.35
+    assert times[0] - started >= 0.2 and times[2] - times[0] >= 0.3
