@@ -25,6 +25,7 @@ from aiohttp import web
 from .admission import guard
 from .auth import TokenAuthority
 from .config import ServerConfig
+from .draining import drain_peers
 from .endpoint import Endpoint
 from .errors import CloseCode
 from .faults import FaultState
@@ -178,6 +179,34 @@ class FakeServer:
         await runner.cleanup()
         log.info("fake_server stopped")
 
+    async def drain(
+        self, timeout: float = 10.0, *, retry_after: float = 1.0, spread: float = 0.0
+    ) -> bool:
+        """Go away without losing anything: refuse newcomers, send clients on, then stop.
+
+        New handshakes get HTTP 503 + ``Retry-After: <retry_after>``; every client gets
+        ``server:draining``, then a close 1012 (``retryAfter=<s>``; Socket.IO: the
+        binding's ``error`` event) behind every ack it is owed — all at once, or one
+        after another over ``spread`` seconds. A request arriving after its close was
+        queued is not carried out (the client sends it to the next node). Waits up to
+        ``timeout`` s for the closes, cuts what is left, then :meth:`stop`. Returns
+        True when every connection left in time. See docs/protocol.md, "Draining".
+        """
+        if self._runner is None:
+            return True
+        self.counters.bump("drains")
+        in_time = await drain_peers(
+            self.hub,
+            self._endpoints,
+            self._faults,
+            timeout=timeout,
+            retry_after=retry_after,
+            spread=spread,
+        )
+        await self.stop()
+        self._faults.draining = None
+        return in_time
+
     async def _listen(self) -> None:
         assert self._runner is not None
         site = web.TCPSite(self._runner, self.host, self._port)
@@ -269,7 +298,7 @@ class FakeServer:
     def health(self) -> dict[str, Any]:
         """The ``/health`` document."""
         return {
-            "status": "ok",
+            "status": "draining" if self._faults.draining is not None else "ok",
             "connections": self.connection_count(),
             "rooms": sum(1 for r in self.hub.rooms if not r.startswith("user:")),
             "storedEvents": self.hub.store.stored_events(),

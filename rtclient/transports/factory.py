@@ -6,6 +6,8 @@ its module and one branch here. The Client only calls :func:`make_transport`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..adapters.base import Adapter
 from ..adapters.envelope import JsonEnvelope
 from ..codec import Codec
@@ -19,7 +21,7 @@ __all__ = ["make_transport"]
 
 
 def make_transport(
-    url: str,
+    url: str | Sequence[str],
     transport: str | Transport,
     codec: Codec | str | None,
     protocol: str,
@@ -29,11 +31,12 @@ def make_transport(
     adapter: Adapter | None = None,
     token_query: str | None = None,
 ) -> Transport:
-    """Build the transport named by ``transport`` after checking the URL fits it.
+    """Build the transport named by ``transport`` after checking the URL (every URL) fits it.
 
     Generic mode on a raw transport wraps it in an :class:`AdaptedTransport` speaking
     ``adapter`` (default: the seed's JSON envelope).
     """
+    urls = (url,) if isinstance(url, str) else tuple(url)
     if protocol not in ("rooms", "generic"):
         raise ValueError(f"protocol is 'rooms' or 'generic', not {protocol!r}")
     raw = transport in ("websocket", "aiohttp")
@@ -43,8 +46,9 @@ def make_transport(
             " or 'aiohttp'"
         )
     if raw:
-        if not url.startswith(("ws://", "wss://")):
-            raise ValueError(f"a WebSocket url starts with ws:// or wss://, not {url[:16]!r}")
+        for one in urls:
+            if not one.startswith(("ws://", "wss://")):
+                raise ValueError(f"a WebSocket url starts with ws:// or wss://, not {one[:16]!r}")
         if protocol == "generic":
             if codec is not None:
                 raise ValueError("in generic mode the adapter encodes frames: no codec=")
@@ -58,8 +62,11 @@ def make_transport(
             return AiohttpTransport(codec=codec, compression=compression)
         return WebSocketTransport(codec=codec, compression=compression)
     if transport == "socketio":
-        if not url.startswith(("http://", "https://", "ws://", "wss://")):
-            raise ValueError(f"a Socket.IO url starts with http(s):// or ws(s)://: {url[:16]!r}")
+        for one in urls:
+            if not one.startswith(("http://", "https://", "ws://", "wss://")):
+                raise ValueError(
+                    f"a Socket.IO url starts with http(s):// or ws(s)://: {one[:16]!r}"
+                )
         if codec not in (None, "json", "msgpack"):
             raise ValueError("over Socket.IO, codec= is 'json' or 'msgpack' (the serializer)")
         generic = protocol == "generic"

@@ -145,3 +145,20 @@ def test_a_huge_retry_after_is_capped() -> None:
     ack(s, message_id, {"success": False, "error": error})
     deadline = s.next_deadline()
     assert deadline is not None and deadline <= 300.0
+
+
+def test_a_drain_notice_is_remembered_for_this_connection_only() -> None:
+    s = Session()
+    s.endpoint = "ws://a/ws"
+    joined(s)
+    notice = {"type": "server:draining", "payload": {"retryAfter": 1, "reason": "draining"}}
+    s.receive(notice, 1)
+    assert s.drain_notice and s.stats()["drain_notices"] == 1
+    (event,) = [o for o in s.outcomes() if isinstance(o, Event)]
+    assert (event.name, event.data) == ("server:draining", notice["payload"])
+    s.endpoint = "ws://b/ws"
+    s.connection_lost(ConnectionError("1012"), 0.0)
+    (change,) = s.outcomes()
+    assert change.new is ConnectionState.RECONNECTING and change.endpoint == "ws://b/ws"  # type: ignore[union-attr]
+    s.connection_opened()
+    assert not s.drain_notice  # the next connection starts without it
