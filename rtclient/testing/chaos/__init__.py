@@ -12,6 +12,7 @@ The lab needs ``fake_server`` (it ships with rtclient).
 
 from .checker import KINDS, Anomaly, Report, check
 from .faults import EPOCH_FAULTS, FAULTS, Fault, calm
+from .fleet import Bot, Figures, Fleet, LabConfig, percentile, recovery_times
 from .history import (
     Acked,
     Announced,
@@ -23,7 +24,7 @@ from .history import (
     Sent,
     StateMoved,
 )
-from .lab import Bot, Figures, Lab, LabConfig, percentile, recovery_times
+from .lab import Lab
 from .soak import SoakResult, run_soak
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Delivered",
     "Fault",
     "Figures",
+    "Fleet",
     "History",
     "Joined",
     "Lab",
