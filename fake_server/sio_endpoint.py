@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -324,14 +324,16 @@ class SioEndpoint:
 
     # -- events ----------------------------------------------------------------------------
 
-    def _on_event(self, sid: str, ack_id: int | None, data: list[Any]) -> None:
+    def _on_event(self, sid: str, ack_id: int | None, data: list[Any]) -> Awaitable[None] | None:
         entry = self._peers.get(sid)
-        if entry is not None:
-            if entry[0].close_requested is not None:
-                # Not carried out after our close (see WsEndpoint._read_loop).
-                self._counters.bump("frames_after_close")
-                return
-            handle_event(self._hub, entry[0], entry[1], ack_id, data)
+        if entry is None:
+            return None
+        if entry[0].close_requested is not None:
+            # Not carried out after our close (see WsEndpoint._read_loop).
+            self._counters.bump("frames_after_close")
+            return None
+        handle_event(self._hub, entry[0], entry[1], ack_id, data)
+        return self._hub.backlog(entry[1])
 
     # -- faults ------------------------------------------------------------------------------
 

@@ -231,6 +231,9 @@ class WsEndpoint:
                 self._counters.bump("frames_after_close")
                 continue
             self._hub.handle_frame(conn, frame.data, peer.codec)
+            # A connection whose requests wait for Redis reads no more until they move.
+            if (backlog := self._hub.backlog(conn)) is not None:
+                await backlog
             # Frames already buffered are returned without a suspension point: yield,
             # so that one flooding connection cannot starve the others.
             await asyncio.sleep(0)
