@@ -172,7 +172,8 @@ async def run_cluster_soak(
 ) -> SoakResult:
     """Bots send ``rate`` messages a second each while faults of ``kinds`` (drawn from
     :data:`CLUSTER_FAULTS`, each once per round in a seeded order) follow one another
-    for ``seconds``; then every node is up, the bots settle and the history is checked.
+    for ``seconds`` — and at least one full round, however slow the machine; then every
+    node is up, the bots settle and the history is checked.
     """
     started = time.monotonic()
     config = config or LabConfig(seed=seed)
@@ -181,9 +182,9 @@ async def run_cluster_soak(
     async with ClusterLab(cluster, config, balancer=balancer) as lab:
         stop = asyncio.Event()
         senders = lab.start_senders(stop, rate)
-        bag: list[str] = []
+        bag = rng.sample(kinds, len(kinds))
         try:
-            while time.monotonic() - started < seconds:
+            while bag or time.monotonic() - started < seconds:
                 if not bag:
                     bag = rng.sample(kinds, len(kinds))
                 name = bag.pop()
