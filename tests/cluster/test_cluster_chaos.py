@@ -1,7 +1,8 @@
 """The chaos checker over a cluster: three ``rtclient serve --redis`` nodes on one
 redis-server, bots on both transports, nodes SIGKILLed, restarted and drained while the
-bots send. Every message must be acknowledged and delivered exactly once, in order,
-with no gap, to clients given every node's URL, and to clients given only haproxy's.
+bots send (and, with every URL, a node cut off from Redis and Redis restarted with its
+data). Every message must be acknowledged and delivered exactly once, in order, with no
+gap, to clients given every node's URL, and to clients given only haproxy's.
 
 ``RT_SOAK_SEED=<n>`` replays a run (the seed is printed first and is in every failure
 message); ``RT_CLUSTER_SECONDS=<s>`` runs the faults longer than the CI's 10 s.
@@ -43,10 +44,11 @@ async def test_clients_given_every_url_lose_nothing_as_nodes_die_and_drain(
     rt_cluster: Cluster,
 ) -> None:
     config = LabConfig(bots=4, rooms=3, seed=SEED)
+    kinds = ("kill", "drain", "partition", "restart_redis")
     result = await run_cluster_soak(
-        rt_cluster, seed=SEED, seconds=SECONDS, config=config, kinds=("kill", "drain")
+        rt_cluster, seed=SEED, seconds=SECONDS, config=config, kinds=kinds
     )
-    _judge(result, "kill", "drain")
+    _judge(result, *kinds)
 
 
 @pytest.mark.timeout(SECONDS + 50)
