@@ -154,6 +154,7 @@ class Fanout:
     async def _fill(self, room_id: str, after: int, before: int | None) -> None:
         """Deliver the room's logged events with ids in (``after``, ``before``)."""
         for kind, raw in await self._store.events_after(room_id, after, before):
+            self._store.counters.bump("fanout_fills")
             payload = json.loads(raw)
             envelope = {"type": kind, "payload": payload}
             self._deliver_event(room_id, int(payload["eventId"]), envelope, 1)

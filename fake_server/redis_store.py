@@ -39,6 +39,17 @@ __all__ = ["RedisStore"]
 log = logging.getLogger("fake_server.redis")
 
 
+CLUSTER_COUNTERS = (
+    "store_unavailable",
+    "redis_errors",
+    "redis_outages",
+    "redis_cutoffs",
+    "epoch_changes",
+    "fanout_fills",
+)
+"""Counters a cluster node adds to ``/health`` (an in-memory node has none of them)."""
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
@@ -91,6 +102,8 @@ class RedisStore:
         self._config = config
         self.node_id = node_id
         self._counters = counters
+        for name in CLUSTER_COUNTERS:
+            counters.setdefault(name, 0)
         self._clock = clock
         self._p = config.redis_prefix
         self.channel = f"{self._p}:fanout"
@@ -125,6 +138,10 @@ class RedisStore:
     def local(self) -> Local:
         assert self._local is not None, "bind() the store first"
         return self._local
+
+    @property
+    def counters(self) -> Counters:
+        return self._counters
 
     @property
     def redis(self) -> aioredis.Redis:

@@ -23,7 +23,7 @@ from .auth import AuthFailure, Principal
 from .config import ServerConfig
 from .errors import CloseReason, ErrorCode
 from .faults import FaultState, Rejection
-from .handshake import bearer_token, closed_as, query_token, refusal, retry_reason
+from .handshake import bearer_token, closed_as, query_token, refusal, retry_reason, unavailable
 from .hub import Connection, Hub
 from .peer import QueuedPeer, QueueLimits
 from .sio_engine import EngineWebSocket, SioServer, quiet_logger
@@ -164,6 +164,9 @@ class SioEndpoint:
                 if rejection.status < 1000:
                     return refusal(rejection, "socket.io")
                 request[_REJECTION_KEY] = rejection
+            if (wait := self._hub.storage.available()) is not None:
+                self._counters.bump("handshakes_rejected")
+                return unavailable(wait, "socket.io")
         if not await self._body_arrived(request):
             return web.Response(status=408, text="request body timed out\n")
         response: web.StreamResponse = await self.sio.handle_request(request)
