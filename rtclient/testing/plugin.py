@@ -32,6 +32,8 @@ Fixtures:
     every process stopped at teardown; the nodes' logs are in ``tmp_path / "cluster"``.
 ``rt_balancer``
     a :class:`~rtclient.testing.balancer.Balancer` (haproxy) in front of ``rt_cluster``.
+``rt_haproxy``
+    the path of haproxy (``rt_balancer`` asks for it before starting a cluster).
 
 A program those two need (redis-server, haproxy) that is missing skips the test with the
 package to install, except under ``CI=true``, where it is installed or the test fails.
@@ -73,6 +75,7 @@ __all__ = [
     "rt_balancer",
     "rt_client",
     "rt_cluster",
+    "rt_haproxy",
 ]
 
 SERVER_DEFAULTS: dict[str, Any] = {
@@ -235,16 +238,21 @@ async def _rt_cluster(
         yield cluster
 
 
-async def _rt_balancer(rt_cluster: Cluster) -> AsyncIterator[Balancer]:
-    from .balancer import Balancer
-    from .programs import ProgramMissing
+def _rt_haproxy() -> str:
+    from .programs import ProgramMissing, require_program
 
     try:
-        balancer = Balancer(rt_cluster)
+        return require_program("haproxy")
     except ProgramMissing as exc:
         _program_missing(exc)
         raise
-    async with balancer:
+
+
+async def _rt_balancer(rt_haproxy: str, rt_cluster: Cluster) -> AsyncIterator[Balancer]:
+    # rt_haproxy comes first: no cluster is started for a test that cannot run.
+    from .balancer import Balancer
+
+    async with Balancer(rt_cluster) as balancer:
         yield balancer
 
 
@@ -255,6 +263,7 @@ if pytest_asyncio is not None:
     rt_client = pytest_asyncio.fixture(_rt_client, name="rt_client")
     rt_cluster = pytest_asyncio.fixture(_rt_cluster, name="rt_cluster")
     rt_balancer = pytest_asyncio.fixture(_rt_balancer, name="rt_balancer")
+    rt_haproxy = pytest.fixture(_rt_haproxy, name="rt_haproxy")
 else:  # pragma: no cover
 
     def _needs_pytest_asyncio() -> None:
@@ -266,3 +275,4 @@ else:  # pragma: no cover
     rt_client = pytest.fixture(_needs_pytest_asyncio, name="rt_client")
     rt_cluster = pytest.fixture(_needs_pytest_asyncio, name="rt_cluster")
     rt_balancer = pytest.fixture(_needs_pytest_asyncio, name="rt_balancer")
+    rt_haproxy = pytest.fixture(_rt_haproxy, name="rt_haproxy")
