@@ -24,7 +24,7 @@ import pytest
 from fake_server import FakeServer
 from rtclient import Client
 from rtclient.testing import wait_until
-from rtclient.testing.programs import ProgramMissing, in_ci, require_program
+from rtclient.testing.plugin import need_program
 
 from .integration.test_generic_mode import PlainServer
 
@@ -160,12 +160,7 @@ def test_testing_example_passes_in_strict_mode(tmp_path: Path) -> None:
 
 @pytest.mark.cluster
 def test_cluster_example_passes_in_strict_mode(tmp_path: Path) -> None:
-    try:
-        require_program("redis-server")
-    except ProgramMissing as exc:
-        if in_ci():
-            raise
-        pytest.skip(str(exc))
+    need_program("redis-server")
     (tmp_path / "test_readme_example.py").write_text(block("rt_cluster.kill"))
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-o", "asyncio_mode=strict", *PYTEST_ARGS],

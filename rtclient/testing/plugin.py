@@ -38,7 +38,8 @@ Fixtures:
 A program those two need (redis-server, haproxy) that is missing skips the test with the
 package to install, except under ``CI=true``, where it is installed or the test fails.
 
-Helpers to import: :func:`~rtclient.testing.wait_until` and :class:`~rtclient.testing.Inbox`.
+Helpers to import: :func:`~rtclient.testing.wait_until` and :class:`~rtclient.testing.Inbox`;
+:func:`need_program` for a test of your own that runs a program.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ __all__ = [
     "fake_server",
     "fault_proxy",
     "make_rt_client",
+    "need_program",
     "rt_balancer",
     "rt_client",
     "rt_cluster",
@@ -216,6 +218,21 @@ def _program_missing(exc: Exception) -> None:
     pytest.skip(str(exc))
 
 
+def need_program(name: str) -> str:
+    """The path of ``name`` for a test, from :func:`~.programs.require_program`.
+
+    When it is missing (and, under ``CI=true``, could not be installed): a skip that
+    names the Debian package, or under ``CI=true`` a failure.
+    """
+    from .programs import ProgramMissing, require_program
+
+    try:
+        return require_program(name)
+    except ProgramMissing as exc:
+        _program_missing(exc)
+        raise
+
+
 async def _rt_cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Cluster]:
@@ -239,13 +256,7 @@ async def _rt_cluster(
 
 
 def _rt_haproxy() -> str:
-    from .programs import ProgramMissing, require_program
-
-    try:
-        return require_program("haproxy")
-    except ProgramMissing as exc:
-        _program_missing(exc)
-        raise
+    return need_program("haproxy")
 
 
 async def _rt_balancer(rt_haproxy: str, rt_cluster: Cluster) -> AsyncIterator[Balancer]:

@@ -51,7 +51,7 @@ async def test_a_node_that_cannot_start_stops_everything() -> None:
     assert cluster.running() == []
 
 
-async def test_a_failure_inside_the_cluster_stops_every_process() -> None:
+async def test_a_failure_inside_the_cluster_stops_every_process(rt_haproxy: str) -> None:
     pids: list[int] = []
     with pytest.raises(RuntimeError, match="boom"):
         async with Cluster(1, redis=False) as cluster, Balancer(cluster) as balancer:
