@@ -9,6 +9,8 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from fake_server.auth import TokenAuthority
 from rtclient import Backoff, Client, ConnectionState
 from rtclient.testing import wait_until
@@ -34,15 +36,21 @@ async def _serve() -> tuple[asyncio.subprocess.Process, str]:
     return process, first.split()[2]
 
 
-async def test_sigterm_drains_the_node_and_the_client_moves_on_with_nothing_lost() -> None:
+@pytest.mark.parametrize("transport", ["websocket", "socketio"])
+async def test_sigterm_drains_the_node_and_the_client_moves_on_with_nothing_lost(
+    transport: str,
+) -> None:
     a, a_url = await _serve()
     b, b_url = await _serve()
+    if transport == "socketio":
+        a_url, b_url = (u.removesuffix("/ws").replace("ws://", "http://") for u in (a_url, b_url))
     try:
         token = TokenAuthority(SECRET, leeway=0.0).issue("alice", now=time.time())
         client = Client(
             [a_url, b_url],
             url_order="given",
             token=token,
+            transport=transport,  # type: ignore[arg-type]
             backoff=Backoff(base=4.0, cap=8.0, jitter="equal", stable_after=0.1),
             ack_timeout=2.0,
         )
