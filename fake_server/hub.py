@@ -348,6 +348,13 @@ class Hub:
     def has_members(self, room_id: str) -> bool:
         return bool(self.rooms.get(room_id))
 
+    def presence(self) -> dict[str, set[str]]:
+        return {
+            room_id: {c.user_id for c in conns}
+            for room_id, conns in self.rooms.items()
+            if conns and not room_id.startswith("user:")
+        }
+
     def user_rooms(self, user_id: str) -> int:
         """Room memberships of the user's connections together, inboxes not counted."""
         inbox = inbox_room(user_id)

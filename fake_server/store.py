@@ -128,6 +128,9 @@ class Local(Protocol):
     def has_members(self, room_id: str) -> bool:
         """Whether a connection to this node is in the room."""
 
+    def presence(self) -> dict[str, set[str]]:
+        """Room -> users with a connection to this node in it (inboxes left out)."""
+
     def epoch_changed(self, epoch: str) -> None:
         """The shared log was lost: tell every client (they reconnect and see a gap)."""
 
