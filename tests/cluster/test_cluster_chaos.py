@@ -24,6 +24,15 @@ SEED = int(os.environ.get("RT_SOAK_SEED") or random.SystemRandom().randrange(1_0
 SECONDS = float(os.environ.get("RT_CLUSTER_SECONDS") or 10)
 
 
+def _config() -> LabConfig:
+    # Kills and drains close the clients' TCP connections, so no fault here needs the
+    # heartbeat to be noticed: a tolerant one keeps a loaded machine from adding
+    # reconnects of its own.
+    return LabConfig(
+        bots=4, rooms=3, seed=SEED, ping_interval=0.5, ping_timeout=2.0, ack_timeout=2.0
+    )
+
+
 def _judge(result: SoakResult, *kinds: str) -> None:
     summary = f"RT_SOAK_SEED={SEED}\n{result.summary()}"
     print(summary)
@@ -36,14 +45,15 @@ def _judge(result: SoakResult, *kinds: str) -> None:
     assert not result.leftover, f"clients left tasks behind\n{summary}"
     assert figures.sent >= 200 and figures.acked == figures.sent, summary
     assert all(figures.faults[kind] >= 1 for kind in kinds), summary
-    assert figures.reconnects >= sum(figures.faults.values()), summary
+    # Every kill and drain hits the node with the most clients: each moves one at least.
+    assert figures.reconnects >= figures.faults["kill"] + figures.faults["drain"], summary
 
 
 @pytest.mark.timeout(SECONDS + 50)
 async def test_clients_given_every_url_lose_nothing_as_nodes_die_and_drain(
     rt_cluster: Cluster,
 ) -> None:
-    config = LabConfig(bots=4, rooms=3, seed=SEED)
+    config = _config()
     kinds = ("kill", "drain", "partition", "restart_redis")
     result = await run_cluster_soak(
         rt_cluster, seed=SEED, seconds=SECONDS, config=config, kinds=kinds
@@ -55,7 +65,7 @@ async def test_clients_given_every_url_lose_nothing_as_nodes_die_and_drain(
 async def test_clients_behind_haproxy_lose_nothing_as_nodes_die_and_drain(
     rt_cluster: Cluster, rt_balancer: Balancer
 ) -> None:
-    config = LabConfig(bots=4, rooms=3, seed=SEED)
+    config = _config()
     result = await run_cluster_soak(
         rt_cluster,
         seed=SEED,

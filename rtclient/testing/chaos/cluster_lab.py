@@ -172,7 +172,7 @@ async def run_cluster_soak(
 ) -> SoakResult:
     """Bots send ``rate`` messages a second each while faults of ``kinds`` (drawn from
     :data:`CLUSTER_FAULTS`, each once per round in a seeded order) follow one another
-    for ``seconds`` — and at least one full round, however slow the machine; then every
+    for ``seconds`` — and until each kind ran once, however slow the machine; then every
     node is up, the bots settle and the history is checked.
     """
     started = time.monotonic()
@@ -182,9 +182,9 @@ async def run_cluster_soak(
     async with ClusterLab(cluster, config, balancer=balancer) as lab:
         stop = asyncio.Event()
         senders = lab.start_senders(stop, rate)
-        bag = rng.sample(kinds, len(kinds))
+        bag: list[str] = []
         try:
-            while bag or time.monotonic() - started < seconds:
+            while time.monotonic() - started < seconds or not all(lab.faults[k] for k in kinds):
                 if not bag:
                     bag = rng.sample(kinds, len(kinds))
                 name = bag.pop()
