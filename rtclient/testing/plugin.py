@@ -29,7 +29,8 @@ Fixtures:
     a started :class:`~rtclient.testing.cluster.Cluster`: a real redis-server and three
     ``rtclient serve --redis`` node processes (``@pytest.mark.rt_cluster(nodes=5,
     redis=False, node_args=[...])`` or an indirect parameter of that dict changes it),
-    every process stopped at teardown; the nodes' logs are in ``tmp_path / "cluster"``.
+    every process stopped at teardown; the nodes' logs are in a temporary folder, and the
+    end of each is shown when the test fails.
 ``rt_balancer``
     a :class:`~rtclient.testing.balancer.Balancer` (haproxy) in front of ``rt_cluster``.
 ``rt_haproxy``
@@ -45,7 +46,7 @@ Helpers to import: :func:`~rtclient.testing.wait_until` and :class:`~rtclient.te
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Generator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pytest
@@ -129,6 +130,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "rt_cluster(nodes=3, redis=True, **options): the rt_cluster fixture's Cluster"
     )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test on ``rt_cluster`` shows the end of every node's log."""
+    report = yield
+    cluster = getattr(item, "funcargs", {}).get("rt_cluster")
+    if report.failed and report.when == "call" and cluster is not None:
+        for node in cluster.nodes:
+            report.sections.append((f"rt_cluster node {node.index} log", node.log_tail(40)))
+    return report
 
 
 def _marker_kwargs(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
