@@ -30,7 +30,6 @@ from .auth import (
     UsageError,
     add_connection_arguments,
     check_credentials,
-    first_url,
     make_client,
     urls_of,
 )
@@ -89,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
 def build_client(args: argparse.Namespace) -> tuple[Client, object]:
     """The Client the arguments describe, and its token source (to check first)."""
-    source = token_source(args, first_url(args))
+    source = token_source(args, urls_of(args))
     options: dict[str, Any] = {"ping_interval": args.ping_interval}
     backoff = None
     if args.give_up is not None:

@@ -25,8 +25,8 @@ from .auth import (
     UsageError,
     add_connection_arguments,
     check_credentials,
-    first_url,
     make_client,
+    urls_of,
 )
 from .auth import token_provider as token_source
 from .render import describe_error
@@ -151,7 +151,7 @@ async def _main(args: argparse.Namespace) -> int:
         print("rtclient ping: error: --count must be >= 1, --interval >= 0", file=sys.stderr)
         return 2
     try:
-        source = token_source(args, first_url(args))
+        source = token_source(args, urls_of(args))
         await check_credentials(source)
         client = make_client(
             args, source, backoff=Backoff(max_elapsed=args.give_up), ping_interval=None

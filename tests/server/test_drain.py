@@ -90,3 +90,32 @@ async def test_newcomers_get_503_with_retry_after_while_it_drains(
     finally:
         ws.transport.abort()
     assert server.counters["drains"] == 1
+
+
+async def test_a_spread_drain_closes_the_clients_one_after_another(
+    make_server: MakeServer,
+) -> None:
+    server = await make_server()
+    clients = [
+        await websockets.connect(
+            server.ws_url, additional_headers=bearer(server.issue_token(f"u{i}"))
+        )
+        for i in range(3)
+    ]
+    loop = asyncio.get_running_loop()
+
+    async def closed_at(ws: Any) -> float:
+        assert json.loads(await ws.recv())["type"] == "connected"
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None and closed.rcvd.code == 1012
+        return loop.time()
+
+    waiting = [asyncio.create_task(closed_at(ws)) for ws in clients]
+    started = loop.time()
+    assert await server.drain(timeout=2.0, spread=0.6) is True
+    times = sorted(await asyncio.gather(*waiting))
+    # Lower bounds only: 0.2 s apart by design (a loaded machine only adds to it).
+    assert times[0] - started >= 0.2 and times[2] - times[0] >= 0.35
