@@ -32,7 +32,18 @@ from .eventlog import SyncPage, new_epoch
 from .lanes import TaskSet
 from .redis_fanout import UNREACHABLE, Fanout
 from .stats import Counters
-from .store import Limit, Local, Message, StoreUnavailable, check_same, presence_event, receipt
+from .store import (
+    EPHEMERAL,
+    MESSAGES,
+    QUERY,
+    Limit,
+    Local,
+    Message,
+    StoreUnavailable,
+    check_same,
+    presence_event,
+    receipt,
+)
 
 __all__ = ["RedisStore"]
 
@@ -276,11 +287,11 @@ class RedisStore:
     async def take(self, limit: Limit, user_id: str) -> float:
         cfg = self._config
         rate, burst = {
-            Limit.MESSAGES: (cfg.rate_per_second, cfg.rate_burst),
-            Limit.EPHEMERAL: (cfg.ephemeral_per_second, cfg.ephemeral_burst),
-            Limit.QUERY: (cfg.query_per_second, cfg.query_burst),
+            MESSAGES: (cfg.rate_per_second, cfg.rate_burst),
+            EPHEMERAL: (cfg.ephemeral_per_second, cfg.ephemeral_burst),
+            QUERY: (cfg.query_per_second, cfg.query_burst),
         }[limit]
-        reply = await self._script("RATE", [self.key("rl", limit.value, user_id)], [rate, burst])
+        reply = await self._script("RATE", [self.key("rl", limit, user_id)], [rate, burst])
         return float(reply)
 
     async def find(self, user_id: str, message_id: str) -> Entry | None:
