@@ -188,7 +188,11 @@ class RedisStore:
                 )
         except UNREACHABLE:
             pass
-        await self._redis.aclose()
+        try:
+            async with asyncio.timeout(self._config.redis_timeout):
+                await self._redis.aclose()
+        except UNREACHABLE:
+            log.debug("closing the redis connections failed", exc_info=True)
 
     # -- calls ---------------------------------------------------------------------------
 
