@@ -34,7 +34,7 @@ from .store import StoreUnavailable
 if TYPE_CHECKING:
     from .redis_store import RedisStore
 
-__all__ = ["UNREACHABLE", "Fanout"]
+__all__ = ["UNREACHABLE", "Fanout", "stopping"]
 
 log = logging.getLogger("fake_server.redis")
 
@@ -44,6 +44,17 @@ UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
 RESUBSCRIBE_CAP = 1.0
 """Longest wait between two attempts to subscribe again (seconds)."""
+
+
+def stopping() -> None:
+    """Raise ``CancelledError`` when the current task is being cancelled.
+
+    Called before a retry: on Python 3.11 a cancellation that meets an expiring timeout
+    (the redis client's or ours) can surface as ``TimeoutError`` instead.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class Fanout:
@@ -132,6 +143,7 @@ class Fanout:
                     if message is not None and message.get("type") == "message":
                         await self._handle(message["data"])
             except (*UNREACHABLE, StoreUnavailable) as exc:
+                stopping()
                 self._lost(exc)
             finally:
                 self.subscribed = False

@@ -30,7 +30,7 @@ from .config import ServerConfig
 from .dedupe import Entry, digest
 from .eventlog import SyncPage, new_epoch
 from .lanes import TaskSet
-from .redis_fanout import UNREACHABLE, Fanout
+from .redis_fanout import UNREACHABLE, Fanout, stopping
 from .stats import Counters
 from .store import (
     EPHEMERAL,
@@ -203,6 +203,7 @@ class RedisStore:
             async with asyncio.timeout(self._config.redis_timeout):
                 yield
         except UNREACHABLE as exc:
+            stopping()
             self.reach.failed(exc)
             raise StoreUnavailable("redis unreachable", self.retry_after()) from exc
         self.reach.ok()
