@@ -155,3 +155,19 @@ async def test_a_node_back_from_a_short_partition_catches_up_and_rejoins_presenc
         ]
         await alice.say("lobby", "live again", id="m6")
         assert (await bob.expect("chat:message"))["eventId"] == 7
+
+
+async def test_restart_without_the_log_on_one_node_is_a_new_epoch_for_the_cluster(
+    make_node: MakeNode, connect: Connect
+) -> None:
+    one, two = await make_node(), await make_node()
+    alice, bob = await connect(one, "alice"), await connect(two, "bob")
+    await alice.join("lobby")
+    await alice.say("lobby", "old", id="m1")
+    old = two.epoch
+    await one.restart(keep_log=False)
+    assert await bob.closed() == (1012, "new epoch")
+    assert await alice.closed() == (1012, "service restart")
+    await wait_until(lambda: one.epoch == two.epoch != old, timeout=3.0)
+    assert await two.read_log("lobby") == []
+    assert two.counters["epoch_changes"] == 1
