@@ -42,6 +42,10 @@ class ClusterNode(NodeServer):
         """Answer every new Socket.IO request with HTTP 503 (live connections stay)."""
         assert await self.post("/control/refuse", {"refuse": refuse}) == {"refusing": refuse}
 
+    async def has_refused(self) -> bool:
+        """Whether this node has answered a Socket.IO request with 503 yet."""
+        return int((await self.state())["refused"]) > 0
+
     async def emit(self, room: str, event: str, data: Any) -> None:
         """``io.to(room).emit(event, data)`` on this node (returns before the XADD)."""
         assert await self.post("/control/emit", {"room": room, "event": event, "data": data})
@@ -87,7 +91,8 @@ class NodeCluster:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
-            raise AssertionError(f"cluster-node.js {name} did not report its port: {line!r}") from exc
+            what = f"cluster-node.js {name} did not report its port: {line!r}"
+            raise AssertionError(what) from exc
         proxy = FaultProxy(upstream=("127.0.0.1", port))
         try:
             await proxy.start()

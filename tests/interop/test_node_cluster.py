@@ -160,3 +160,103 @@ async def test_a_client_cut_from_its_node_is_recovered_there_from_redis(
     state = await b.state()
     assert [c["recovered"] for c in state["connections"]] == [False, True]
     assert state["disconnects"][0]["reason"] == "transport close"  # recoverable
+
+
+class RotatingTransport:
+    """PROTOTYPE until Client takes a URL list: the next URL after each failed attempt."""
+
+    def __init__(self, urls: list[str]) -> None:
+        from rtclient.transports import SocketIOTransport
+
+        self.inner = SocketIOTransport(welcome="synthesize", app_ping=False)
+        self.urls = urls
+        self.index = 0
+        self.attempts: list[str] = []
+
+    async def connect(self, url: str, *, token: str | None, open_timeout: float) -> Any:
+        target = self.urls[self.index % len(self.urls)]
+        self.attempts.append(target)
+        try:
+            return await self.inner.connect(target, token=token, open_timeout=open_timeout)
+        except Exception:
+            self.index += 1
+            raise
+
+
+def failover_client(urls: list[str]) -> Client:
+    return generic(urls[0], transport=RotatingTransport(urls))
+
+
+async def test_failover_to_another_node_recovers_every_broadcast_once(
+    cluster: NodeCluster,
+) -> None:
+    """B's link is reset while B refuses new connections: the client moves to A, and A
+    restores the session B persisted: every broadcast once, in order, no gap."""
+    a, b = cluster["A"], cluster["B"]
+    publisher = Publisher(generic(a.url), "pub", ROOM)
+    erin = Listener(failover_client([b.proxy_url, a.proxy_url]), "erin", ROOM)
+    async with publisher.client, erin.client:
+        live = await publisher.say(20)
+        await erin.heard_seq(live[-1])
+        (first,) = erin.registered
+        assert first["node"] == "B"
+        # A is out of reach until B has persisted the session: a client that reached A
+        # first would find no session there (a gap, and rightly so; see docs/interop.md).
+        await a.proxy.down()
+        await b.refuse()
+        await b.proxy.down(reset=True)  # RST to both ends: B sees the disconnect at once
+        await b.proxy.up()  # new connections reach B again, which answers 503
+        await wait_until(lambda: cluster.session_stored(first["pid"]), timeout=TIMEOUT)
+        away = await publisher.say(20)
+        await wait_until(b.has_refused, timeout=TIMEOUT)  # erin tried B, and B said 503
+        await a.proxy.up()
+        await wait_until(lambda: len(erin.registered) == 2, timeout=TIMEOUT)
+        after = await publisher.say(20)
+        await erin.heard_seq(after[-1])
+        recovered = erin.client.recovered
+        stats = erin.client.stats()
+
+    assert erin.seqs() == [*live, *away, *after]  # 60 broadcasts, each once, in order
+    assert recovered is True and erin.gaps == []
+    assert stats["reconnects"] == 1
+    second = erin.registered[1]
+    assert (second["node"], second["sid"], second["pid"]) == ("A", first["sid"], first["pid"])
+    assert second["recovered"] is True
+    assert [c["recovered"] for c in (await a.state())["connections"]] == [False, True]
+
+
+async def test_failover_after_a_node_is_killed_is_reported_as_a_gap(
+    cluster: NodeCluster,
+) -> None:
+    """B is SIGKILLed: it persists nothing, so A has no session to restore. The client
+    says so with one gap, joins again and hears what comes next; what was broadcast
+    while it was away is lost (socket.io #5413, redis-streams-adapter #27)."""
+    a, b = cluster["A"], cluster["B"]
+    publisher = Publisher(generic(a.url), "pub", ROOM)
+    frank = Listener(failover_client([b.proxy_url, a.proxy_url]), "frank", ROOM)
+    async with publisher.client, frank.client:
+        live = await publisher.say(20)
+        await frank.heard_seq(live[-1])
+        (first,) = frank.registered
+        assert first["node"] == "B"
+        await a.proxy.down()  # frank cannot reach A before the lost broadcasts are sent
+        await b.kill()
+        await frank.client.wait_for(ConnectionState.RECONNECTING, timeout=TIMEOUT)
+        lost = await publisher.say(20)
+        assert not await cluster.session_stored(first["pid"])
+        await a.proxy.up()
+        await wait_until(lambda: len(frank.registered) == 2, timeout=TIMEOUT)
+        after = await publisher.say(20)
+        await frank.heard_seq(after[-1])
+        recovered = frank.client.recovered
+        stats = frank.client.stats()
+
+    assert frank.seqs() == [*live, *after]  # 40 heard once, in order; the 20 away are lost
+    assert not set(lost) & set(frank.seqs())
+    assert recovered is False
+    assert [g.reason for g in frank.gaps] == ["session"]
+    assert stats["reconnects"] == 1
+    second = frank.registered[1]
+    assert second["node"] == "A" and second["recovered"] is False
+    assert second["pid"] != first["pid"]
+    assert [c["recovered"] for c in (await a.state())["connections"]] == [False, False]
