@@ -7,9 +7,11 @@
 //        [--max-disconnection-ms=30000] [--ping-interval-ms=500] [--ping-timeout-ms=1000]
 //
 // Listens on 127.0.0.1, port 0, and prints {"port": N, "name": A} as its first stdout line
-// once the adapter reads the stream (see ready() below); logs go to stderr. Exits on
-// SIGTERM / SIGINT and when its stdin closes (the test process died). connectionStateRecovery
-// is always on (skipMiddlewares: true, as socket.io's default).
+// once the adapter reads the stream (see ready() below); logs go to stderr. Stops
+// gracefully on SIGTERM / SIGINT and when its stdin closes (the test process died): the
+// sessions of its clients are in Redis when it exits (see shutdown()). SIGKILL stops it
+// with nothing persisted. connectionStateRecovery is always on (skipMiddlewares: true, as
+// socket.io's default).
 //
 // Socket.IO (namespace "/"), the events of server.js that a cluster needs, behind the same
 // auth middleware (token "good"):
@@ -202,8 +204,19 @@ async function control(req, res) {
   return reply(res, 404, { error: "not found" });
 }
 
-function shutdown() {
-  process.exit(0);
+// A graceful stop: io.close() disconnects every socket with "server shutting down", a
+// recoverable reason, so the adapter persists each session; it does not await that SET,
+// so wait until Redis has answered every pending command before exiting.
+let stopping = false;
+async function shutdown() {
+  if (stopping) return;
+  stopping = true;
+  try {
+    if (io !== null) await io.close();
+    if (redis.isOpen) await redis.close();
+  } finally {
+    process.exit(0);
+  }
 }
 
 for (const signal of ["SIGTERM", "SIGINT"]) process.on(signal, shutdown);

@@ -14,7 +14,8 @@ before the client is let back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ from rtclient.testing.programs import ProgramMissing, in_ci
 from rtclient.testing.redis_server import RedisServer
 
 from .conftest import FAST
-from .node_cluster import NodeCluster, node_cluster
+from .node_cluster import ClusterNode, NodeCluster, node_cluster
 
 pytestmark = pytest.mark.cluster
 
@@ -187,42 +188,101 @@ def failover_client(urls: list[str]) -> Client:
     return generic(urls[0], transport=RotatingTransport(urls))
 
 
+@dataclass
+class Failover:
+    """What a client that started on node B heard around its move to node A."""
+
+    live: range  # broadcast while it was on B
+    away: range  # broadcast after B was done with it, before A was reachable
+    after: range  # broadcast once it was on A
+    first: dict[str, Any]  # its register reply on B: {sid, pid, recovered, node}
+    second: dict[str, Any]  # … and on A
+    stored_while_away: bool  # whether B's session was in Redis before A was reachable
+    seqs: list[int]  # every broadcast it heard, in order
+    gaps: list[Gap]
+    recovered: bool
+    reconnects: int
+    a_connections: list[dict[str, Any]]
+
+
+EndNode = Callable[[ClusterNode, dict[str, Any]], Awaitable[None]]
+
+
+async def fail_over(cluster: NodeCluster, end_b: EndNode, *, count: int = 20) -> Failover:
+    """A client on B (URLs [B, A]); ``end_b`` ends its time on B; it moves to A.
+
+    A is out of reach from before ``end_b`` until ``count`` broadcasts went by after it:
+    the client cannot reach A before B is done (a client that reached A before B wrote
+    the session would get a gap, rightly; see docs/socketio-cluster.md).
+    """
+    a, b = cluster["A"], cluster["B"]
+    publisher = Publisher(generic(a.url), "pub", ROOM)
+    listener = Listener(failover_client([b.proxy_url, a.proxy_url]), "erin", ROOM)
+    client = listener.client
+    async with publisher.client, client:
+        live = await publisher.say(count)
+        await listener.heard_seq(live[-1])
+        (first,) = listener.registered
+        assert first["node"] == "B" and first["recovered"] is False
+        await a.proxy.down()
+        await end_b(b, first)
+        await wait_until(lambda: client.state is not ConnectionState.CONNECTED, timeout=TIMEOUT)
+        away = await publisher.say(count)
+        stored = await cluster.session_stored(first["pid"])
+        await a.proxy.up()
+        await wait_until(lambda: len(listener.registered) == 2, timeout=TIMEOUT)
+        after = await publisher.say(count)
+        await listener.heard_seq(after[-1])
+        recovered = client.recovered
+        reconnects = client.stats()["reconnects"]
+    return Failover(
+        live=live,
+        away=away,
+        after=after,
+        first=first,
+        second=listener.registered[1],
+        stored_while_away=stored,
+        seqs=listener.seqs(),
+        gaps=listener.gaps,
+        recovered=recovered,
+        reconnects=reconnects,
+        a_connections=(await a.state())["connections"],
+    )
+
+
+async def reset_while_refusing(b: ClusterNode, first: dict[str, Any]) -> None:
+    """B refuses new connections (HTTP 503) and its link to the client is reset."""
+    await b.refuse()
+    await b.proxy.down(reset=True)  # RST to both ends: B sees the disconnect at once
+    await b.proxy.up()  # new connections reach B again, which answers 503
+
+
 async def test_failover_to_another_node_recovers_every_broadcast_once(
     cluster: NodeCluster,
 ) -> None:
     """B's link is reset while B refuses new connections: the client moves to A, and A
     restores the session B persisted: every broadcast once, in order, no gap."""
-    a, b = cluster["A"], cluster["B"]
-    publisher = Publisher(generic(a.url), "pub", ROOM)
-    erin = Listener(failover_client([b.proxy_url, a.proxy_url]), "erin", ROOM)
-    async with publisher.client, erin.client:
-        live = await publisher.say(20)
-        await erin.heard_seq(live[-1])
-        (first,) = erin.registered
-        assert first["node"] == "B"
-        # A is out of reach until B has persisted the session: a client that reached A
-        # first would find no session there (a gap, and rightly so; see docs/interop.md).
-        await a.proxy.down()
-        await b.refuse()
-        await b.proxy.down(reset=True)  # RST to both ends: B sees the disconnect at once
-        await b.proxy.up()  # new connections reach B again, which answers 503
-        await wait_until(lambda: cluster.session_stored(first["pid"]), timeout=TIMEOUT)
-        away = await publisher.say(20)
-        await wait_until(b.has_refused, timeout=TIMEOUT)  # erin tried B, and B said 503
-        await a.proxy.up()
-        await wait_until(lambda: len(erin.registered) == 2, timeout=TIMEOUT)
-        after = await publisher.say(20)
-        await erin.heard_seq(after[-1])
-        recovered = erin.client.recovered
-        stats = erin.client.stats()
+    b = cluster["B"]
 
-    assert erin.seqs() == [*live, *away, *after]  # 60 broadcasts, each once, in order
-    assert recovered is True and erin.gaps == []
-    assert stats["reconnects"] == 1
-    second = erin.registered[1]
-    assert (second["node"], second["sid"], second["pid"]) == ("A", first["sid"], first["pid"])
-    assert second["recovered"] is True
-    assert [c["recovered"] for c in (await a.state())["connections"]] == [False, True]
+    async def end_b(b: ClusterNode, first: dict[str, Any]) -> None:
+        await reset_while_refusing(b, first)
+        await wait_until(lambda: cluster.session_stored(first["pid"]), timeout=TIMEOUT)
+        await wait_until(b.has_refused, timeout=TIMEOUT)  # the client tried B: 503
+
+    run = await fail_over(cluster, end_b)
+
+    assert run.seqs == [*run.live, *run.away, *run.after]  # 60, each once, in order
+    assert run.recovered is True and run.gaps == []
+    assert run.reconnects == 1
+    assert run.stored_while_away is True
+    assert (run.second["node"], run.second["sid"], run.second["pid"]) == (
+        "A",
+        run.first["sid"],
+        run.first["pid"],
+    )
+    assert run.second["recovered"] is True
+    assert [c["recovered"] for c in run.a_connections] == [False, True]  # publisher, client
+    assert (await b.state())["disconnects"][0]["reason"] == "transport close"
 
 
 async def test_failover_after_a_node_is_killed_is_reported_as_a_gap(
@@ -231,32 +291,36 @@ async def test_failover_after_a_node_is_killed_is_reported_as_a_gap(
     """B is SIGKILLed: it persists nothing, so A has no session to restore. The client
     says so with one gap, joins again and hears what comes next; what was broadcast
     while it was away is lost (socket.io #5413, redis-streams-adapter #27)."""
-    a, b = cluster["A"], cluster["B"]
-    publisher = Publisher(generic(a.url), "pub", ROOM)
-    frank = Listener(failover_client([b.proxy_url, a.proxy_url]), "frank", ROOM)
-    async with publisher.client, frank.client:
-        live = await publisher.say(20)
-        await frank.heard_seq(live[-1])
-        (first,) = frank.registered
-        assert first["node"] == "B"
-        await a.proxy.down()  # frank cannot reach A before the lost broadcasts are sent
-        await b.kill()
-        await frank.client.wait_for(ConnectionState.RECONNECTING, timeout=TIMEOUT)
-        lost = await publisher.say(20)
-        assert not await cluster.session_stored(first["pid"])
-        await a.proxy.up()
-        await wait_until(lambda: len(frank.registered) == 2, timeout=TIMEOUT)
-        after = await publisher.say(20)
-        await frank.heard_seq(after[-1])
-        recovered = frank.client.recovered
-        stats = frank.client.stats()
 
-    assert frank.seqs() == [*live, *after]  # 40 heard once, in order; the 20 away are lost
-    assert not set(lost) & set(frank.seqs())
-    assert recovered is False
-    assert [g.reason for g in frank.gaps] == ["session"]
-    assert stats["reconnects"] == 1
-    second = frank.registered[1]
-    assert second["node"] == "A" and second["recovered"] is False
-    assert second["pid"] != first["pid"]
-    assert [c["recovered"] for c in (await a.state())["connections"]] == [False, False]
+    async def end_b(b: ClusterNode, first: dict[str, Any]) -> None:
+        await b.kill()
+
+    run = await fail_over(cluster, end_b)
+
+    assert run.seqs == [*run.live, *run.after]  # 40 heard once, in order; 20 lost
+    assert not set(run.away) & set(run.seqs)
+    assert run.stored_while_away is False
+    assert run.recovered is False
+    assert [g.reason for g in run.gaps] == ["session"]
+    assert run.reconnects == 1
+    assert run.second["node"] == "A" and run.second["recovered"] is False
+    assert run.second["pid"] != run.first["pid"]
+    assert [c["recovered"] for c in run.a_connections] == [False, False]
+
+
+async def test_failover_after_a_graceful_stop_recovers(cluster: NodeCluster) -> None:
+    """B is stopped with SIGTERM: io.close() disconnects its clients as "server shutting
+    down", a recoverable reason, and the node exits once Redis has the sessions."""
+
+    async def end_b(b: ClusterNode, first: dict[str, Any]) -> None:
+        await b.stop()
+        assert b.process.returncode == 0
+
+    run = await fail_over(cluster, end_b)
+
+    assert run.seqs == [*run.live, *run.away, *run.after]  # 60, each once, in order
+    assert run.stored_while_away is True
+    assert run.recovered is True and run.gaps == []
+    assert run.reconnects == 1
+    assert (run.second["node"], run.second["sid"]) == ("A", run.first["sid"])
+    assert [c["recovered"] for c in run.a_connections] == [False, True]
