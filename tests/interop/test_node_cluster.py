@@ -163,31 +163,6 @@ async def test_a_client_cut_from_its_node_is_recovered_there_from_redis(
     assert state["disconnects"][0]["reason"] == "transport close"  # recoverable
 
 
-class RotatingTransport:
-    """PROTOTYPE until Client takes a URL list: the next URL after each failed attempt."""
-
-    def __init__(self, urls: list[str]) -> None:
-        from rtclient.transports import SocketIOTransport
-
-        self.inner = SocketIOTransport(welcome="synthesize", app_ping=False)
-        self.urls = urls
-        self.index = 0
-        self.attempts: list[str] = []
-
-    async def connect(self, url: str, *, token: str | None, open_timeout: float) -> Any:
-        target = self.urls[self.index % len(self.urls)]
-        self.attempts.append(target)
-        try:
-            return await self.inner.connect(target, token=token, open_timeout=open_timeout)
-        except Exception:
-            self.index += 1
-            raise
-
-
-def failover_client(urls: list[str]) -> Client:
-    return generic(urls[0], transport=RotatingTransport(urls))
-
-
 @dataclass
 class Failover:
     """What a client that started on node B heard around its move to node A."""
@@ -202,6 +177,9 @@ class Failover:
     gaps: list[Gap]
     recovered: bool
     reconnects: int
+    urls: tuple[str, str]  # B's, then A's
+    failovers: int  # moves from one URL to another, counted by the client
+    connected_to: list[str | None]  # the endpoint of each CONNECTED state change
     a_connections: list[dict[str, Any]]
 
 
@@ -217,8 +195,18 @@ async def fail_over(cluster: NodeCluster, end_b: EndNode, *, count: int = 20) ->
     """
     a, b = cluster["A"], cluster["B"]
     publisher = Publisher(generic(a.url), "pub", ROOM)
-    listener = Listener(failover_client([b.proxy_url, a.proxy_url]), "erin", ROOM)
+    # B first, then A: "given" order (the default shuffles the list once per client).
+    listener = Listener(generic([b.proxy_url, a.proxy_url], url_order="given"), "erin", ROOM)
     client = listener.client
+    connected_to: list[str | None] = []
+    client.on(
+        "state",
+        lambda change: (
+            connected_to.append(change.endpoint)
+            if change.new is ConnectionState.CONNECTED
+            else None
+        ),
+    )
     async with publisher.client, client:
         live = await publisher.say(count)
         await listener.heard_seq(live[-1])
@@ -234,7 +222,7 @@ async def fail_over(cluster: NodeCluster, end_b: EndNode, *, count: int = 20) ->
         after = await publisher.say(count)
         await listener.heard_seq(after[-1])
         recovered = client.recovered
-        reconnects = client.stats()["reconnects"]
+        stats = client.stats()
     return Failover(
         live=live,
         away=away,
@@ -245,7 +233,10 @@ async def fail_over(cluster: NodeCluster, end_b: EndNode, *, count: int = 20) ->
         seqs=listener.seqs(),
         gaps=listener.gaps,
         recovered=recovered,
-        reconnects=reconnects,
+        reconnects=stats["reconnects"],
+        urls=(b.proxy_url, a.proxy_url),
+        failovers=stats["failovers"],
+        connected_to=connected_to,
         a_connections=(await a.state())["connections"],
     )
 
@@ -274,6 +265,7 @@ async def test_failover_to_another_node_recovers_every_broadcast_once(
     assert run.seqs == [*run.live, *run.away, *run.after]  # 60, each once, in order
     assert run.recovered is True and run.gaps == []
     assert run.reconnects == 1
+    assert run.connected_to == list(run.urls) and run.failovers >= 1
     assert run.stored_while_away is True
     assert (run.second["node"], run.second["sid"], run.second["pid"]) == (
         "A",
@@ -303,6 +295,7 @@ async def test_failover_after_a_node_is_killed_is_reported_as_a_gap(
     assert run.recovered is False
     assert [g.reason for g in run.gaps] == ["session"]
     assert run.reconnects == 1
+    assert run.connected_to == list(run.urls) and run.failovers >= 1
     assert run.second["node"] == "A" and run.second["recovered"] is False
     assert run.second["pid"] != run.first["pid"]
     assert [c["recovered"] for c in run.a_connections] == [False, False]
@@ -322,5 +315,6 @@ async def test_failover_after_a_graceful_stop_recovers(cluster: NodeCluster) -> 
     assert run.stored_while_away is True
     assert run.recovered is True and run.gaps == []
     assert run.reconnects == 1
+    assert run.connected_to == list(run.urls) and run.failovers >= 1
     assert (run.second["node"], run.second["sid"]) == ("A", run.first["sid"])
     assert [c["recovered"] for c in run.a_connections] == [False, True]
