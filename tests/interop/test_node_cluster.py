@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from rtclient import Client, ConnectionState, Event, Gap
+from rtclient import Client, ConnectionState, Event, Gap, StateChanged
 from rtclient.testing import wait_until
 from rtclient.testing.programs import ProgramMissing, in_ci
 from rtclient.testing.redis_server import RedisServer
@@ -199,14 +199,12 @@ async def fail_over(cluster: NodeCluster, end_b: EndNode, *, count: int = 20) ->
     listener = Listener(generic([b.proxy_url, a.proxy_url], url_order="given"), "erin", ROOM)
     client = listener.client
     connected_to: list[str | None] = []
-    client.on(
-        "state",
-        lambda change: (
+
+    def on_state(change: StateChanged) -> None:
+        if change.new is ConnectionState.CONNECTED:
             connected_to.append(change.endpoint)
-            if change.new is ConnectionState.CONNECTED
-            else None
-        ),
-    )
+
+    client.on("state", on_state)
     async with publisher.client, client:
         live = await publisher.say(count)
         await listener.heard_seq(live[-1])
