@@ -4,7 +4,7 @@
 // Socket.IO cluster behaves when a client fails over.
 //
 //   node cluster-node.js --redis=redis://127.0.0.1:PORT/0 --name=A
-//        [--max-disconnection-ms=30000] [--ping-interval-ms=500] [--ping-timeout-ms=1000]
+//        [--max-disconnection-ms=30000] [--ping-interval-ms=1000] [--ping-timeout-ms=5000]
 //
 // Listens on 127.0.0.1, port 0, and prints {"port": N, "name": A} as its first stdout line
 // once the adapter reads the stream (see ready() below); logs go to stderr. Stops
@@ -49,8 +49,10 @@ function option(flag, fallback) {
 const redisUrl = option("redis");
 const name = option("name", `node-${process.pid}`);
 const maxDisconnectionDuration = Number(option("max-disconnection-ms", 30000));
-const pingInterval = Number(option("ping-interval-ms", 500));
-const pingTimeout = Number(option("ping-timeout-ms", 1000));
+// Shorter than socket.io's 25 s + 20 s, long enough that a test machine under load does
+// not drop links by ping timeout: no scenario here relies on a ping to notice a cut.
+const pingInterval = Number(option("ping-interval-ms", 1000));
+const pingTimeout = Number(option("ping-timeout-ms", 5000));
 const STREAM = "socket.io"; // the adapter's default stream name
 if (!redisUrl) {
   process.stderr.write("cluster-node.js: --redis=redis://HOST:PORT/DB is required\n");
@@ -75,6 +77,10 @@ redis.on("error", (err) => process.stderr.write(`redis: ${err.message}\n`));
 const server = http.createServer((req, res) => {
   control(req, res).catch((err) => reply(res, 500, { error: String(err && err.stack) }));
 });
+
+function log(text) {
+  process.stderr.write(`${new Date().toISOString()} node ${name}: ${text}\n`);
+}
 
 function refuse(req) {
   return state.refusing && req.url.startsWith("/socket.io/");
@@ -111,6 +117,7 @@ function gate() {
         return;
       }
       state.refused += 1;
+      log(`refused ${event} ${req.url.split("?")[0]}`);
       if (event === "request") return reply(resOrSocket, 503, { error: "refusing connections" });
       resOrSocket.end("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
     });
@@ -144,6 +151,7 @@ function setup() {
 
   io.on("connection", (socket) => {
     state.connections.push({ sid: socket.id, pid: socket.pid ?? null, recovered: socket.recovered });
+    log(`connection ${socket.id} recovered=${socket.recovered}`);
 
     socket.on("register", (data, ack) => {
       socket.data.name = data && data.name;
@@ -169,6 +177,7 @@ function setup() {
 
     socket.on("disconnect", (reason) => {
       state.disconnects.push({ sid: socket.id, name: socket.data.name ?? null, reason });
+      log(`disconnect ${socket.id} (${socket.data.name ?? "?"}): ${reason}`);
     });
   });
 }

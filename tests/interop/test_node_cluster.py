@@ -221,7 +221,7 @@ async def fail_over(cluster: NodeCluster, end_b: EndNode, *, count: int = 20) ->
         await listener.heard_seq(after[-1])
         recovered = client.recovered
         stats = client.stats()
-    return Failover(
+    run = Failover(
         live=live,
         away=away,
         after=after,
@@ -237,6 +237,8 @@ async def fail_over(cluster: NodeCluster, end_b: EndNode, *, count: int = 20) ->
         connected_to=connected_to,
         a_connections=(await a.state())["connections"],
     )
+    print(run)  # shown if the test fails
+    return run
 
 
 async def reset_while_refusing(b: ClusterNode, first: dict[str, Any]) -> None:
