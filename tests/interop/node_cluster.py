@@ -17,7 +17,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from rtclient.testing import FaultProxy
+from rtclient.testing import FaultProxy, ResetPeer, ToxicHandle
 from rtclient.testing.redis_server import RedisServer
 
 from .conftest import HERE, NodeServer
@@ -37,6 +37,22 @@ class ClusterNode(NodeServer):
         self.name = name
         self.proxy = proxy
         self.proxy_url = proxy.url("http")
+
+    def unreachable(self) -> ToxicHandle[ResetPeer]:
+        """Reset every connection through the proxy (RST to both ends): the live ones now,
+        new ones as they arrive, until the handle is removed (or its ``with`` ends).
+
+        The proxy keeps its port. ``proxy.down()`` then ``up()`` would free it for a
+        moment, and any socket on the machine may take it in between (EADDRINUSE, seen
+        under load).
+        """
+        return self.proxy.reset_peer()
+
+    async def cut(self) -> None:
+        """Reset the live connections through the proxy; new ones pass again after."""
+        with self.unreachable():
+            async with asyncio.timeout(START_TIMEOUT):
+                await self.proxy.wait_connections(0)
 
     async def refuse(self, refuse: bool = True) -> None:
         """Answer every new Socket.IO request with HTTP 503 (live connections stay)."""
