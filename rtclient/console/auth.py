@@ -44,11 +44,13 @@ __all__ = [
     "add_connection_arguments",
     "admin_provider",
     "check_credentials",
+    "first_url",
     "http_base",
     "kept_secret",
     "make_client",
     "sign_token",
     "token_provider",
+    "urls_of",
 ]
 
 ENV_TOKEN = "RTCLIENT_TOKEN"
@@ -170,9 +172,26 @@ async def check_credentials(source: object) -> None:
             raise
 
 
+def urls_of(args: argparse.Namespace) -> list[str]:
+    """The server URLs given (one or several positional ``URL`` arguments)."""
+    url = args.url
+    return [url] if isinstance(url, str) else list(url)
+
+
+def first_url(args: argparse.Namespace) -> str:
+    """The first URL given: where tokens are minted (any node of a cluster will do)."""
+    return urls_of(args)[0]
+
+
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """URL, transport and codec: what ``chat`` and ``ping`` both take."""
-    parser.add_argument("url", help="server URL: ws://host:port/ws (Socket.IO: http://host:port)")
+    parser.add_argument(
+        "url",
+        nargs="+",
+        metavar="URL",
+        help="server URL: ws://host:port/ws (Socket.IO: http://host:port); several URLs "
+        "(the nodes of a cluster): the client fails over between them",
+    )
     parser.add_argument(
         "--transport",
         choices=["websocket", "aiohttp", "socketio"],
@@ -257,13 +276,14 @@ def make_client(
     backoff: Backoff | None = None,
     **options: Any,
 ) -> Client:
-    """A Client for ``args.url`` with the arguments' transport and codec, and ``source``."""
+    """A Client for ``args.url`` (one URL or several) with the arguments' transport and
+    codec, and ``source``."""
     codec = codec_named(args.codec) if args.codec else None
     if codec is not None and args.transport == "socketio":
         raise UsageError("--codec applies to the raw WebSocket transport only")
     try:
         return Client(
-            args.url,
+            urls_of(args),
             token=source,
             transport=args.transport,
             codec=codec,

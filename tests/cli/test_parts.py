@@ -171,13 +171,16 @@ def test_records_are_one_json_line() -> None:
     assert "\n" not in line and json.loads(line) == record
     joined = item_record(Event("user:joined", {"roomId": "r", "userId": "c"}, room="r"))
     assert joined["from"] == "c" and joined["data"] == {"roomId": "r", "userId": "c"}
-    state = item_record(StateChanged(S.CONNECTING, S.CLOSED, None, Unauthorized("bad")))
+    state = item_record(
+        StateChanged(S.CONNECTING, S.CLOSED, None, Unauthorized("bad"), "ws://a:1/ws")
+    )
     assert state == {
         "event": "state",
         "old": "connecting",
         "new": "closed",
         "delay": None,
         "error": "Unauthorized: bad",
+        "endpoint": "ws://a:1/ws",
     }
     assert item_record(ErrorEvent("X", "y")) == {"event": "error", "code": "X", "message": "y"}
     assert item_record(Gap("r", "retention", 3, None, None))["event"] == "gap"

@@ -186,7 +186,12 @@ async def test_a_drain_moves_the_client_at_once_and_every_message_is_acked_once(
     )
     async with client:
         await client.join("room")
+        up_since = loop.time()
         first = [await client.send("room", f"m{i}") for i in range(30)]
+        # A drain is told apart from a crash on a link that was stable: stable_after,
+        # and at least base / 10 (a crash would then be retried on A first).
+        stable = max(slow.stable_after, slow.base / 10)
+        await wait_until(lambda: loop.time() - up_since > stable, timeout=WAIT)
         futures = [asyncio.create_task(client.send("room", f"m{i}")) for i in range(30, 80)]
         # Drain while the second half is on the wire: some are in flight to A.
         await wait_until(lambda: client.stats()["sent"] >= 40, timeout=WAIT)
@@ -200,6 +205,7 @@ async def test_a_drain_moves_the_client_at_once_and_every_message_is_acked_once(
         reconnecting = [s for s in seen.states if s.new is ConnectionState.RECONNECTING]
         assert [s.delay for s in reconnecting] == [0.0]  # at once, no backoff
         assert client.stats()["drains"] == 1 and client.stats()["failovers"] == 1
+        assert client.stats()["attempts"] == 2  # A, then B: not A again
     on_a_ids = [e["messageId"] for e in a.room_events("room")]
     on_b_ids = [e["messageId"] for e in b.room_events("room")]
     assert sorted(on_a_ids + on_b_ids) == sorted(ack.message_id for ack in acks)
