@@ -3,7 +3,12 @@ on @socket.io/redis-streams-adapter, one redis-server, connection state recovery
 
 First the cluster itself: clients on different nodes hear each other, and a client that
 comes back to its node is recovered from what the adapter keeps in Redis. See
-cluster-node.js for the nodes and docs/interop.md for what a user should expect.
+cluster-node.js for the nodes and docs/socketio-cluster.md for what a user should
+expect.
+
+Then failover, with ``Client([B, A])``: the client's link to B ends (reset while B
+refuses new connections, SIGTERM, SIGKILL) and it moves to A, which recovers the session
+B persisted in Redis, or, when B died without persisting it, starts a new one: a gap.
 
 Every broadcast in these tests comes from one publisher on node A that waits to hear its
 own broadcast before the next: the adapter has then added it to the stream, so the
