@@ -2,8 +2,9 @@
 
 The server runs in a process of its own (``benchmarks.server``); each case is a worker
 process of its own (``benchmarks.reconnects``) with a sender and a receiver: per cycle 5
-messages acknowledged and received, then the server drops every connection (every 10th
-cycle it restarts with its log). 500 cycles: 1,000 reconnects. After the first quarter
+messages acknowledged and received, then, once both connections are stable, the server
+drops every connection (every 10th cycle it restarts with its log) and the worker waits
+for both clients to be live again. 500 cycles: 1,000 reconnects. After the first quarter
 (the warm-up) the process's RSS and its C heap in use may not grow by more than
 ``BOUND`` bytes per reconnect.
 
