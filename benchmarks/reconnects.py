@@ -38,6 +38,8 @@ RESTART_EVERY = 10
 CYCLE_TIMEOUT = 30.0
 STABLE_AFTER = 0.01
 """The clients' ``Backoff.stable_after``; each cycle's connections are this old when cut."""
+FIRST_DELAY = 0.01
+"""The clients' ``Backoff.first_delay``: the longest wait after a stable connection's loss."""
 
 ROWS: dict[str, dict[str, Any]] = {
     "websocket+deflate": {"kind": "rt", "transport": "websocket", "compression": True},
@@ -74,6 +76,8 @@ class _Up:
         self.since: float | None = None
         self.live = 0
         self.changed = asyncio.Event()
+        self.longest_wait = 0.0
+        """The longest delay before a reconnect the client announced (RECONNECTING)."""
         client.on("state", self._on_state)
 
     def _on_state(self, change: Any) -> None:
@@ -86,6 +90,7 @@ class _Up:
             self.changed.set()
         elif change.new is ConnectionState.RECONNECTING:
             self.since = None
+            self.longest_wait = max(self.longest_wait, change.delay or 0.0)
 
     async def live_after(self, count: int) -> None:
         """Wait until a connection after the ``count``-th went live (CONNECTED)."""
@@ -107,7 +112,7 @@ async def _rt_worker(spec: dict[str, Any]) -> dict[str, Any]:
     options: dict[str, Any] = {
         "transport": spec["transport"],
         "compression": spec["compression"],
-        "backoff": Backoff(base=0.05, cap=0.5, first_delay=0.01, stable_after=STABLE_AFTER),
+        "backoff": Backoff(base=0.05, cap=0.5, first_delay=FIRST_DELAY, stable_after=STABLE_AFTER),
     }
     sender = Client(url, token=lambda: token("sender"), **options)
     receiver = Client(url, token=lambda: token("receiver"), **options)
@@ -124,6 +129,7 @@ async def _rt_worker(spec: dict[str, Any]) -> dict[str, Any]:
     receiver.on("chat:message", on_message)
     samples: dict[str, dict[str, int]] = {}
     curve: list[int] = []
+    drop_wait = 0.0  # the longest reconnect delay after a drop (the server stays up)
     async with sender, receiver:
         await receiver.join(ROOM)
         await sender.join(ROOM)
@@ -143,10 +149,14 @@ async def _rt_worker(spec: dict[str, Any]) -> dict[str, Any]:
                 for up in ups:
                     await up.stable(STABLE_AFTER)
                 before = [up.live for up in ups]
+                for up in ups:
+                    up.longest_wait = 0.0
                 fault = "restart keep" if cycle % RESTART_EVERY == RESTART_EVERY - 1 else "drop"
                 await _control(spec["control_port"], fault)
                 for up, count in zip(ups, before, strict=True):
                     await up.live_after(count)
+                if fault == "drop":
+                    drop_wait = max(drop_wait, *(up.longest_wait for up in ups))
             if cycle + 1 == cycles // 4:
                 samples["quarter"] = sample(trim=spec["trim"])
             if (cycle + 1) % max(1, cycles // 20) == 0:
@@ -161,6 +171,7 @@ async def _rt_worker(spec: dict[str, Any]) -> dict[str, Any]:
         "duplicated": len(got) - len(set(got)),
         "reordered": firsts != [text for text in expected if text in set(firsts)],
         "connections": 2 * cycles,
+        "drop_wait": drop_wait,
     }
 
 
