@@ -38,7 +38,7 @@ RESTART_EVERY = 10
 CYCLE_TIMEOUT = 30.0
 STABLE_AFTER = 0.01
 """The clients' ``Backoff.stable_after``; each cycle's connections are this old when cut."""
-FIRST_DELAY = 0.01
+FIRST_DELAY = 0.002
 """The clients' ``Backoff.first_delay``: the longest wait after a stable connection's loss."""
 
 ROWS: dict[str, dict[str, Any]] = {
