@@ -144,8 +144,8 @@ async def _rt_worker(spec: dict[str, Any]) -> dict[str, Any]:
                 # Every cut is of a stable connection, as for a bot that runs for weeks: a
                 # connection cut younger than stable_after counts as a failed attempt, and
                 # the client that went live last (its peer's messages waiting) would be cut
-                # within milliseconds every cycle, its backoff growing to the cap (~0.3 s a
-                # cycle, 2.5 min a row, the CPU idle).
+                # within milliseconds every cycle, its backoff growing to the cap (~0.2 s
+                # of idle wait a cycle at low load; ~2.5 min a row in CI).
                 for up in ups:
                     await up.stable(STABLE_AFTER)
                 before = [up.live for up in ups]
