@@ -37,6 +37,12 @@ class Context:
         self.results.rows.append(row)
         self.out(row.line())
 
-    def skip(self, what: str, why: str) -> None:
-        """Something could not be measured (reported under the table, not a miss)."""
+    def skip(self, what: str, why: str, *, targets: int = 0) -> None:
+        """Something could not be measured: reported under the table.
+
+        ``targets`` is how many targets it would have judged: ``--check`` counts those
+        as not met (a target nobody measured did not pass).
+        """
         self.results.skipped[what] = why
+        if targets:
+            self.results.unjudged[what] = targets

@@ -73,7 +73,18 @@ def _summary(results: Results) -> list[str]:
     lines.append("")
     lines += [f"[{i}] {note}  " for i, note in enumerate(notes, 1)]
     if results.skipped:
-        lines += ["", *(f"Skipped: {name}: {why}." for name, why in results.skipped.items())]
+        lines += [
+            "",
+            *(
+                f"Skipped: {name}: {why}"
+                + (
+                    f" ({results.unjudged[name]} targets not measured)."
+                    if name in results.unjudged
+                    else "."
+                )
+                for name, why in results.skipped.items()
+            ),
+        ]
     return lines
 
 

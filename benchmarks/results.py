@@ -217,6 +217,8 @@ class Results:
     rows: list[Row] = field(default_factory=list)
     details: Details = field(default_factory=Details)
     skipped: dict[str, str] = field(default_factory=dict)
+    unjudged: dict[str, int] = field(default_factory=dict)
+    """Of the skipped measurements, those that had targets: how many each."""
     seconds: float = 0.0
 
     def missed(self) -> list[Row]:

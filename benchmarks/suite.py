@@ -6,8 +6,10 @@ child process (``benchmarks.server``), every client measurement a worker process
 and, for a full run of every case, written into ``docs/benchmarks.md`` between the
 ``<!-- results -->`` markers (the hand-written text around them is kept).
 
-Every row with a target that was not met is printed as ``MISSED``; with ``--check`` the
-exit status is then 1 (a run that fails outright exits non-zero either way).
+Every row with a target that was not met is printed as ``MISSED``, and a measurement
+that was skipped (a missing optional library) as ``SKIPPED`` with the number of targets
+it would have judged; with ``--check`` the exit status is 1 when a target was missed or
+not measured (a run that fails outright exits non-zero either way).
 """
 
 from __future__ import annotations
@@ -124,12 +126,15 @@ def main(argv: list[str] | None = None, cases: Mapping[str, Case] = CASES) -> in
     for row in missed:
         print(row.miss())
     for what, why in results.skipped.items():
-        print(f"SKIPPED: {what}: {why}")
+        unjudged = results.unjudged.get(what, 0)
+        print(f"SKIPPED: {what}: {why}" + (f" ({unjudged} targets not met)" if unjudged else ""))
     if args.write:
         write_report(results, Path(args.output))
         print(f"wrote {args.output}")
     if args.check:
-        targets = sum(row.target is not None for row in results.rows)
-        print(f"--check: {len(missed)} of {targets} targets missed")
-        return 1 if missed else 0
+        unjudged = sum(results.unjudged.values())
+        targets = sum(row.target is not None for row in results.rows) + unjudged
+        skipped = f", {unjudged} not measured (skipped): not a pass" if unjudged else ""
+        print(f"--check: {len(missed)} of {targets} targets missed{skipped}")
+        return 1 if missed or unjudged else 0
     return 0

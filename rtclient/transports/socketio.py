@@ -252,7 +252,7 @@ class SocketIOConnection:
         return item
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Disconnect (idempotent) and release the HTTP session."""
+        """Disconnect (idempotent) and release the HTTP session and its responses."""
         self.push_closed(code, reason or "closed by the client")
         try:
             async with asyncio.timeout(2.0):
@@ -262,6 +262,10 @@ class SocketIOConnection:
         except Exception:  # a half-dead engine.io client: nothing more to do
             pass
         finally:
+            if self._handshake is not None:
+                # engine.io leaves its WebSocket response open when its reader gave up
+                # on a silent server; the session's close does not release it.
+                self._handshake.release()
             if not self._http.closed:
                 await self._http.close()
 

@@ -28,12 +28,14 @@ __all__ = ["AsyncClient", "Handshake", "PacedEngineIO"]
 
 
 class Handshake:
-    """The HTTP responses of one connection attempt, released if the attempt fails.
+    """The HTTP responses of one connection attempt, released when it fails or ends.
 
     engine.io drops the WebSocket response of a handshake that fails past the upgrade
-    (no OPEN packet, an OPEN without its fields) without closing it: aiohttp's connection
-    stays acquired and the GC later warns ("Unclosed connection"). The responses are
-    recorded (an aiohttp trace hook) until the attempt ends, and closed if it failed.
+    (no OPEN packet, an OPEN without its fields) without closing it, and so it does
+    when its reader gives up on a silent server ("Server has stopped communicating"):
+    aiohttp's connection stays acquired and the GC later warns ("Unclosed
+    connection"). The responses are recorded (an aiohttp trace hook) until the attempt
+    ends, and closed if it failed, or else when the connection is closed.
 
     The last exception of one of the attempt's requests is kept too (:attr:`failure`):
     engine.io's long-polling requests report aiohttp's exception to Socket.IO as a
@@ -42,6 +44,7 @@ class Handshake:
 
     def __init__(self) -> None:
         self._responses: list[aiohttp.ClientResponse] | None = []
+        self._kept: list[aiohttp.ClientResponse] = []
         self.failure: BaseException | None = None
         """The last exception an HTTP request of the attempt raised (None: none)."""
         self.trace = aiohttp.TraceConfig()
@@ -64,15 +67,17 @@ class Handshake:
             self.failure = params.exception
 
     def done(self) -> None:
-        """The attempt succeeded: the responses belong to the connection; stop recording."""
-        self._responses = None
+        """The attempt succeeded: stop recording (its responses are kept for ``release``)."""
+        self._kept, self._responses = self._responses or [], None
         self.failure = None  # nor keep an exception (and its traceback) for weeks
 
     def release(self) -> None:
-        """The attempt failed: close every response it opened (idempotent)."""
-        for response in self._responses or ():
+        """The attempt failed, or its connection is closed: close every response it
+        opened (idempotent; a response already closed stays so)."""
+        for response in (self._responses or []) + self._kept:
             response.close()
         self._responses = None
+        self._kept = []
 
 
 class AsyncClient(socketio.AsyncClient):  # type: ignore[misc]

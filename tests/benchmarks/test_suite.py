@@ -112,16 +112,30 @@ def test_check_exits_0_when_every_target_is_met(capsys: pytest.CaptureFixture[st
     assert "--check: 0 of 1 targets missed" in out
 
 
-def test_a_skipped_measurement_is_named_but_not_a_miss(
+def test_a_skipped_measurement_without_targets_is_named_but_not_a_miss(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     async def skipping(ctx: Context) -> None:
-        ctx.skip("codec target", "orjson is not installed")
+        ctx.skip("profile", "py-spy is not installed")
 
     assert suite.main(["--quick", "--check", "--no-write"], cases={"s": Local(skipping)}) == 0
     out = capsys.readouterr().out
-    assert "SKIPPED: codec target: orjson is not installed" in out
+    assert "SKIPPED: profile: py-spy is not installed" in out
     assert "--check: 0 of 0 targets missed" in out
+
+
+def test_check_does_not_pass_targets_that_were_skipped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def skipping(ctx: Context) -> None:
+        ctx.row(Row("measured", "1 msg/s", "base 1 msg/s", 1.0, at_least(0.9)))
+        ctx.skip("codec target", "orjson is not installed", targets=2)
+
+    code = suite.main(["--quick", "--check", "--no-write"], cases={"s": Local(skipping)})
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "SKIPPED: codec target: orjson is not installed (2 targets not met)" in out
+    assert "--check: 0 of 3 targets missed, 2 not measured (skipped): not a pass" in out
 
 
 def test_without_check_a_miss_is_printed_but_exits_0(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from fake_server import FakeServer
-from rtclient import ConnectionState
+from rtclient import Backoff, ConnectionState
 from rtclient.testing import wait_until
 
 from .conftest import GatedTransport, MakeClient, Recorder
@@ -61,8 +61,13 @@ async def test_restart_keep_log_while_two_clients_chat(
 async def test_drop_connections_during_a_burst_of_1000_sends(
     server: FakeServer, make_client: MakeClient
 ) -> None:
-    sender = await make_client("sender", rooms=("burst",), max_in_flight=32)
-    receivers = [await make_client(f"r{i}", rooms=("burst",)) for i in range(2)]
+    # Every connection here lives for ten acks, well under FAST's stable_after: under
+    # FAST each drop would count as a failed attempt and the clients would spend the
+    # test in backoff sleeps near its cap. With no stability wait, each drop is followed
+    # by the quick retry of a stable connection (the path of a bot's ordinary drop).
+    quick = Backoff(base=0.01, cap=0.2, first_delay=0.01, stable_after=0.0)
+    sender = await make_client("sender", rooms=("burst",), max_in_flight=32, backoff=quick)
+    receivers = [await make_client(f"r{i}", rooms=("burst",), backoff=quick) for i in range(2)]
     seen = [Recorder(c) for c in (sender, *receivers)]
     faults = 0
     stop = asyncio.Event()

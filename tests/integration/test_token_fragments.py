@@ -62,8 +62,9 @@ async def test_no_token_fragment_in_debug_logs_errors_or_reprs_on_any_transport(
     texts: list[str] = []
 
     def provider() -> str:
-        # Short-lived: the client renews it in band (token:refresh) at half its life.
-        issued.append(server.issue_token("alice", ttl=2))
+        # Short-lived: the client renews it in band (token:refresh) at half its life,
+        # every 0.25 s (the server's leeway keeps a token good 2 s past its exp).
+        issued.append(server.issue_token("alice", ttl=0.5))
         return issued[-1]
 
     setups = [

@@ -1,4 +1,4 @@
-"""The short form of ``python -m benchmarks.longrun`` ("a week in an hour"): about 90 s.
+"""The short form of ``python -m benchmarks.longrun`` ("a week in an hour"): about 65 s.
 
 Bots on raw WebSocket and Socket.IO chat in four rooms through every fault of the
 chaos catalogue (restarts with and without the log among them) with tokens that

@@ -2,8 +2,9 @@
 
 The server runs in a process of its own (``benchmarks.server``); each case is a worker
 process of its own (``benchmarks.reconnects``) with a sender and a receiver: per cycle 5
-messages acknowledged and received, then the server drops every connection (every 10th
-cycle it restarts with its log). 500 cycles: 1,000 reconnects. After the first quarter
+messages acknowledged and received, then, once both connections are stable, the server
+drops every connection (every 10th cycle it restarts with its log) and the worker waits
+for both clients to be live again. 500 cycles: 1,000 reconnects. After the first quarter
 (the warm-up) the process's RSS and its C heap in use may not grow by more than
 ``BOUND`` bytes per reconnect.
 
@@ -24,7 +25,7 @@ import pytest
 
 from benchmarks.harness import ServerProcess
 from benchmarks.process import context_size
-from benchmarks.reconnects import describe, run_row
+from benchmarks.reconnects import FIRST_DELAY, describe, run_row
 
 CYCLES = 500
 CONTEXT = context_size()
@@ -47,6 +48,10 @@ async def test_flat_through_a_thousand_reconnects(server: ServerProcess, row: st
     quarter, end = result["samples"]["quarter"], result["samples"]["end"]
     reconnects_after = result["connections"] * 3 // 4
     assert (result["lost"], result["duplicated"], result["reordered"]) == (0, 0, False), line
+    # Every drop cut a stable connection, so each reconnect was the quick one (at most
+    # first_delay): a cut counted as a failed attempt would grow the backoff towards its
+    # cap, and the rows would wait instead of reconnecting (they once spent ~0.3 s a cycle).
+    assert result["drop_wait"] <= FIRST_DELAY, f"{line}: waited {result['drop_wait']:.3f} s"
     assert (end["rss"] - quarter["rss"]) / reconnects_after < BOUND, line
     assert (end["heap_used"] - quarter["heap_used"]) / reconnects_after < BOUND, line
     # Issue 19: freed heap that malloc keeps, from the very start; it climbed ~7 MiB when
