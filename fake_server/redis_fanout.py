@@ -163,8 +163,9 @@ class Fanout:
         if header[0] == "E":
             _, room_id, event_id, times, epoch = header
             if epoch != self._store.epoch:
-                # Another node saw a new epoch first: adopt it (our clients reconnect).
-                await self._store.epoch_seen(epoch)
+                # Another node saw a new epoch first (or this is a straggler of the old
+                # one): ask Redis which is current and adopt that one.
+                await self._store.check_epoch()
                 return
             last = self._delivered.get(room_id)
             if last is not None and event_id > last + 1:

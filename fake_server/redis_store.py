@@ -199,6 +199,12 @@ class RedisStore:
                     self._counters.bump("redis_cutoffs")
                     self.local.cut_off(self._config.redis_retry_after)
 
+    async def check_epoch(self) -> None:
+        """Ask Redis for the current epoch (a new one on a fresh data set) and adopt it."""
+        async with self.link.calling():
+            raw = await self.link.script("ENSURE_EPOCH", [self.key("epoch")], [new_epoch()])
+        await self.epoch_seen(raw.decode())
+
     async def epoch_seen(self, epoch: str) -> None:
         """Redis holds ``epoch`` (empty: none, the data set was lost): adopt a new one."""
         if epoch == self._epoch:

@@ -317,6 +317,8 @@ class FakeServer:
         return sum(len(e) for e in self._endpoints)
 
     def members(self, room_id: str) -> list[str]:
+        """Users with a connection to this node in the room (a cluster node: this node's
+        only; ``await server.hub.storage.members(room_id)`` asks every node)."""
         return self.hub.members(room_id)
 
     def health(self) -> dict[str, Any]:

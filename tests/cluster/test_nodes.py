@@ -185,3 +185,22 @@ async def test_an_event_published_again_is_not_delivered_twice(
         await alice.say("lobby", "twice?", id="m2")
     assert (await bob.expect("chat:message"))["eventId"] == 2
     await bob.silent("chat:message")
+
+
+async def test_a_straggler_of_an_old_epoch_does_not_turn_a_node_back(
+    make_node: MakeNode, connect: Connect, redis: RedisServer
+) -> None:
+    one = await make_node()
+    alice = await connect(one, "alice")
+    await alice.join("lobby")
+    epoch = one.epoch
+    stale = (
+        '["E","lobby",1,1,"0123456789abcdef"]\n'
+        '{"type":"chat:message","payload":{"roomId":"lobby","eventId":1,'
+        '"epoch":"0123456789abcdef","messageId":"old","from":"x","text":"old","timestamp":0}}'
+    )
+    async with aioredis.Redis.from_url(redis.url) as spy:
+        await spy.publish("rtclient:fanout", stale)
+    ack = await alice.say("lobby", "now", id="m1")
+    assert (await alice.expect("chat:message"))["messageId"] == "m1"
+    assert ack["epoch"] == one.epoch == epoch and one.counters["epoch_changes"] == 0
