@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from rtclient import Client
-from rtclient.testing import Balancer, Cluster, NodeFailed
+from rtclient.testing import Balancer, Cluster, NodeFailed, NodeProcess
 from rtclient.testing.plugin import CLIENT_DEFAULTS
 
 pytestmark = pytest.mark.cluster
@@ -61,3 +63,36 @@ async def test_a_failure_inside_the_cluster_stops_every_process(rt_haproxy: str)
             assert len(pids) == 2 and all(_alive(pid) for pid in pids)
             raise RuntimeError("boom")
     assert not any(_alive(pid) for pid in pids)
+
+
+async def test_another_server_on_a_nodes_port_is_not_taken_for_the_node(tmp_path: Path) -> None:
+    """A port picked free can be taken by someone else before the node binds it (a
+    restart's downtime, another test run): that server's /health answering 200 must
+    not pass for the node being ready; the node (which cannot bind) fails to start."""
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "connections": 0})
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        node = NodeProcess(
+            0,
+            host="127.0.0.1",
+            port=port,
+            argv=["--host", "127.0.0.1", "--port", str(port), "--ephemeral"],
+            log_path=tmp_path / "node.log",
+        )
+        try:
+            with pytest.raises(NodeFailed, match="while starting"):
+                await node.start()
+        finally:
+            await node.kill()
+        assert not node.running
+    finally:
+        await runner.cleanup()
