@@ -45,6 +45,8 @@ def die_with_parent() -> Callable[[], None] | None:
     """A ``preexec_fn`` that has the child SIGKILLed when its parent dies (Linux), or None.
 
     (A child that outlives a killed test runner would hold its port and its Redis.)
+    Linux takes the *thread* that started the child for its parent: a child started
+    from an event loop on a worker thread dies when that thread ends.
     """
     if not sys.platform.startswith("linux"):
         return None
