@@ -57,14 +57,18 @@ async def drain_peers(
         conn.peer.send(notice)
     queued: list[asyncio.Future[None]] = []
     step = spread / len(conns) if spread > 0 and conns else 0.0
-    for conn in conns:
-        if step:
-            await asyncio.sleep(step)
-        if (waiting := _close_behind_requests(conn, reason)) is not None:
-            queued.append(waiting)
-    deadline = loop.time() + timeout
-    if queued:
-        await asyncio.wait(queued, timeout=timeout)
+    try:
+        for conn in conns:
+            if step:
+                await asyncio.sleep(step)
+            if (waiting := _close_behind_requests(conn, reason)) is not None:
+                queued.append(waiting)
+        deadline = loop.time() + timeout
+        if queued:
+            await asyncio.wait(queued, timeout=timeout)
+    finally:  # also when the drain is cancelled (a second signal)
+        for waiting in queued:
+            waiting.cancel()
     # Everything else (the unauthenticated too, and a lane that did not get there in time).
     closing = [(e, e.close_all(CloseCode.SERVICE_RESTART, reason)) for e in endpoints]
     left = max(0.0, deadline - loop.time())
@@ -82,21 +86,30 @@ def _close_behind_requests(conn: Connection, reason: str) -> asyncio.Future[None
     Inline (in memory) they are all answered already: the close is queued now (None).
     On a lane (Redis) the close is queued by the lane itself once the requests ahead
     of it are carried out and answered; the future is done then. The requests read
-    after that are not carried out (:meth:`Intake.process` sees the close).
+    after that are not carried out (the lane's work checks the close first:
+    ``Intake._after_close``).
     """
-    lane = conn.lane
-    if lane is None or lane.closed or not len(lane):
-        conn.peer.close(CloseCode.SERVICE_RESTART, reason)
+    lane, peer = conn.lane, conn.peer
+    if lane is None or lane.closed or not len(lane) or not isinstance(peer, QueuedPeer):
+        peer.close(CloseCode.SERVICE_RESTART, reason)
         return None
-    queued: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    queued = asyncio.Event()
 
     async def close() -> None:
-        conn.peer.close(CloseCode.SERVICE_RESTART, reason)
-        if not queued.done():
-            queued.set_result(None)
+        peer.close(CloseCode.SERVICE_RESTART, reason)
+        queued.set()
+
+    async def queued_or_gone() -> None:
+        # A connection that goes meanwhile drops its lane, this close with it.
+        waits = {asyncio.ensure_future(queued.wait()), asyncio.ensure_future(peer.finished.wait())}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     lane.submit(close())
-    return queued
+    return asyncio.ensure_future(queued_or_gone())
 
 
 def _cut(peers: list[QueuedPeer[Any]]) -> None:

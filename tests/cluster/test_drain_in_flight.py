@@ -54,3 +54,24 @@ async def test_every_request_carried_out_before_a_drain_is_acknowledged_before_i
         # acknowledged before the close; nothing carried out went unacknowledged.
         assert acked == {f"m{i}" for i in range(SENDS)}, sorted(acked)
         assert stored == SENDS, json.dumps(joined)
+
+
+async def test_a_client_that_leaves_during_the_drain_does_not_hold_it(
+    redis: RedisServer, make_node: MakeNode, connect: Connect
+) -> None:
+    """Its lane (and the close queued on it) is dropped when it goes: the drain must not
+    wait for that close until its timeout (a minute here)."""
+    async with FaultProxy(upstream=("127.0.0.1", redis.port)) as proxy:
+        node: FakeServer = await make_node(redis_url=f"redis://127.0.0.1:{proxy.port}/0")
+        alice = await connect(node, "alice")
+        await alice.join("lobby")
+        with proxy.latency(20):
+            for i in range(SENDS):
+                payload = {"roomId": "lobby", "text": f"{i}"}
+                await alice.send({"type": "chat:send", "id": f"m{i}", "payload": payload})
+            await alice.expect_ack("m0")
+            drain = asyncio.create_task(node.drain(timeout=60.0, retry_after=0.5))
+            await alice.expect("server:draining")
+            alice.ws.transport.abort()  # gone, requests still on its lane
+            async with asyncio.timeout(WAIT):
+                assert await drain is True
