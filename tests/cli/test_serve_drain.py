@@ -14,6 +14,7 @@ import pytest
 from fake_server.auth import TokenAuthority
 from rtclient import Backoff, Client, ConnectionState
 from rtclient.testing import wait_until
+from rtclient.testing.cluster_node import die_with_parent
 
 from .conftest import ADMIN, SECRET
 
@@ -32,6 +33,7 @@ async def _serve() -> tuple[asyncio.subprocess.Process, str]:
         *("--secret", SECRET, "--admin-token", ADMIN, "--drain-timeout", "5"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
+        preexec_fn=die_with_parent(),  # a killed test run leaves no server behind
     )
     assert process.stdout is not None
     async with asyncio.timeout(WAIT):
