@@ -202,7 +202,10 @@ async def _serve(
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise  # we are cancelled ourselves, not only the drain
-            in_time = False  # a second signal: the server's stop below cuts the rest
+            # A second signal: cut what is left now (the stop below would otherwise
+            # wait close_timeout for a client that does not answer its close).
+            in_time = False
+            await server.drop_connections()
         print(
             "drained: every client left" if in_time else "drain cut short",
             flush=True,

@@ -15,6 +15,10 @@ __all__ = ["Connection", "Peer", "inbox_room"]
 class Peer(Protocol):
     """One client connection as a transport sees it.  None of these may block."""
 
+    close_requested: tuple[int, str] | None
+    """The close queued by :meth:`close` (code, reason), or None: what the connection
+    asks for after it is not carried out."""
+
     def send(self, envelope: dict[str, Any], *, tag: str | None = None) -> None:
         """Queue one envelope for this peer, after everything queued before.
 

@@ -3,7 +3,8 @@
 :func:`drain_peers` is what :meth:`FakeServer.drain` does before it stops (the steps are
 in docs/protocol.md, "Draining"): refuse new handshakes (503 + ``Retry-After``), give
 every authenticated connection a ``server:draining`` event, then close each with 1012
-(Service Restart, ``retryAfter=<s>``) behind the acks it is owed — all at once, or
+(Service Restart, ``retryAfter=<s>``) behind the acks it is owed (on a Redis node:
+behind the requests its lane is still carrying out) — all at once, or
 spread over ``spread`` seconds so that a big fleet does not arrive at the other nodes
 in the same instant (NATS's lame-duck mode does the same) — and wait, bounded, for the
 closes to complete, cutting what is left.
@@ -16,6 +17,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from .connection import Connection
 from .endpoint import Endpoint
 from .envelope import event
 from .errors import CloseCode
@@ -48,23 +50,66 @@ async def drain_peers(
     log.info("draining: timeout=%.3fs retryAfter=%g spread=%gs", timeout, retry_after, spread)
     faults.draining = Rejection(503, retry_after)
     reason = retry_reason(retry_after)
-    peers = [conn.peer for conn in list(hub.connections.values())]
+    loop = asyncio.get_running_loop()
+    conns = list(hub.connections.values())
     notice = event("server:draining", {"retryAfter": retry_after, "reason": "draining"})
-    for peer in peers:
-        peer.send(notice)
-    if spread > 0 and peers:
-        step = spread / len(peers)
-        for peer in peers:
-            await asyncio.sleep(step)
-            peer.close(CloseCode.SERVICE_RESTART, reason)
-    # Everything else (and every peer, when not spread): the unauthenticated too.
+    for conn in conns:
+        conn.peer.send(notice)
+    queued: list[asyncio.Future[None]] = []
+    step = spread / len(conns) if spread > 0 and conns else 0.0
+    try:
+        for conn in conns:
+            if step:
+                await asyncio.sleep(step)
+            if (waiting := _close_behind_requests(conn, reason)) is not None:
+                queued.append(waiting)
+        deadline = loop.time() + timeout
+        if queued:
+            await asyncio.wait(queued, timeout=timeout)
+    finally:  # also when the drain is cancelled (a second signal)
+        for waiting in queued:
+            waiting.cancel()
+    # Everything else (the unauthenticated too, and a lane that did not get there in time).
     closing = [(e, e.close_all(CloseCode.SERVICE_RESTART, reason)) for e in endpoints]
-    in_time = await asyncio.gather(*(e.wait_finished(ps, timeout) for e, ps in closing))
+    left = max(0.0, deadline - loop.time())
+    in_time = await asyncio.gather(*(e.wait_finished(ps, left) for e, ps in closing))
     for (_, closed), done in zip(closing, in_time, strict=True):
         if not done:
             _cut(closed)
     log.info("drained: %s", "every connection left in time" if all(in_time) else "cut some")
     return all(in_time)
+
+
+def _close_behind_requests(conn: Connection, reason: str) -> asyncio.Future[None] | None:
+    """Queue ``conn``'s close 1012 behind the requests it has sent so far.
+
+    Inline (in memory) they are all answered already: the close is queued now (None).
+    On a lane (Redis) the close is queued by the lane itself once the requests ahead
+    of it are carried out and answered; the future is done then. The requests read
+    after that are not carried out (the lane's work checks the close first:
+    ``Intake._after_close``).
+    """
+    lane, peer = conn.lane, conn.peer
+    if lane is None or lane.closed or not len(lane) or not isinstance(peer, QueuedPeer):
+        peer.close(CloseCode.SERVICE_RESTART, reason)
+        return None
+    queued = asyncio.Event()
+
+    async def close() -> None:
+        peer.close(CloseCode.SERVICE_RESTART, reason)
+        queued.set()
+
+    async def queued_or_gone() -> None:
+        # A connection that goes meanwhile drops its lane, this close with it.
+        waits = {asyncio.ensure_future(queued.wait()), asyncio.ensure_future(peer.finished.wait())}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
+    lane.submit(close())
+    return asyncio.ensure_future(queued_or_gone())
 
 
 def _cut(peers: list[QueuedPeer[Any]]) -> None:

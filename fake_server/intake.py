@@ -85,12 +85,23 @@ class Intake:
             self._send_reply(conn, item, self._process_inline(conn, item), None)
 
     async def _frame(self, conn: Connection, data: str | bytes, codec: str) -> None:
+        if self._after_close(conn):
+            return
         request = self._parse(conn, data, codec)
         if request is None:
             return
         items = self._batch(conn, request) if request.type == "batch" else (request,)
         for item in items:
             self._send_reply(conn, item, await self.process(conn, item), None)
+
+    def _after_close(self, conn: Connection) -> bool:
+        """A request that waited on the lane behind its connection's close (a drain queues
+        the close there): not carried out, as one read after the close (docs/protocol.md,
+        "Draining"); the client sends it again on its next connection."""
+        if conn.peer.close_requested is None:
+            return False
+        self.counters.bump("frames_after_close")
+        return True
 
     def _parse(self, conn: Connection, data: str | bytes, codec: str) -> Request | None:
         """The frame's request; None when it is not one (the error is answered)."""
@@ -148,6 +159,8 @@ class Intake:
             conn.lane.submit(self._answer(conn, request, answer))
 
     async def _answer(self, conn: Connection, request: Request, answer: Answer | None) -> None:
+        if self._after_close(conn):
+            return
         self._send_reply(conn, request, await self.process(conn, request), answer)
 
     @staticmethod

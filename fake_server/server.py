@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import time
 from collections.abc import Coroutine, Iterable
@@ -330,6 +331,7 @@ class FakeServer:
             "node": self.node_id,
             **self.hub.storage.health(),
             "uptime": round(time.monotonic() - self._started_at, 3),
+            "pid": os.getpid(),
             "epoch": self.epoch,
             "latency": self.latency.summary(),
             "counters": dict(self.counters),

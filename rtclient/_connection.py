@@ -22,7 +22,7 @@ from ._outgoing import Outgoing
 from ._refresh import RefreshPlan, fresher, plan_refresh, retry_delay
 from .errors import ClientClosed, ConnectionLost, ProtocolError, RtClientError, TransportError
 from .events import ConnectionState, ErrorEvent
-from .failures import SERVICE_RESTART
+from .failures import SERVICE_RESTART, Action, classify
 from .reconnect import NoWelcome
 from .redact import remember_token
 from .tokens import token_times
@@ -156,10 +156,11 @@ class Link:
             conn.abort()
             return NoWelcome("no welcome from the server in time"), welcomed
         except (ConnectionLost, TransportError) as exc:
-            if c._session.drain_notice and not (
-                isinstance(exc, ConnectionLost) and exc.code == SERVICE_RESTART
-            ):
-                # The server said it drains; however the link then ended, that was it.
+            verdict = classify(exc)
+            if c._session.drain_notice and verdict.action is Action.RETRY and not verdict.drain:
+                # The server said it drains; however the link then ended (a reset, a
+                # bare disconnect), that was it. A close that is a verdict of its own
+                # (forbidden, a protocol violation, 4002) keeps its meaning.
                 drained = ConnectionLost(SERVICE_RESTART, "server draining")
                 drained.__cause__ = exc
                 return drained, welcomed

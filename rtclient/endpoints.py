@@ -3,9 +3,9 @@
 A Client takes one URL or a list of them (the nodes of a cluster, or the same service
 behind several balancers). :func:`as_urls` checks what it was given; :func:`rotation`
 says in which order the URLs are tried; :func:`endpoint_label` is how a URL is shown
-(state changes, the CLI, logs): without its query, fragment or user info, which is
-where tokens and passwords travel. Pure: no I/O, no clock; the randomness comes from
-the generator the caller passes.
+(state changes, the CLI, logs): without its query, path parameters, fragment or user
+info, which is where tokens, session ids and passwords travel. Pure: no I/O, no clock;
+the randomness comes from the generator the caller passes.
 
 The order policy (``url_order``):
 
@@ -66,7 +66,8 @@ def rotation(count: int, order: UrlOrder, rng: random.Random) -> tuple[int, ...]
 def endpoint_label(url: str) -> str:
     """``url`` as it may be shown: scheme, host, port and path only.
 
-    The query (``?token=…``), the fragment and any ``user:password@`` are dropped.
+    The query (``?token=…``), path parameters (``;jsessionid=…``), the fragment and any
+    ``user:password@`` are dropped.
     """
     try:
         parts = urllib.parse.urlsplit(url)
@@ -75,4 +76,6 @@ def endpoint_label(url: str) -> str:
         return "<unparsable url>"
     if not parts.scheme or not netloc:
         return "<unparsable url>"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    # Each segment's ";parameters" go too: session ids (";jsessionid=") travel there.
+    path = "/".join(segment.partition(";")[0] for segment in parts.path.split("/"))
+    return urllib.parse.urlunsplit((parts.scheme, netloc, path, "", ""))

@@ -109,6 +109,8 @@ def event_line(event: Event) -> str | None:
         return f"[{room}] * {who} left"
     if event.name == "message:read":
         return None
+    if event.name == "server:draining":  # the connection's, not a room's; a move follows
+        return "· the server is draining (going away): reconnecting"
     if event.name in SILENT_EVENTS:
         return None
     fields = json.dumps(data, ensure_ascii=False, sort_keys=True)  # escapes controls

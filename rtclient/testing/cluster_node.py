@@ -2,7 +2,9 @@
 
 A :class:`NodeProcess` owns the process, its port (kept across restarts, so clients'
 URLs stay good) and a log file (stdout and stderr of every run, appended). Readiness is
-``GET /health`` answering 200, polled; never a fixed sleep. :mod:`.cluster` puts several
+``GET /health`` answering 200 with this process's ``pid``, polled; never a fixed sleep
+(a port picked free may be taken by another program before the node binds it: that
+one's /health is not the node's, and the node, failing to bind, exits). :mod:`.cluster` puts several
 of them together.
 
 On Linux each node is asked to die with the process that started it
@@ -43,6 +45,8 @@ def die_with_parent() -> Callable[[], None] | None:
     """A ``preexec_fn`` that has the child SIGKILLed when its parent dies (Linux), or None.
 
     (A child that outlives a killed test runner would hold its port and its Redis.)
+    Linux takes the *thread* that started the child for its parent: a child started
+    from an event loop on a worker thread dies when that thread ends.
     """
     if not sys.platform.startswith("linux"):
         return None
@@ -173,7 +177,7 @@ class NodeProcess:
             raise
 
     async def wait_healthy(self, timeout: float) -> dict[str, Any]:
-        """Poll ``/health`` until it answers 200; return its document."""
+        """Poll ``/health`` until this process answers 200; return its document."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         async with aiohttp.ClientSession() as session:
@@ -183,7 +187,8 @@ class NodeProcess:
                     code = None if process is None else process.returncode
                     raise self.failure(f"exited with status {code} while starting")
                 document = await self._get_health(session)
-                if document is not None:
+                # Our process's, not another server's that took the port meanwhile.
+                if document is not None and document.get("pid") == process.pid:
                     return document
                 if loop.time() > deadline:
                     raise self.failure(f"no healthy /health within {timeout} s")

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from .cluster_node import die_with_parent
 from .programs import require_program
 
 __all__ = ["RedisServer"]
@@ -98,6 +99,7 @@ class RedisServer:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
+            preexec_fn=die_with_parent(),  # a killed test runner leaves no redis-server
         )
         await self._wait_ready()
 

@@ -120,6 +120,9 @@ def test_event_lines() -> None:
     assert item_line(typing) is None
     dm = Event("dm:message", {"text": "psst", "to": "alice"}, sender="bob", event_id=2)
     assert item_line(dm) == "[dm] #2 bob → alice: psst"
+    # Not a room's event: said as a status line, not "[?] server:draining {…}".
+    draining = Event("server:draining", {"retryAfter": 1.0, "reason": "draining"})
+    assert item_line(draining) == "· the server is draining (going away): reconnecting"
 
 
 def test_state_and_other_lines() -> None:

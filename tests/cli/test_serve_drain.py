@@ -14,12 +14,15 @@ import pytest
 from fake_server.auth import TokenAuthority
 from rtclient import Backoff, Client, ConnectionState
 from rtclient.testing import wait_until
+from rtclient.testing.cluster_node import die_with_parent
 
 from .conftest import ADMIN, SECRET
 
 WAIT = 20.0
 BATCH = 20
 """Messages on the wire at once: a drain always finds some in flight."""
+WAIT_STOP = 4.0
+"""A second signal's stop: well under the 5 s --drain-timeout a silent client would hold."""
 
 
 async def _serve() -> tuple[asyncio.subprocess.Process, str]:
@@ -30,6 +33,7 @@ async def _serve() -> tuple[asyncio.subprocess.Process, str]:
         *("--secret", SECRET, "--admin-token", ADMIN, "--drain-timeout", "5"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
+        preexec_fn=die_with_parent(),  # a killed test run leaves no server behind
     )
     assert process.stdout is not None
     async with asyncio.timeout(WAIT):
@@ -99,3 +103,36 @@ async def test_a_signal_drains_the_node_and_the_client_moves_on_with_nothing_los
     assert sorted(stored) == sorted(ack.message_id for ack in acks)
     assert set(stored.values()) == {1}
     assert len({event.epoch for event in mine}) == 2  # both nodes took some
+
+
+async def test_a_second_signal_stops_a_drain_that_waits_for_a_silent_client() -> None:
+    """A client that reads nothing keeps the drain waiting (up to --drain-timeout, here
+    5 s, far past WAIT_STOP); a second SIGTERM ends the process at once, status 0."""
+    import websockets
+
+    process, url = await _serve()
+    token = TokenAuthority(SECRET, leeway=0.0).issue("mallory", now=time.time(), ttl=600)
+    assert process.stdout is not None
+    try:
+        ws = await websockets.connect(
+            url, additional_headers={"Authorization": f"Bearer {token}"}, ping_interval=None
+        )
+        try:
+            await ws.recv()  # the welcome: the connection is authenticated
+            ws.transport.pause_reading()  # from now on no close reply comes from here
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(WAIT):
+                while not (await process.stdout.readline()).startswith(b"draining"):
+                    pass
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(WAIT_STOP):
+                status = await process.wait()
+            rest = (await process.stdout.read()).decode()
+        finally:
+            ws.transport.abort()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert status == 0
+    assert "drain cut short" in rest, rest

@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from rtclient import Backoff, Client, ConnectionState
+from rtclient import Backoff, Client, ClientClosed, ConnectionState, Forbidden, ProtocolError
 from rtclient.testing import HostileServer, wait_until
 
 from .conftest import ALL, Seen
@@ -76,3 +76,42 @@ async def test_a_cluster_that_welcomes_and_drains_every_time_meets_the_backoff(
             await client.close()
         # Moves between the two at once, then the backoff; never a loop.
         assert seen.delays()[:6] == [0.0, 0.05, 0.0, 0.1, 0.0, 0.2]
+
+
+@pytest.mark.parametrize("transport", ALL)
+@pytest.mark.parametrize(
+    "close",
+    [(4003, "FORBIDDEN", Forbidden), (1002, "protocol error", ProtocolError)],
+    ids=["4003", "1002"],
+)
+async def test_a_notice_does_not_turn_a_fatal_close_into_a_drain(
+    transport: str, close: tuple[int, str, type[Exception]]
+) -> None:
+    """``server:draining``, then a close that is fatal on its own: the client stops.
+
+    The notice says how a link that merely *ends* is read (a reset, a bare disconnect);
+    it does not make a server's explicit verdict (forbidden, a protocol violation)
+    retryable, so a server cannot dodge a stop by announcing a drain first.
+    """
+    code, reason, error = close
+    async with HostileServer() as a, HostileServer() as b:
+        client = Client(
+            [a.url_for(transport), b.url_for(transport)],
+            url_order="given",
+            token="t",
+            transport=transport,  # type: ignore[arg-type]
+            backoff=STEADY,
+            ping_interval=None,
+        )
+        async with client:
+            await client.join("lobby")
+            conn = a.connections[-1]
+            await conn.emit("server:draining", {"retryAfter": 30})
+            await wait_until(lambda: client.stats()["drain_notices"] == 1, timeout=5)
+            await conn.close(code, reason)
+            await client.wait_for(ConnectionState.CLOSED, timeout=5)
+            with pytest.raises(ClientClosed) as closed:
+                client.send_nowait("lobby", "after the end")
+            assert isinstance(closed.value.__cause__, error)
+            assert client.stats()["drains"] == 0
+            assert len(b.handshakes) == 0  # not moved to B as if A drained

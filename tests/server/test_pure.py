@@ -108,6 +108,8 @@ def test_a_short_page_of_a_long_log_copies_only_its_events() -> None:
 class _Peer:
     """A hub peer that drops what it is sent."""
 
+    close_requested: tuple[int, str] | None = None
+
     def send(self, envelope: dict[str, Any], *, tag: str | None = None) -> None:
         pass
 

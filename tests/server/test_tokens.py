@@ -75,6 +75,8 @@ class _Cancel:
 class _Recorder:
     """A Peer that records what the hub sends."""
 
+    close_requested: tuple[int, str] | None = None
+
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
         self.closed: tuple[int, str] | None = None

@@ -64,6 +64,9 @@ def test_the_label_drops_query_fragment_and_user_info() -> None:
     assert endpoint_label(url) == "wss://chat.example.com:8443/ws"
     assert endpoint_label("http://[::1]:8765") == "http://[::1]:8765"
     assert endpoint_label("not a url") == "<unparsable url>"
+    # Path parameters carry session ids (";jsessionid=…") and tokens as well.
+    assert endpoint_label(f"ws://h:1/ws;jsessionid={secret}") == "ws://h:1/ws"
+    assert endpoint_label(f"ws://h:1/a;token={secret}/ws") == "ws://h:1/a/ws"
 
 
 def test_a_client_shows_its_endpoint_without_the_token() -> None:

@@ -31,6 +31,8 @@ __all__ = ["MemoryHub"]
 class _Peer:
     """The hub's view of one memory connection: queued sends, written in order."""
 
+    close_requested: tuple[int, str] | None = None
+
     def __init__(self, end: MemoryConnection) -> None:
         self.end = end
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
