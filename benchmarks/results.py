@@ -21,6 +21,8 @@ __all__ = [
     "RecoveryDetails",
     "Results",
     "Row",
+    "ScaleDetails",
+    "ScaleRun",
     "Sizes",
     "StoreDetails",
     "Target",
@@ -152,6 +154,63 @@ class RecoveryDetails:
     """Sorted times to fully recovered of the herd's clients (empty: not run)."""
 
 
+@dataclass
+class ScaleRun:
+    """One run of ``benchmarks.scale``: the clients, the restarts, what came of them."""
+
+    clients: int
+    nodes: str
+    processes: int = 0
+    connect_seconds: float = 0.0
+    node_restarts: list[float] = field(default_factory=list)
+    """Seconds each node took from the restart order to healthy again."""
+    restart_seconds: float = 0.0
+    outages: int = 0
+    clients_disrupted: int = 0
+    times: list[float] = field(default_factory=list)
+    """Seconds from leaving CONNECTED to fully recovered, per outage, sorted."""
+    never: int = 0
+    with_gap: int = 0
+    sent: int = 0
+    acked: int = 0
+    delivered: int = 0
+    anomalies: dict[str, int] = field(default_factory=dict)
+    announced_gaps: int = 0
+    not_connected_at_end: int = 0
+    load_before: float = 0.0
+    load_after: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def p50(self) -> float:
+        return _quantile(self.times, 0.5)
+
+    @property
+    def p99(self) -> float:
+        return _quantile(self.times, 0.99)
+
+    @property
+    def max(self) -> float:
+        return max(self.times, default=math.nan)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    """The ``q``-quantile of sorted ``values`` by linear interpolation (``nan``: none)."""
+    if not values:
+        return math.nan
+    pos = (len(values) - 1) * q
+    low = int(pos)
+    high = min(low + 1, len(values) - 1)
+    if math.isinf(values[high]):
+        return values[high] if pos > low else values[low]
+    return values[low] + (values[high] - values[low]) * (pos - low)
+
+
+@dataclass
+class ScaleDetails:
+    runs: list[ScaleRun] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class CodecRow:
     """One envelope: its size in both encodings, seconds per encode + decode by codec."""
@@ -206,6 +265,7 @@ class Details:
     codecs: CodecResults | None = None
     store: StoreDetails | None = None
     profile: ProfileDetails | None = None
+    scale: ScaleDetails | None = None
 
 
 @dataclass
