@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .harness import percentile
 from .spec import WorkerResult, WorkerSpec
 
 __all__ = [
@@ -183,27 +184,15 @@ class ScaleRun:
 
     @property
     def p50(self) -> float:
-        return _quantile(self.times, 0.5)
+        return percentile(self.times, 0.5)
 
     @property
     def p99(self) -> float:
-        return _quantile(self.times, 0.99)
+        return percentile(self.times, 0.99)
 
     @property
     def max(self) -> float:
         return max(self.times, default=math.nan)
-
-
-def _quantile(values: list[float], q: float) -> float:
-    """The ``q``-quantile of sorted ``values`` by linear interpolation (``nan``: none)."""
-    if not values:
-        return math.nan
-    pos = (len(values) - 1) * q
-    low = int(pos)
-    high = min(low + 1, len(values) - 1)
-    if math.isinf(values[high]):
-        return values[high] if pos > low else values[low]
-    return values[low] + (values[high] - values[low]) * (pos - low)
 
 
 @dataclass

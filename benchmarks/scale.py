@@ -36,6 +36,7 @@ from rtclient.testing.chaos.history import History, Record
 
 from .context import Context
 from .harness import ROOT, BenchError
+from .report import scale_table
 from .results import Row, ScaleDetails, ScaleRun, at_most
 from .scale_load import LoadSpec
 from .scale_metrics import Head, decode, merge, recovery
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tail", type=float, default=5.0)
     parser.add_argument("--json", action="store_true", help="print each run's figures")
     args = parser.parse_args(argv)
+    runs: list[ScaleRun] = []
     for _ in range(args.repeats):
         for clients in (int(n) for n in args.clients.split(",")):
             settings = Settings(
@@ -270,9 +272,11 @@ def main(argv: list[str] | None = None) -> int:
                 tail=args.tail,
             )
             got = asyncio.run(run(settings))
+            runs.append(got)
             print(describe(got), flush=True)
             if args.json:
                 print(json.dumps(asdict(got)), flush=True)
+    print("\n".join(["", *scale_table(runs)]), flush=True)
     return 0
 
 
