@@ -139,6 +139,7 @@ async def run(settings: Settings, say: Callable[[str], None] = print) -> ScaleRu
                 "settle": s.settle,
                 "connect_concurrency": s.connect_concurrency,
                 "seed": s.seed,
+                "secret": nodes.secret,
             }
             procs.append(await LoadProcess.start(spec))
             first += count

@@ -54,6 +54,8 @@ class LoadSpec(TypedDict):
     settle: float
     connect_concurrency: int
     seed: int
+    secret: str
+    """The nodes' token secret."""
 
 
 def rooms_of(i: int, total: int, room_size: int, run: str) -> list[str]:
@@ -67,9 +69,13 @@ def rooms_of(i: int, total: int, room_size: int, run: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _url(spec: LoadSpec) -> Any:
-    urls = spec["urls"]
-    return urls[0] if len(urls) == 1 else urls
+def urls_of(i: int, urls: list[str]) -> str | list[str]:
+    """Client ``i``'s URL, or its list of URLs rotated by ``i``: with a client that tries
+    its list in order, the clients still start spread over every node."""
+    if len(urls) == 1:
+        return urls[0]
+    k = i % len(urls)
+    return urls[k:] + urls[:k]
 
 
 class Load:
@@ -81,7 +87,7 @@ class Load:
         self.clients: dict[str, Client] = {}
         self.rooms: dict[str, list[str]] = {}
         self.rng = random.Random(spec["seed"] + spec["first"])
-        self.token = Token()
+        self.token = Token(spec["secret"])
         self.pending: set[asyncio.Task[None]] = set()
         """``History.send`` tasks: each ends with its ack (or the client's close)."""
         self.last: dict[tuple[str, str], tuple[str | None, int]] = {}
@@ -98,7 +104,8 @@ class Load:
 
         async def one(i: int) -> None:
             name = f"{spec['run']}-c{i}"
-            client = Client(_url(spec), token=self.token(name, ttl=24 * 3600))
+            where: Any = urls_of(i, spec["urls"])  # a list: rtclient's failover across nodes
+            client = Client(where, token=self.token(name, ttl=24 * 3600))
             self.history.watch(client, name)
             self.clients[name] = client
             self.rooms[name] = rooms_of(i, spec["total"], spec["room_size"], spec["run"])
