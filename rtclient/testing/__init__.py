@@ -11,11 +11,18 @@ well-behaved default that speaks the rooms contract (see :mod:`.hostile`).
 
 :func:`wait_until` and :class:`Inbox` help tests wait without fixed sleeps;
 :mod:`.plugin` is the pytest plugin (fixtures ``fake_server``, ``fault_proxy``,
-``make_rt_client``, ``rt_client``); :mod:`.chaos` records a run, breaks the network on
-purpose and checks that nothing was lost, doubled or reordered.
+``make_rt_client``, ``rt_client``, ``rt_cluster``, ``rt_balancer``); :mod:`.chaos` records
+a run, breaks the network on purpose and checks that nothing was lost, doubled or
+reordered.
+
+:class:`Cluster` starts a real redis-server and N ``rtclient serve`` node processes for a
+test, and kills, restarts, drains and partitions them (:mod:`.cluster`);
+:class:`Balancer` puts haproxy in front of them (:mod:`.balancer`).
 """
 
 from ._link import ProxyStats
+from .balancer import Balancer
+from .cluster import Cluster, NodeFailed, NodeProcess
 from .hostile import HandshakeRequest, HostileServer, Request
 from .hostile_conn import HostileConnection
 from .proxy import FaultProxy, ToxicHandle
@@ -34,8 +41,10 @@ from .toxics import (
 from .waiting import Inbox, wait_until
 
 __all__ = [
+    "Balancer",
     "Bandwidth",
     "Blackhole",
+    "Cluster",
     "Direction",
     "FaultProxy",
     "HandshakeRequest",
@@ -44,6 +53,8 @@ __all__ = [
     "Inbox",
     "Latency",
     "LimitData",
+    "NodeFailed",
+    "NodeProcess",
     "ProxyStats",
     "Request",
     "ResetPeer",

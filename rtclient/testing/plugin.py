@@ -25,6 +25,16 @@ Fixtures:
     if one left a task behind.
 ``rt_client``
     one such client, user ``"alice"``, joined to nothing.
+``rt_cluster``
+    a started :class:`~rtclient.testing.cluster.Cluster`: a real redis-server and three
+    ``rtclient serve --redis`` node processes (``@pytest.mark.rt_cluster(nodes=5,
+    redis=False, node_args=[...])`` or an indirect parameter of that dict changes it),
+    every process stopped at teardown; the nodes' logs are in ``tmp_path / "cluster"``.
+``rt_balancer``
+    a :class:`~rtclient.testing.balancer.Balancer` (haproxy) in front of ``rt_cluster``.
+
+A program those two need (redis-server, haproxy) that is missing skips the test with the
+package to install, except under ``CI=true``, where it is installed or the test fails.
 
 Helpers to import: :func:`~rtclient.testing.wait_until` and :class:`~rtclient.testing.Inbox`.
 """
@@ -43,6 +53,8 @@ if TYPE_CHECKING:
     from fake_server import FakeServer
 
     from ..client import Client
+    from .balancer import Balancer
+    from .cluster import Cluster
     from .proxy import FaultProxy
 
 try:
@@ -58,7 +70,9 @@ __all__ = [
     "fake_server",
     "fault_proxy",
     "make_rt_client",
+    "rt_balancer",
     "rt_client",
+    "rt_cluster",
 ]
 
 SERVER_DEFAULTS: dict[str, Any] = {
@@ -106,6 +120,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "fault_proxy(seed=None): options of the fault_proxy fixture")
     config.addinivalue_line(
         "markers", "rt_client(**options): default Client options of make_rt_client / rt_client"
+    )
+    config.addinivalue_line(
+        "markers", "rt_cluster(nodes=3, redis=True, **options): the rt_cluster fixture's Cluster"
     )
 
 
@@ -187,11 +204,57 @@ async def _rt_client(make_rt_client: RtClientFactory) -> Client:
     return await make_rt_client("alice")
 
 
+def _program_missing(exc: Exception) -> None:
+    """Skip off CI, fail under ``CI=true``: a test required in CI never skips."""
+    from .programs import in_ci
+
+    if in_ci():
+        pytest.fail(f"CI=true and a required program is missing: {exc}", pytrace=False)
+    pytest.skip(str(exc))
+
+
+async def _rt_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Cluster]:
+    from .cluster import Cluster
+    from .programs import ProgramMissing
+
+    options: dict[str, Any] = {"nodes": 3, **_marker_kwargs(request, "rt_cluster")}
+    param = getattr(request, "param", None)
+    if param is not None:
+        if not isinstance(param, dict):
+            raise TypeError("an indirect rt_cluster parameter is a dict of Cluster options")
+        options.update(param)
+    options.setdefault("log_dir", tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster = Cluster(**options)
+    except ProgramMissing as exc:
+        _program_missing(exc)
+        raise
+    async with cluster:
+        yield cluster
+
+
+async def _rt_balancer(rt_cluster: Cluster) -> AsyncIterator[Balancer]:
+    from .balancer import Balancer
+    from .programs import ProgramMissing
+
+    try:
+        balancer = Balancer(rt_cluster)
+    except ProgramMissing as exc:
+        _program_missing(exc)
+        raise
+    async with balancer:
+        yield balancer
+
+
 if pytest_asyncio is not None:
     fake_server = pytest_asyncio.fixture(_fake_server, name="fake_server")
     fault_proxy = pytest_asyncio.fixture(_fault_proxy, name="fault_proxy")
     make_rt_client = pytest_asyncio.fixture(_make_rt_client, name="make_rt_client")
     rt_client = pytest_asyncio.fixture(_rt_client, name="rt_client")
+    rt_cluster = pytest_asyncio.fixture(_rt_cluster, name="rt_cluster")
+    rt_balancer = pytest_asyncio.fixture(_rt_balancer, name="rt_balancer")
 else:  # pragma: no cover
 
     def _needs_pytest_asyncio() -> None:
@@ -201,3 +264,5 @@ else:  # pragma: no cover
     fault_proxy = pytest.fixture(_needs_pytest_asyncio, name="fault_proxy")
     make_rt_client = pytest.fixture(_needs_pytest_asyncio, name="make_rt_client")
     rt_client = pytest.fixture(_needs_pytest_asyncio, name="rt_client")
+    rt_cluster = pytest.fixture(_needs_pytest_asyncio, name="rt_cluster")
+    rt_balancer = pytest.fixture(_needs_pytest_asyncio, name="rt_balancer")
