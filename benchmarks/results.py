@@ -170,6 +170,8 @@ class ScaleRun:
     clients_disrupted: int = 0
     times: list[float] = field(default_factory=list)
     """Seconds from leaving CONNECTED to fully recovered, per outage, sorted."""
+    connected: list[float] = field(default_factory=list)
+    """Seconds from leaving CONNECTED to CONNECTED again, per outage, sorted."""
     never: int = 0
     with_gap: int = 0
     sent: int = 0

@@ -35,7 +35,7 @@ from rtclient.testing.chaos import Report, check
 from rtclient.testing.chaos.history import History, Record
 
 from .context import Context
-from .harness import ROOT, BenchError
+from .harness import ROOT, BenchError, percentile
 from .report import scale_table
 from .results import Row, ScaleDetails, ScaleRun, at_most
 from .scale_load import LoadSpec
@@ -182,6 +182,7 @@ async def run(settings: Settings, say: Callable[[str], None] = print) -> ScaleRu
     found = recovery(records)
     figures.outages = len(found.outages)
     figures.times = found.times
+    figures.connected = found.connected
     figures.never = found.never
     figures.with_gap = found.with_gap
     figures.clients_disrupted = len({o.client for o in found.outages})
@@ -198,7 +199,9 @@ def describe(r: ScaleRun) -> str:
     a = r.anomalies
     return (
         f"  {r.clients} clients ({r.processes} processes, nodes: {r.nodes}): "
-        f"{r.outages} outages of {r.clients_disrupted} clients, fully recovered p50 "
+        f"{r.outages} outages of {r.clients_disrupted} clients, CONNECTED again p50 "
+        f"{percentile(r.connected, 0.5) * 1000:.0f} ms p99 "
+        f"{percentile(r.connected, 0.99) * 1000:.0f} ms, fully recovered p50 "
         f"{r.p50 * 1000:.0f} ms p99 {r.p99 * 1000:.0f} ms max {r.max * 1000:.0f} ms, "
         f"never {r.never}, with a gap {r.with_gap}; sent {r.sent} acked {r.acked} "
         f"delivered {r.delivered}; lost {a.get('lost', 0)} duplicated "

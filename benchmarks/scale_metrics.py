@@ -124,6 +124,11 @@ class Recovery:
         return sorted(o.seconds for o in self.outages)
 
     @property
+    def connected(self) -> list[float]:
+        """Seconds from leaving CONNECTED to CONNECTED again (the first part), sorted."""
+        return sorted(o.connected_at - o.lost_at for o in self.outages)
+
+    @property
     def p50(self) -> float:
         return percentile(self.times, 0.5)
 
