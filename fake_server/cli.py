@@ -1,6 +1,9 @@
 """Run the fake server in the foreground: ``python -m fake_server --port 8765``.
 
-Stops on Ctrl-C or SIGTERM, closing every client with 1001 first. The token secret and
+Stops on Ctrl-C or SIGTERM by draining (:meth:`FakeServer.drain`): new handshakes get
+503 + Retry-After, every client gets ``server:draining`` and a close 1012 behind the acks
+it is owed, and the process exits 0 once they left (at most ``--drain-timeout``
+seconds; a second signal cuts the wait short). The token secret and
 the admin token are kept across restarts in a per-user state file
 (:mod:`.serve_state`), so tokens it issued stay valid when it is started again;
 ``--secret`` / ``--admin-token`` override them, ``--ephemeral`` makes fresh random
@@ -52,6 +55,18 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--allow-query-token", action="store_true", help="accept ?token= on the URL")
     p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        help="on SIGTERM/Ctrl-C, the longest wait for clients to leave (seconds)",
+    )
+    p.add_argument(
+        "--drain-retry-after",
+        type=float,
+        default=1.0,
+        help="the retry hint a drain gives clients (Retry-After, retryAfter=)",
+    )
+    p.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -94,20 +109,41 @@ def main(argv: Sequence[str] | None = None, prog: str = "fake_server") -> int:
                 admin_token=args.admin_token or state.admin_token,
             )
     kept = path if state is not None and not args.secret else None
+    if not (args.drain_timeout >= 0 and args.drain_retry_after >= 0):
+        print(f"{prog}: error: drain times must be >= 0", file=sys.stderr)
+        return 2
+    drain = (args.drain_timeout, args.drain_retry_after)
     try:
-        asyncio.run(_serve(config, args.host, args.port, kept=kept))
+        asyncio.run(_serve(config, args.host, args.port, kept=kept, drain=drain))
     except OSError as exc:
         print(f"{prog}: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-async def _serve(config: ServerConfig, host: str, port: int, *, kept: Path | None) -> None:
+async def _serve(
+    config: ServerConfig,
+    host: str,
+    port: int,
+    *,
+    kept: Path | None,
+    drain: tuple[float, float] = (10.0, 1.0),
+) -> None:
     stop = asyncio.Event()
+    signals = 0
     loop = asyncio.get_running_loop()
+    draining: asyncio.Task[bool] | None = None
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        stop.set()
+        if signals > 1 and draining is not None:
+            draining.cancel()  # a second signal: stop waiting for clients
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
     async with FakeServer(config, host=host, port=port) as server:
         print(f"fake_server listening: {server.ws_url}  (health: {server.http_url}/health)")
         # Stdout, not the log: the operator needs this credential to mint tokens.
@@ -123,6 +159,20 @@ async def _serve(config: ServerConfig, host: str, port: int, *, kept: Path | Non
         )
         print("press Ctrl-C to stop", flush=True)
         await stop.wait()
+        timeout, retry_after = drain
+        print(f"draining (at most {timeout:g} s; signal again to stop at once)", flush=True)
+        draining = asyncio.create_task(server.drain(timeout, retry_after=retry_after))
+        try:
+            in_time = await draining
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are cancelled ourselves, not only the drain
+            in_time = False  # a second signal: the server's stop below cuts the rest
+        print(
+            "drained: every client left" if in_time else "drain cut short",
+            flush=True,
+        )
         print("shutting down", flush=True)
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):

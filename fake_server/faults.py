@@ -34,6 +34,8 @@ class FaultState:
         self.latency: float = 0.0
         """Seconds every outgoing frame is held back."""
         self._rejections: list[Rejection] = []
+        self.draining: Rejection | None = None
+        """Set while the server drains: every new handshake gets this refusal."""
         self._lose_acks = 0
         self._duplicate_events = 0
 
@@ -66,6 +68,8 @@ class FaultState:
         self._rejections = [Rejection(status, retry_after)] * n
 
     def take_rejection(self) -> Rejection | None:
+        if self.draining is not None:
+            return self.draining  # not a counted fault: every handshake, until stopped
         return self._rejections.pop() if self._rejections else None
 
     def lose_next_acks(self, n: int) -> None:

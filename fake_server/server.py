@@ -26,8 +26,10 @@ from .admission import guard
 from .auth import TokenAuthority
 from .config import ServerConfig
 from .endpoint import Endpoint
+from .envelope import event
 from .errors import CloseCode
-from .faults import FaultState
+from .faults import FaultState, Rejection
+from .handshake import retry_reason
 from .http_api import AccessLogger, add_routes
 from .hub import Hub
 from .peer import QueuedPeer
@@ -178,6 +180,44 @@ class FakeServer:
         await runner.cleanup()
         log.info("fake_server stopped")
 
+    async def drain(self, timeout: float = 10.0, *, retry_after: float = 1.0) -> bool:
+        """Go away without losing anything: refuse newcomers, send clients on, then stop.
+
+        1. New handshakes are refused with HTTP 503 and ``Retry-After: <retry_after>``
+           (both endpoints), so a client tries another node.
+        2. Every authenticated connection gets a ``server:draining`` event
+           (``{"retryAfter": s, "reason": "draining"}``), then a close 1012 (Service
+           Restart) with the reason ``retryAfter=<s>``; over Socket.IO the binding's
+           ``error`` event carries that code before the disconnect. Both are queued
+           behind every ack the server owes; a request that arrives after the close
+           was queued is not carried out (nor acked): the client sends it to the next
+           node, so nothing is lost or done twice.
+        3. Waits up to ``timeout`` seconds for those acks and events to be written and
+           the closes to complete; connections still open then are cut.
+        4. Stops (:meth:`stop`). Returns True when every connection left in time.
+        """
+        if self._runner is None:
+            return True
+        log.info("draining: timeout=%.3fs retryAfter=%g", timeout, retry_after)
+        self.counters.bump("drains")
+        self._faults.draining = Rejection(503, retry_after)
+        notice = event("server:draining", {"retryAfter": retry_after, "reason": "draining"})
+        for conn in list(self.hub.connections.values()):
+            conn.peer.send(notice)
+        closing = [
+            (e, e.close_all(CloseCode.SERVICE_RESTART, retry_reason(retry_after)))
+            for e in self._endpoints
+        ]
+        in_time = await asyncio.gather(*(e.wait_finished(peers, timeout) for e, peers in closing))
+        for (_, peers), done in zip(closing, in_time, strict=True):
+            if not done:
+                for peer in peers:
+                    peer.abort()
+        await self.stop()
+        self._faults.draining = None
+        log.info("drained: %s", "every connection left in time" if all(in_time) else "cut some")
+        return all(in_time)
+
     async def _listen(self) -> None:
         assert self._runner is not None
         site = web.TCPSite(self._runner, self.host, self._port)
@@ -269,7 +309,7 @@ class FakeServer:
     def health(self) -> dict[str, Any]:
         """The ``/health`` document."""
         return {
-            "status": "ok",
+            "status": "draining" if self._faults.draining is not None else "ok",
             "connections": self.connection_count(),
             "rooms": sum(1 for r in self.hub.rooms if not r.startswith("user:")),
             "storedEvents": self.hub.store.stored_events(),

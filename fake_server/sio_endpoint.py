@@ -327,6 +327,10 @@ class SioEndpoint:
     def _on_event(self, sid: str, ack_id: int | None, data: list[Any]) -> None:
         entry = self._peers.get(sid)
         if entry is not None:
+            if entry[0].close_requested is not None:
+                # Not carried out after our close (see WsEndpoint._read_loop).
+                self._counters.bump("frames_after_close")
+                return
             handle_event(self._hub, entry[0], entry[1], ack_id, data)
 
     # -- faults ------------------------------------------------------------------------------

@@ -224,6 +224,12 @@ class WsEndpoint:
 
     async def _read_loop(self, peer: WsPeer, conn: Connection) -> None:
         while (frame := await self._receive(peer)) is not None:
+            if peer.close_requested is not None:
+                # Our close is queued behind every ack we owe: what comes after it is
+                # not carried out (nor acked), so the client sends it again elsewhere
+                # and it is neither lost nor done twice (a drain, a restart).
+                self._counters.bump("frames_after_close")
+                continue
             self._hub.handle_frame(conn, frame.data, peer.codec)
             # Frames already buffered are returned without a suspension point: yield,
             # so that one flooding connection cannot starve the others.

@@ -21,6 +21,7 @@ from ._outgoing import Outgoing
 from ._refresh import RefreshPlan, fresher, plan_refresh, retry_delay
 from .errors import ClientClosed, ConnectionLost, ProtocolError, RtClientError, TransportError
 from .events import ConnectionState, ErrorEvent
+from .failures import SERVICE_RESTART
 from .reconnect import NoWelcome
 from .redact import remember_token
 from .tokens import token_times
@@ -143,6 +144,13 @@ class Link:
             conn.abort()
             return NoWelcome("no welcome from the server in time"), welcomed
         except (ConnectionLost, TransportError) as exc:
+            if c._session.drain_notice and not (
+                isinstance(exc, ConnectionLost) and exc.code == SERVICE_RESTART
+            ):
+                # The server said it drains; however the link then ended, that was it.
+                drained = ConnectionLost(SERVICE_RESTART, "server draining")
+                drained.__cause__ = exc
+                return drained, welcomed
             return exc, welcomed
 
     async def _receive(self, conn: Connection) -> None:

@@ -29,6 +29,7 @@ from ._connection import Link
 from ._flag import Flag
 from .errors import RtClientError
 from .events import ErrorEvent
+from .failures import classify
 from .reconnect import Step
 from .redact import remember_token
 from .session import Session
@@ -59,7 +60,7 @@ class Runner:
 
     def start(self) -> None:
         """Start the root task (once)."""
-        self.task = asyncio.create_task(self._main(), name=f"rtclient {self._client.url}")
+        self.task = asyncio.create_task(self._main(), name=f"rtclient {self._client.endpoint}")
 
     def interrupt(self) -> None:
         """Cancel what the reconnect loop awaits; it then ends as stopped (once)."""
@@ -131,12 +132,20 @@ class Runner:
             error, welcomed = await link.run(token)
             if self.stop.is_set():
                 return None
+            was = policy.current
             decision = policy.decide(error, welcomed=welcomed, now=c._clock())
-            log.info("connection ended: %s (%s)", error, decision.step.value)
+            log.info(
+                "connection to %s ended: %s (%s)", c._session.endpoint, error, decision.step.value
+            )
             if welcomed:
                 c._counters["reconnects"] += 1
             if decision.error is not None:
                 return decision.error
+            if classify(error).drain:
+                c._counters["drains"] += 1
+            if decision.endpoint != was:
+                c._counters["failovers"] += 1
+            c._session.endpoint = c.endpoint  # the next attempt's, in the RECONNECTING change
             if decision.step is Step.REFRESH:
                 c._counters["token_refreshes"] += 1
                 force_refresh = True

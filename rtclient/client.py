@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal, overload
 
 from ._dispatch import Dispatcher, Handler
@@ -25,6 +26,7 @@ from ._store_mirror import StoreMirror
 from ._writer import Writer
 from .backoff import Backoff
 from .codec import Codec, payload_check
+from .endpoints import UrlOrder, as_urls, endpoint_label, rotation
 from .errors import (
     AckTimeout,
     ClientClosed,
@@ -47,6 +49,9 @@ from .transports.socketio import SocketIOTransport
 __all__ = ["Client"]
 
 log = logging.getLogger("rtclient")
+
+_RNG = random.Random()
+"""Shuffles the URL lists of clients whose backoff has no seed."""
 
 
 def _loop_time() -> float:
@@ -72,7 +77,15 @@ class Client:
             async for event in client.events():
                 ...
 
-    :param url: the server's WebSocket URL (``ws://host:port/ws``).
+    :param url: the server's WebSocket URL (``ws://host:port/ws``), or a list (or
+        tuple) of URLs: the nodes of a cluster. The client stays on a URL that works;
+        when one fails it moves to the next at once (a dead node costs one attempt),
+        and backs off only once every URL failed; a drain (close 1012 or a
+        ``server:draining`` notice) moves it on at once. Cursors, the outbox, dedupe
+        and Socket.IO's recovery state go with it. One token source for every URL.
+    :param url_order: ``"shuffle"`` (default: the list is shuffled once per client, so
+        a fleet spreads over the nodes, and so do a dead node's clients) or
+        ``"given"`` (tried in the order given: a primary, then fallbacks).
     :param token: a string, a sync/async callable, or a TokenProvider; asked before
         every connection attempt, and again with ``force=True`` after a 4002 (and after
         a first 4001, unless it is a fixed string).
@@ -135,8 +148,9 @@ class Client:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
+        url_order: UrlOrder = "shuffle",
         token: TokenSource = None,
         transport: Literal["websocket", "aiohttp", "socketio"] | Transport = "websocket",
         protocol: Literal["rooms", "generic"] = "rooms",
@@ -164,7 +178,13 @@ class Client:
         clock: Callable[[], float] | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self.url = url
+        self.urls: tuple[str, ...] = as_urls(url)
+        """The URLs as given (``url`` is the one in use)."""
+        self.backoff = backoff or Backoff()
+        seeded = random.Random(self.backoff.seed) if self.backoff.seed is not None else _RNG
+        self._rotation = rotation(len(self.urls), url_order, seeded)
+        """Indexes into :attr:`urls`, in the order they are tried."""
+        self._labels = tuple(endpoint_label(u) for u in self.urls)
         self._tokens = as_provider(token)
         self.protocol = protocol
         self._check_payload = payload_check(
@@ -173,10 +193,9 @@ class Client:
         )
         """Raises TypeError for a payload the wire cannot carry (the codec decides)."""
         self._transport = make_transport(
-            url, transport, codec, protocol, namespace, compression=compression
+            self.urls, transport, codec, protocol, namespace, compression=compression
         )
         self._hooks: list[Callable[[Client], Awaitable[None] | None]] = []
-        self.backoff = backoff or Backoff()
         self.connect_timeout = connect_timeout
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -235,7 +254,9 @@ class Client:
                 if protocol == "rooms" and isinstance(self._transport, SocketIOTransport)
                 else None
             ),
+            endpoints=len(self.urls),
         )
+        self._session.endpoint = self.endpoint
         self._namespace = namespace
         self._fatal: RtClientError | None = None
         self._fatal_reported = False
@@ -248,9 +269,25 @@ class Client:
             "read_pauses": 0,
             "pongs_unread": 0,
             "batches": 0,
+            "failovers": 0,
+            "drains": 0,
         }
 
     # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The URL in use, or the one the next attempt goes to (one of :attr:`urls`)."""
+        return self.urls[self._endpoint_index]
+
+    @property
+    def endpoint(self) -> str:
+        """:attr:`url` as it may be shown: without its query or user info."""
+        return self._labels[self._endpoint_index]
+
+    @property
+    def _endpoint_index(self) -> int:
+        return self._rotation[self._policy.current]
 
     @property
     def state(self) -> ConnectionState:
@@ -559,15 +596,21 @@ class Client:
         return self._dispatcher.stream(events_only=not everything)
 
     def stats(self) -> dict[str, int]:
-        """Counters: sent, acked, resent, delivered, duplicates dropped, queued, reconnects, …"""
+        """Counters: sent, acked, resent, delivered, duplicates dropped, queued, reconnects, …
+
+        ``endpoint`` is the index in :attr:`urls` of the URL in use (or tried next);
+        ``failovers`` counts moves to another URL, ``drains`` the connections the
+        server ended by draining.
+        """
         return {
             **self._session.stats(),
             **self._counters,
             "handler_errors": self._dispatcher.handler_errors,
+            "endpoint": self._endpoint_index,
         }
 
     def __repr__(self) -> str:
-        return f"<Client {self.url} {self.state.name}>"
+        return f"<Client {self.endpoint} {self.state.name}>"
 
     # -- internals: outcomes -------------------------------------------------------------
 

@@ -161,12 +161,17 @@ class StateChanged:
 
     ``delay`` is the wait before the next attempt when ``new`` is RECONNECTING;
     ``error`` is why the connection was lost or the client stopped, if known.
+    ``endpoint`` is the URL this state is about, without its query or user info (a
+    token there stays out of logs): the one being tried (CONNECTING, and RECONNECTING:
+    the next attempt's, so a failover reads "RECONNECTING to B in 0 s") or in use
+    (RECOVERING, CONNECTED); the last one for CLOSING and CLOSED.
     """
 
     old: ConnectionState
     new: ConnectionState
     delay: float | None = None
     error: BaseException | None = field(default=None, compare=False)
+    endpoint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

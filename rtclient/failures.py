@@ -6,7 +6,8 @@ The table (close codes from RFC 6455 and docs/protocol.md):
 failure                                                verdict
 =====================================================  ==========================
 network error, timeout, connection refused             retry
-close 1000/1001/1005/1006/1009/1011/1012/1013/1014     retry (the reason may carry ``retryAfter``)
+close 1000/1001/1005/1006/1009/1011/1013/1014          retry (the reason may carry ``retryAfter``)
+close 1012 (Service Restart: the server drains)        retry, marked ``drain``: go elsewhere now
 close 1002/1003/1007/1008/1010 (protocol violations)   fatal: ProtocolError
 close 4001, 3000                                       fatal: Unauthorized
 close 4002                                             refresh the token, retry at once
@@ -39,8 +40,10 @@ from .errors import (
 )
 from .hints import reason_delay
 
-__all__ = ["Action", "Verdict", "classify"]
+__all__ = ["SERVICE_RESTART", "Action", "Verdict", "classify"]
 
+SERVICE_RESTART = 1012
+"""The close code of a server that drains (RFC 6455's registry: Service Restart)."""
 _PROTOCOL_CLOSE = frozenset({1002, 1003, 1007, 1008, 1010})
 
 
@@ -60,6 +63,9 @@ class Verdict:
     error: RtClientError
     retry_after: float | None = None
     """The server's hint (Retry-After, ``retryAfter=``), parsed and not yet capped."""
+    drain: bool = False
+    """The server is going away on purpose (close 1012, Service Restart): not the
+    link's fault nor the node's, so the client moves to another URL at once."""
 
 
 def classify(exc: BaseException) -> Verdict:
@@ -78,7 +84,8 @@ def classify(exc: BaseException) -> Verdict:
 def _classify_close(exc: ConnectionLost) -> Verdict:
     code = exc.code
     if code is None or (1000 <= code < 3000 and code not in _PROTOCOL_CLOSE):
-        return Verdict(Action.RETRY, exc, reason_delay(exc.reason) if code is not None else None)
+        hint = reason_delay(exc.reason) if code is not None else None
+        return Verdict(Action.RETRY, exc, hint, drain=code == SERVICE_RESTART)
     if code in _PROTOCOL_CLOSE:
         return Verdict(Action.FATAL, ProtocolError(f"server closed with {code}: {exc.reason}"))
     if code in (4001, 3000):

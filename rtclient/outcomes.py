@@ -40,6 +40,7 @@ COUNTERS = (
     "rejoins_deferred",
     "volatile_sent",
     "volatile_dropped",
+    "drain_notices",
 )
 """The counters a session keeps (``Session.stats``)."""
 

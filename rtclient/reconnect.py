@@ -12,7 +12,8 @@ The rules, on top of :func:`rtclient.failures.classify` and the
   ``stable_after`` seconds (and at least ``min_delay``) resets the backoff series, the
   immediate token refresh and the 4001 retry below; a welcome alone does not (a server
   that welcomes and then closes at once gets growing delays).
-- **No zero-delay loop.** Outside the first try after a stable connection, every retry
+- **No zero-delay loop.** Outside the first try after a stable connection and the
+  moves to untried URLs of a round (at most ``endpoints - 1`` in a row), every retry
   waits at least ``backoff.base / 10`` (:attr:`ReconnectPolicy.min_delay`), whatever the
   jitter draws; a token refresh is immediate only once per stable connection.
 - **Server hints are capped.** ``Retry-After`` / ``retryAfter`` (parsed by
@@ -25,6 +26,19 @@ The rules, on top of :func:`rtclient.failures.classify` and the
 - **4001** (invalid token): with a provider that can hand out another token (anything
   but a fixed string), one forced refresh and retry — the server may have rotated its
   signing key; a second 4001 before a stable connection is fatal (Unauthorized).
+- **Several URLs** (``endpoints`` > 1; the Client gives them in its rotation order):
+  a failure moves to the next URL *at once* while the current round has a URL not
+  yet tried since the last stable connection, so a dead node costs one attempt;
+  only when every URL failed does the backoff apply (one backoff step per round: a
+  dead cluster backs off as one dead server does). A stable connection that drops is
+  retried on the *same* URL first (it worked: a network blip, a proxy's idle timeout),
+  after the usual short first delay. With one URL every rule is as before.
+- **Drains** (close 1012, or a ``server:draining`` notice before the close): not a
+  failure of the link. After a stable connection the client moves to the next URL at
+  once (one URL: it waits the short first delay, or the server's capped hint, and
+  comes back); the drained URL counts as tried in the new round, so a cluster that
+  drains everywhere, or a server that welcomes and says 1012 every time, still meets
+  the backoff once each URL was tried.
 - **No welcome** on ``max_unwelcomed`` connections in a row (the Client sets it for
   Socket.IO in rooms mode, where the server answered the namespace connect and so is
   alive): the server does not speak the rooms protocol; fatal ProtocolError that names
@@ -74,6 +88,8 @@ class Decision:
     step: Step
     delay: float = 0.0
     error: RtClientError | None = None
+    endpoint: int = 0
+    """The URL of the next attempt: an index into the rotation (0 with one URL)."""
 
 
 class ReconnectPolicy:
@@ -92,11 +108,19 @@ class ReconnectPolicy:
         max_token_refreshes: int = 3,
         refreshable: bool = False,
         max_unwelcomed: int | None = 3,
+        endpoints: int = 1,
     ) -> None:
         if not max_server_delay >= 0 or max_server_delay == float("inf"):
             raise ValueError("max_server_delay must be a finite number of seconds >= 0")
         if max_token_refreshes < 0 or (max_unwelcomed is not None and max_unwelcomed < 1):
             raise ValueError("max_token_refreshes must be >= 0 and max_unwelcomed >= 1")
+        if endpoints < 1:
+            raise ValueError("endpoints must be >= 1")
+        self.endpoints = endpoints
+        self.current = 0
+        """The URL in use or tried next: an index into the Client's rotation."""
+        self._tried = 0
+        """URLs of the current round that failed (or drained) since the last stable link."""
         self.backoff = backoff or Backoff()
         self.max_server_delay = max_server_delay
         self.max_token_refreshes = max_token_refreshes
@@ -167,18 +191,49 @@ class ReconnectPolicy:
                     )
                 quick, self._quick_refresh = self._quick_refresh, False
                 return self._refresh(failure, welcomed, now, immediate=quick)
+        return self._retry(failure, verdict.drain, stable, welcomed, now, verdict.retry_after)
+
+    def _retry(
+        self,
+        failure: BaseException,
+        drain: bool,
+        stable: bool,
+        welcomed: bool,
+        now: float,
+        retry_after: float | None,
+    ) -> Decision:
+        """A retryable end: stay, move to the next URL at once, or back off (see the rules)."""
+        hint = capped(retry_after, self.max_server_delay)
+        if stable:
+            self._tried = 0
+            if not drain or self.endpoints == 1:
+                # It worked: try it again first (or, drained, come back after the hint).
+                delay = self._schedule.disconnected(now)
+                assert delay is not None  # a stable link resets the series: never a stop
+                if drain:
+                    self._tried = 1
+                return self._at(Step.RETRY, delay if hint is None else max(delay, hint))
+            self._schedule.disconnected(now)  # resets the series; the move is immediate
+        self._tried += 1
+        self.current = (self.current + 1) % self.endpoints
+        if self._tried < self.endpoints:
+            self._schedule.connected_at = None
+            return self._at(Step.RETRY, 0.0)  # an untried URL of this round: at once
+        self._tried = 0  # every URL was tried: one backoff step, then a new round
         delay = self._next_delay(welcomed, now)
         if delay is None:
             return Decision(Step.STOP, error=ConnectionFailed(f"gave up reconnecting: {failure}"))
-        hint = capped(verdict.retry_after, self.max_server_delay)
-        return Decision(Step.RETRY, delay if hint is None else max(delay, hint))
+        return self._at(Step.RETRY, delay if hint is None else max(delay, hint))
+
+    def _at(self, step: Step, delay: float) -> Decision:
+        return Decision(step, delay, endpoint=self.current)
 
     def token_failed(self, now: float) -> Decision:
         """The token provider failed before an attempt: retry it under the backoff."""
         delay = self._next_delay(False, now)
         if delay is None:
             return Decision(Step.STOP, error=ConnectionFailed("token provider kept failing"))
-        return Decision(Step.RETRY, delay)
+        return self._at(Step.RETRY, delay)
 
     def _refresh(
         self, failure: BaseException, welcomed: bool, now: float, *, immediate: bool
@@ -186,7 +241,7 @@ class ReconnectPolicy:
         delay = self._next_delay(welcomed, now)
         if delay is None:
             return Decision(Step.STOP, error=ConnectionFailed(f"gave up reconnecting: {failure}"))
-        return Decision(Step.REFRESH, 0.0 if immediate else delay)
+        return self._at(Step.REFRESH, 0.0 if immediate else delay)
 
     def _next_delay(self, welcomed: bool, now: float) -> float | None:
         """The backoff's delay (None: give up), never below ``min_delay`` unless stable."""

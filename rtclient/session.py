@@ -127,6 +127,12 @@ class Session:
         self._gated = False
         self.close_error: RtClientError | None = None
         """The fatal error that closed the session, if one did."""
+        self.endpoint: str | None = None
+        """The URL (redacted) the connection is to or the next attempt goes to; the
+        caller sets it, state changes carry it (``StateChanged.endpoint``)."""
+        self.drain_notice = False
+        """The server said ``server:draining`` on the open connection: however it then
+        ends, it is a drain (the caller treats the end like a close 1012)."""
         self.resume = SocketIOResume()
         """Socket.IO connection state recovery: the session to resume and the offset.
 
@@ -183,7 +189,7 @@ class Session:
         delay: float | None = None,
         error: BaseException | None = None,
     ) -> None:
-        self._out.add(self._machine.move(new, delay=delay, error=error))
+        self._out.add(self._machine.move(new, delay=delay, error=error, endpoint=self.endpoint))
 
     def connecting(self) -> None:
         """The client starts its first connection attempt (IDLE → CONNECTING)."""
@@ -192,6 +198,7 @@ class Session:
     def connection_opened(self) -> None:
         """A connection is open; the session waits for the server's welcome."""
         self._machine.open = True
+        self.drain_notice = False
 
     def attempt_failed(self, error: BaseException, delay: float) -> None:
         """A connection attempt failed; the next one comes after ``delay`` seconds."""
@@ -445,6 +452,10 @@ class Session:
             self._on_welcome(payload, now)
         elif type_ in LOGGED_EVENTS:
             self._recovery.delivery.on_logged_event(type_, payload, now)
+        elif type_ == "server:draining":
+            self.drain_notice = True
+            self.counters["drain_notices"] += 1
+            self._recovery.delivery.on_plain_event(type_, payload)
         elif type_ == "error":
             self.counters["server_errors"] += 1
             self._out.add(

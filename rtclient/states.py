@@ -73,13 +73,14 @@ class ConnectionMachine:
         *,
         delay: float | None = None,
         error: BaseException | None = None,
+        endpoint: str | None = None,
     ) -> StateChanged:
         """Go to ``new`` and return the event that says so; InvalidState if forbidden."""
         old = self.state
         if new not in CONNECTION_TABLE[old]:
             raise InvalidState(f"cannot go from {old.name} to {new.name}")
         self.state = new
-        return StateChanged(old, new, delay, error)
+        return StateChanged(old, new, delay, error, endpoint)
 
     @property
     def awaiting_welcome(self) -> bool:

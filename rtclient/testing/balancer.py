@@ -69,7 +69,10 @@ def haproxy_config(
         "    timeout server-fin 1s",
         "    timeout http-request 10s",
         "    retries 3",
-        "    option redispatch 1",  # every retry of a failed connect may go to another node
+        "    option redispatch 1",  # every retry may go to another node
+        # A node that refuses (a drain answers new handshakes 503) is passed over until
+        # its check says it is out: a handshake is a GET, safe to send again.
+        "    retry-on conn-failure empty-response response-timeout 503",
         "",
         "frontend rtclient",
         f"    bind {host}:{port}",
@@ -79,7 +82,8 @@ def haproxy_config(
         "    balance source",
         "    hash-type consistent",
         "    option httpchk GET /health",
-        "    http-check expect status 200",
+        # 200 and "status": "ok": a draining node answers "draining" and is taken out.
+        '    http-check expect rstring "\\"status\\": *\\"ok\\""',
         f"    default-server inter {check_interval_ms}ms fastinter {check_interval_ms}ms"
         " fall 1 rise 2 on-marked-down shutdown-sessions",
     ]
