@@ -5,22 +5,20 @@ other (:meth:`Nodes.rolling_restart`: the seconds each took until it was healthy
 again) and stops. :data:`NODE_KINDS` names the kinds ``benchmarks.scale --nodes``
 takes:
 
-- ``single``: one in-memory node (``python -m benchmarks.server``, a FakeServer with
-  the benchmark's limits lifted); its restart is a stop (SIGTERM: every client closed
-  with 1001) and a new process on the same port. Its event log dies with the process:
-  the clients are told of the lost part by a ``gap`` (a new epoch), as promised.
+- ``single``: one in-memory ``rtclient serve`` node; its restart is a drain (SIGTERM)
+  and a new process on the same port. Its event log dies with the process: the
+  clients are told of what is lost by a ``gap`` (a new epoch), as promised;
+- ``cluster``: three ``rtclient serve --redis`` nodes on one redis-server, restarted
+  one after the other; nothing is lost with a node.
 """
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Callable
 from typing import Protocol
 
-from .harness import SECRET, ServerProcess
-
-__all__ = ["NODE_KINDS", "Nodes", "SingleNode"]
+__all__ = ["NODE_KINDS", "Nodes", "ServeNodes"]
 
 
 class Nodes(Protocol):
@@ -41,49 +39,21 @@ class Nodes(Protocol):
     async def stop(self) -> None: ...
 
 
-class SingleNode:
-    """One in-memory node: a restart loses its log (a new epoch, announced as a gap)."""
-
-    def __init__(self) -> None:
-        self.server = ServerProcess()
-
-    @property
-    def urls(self) -> list[str]:
-        return [self.server.ws_url]
-
-    @property
-    def secret(self) -> str:
-        return SECRET
-
-    async def start(self) -> None:
-        await self.server.start()
-
-    async def rolling_restart(self, say: Callable[[str], None]) -> list[float]:
-        began = time.monotonic()
-        await self.server.kill(signal.SIGTERM)
-        await self.server.start()
-        took = time.monotonic() - began
-        say(f"  node 1 restarted (SIGTERM, new process) in {took:.2f} s")
-        return [took]
-
-    async def stop(self) -> None:
-        await self.server.kill(signal.SIGTERM)
-
-
-class RedisCluster:
-    """``rtclient serve --redis`` nodes on one redis-server (``rtclient.testing.Cluster``).
+class ServeNodes:
+    """``rtclient serve`` node processes (``rtclient.testing.Cluster``), with or without Redis.
 
     The rolling restart drains node 1 (SIGTERM: its clients are told to go elsewhere,
-    close 1012), starts it again and waits until it answers ``/health``, then node 2, …
-    Every node shares the rooms' logs, the dedupe table and fan-out through Redis.
+    close 1012 with a retry hint), starts it again and waits until it answers
+    ``/health``, then node 2, … With Redis every node shares the rooms' logs, the dedupe
+    table and fan-out; without, a node's log dies with its process.
     """
 
-    def __init__(self, nodes: int = 3) -> None:
+    def __init__(self, nodes: int, *, redis: bool) -> None:
         from rtclient.testing.cluster import Cluster
 
         # 1,000 clients from one loopback address, all on one node at the worst moment.
         args = ["--max-connections-per-address", "100000"]
-        self.cluster = Cluster(nodes, redis_proxies=False, node_args=args)
+        self.cluster = Cluster(nodes, redis=redis, redis_proxies=False, node_args=args)
 
     @property
     def urls(self) -> list[str]:
@@ -111,4 +81,7 @@ class RedisCluster:
         await self.cluster.aclose()
 
 
-NODE_KINDS: dict[str, Callable[[], Nodes]] = {"single": SingleNode, "cluster": RedisCluster}
+NODE_KINDS: dict[str, Callable[[], Nodes]] = {
+    "single": lambda: ServeNodes(1, redis=False),
+    "cluster": lambda: ServeNodes(3, redis=True),
+}
