@@ -180,6 +180,10 @@ class ScaleRun:
     anomalies: dict[str, int] = field(default_factory=dict)
     announced_gaps: int = 0
     not_connected_at_end: int = 0
+    settle_seconds: float = 0.0
+    """From the senders' stop until every client was CONNECTED with an empty outbox."""
+    catch_up_seconds: float = 0.0
+    """From then until every client had every room's head, its records written."""
     load_before: float = 0.0
     load_after: float = 0.0
     seconds: float = 0.0

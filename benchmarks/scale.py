@@ -160,11 +160,15 @@ async def run(settings: Settings, say: Callable[[str], None] = print) -> ScaleRu
         await asyncio.sleep(s.tail)  # traffic goes on while the clients recover
         for p in procs:
             p.tell("stop")
+        stopped = time.monotonic()
         seen = await asyncio.gather(*(p.expect("SETTLED", s.settle + 30) for p in procs))
+        figures.settle_seconds = time.monotonic() - stopped
         top: dict[str, Head] = merge(json.loads(line) for line in seen)
         for p in procs:
             p.tell("heads " + json.dumps(top))
+        settled = time.monotonic()
         paths = await asyncio.gather(*(p.expect("DONE", s.settle + 60) for p in procs))
+        figures.catch_up_seconds = time.monotonic() - settled
         records: list[Record] = []
         states: dict[str, str] = {}
         for path in paths:
@@ -208,7 +212,8 @@ def describe(r: ScaleRun) -> str:
         f"{a.get('duplicated', 0)} reordered {a.get('reordered', 0)} unannounced gaps "
         f"{a.get('unannounced_gaps', 0)} unacked {a.get('unacked', 0)}; announced gaps "
         f"{r.announced_gaps}; node restarts {', '.join(f'{t:.2f}' for t in r.node_restarts)} s; "
-        f"load {r.load_before:.2f} -> {r.load_after:.2f}; {r.seconds:.0f} s"
+        f"load {r.load_before:.2f} -> {r.load_after:.2f}; {r.seconds:.0f} s (settled in "
+        f"{r.settle_seconds:.1f} s, caught up and closed in {r.catch_up_seconds:.1f} s)"
     )
 
 

@@ -67,6 +67,13 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="the retry hint a drain gives clients (Retry-After, retryAfter=)",
     )
     p.add_argument(
+        "--redis",
+        metavar="URL",
+        help="run as a cluster node on this Redis (redis://HOST:PORT/DB); every node "
+        "needs the same --secret (docs/cluster.md)",
+    )
+    p.add_argument("--node-id", help="this node's name in the cluster (default: random)")
+    p.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -91,7 +98,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "fake_server") -> int:
             ping_interval=args.ping_interval,
             ping_timeout=args.ping_timeout,
             max_connections_per_address=args.max_connections_per_address,
+            redis_url=args.redis,
+            node_id=args.node_id,
         )
+        if args.node_id is not None and (not args.node_id or "|" in args.node_id):
+            raise ValueError("--node-id must be non-empty and must not contain '|'")
+        if args.redis is not None:
+            _check_redis_url(args.redis)
     except ValueError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
@@ -115,10 +128,27 @@ def main(argv: Sequence[str] | None = None, prog: str = "fake_server") -> int:
     drain = (args.drain_timeout, args.drain_retry_after)
     try:
         asyncio.run(_serve(config, args.host, args.port, kept=kept, drain=drain))
+    except ConnectionError as exc:  # the cluster's Redis did not answer at start
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"{prog}: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_redis_url(url: str) -> None:
+    """Refuse a ``--redis`` URL the redis client would not take, before anything starts."""
+    try:
+        import redis.asyncio as aioredis
+    except ImportError:
+        raise ValueError(
+            "--redis needs the redis package: pip install 'rtclient[cluster]'"
+        ) from None
+    try:
+        aioredis.ConnectionPool.from_url(url)
+    except ValueError as exc:
+        raise ValueError(f"--redis: {exc}") from None
 
 
 async def _serve(
@@ -146,6 +176,8 @@ async def _serve(
             loop.add_signal_handler(sig, on_signal)
     async with FakeServer(config, host=host, port=port) as server:
         print(f"fake_server listening: {server.ws_url}  (health: {server.http_url}/health)")
+        if config.redis_url is not None:
+            print(f"cluster node {server.node_id} on redis (epoch {server.epoch})")
         # Stdout, not the log: the operator needs this credential to mint tokens.
         print(f"admin token: {config.admin_token}")
         if kept is not None:

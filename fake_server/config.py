@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,24 @@ class ServerConfig:
     max_connections_per_address: int = 256
     """Open TCP connections per client IP address; more: HTTP 503 and closed."""
 
+    redis_url: str | None = None
+    """``redis://HOST:PORT/DB``: run as a cluster node sharing logs, dedupe, presence,
+    rate limits and fan-out with every node on that Redis (``docs/cluster.md``).
+    ``None``: the in-memory single node (no Redis needed)."""
+    node_id: str | None = None
+    """This node's name in the cluster (``/health``, presence); ``None``: a random one."""
+    redis_prefix: str = "rtclient"
+    """Prefix of every Redis key and channel the nodes use."""
+    node_ttl: float = 10.0
+    """A node whose heartbeat stopped this long is dead: its members leave every room."""
+    redis_timeout: float = 2.0
+    """Longest wait for one Redis command before the request gets a retry reply."""
+    redis_retry_after: float = 1.0
+    """The ``retryAfter`` cap sent with a request refused because Redis is unreachable."""
+    redis_cutoff: float = 15.0
+    """A node cut off from Redis this long closes its clients with 1013 (go elsewhere)
+    and refuses new ones with HTTP 503 until Redis is back."""
+
     def __post_init__(self) -> None:
         positive = (
             "ping_interval",
@@ -104,6 +123,10 @@ class ServerConfig:
             "max_queued_bytes",
             "header_timeout",
             "max_connections_per_address",
+            "node_ttl",
+            "redis_timeout",
+            "redis_retry_after",
+            "redis_cutoff",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -120,6 +143,8 @@ class ServerConfig:
             value = getattr(self, f.name)
             if f.name in ("secret", "admin_token") and value is not None:
                 value = "***"
+            elif f.name == "redis_url" and value is not None:
+                value = _masked_url(value)
             fields.append(f"{f.name}={value!r}")
         return f"ServerConfig({', '.join(fields)})"
 
@@ -132,3 +157,13 @@ class ServerConfig:
         if self.secret is not None:
             return self
         return self.replace(secret=secrets.token_urlsafe(32))
+
+
+def _masked_url(url: str) -> str:
+    """``url`` without its password (``redis://user:***@host``)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))

@@ -18,7 +18,7 @@ from aiohttp import web
 from .faults import Rejection
 from .peer import QueuedPeer
 
-__all__ = ["bearer_token", "closed_as", "query_token", "refusal", "retry_reason"]
+__all__ = ["bearer_token", "closed_as", "query_token", "refusal", "retry_reason", "unavailable"]
 
 log = logging.getLogger("fake_server.handshake")
 
@@ -55,6 +55,16 @@ def refusal(rejection: Rejection, endpoint: str) -> web.Response:
         headers["Retry-After"] = f"{rejection.retry_after:g}"
     log.info("%s handshake refused with HTTP %d (fault)", endpoint, rejection.status)
     return web.Response(status=rejection.status, headers=headers, text="refused by fault\n")
+
+
+def unavailable(retry_after: float, endpoint: str) -> web.Response:
+    """HTTP 503 to a handshake while the node cannot serve (its Redis is out of reach)."""
+    log.info("%s handshake refused with HTTP 503: shared store unreachable", endpoint)
+    return web.Response(
+        status=503,
+        headers={"Retry-After": f"{max(1, round(retry_after))}"},
+        text="shared store unreachable; try another node\n",
+    )
 
 
 def closed_as(peer: QueuedPeer[Any], otherwise: tuple[int | None, str]) -> tuple[int | None, str]:

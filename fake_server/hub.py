@@ -3,10 +3,15 @@
 An endpoint (raw WebSocket today, Socket.IO later) authenticates a peer, calls
 :meth:`Hub.attach`, feeds it every frame with :meth:`Hub.handle_frame` (or decoded
 requests with :meth:`Hub.handle_request`) and calls :meth:`Hub.detach` once the
-connection is gone.  The hub never awaits: it talks to peers through the :class:`Peer`
-protocol, whose methods only queue work, and schedules timers on a
-:class:`~fake_server.timers.Scheduler`.  The request types themselves are in
-:mod:`fake_server.requests`.
+connection is gone.  The hub talks to peers through the :class:`Peer` protocol, whose
+methods only queue work, and schedules timers on a :class:`~fake_server.timers.Scheduler`.
+The request types themselves are in :mod:`fake_server.requests`.
+
+Shared state (logs, dedupe, presence, rate limits, fan-out) is behind a
+:class:`~fake_server.store.Store`.  With the in-memory store (the default) the hub never
+awaits: every request is carried out inline, as its frame arrives.  With a store that
+waits for Redis, each connection's requests run in order on its
+:class:`~fake_server.lanes.Lane`, so that replies keep the order of the requests.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,8 +31,9 @@ from .envelope import FrameError, Request, error_ack, event, parse_envelope, par
 from .errors import CloseCode, CloseReason, ErrorCode, RequestError
 from .eventlog import LogStore
 from .faults import FaultState
-from .ratelimit import RateLimiter
+from .lanes import Lane, TaskSet
 from .stats import Counters
+from .store import MemoryStore, Store, StoreUnavailable, run_inline
 from .timers import Scheduler, Timer
 
 __all__ = ["Connection", "Hub", "Peer", "inbox_room"]
@@ -39,6 +45,9 @@ BASE_FEATURES = ("token:refresh", "sync")
 
 MAX_BATCH = 100
 """Most requests in one ``batch`` envelope."""
+
+Answer = Callable[[dict[str, Any], "str | None"], None]
+"""Where a request's reply goes: ``answer(envelope, tag)`` (default: the peer's ``send``)."""
 
 
 class Peer(Protocol):
@@ -76,6 +85,8 @@ class Connection:
     token_timers: list[Timer] = field(default_factory=list)
     warned_for: float | None = None
     """``exp`` of the token ``token:expiring`` was sent for (once per token)."""
+    lane: Lane | None = None
+    """Where its requests wait their turn (a store that waits for Redis); else None."""
 
     @property
     def user_id(self) -> str:
@@ -98,6 +109,7 @@ class Hub:
         scheduler: Scheduler,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        storage: Store | None = None,
     ) -> None:
         self.config = config
         self.authority = authority
@@ -106,13 +118,14 @@ class Hub:
         self.scheduler = scheduler
         self.clock = clock
         self.monotonic = monotonic
-        self.limiter = RateLimiter(rate=config.rate_per_second, burst=config.rate_burst)
-        self.ephemeral_limiter = RateLimiter(
-            rate=config.ephemeral_per_second, burst=config.ephemeral_burst
+        self.storage: Store = (
+            storage
+            if storage is not None
+            else MemoryStore(config, clock=clock, monotonic=monotonic)
         )
-        self.query_limiter = RateLimiter(rate=config.query_per_second, burst=config.query_burst)
-        self.store = self._new_store()
-        self.dedupe = self._new_dedupe()
+        self.storage.bind(self)
+        self.tasks = TaskSet()
+        """Lanes and the presence updates of closed connections (a waiting store only)."""
         self.connections: dict[str, Connection] = {}
         self.by_user: dict[str, set[Connection]] = {}
         """Each user's live connections (for per-user limits)."""
@@ -123,23 +136,61 @@ class Hub:
 
     # -- log lifecycle -----------------------------------------------------------------
 
-    def _new_store(self) -> LogStore:
-        return LogStore(
-            max_count=self.config.retention_count, max_age=self.config.retention_seconds
-        )
+    @property
+    def store(self) -> LogStore:
+        """The in-memory logs (an in-memory store only)."""
+        return self._memory().logs
 
-    def _new_dedupe(self) -> DedupeTable:
-        return DedupeTable(ttl=self.config.dedupe_ttl, max_entries=self.config.dedupe_max)
+    @property
+    def dedupe(self) -> DedupeTable:
+        """The in-memory dedupe table (an in-memory store only)."""
+        return self._memory().dedupe
+
+    def _memory(self) -> MemoryStore:
+        if not isinstance(self.storage, MemoryStore):
+            raise AttributeError("the logs are in Redis: use hub.storage")
+        return self.storage
 
     @property
     def epoch(self) -> str:
-        return self.store.epoch
+        return self.storage.epoch
 
-    def reset_log(self) -> None:
+    async def reset_log(self) -> None:
         """Forget every log and the dedupe table: a new epoch, event ids from 1."""
-        self.store = self._new_store()
-        self.dedupe = self._new_dedupe()
-        log.info("event log reset, new epoch %s", self.store.epoch)
+        await self.storage.reset()
+        log.info("event log reset, new epoch %s", self.epoch)
+
+    def take_duplicate(self) -> bool:
+        """Whether the message being committed goes out twice (``duplicate_next_events``)."""
+        if self.faults.take_duplicate():
+            self.counters.bump("events_duplicated")
+            return True
+        return False
+
+    def run(self, conn: Connection, work: Coroutine[Any, Any, None]) -> None:
+        """Carry out ``work`` for ``conn`` after its earlier requests (now, when inline)."""
+        if conn.lane is None:
+            run_inline(work)
+        else:
+            conn.lane.submit(work)
+
+    def backlog(self, conn: Connection) -> Awaitable[None] | None:
+        """Something for the connection's reader to await before it reads more, or None."""
+        lane = conn.lane
+        return lane.wait_room() if lane is not None and lane.full() else None
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Carry out ``work`` that belongs to no connection (now, when inline)."""
+        if self.storage.immediate:
+            run_inline(work)
+        else:
+            self.tasks.spawn(self._logged(work))
+
+    async def _logged(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except StoreUnavailable as exc:
+            log.info("shared store unavailable: %s", exc)
 
     # -- connections -------------------------------------------------------------------
 
@@ -190,7 +241,10 @@ class Hub:
                 },
             )
         )
-        self.join(conn, inbox_room(conn.user_id))
+        if not self.storage.immediate:
+            conn.lane = Lane(self.tasks, conn.client_id)
+        # The inbox is node-local: direct messages reach it through the fan-out.
+        self._join_local(conn, inbox_room(conn.user_id))
         self.arm_token_timers(conn)
         log.info("connected client=%s user=%s", conn.client_id, conn.user_id)
         return conn
@@ -206,8 +260,10 @@ class Hub:
         for timer in conn.token_timers:
             timer.cancel()
         conn.token_timers.clear()
+        if conn.lane is not None:
+            conn.lane.close()
         for room_id in sorted(conn.rooms):
-            self.leave(conn, room_id)
+            self._later(self.leave(conn, room_id))
         self.counters.bump("connections_closed")
         log.info(
             "disconnected client=%s user=%s code=%s reason=%s",
@@ -284,8 +340,13 @@ class Hub:
         return True
 
     def members(self, room_id: str) -> list[str]:
-        """Sorted ids of the users with at least one live connection in the room."""
+        """Sorted ids of the users with a live connection to this node in the room."""
         return sorted({c.user_id for c in self.rooms.get(room_id, ())})
+
+    local_members = members
+
+    def has_members(self, room_id: str) -> bool:
+        return bool(self.rooms.get(room_id))
 
     def user_rooms(self, user_id: str) -> int:
         """Room memberships of the user's connections together, inboxes not counted."""
@@ -295,18 +356,26 @@ class Hub:
     def is_member(self, conn: Connection, room_id: str) -> bool:
         return room_id in conn.rooms
 
-    def join(self, conn: Connection, room_id: str) -> None:
-        """Add ``conn`` to the room; ``user:joined`` goes out on the user's first one."""
+    def _join_local(self, conn: Connection, room_id: str) -> bool | None:
+        """Add ``conn`` to the room here; True: the user's first connection in it on this
+        node, None: ``conn`` was in it already."""
         members = self.rooms.setdefault(room_id, set())
         if conn in members:
-            return
+            return None
         first = all(c.user_id != conn.user_id for c in members)
         members.add(conn)
         conn.rooms.add(room_id)
-        if first and not room_id.startswith("user:"):
-            self._presence("user:joined", room_id, conn.user_id)
+        return first
 
-    def leave(self, conn: Connection, room_id: str) -> None:
+    async def join(self, conn: Connection, room_id: str) -> tuple[list[str], str, int]:
+        """Add ``conn`` to the room; ``user:joined`` goes out on the user's first one.
+
+        Return the room's members, the epoch and the last event id.
+        """
+        first = self._join_local(conn, room_id)
+        return await self.storage.join(room_id, conn.user_id, first=first is True)
+
+    async def leave(self, conn: Connection, room_id: str) -> None:
         """Remove ``conn``; ``user:left`` goes out when the user's last one leaves."""
         members = self.rooms.get(room_id)
         conn.rooms.discard(room_id)
@@ -315,53 +384,64 @@ class Hub:
         members.discard(conn)
         if any(c.user_id == conn.user_id for c in members):
             return
-        self.stop_typing(room_id, conn.user_id)
         if not members:
             del self.rooms[room_id]
-        elif not room_id.startswith("user:"):
-            self._presence("user:left", room_id, conn.user_id)
+        await self.stop_typing(room_id, conn.user_id)
+        await self.storage.leave(room_id, conn.user_id)
 
-    def _presence(self, kind: str, room_id: str, user_id: str) -> None:
-        payload = {"roomId": room_id, "userId": user_id, "timestamp": self.clock()}
-        self.broadcast(room_id, event(kind, payload), skip_user=user_id)
-
-    def broadcast(
+    def deliver(
         self,
         room_id: str,
         envelope: dict[str, Any],
         *,
-        exclude: Connection | None = None,
         skip_user: str | None = None,
+        exclude: str | None = None,
         times: int = 1,
     ) -> None:
-        """Send ``envelope`` ``times`` times to every connection in the room."""
+        """Send ``envelope`` ``times`` times to this node's connections in the room.
+
+        ``exclude`` is a client id, ``skip_user`` a user id not to send to.
+        """
         for conn in self._recipients(room_id):
-            if conn is exclude or conn.user_id == skip_user:
+            if conn.client_id == exclude or conn.user_id == skip_user:
                 continue
             for _ in range(times):
                 conn.peer.send(envelope)
+
+    broadcast = deliver
 
     def _recipients(self, room_id: str) -> Iterable[Connection]:
         # Sorted so that tests and logs see a stable order.
         return sorted(self.rooms.get(room_id, ()), key=lambda c: c.client_id)
 
+    def epoch_changed(self, epoch: str) -> None:
+        """The shared log was lost (a new epoch): every client reconnects and sees a gap."""
+        log.warning("shared event log lost: new epoch %s; closing every client", epoch)
+        self.close_all(CloseCode.SERVICE_RESTART, "new epoch")
+
+    def cut_off(self, retry_after: float) -> None:
+        """The shared store is out of reach for too long: clients should go elsewhere."""
+        log.warning("closing every client: shared store unreachable (retryAfter=%g)", retry_after)
+        self.close_all(CloseCode.TRY_AGAIN_LATER, f"retryAfter={retry_after:g}")
+
     # -- typing ------------------------------------------------------------------------
 
-    def start_typing(self, conn: Connection, room_id: str) -> None:
+    async def start_typing(self, conn: Connection, room_id: str) -> None:
         """Mark the user as typing (other users are told once) and (re)arm the auto-stop."""
         key = (room_id, conn.user_id)
         timer = self.typing.pop(key, None)
         if timer is not None:
             timer.cancel()
-        else:
-            payload = {"roomId": room_id, "userId": conn.user_id}
-            self.broadcast(room_id, event("typing:start", payload), skip_user=conn.user_id)
+        user_id = conn.user_id
         self.typing[key] = self.scheduler.call_later(
             self.config.typing_timeout,
-            lambda: self.stop_typing(room_id, conn.user_id, expired=True),
+            lambda: self._later(self.stop_typing(room_id, user_id, expired=True)),
         )
+        if timer is None:
+            payload = {"roomId": room_id, "userId": user_id}
+            await self.storage.publish(room_id, event("typing:start", payload), skip_user=user_id)
 
-    def stop_typing(self, room_id: str, user_id: str, *, expired: bool = False) -> None:
+    async def stop_typing(self, room_id: str, user_id: str, *, expired: bool = False) -> None:
         """End ``user_id``'s typing in the room (if any) and tell the other users."""
         timer = self.typing.pop((room_id, user_id), None)
         if timer is None:
@@ -369,12 +449,15 @@ class Hub:
         if not expired:
             timer.cancel()
         payload = {"roomId": room_id, "userId": user_id}
-        self.broadcast(room_id, event("typing:stop", payload), skip_user=user_id)
+        await self.storage.publish(room_id, event("typing:stop", payload), skip_user=user_id)
 
     # -- requests ----------------------------------------------------------------------
 
     def handle_frame(self, conn: Connection, data: str | bytes, codec: str = "json") -> None:
         """Parse and carry out one frame from ``conn``; bad input gets an error reply."""
+        self.run(conn, self._frame(conn, data, codec))
+
+    async def _frame(self, conn: Connection, data: str | bytes, codec: str) -> None:
         try:
             request = parse_frame(data, codec)
         except FrameError as exc:
@@ -386,11 +469,11 @@ class Hub:
                 conn.peer.send(event("error", exc.payload()))
             return
         if request.type == "batch":
-            self._handle_batch(conn, request)
+            await self._batch(conn, request)
         else:
-            self.handle_request(conn, request)
+            await self.answer(conn, request)
 
-    def _handle_batch(self, conn: Connection, batch: Request) -> None:
+    async def _batch(self, conn: Connection, batch: Request) -> None:
         """Carry out ``{"type": "batch", "payload": {"items": [envelope, ...]}}`` in order.
 
         Each item is a request of its own, acknowledged on its own; a bad item gets its
@@ -415,24 +498,56 @@ class Hub:
                 else:
                     conn.peer.send(event("error", exc.payload()))
                 continue
-            self.handle_request(conn, request)
+            await self.answer(conn, request)
 
-    def handle_request(self, conn: Connection, request: Request) -> None:
-        """Carry out one decoded request and send its ack, error or nothing."""
+    def handle_request(
+        self, conn: Connection, request: Request, answer: Answer | None = None
+    ) -> None:
+        """Carry out one decoded request and send its ack, error or nothing.
+
+        The reply goes to ``answer(envelope, tag)`` (default: the peer), after the
+        replies to the connection's earlier requests.
+        """
+        self.run(conn, self.answer(conn, request, answer))
+
+    async def answer(self, conn: Connection, request: Request, to: Answer | None = None) -> None:
+        """Carry out ``request`` now and send its reply (to ``to``, default the peer)."""
+        reply = await self.process(conn, request)
+        if reply is not None:
+            envelope, tag = reply
+            if to is None:
+                conn.peer.send(envelope, tag=tag)
+            else:
+                to(envelope, tag)
+
+    async def process(
+        self, conn: Connection, request: Request
+    ) -> tuple[dict[str, Any], str | None] | None:
+        """Carry out one request; return its reply (envelope, queue tag), or None."""
         try:
-            reply = requests.dispatch(self, conn, request)
+            reply = await requests.dispatch_async(self, conn, request)
         except RequestError as exc:
-            self._refuse(conn, request, exc)
-            return
+            return self._refusal(conn, request, exc)
+        except StoreUnavailable as exc:
+            self.counters.bump("store_unavailable")
+            refusal = RequestError(
+                ErrorCode.INTERNAL,
+                "shared store unavailable; send again later",
+                retryAfter=exc.retry_after,
+                reason="STORE_UNAVAILABLE",
+            )
+            return self._refusal(conn, request, refusal)
         except Exception:
             self.counters.bump("errors")
             log.exception("request %s from client=%s failed", request.type, conn.client_id)
-            self._refuse(conn, request, RequestError(ErrorCode.INTERNAL, "internal error"))
-            return
+            return self._refusal(conn, request, RequestError(ErrorCode.INTERNAL, "internal error"))
         if reply is not None and request.id is not None:
-            conn.peer.send(reply, tag=request.type)
+            return reply, request.type
+        return None
 
-    def _refuse(self, conn: Connection, request: Request, exc: RequestError) -> None:
+    def _refusal(
+        self, conn: Connection, request: Request, exc: RequestError
+    ) -> tuple[dict[str, Any], str | None]:
         if exc.code in (ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_TYPE):
             self.counters.bump("bad_requests")
             log.info(
@@ -443,6 +558,5 @@ class Hub:
                 exc.message,
             )
         if request.id is not None:
-            conn.peer.send(error_ack(request.id, exc))
-        else:
-            conn.peer.send(event("error", {**exc.payload(), "requestType": request.type}))
+            return error_ack(request.id, exc), None
+        return event("error", {**exc.payload(), "requestType": request.type}), None

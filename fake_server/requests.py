@@ -1,38 +1,44 @@
 """The request types of the protocol, one function each, and :func:`dispatch`.
 
 A handler validates its payload, raises :class:`~fake_server.errors.RequestError` to
-refuse, and returns the ack envelope to send (``None``: no ack).  Handlers run inside
-the hub and never await.
+refuse, and returns the ack envelope to send (``None``: no ack).  Handlers are
+coroutines because the shared state (:class:`~fake_server.store.Store`) may live in
+Redis; with the in-memory store they never suspend and the hub runs them inline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .auth import AuthFailure
-from .dedupe import Entry, digest
 from .envelope import Request, ack, event, get_int, get_room_id, get_str
 from .errors import ErrorCode, RequestError
-from .ratelimit import RateLimiter
+from .store import Limit, Message, check_same, run_inline
 
 if TYPE_CHECKING:
     from .hub import Connection, Hub
 
 __all__ = ["HANDLERS", "dispatch"]
 
-Handler = Callable[["Hub", "Connection", Request], "dict[str, Any] | None"]
+Reply = dict[str, Any] | None
+Handler = Callable[["Hub", "Connection", Request], Coroutine[Any, Any, Reply]]
 
 
-def dispatch(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
+async def dispatch_async(hub: Hub, conn: Connection, request: Request) -> Reply:
     """Run the handler of ``request.type``; ``UNKNOWN_TYPE`` when there is none."""
     handler = HANDLERS.get(request.type)
     if handler is None:
         raise RequestError(ErrorCode.UNKNOWN_TYPE, f"unknown request type {request.type[:64]!r}")
-    return handler(hub, conn, request)
+    return await handler(hub, conn, request)
 
 
-def _reply(request: Request, payload: dict[str, Any]) -> dict[str, Any] | None:
+def dispatch(hub: Hub, conn: Connection, request: Request) -> Reply:
+    """:func:`dispatch_async`, inline: for a hub on the in-memory store only."""
+    return run_inline(dispatch_async(hub, conn, request))
+
+
+def _reply(request: Request, payload: dict[str, Any]) -> Reply:
     return None if request.id is None else ack(request.id, payload)
 
 
@@ -50,9 +56,9 @@ def _joined_room(hub: Hub, conn: Connection, request: Request) -> str:
     return room_id
 
 
-def _rate_limit(hub: Hub, conn: Connection, limiter: RateLimiter | None = None) -> None:
-    """Take a token from ``limiter`` (default: the messages' one) for the user."""
-    retry_after = (hub.limiter if limiter is None else limiter).take(conn.user_id, hub.monotonic())
+async def _rate_limit(hub: Hub, conn: Connection, limit: Limit = Limit.MESSAGES) -> None:
+    """Take a token from the user's bucket ``limit`` (default: the messages' one)."""
+    retry_after = await hub.storage.take(limit, conn.user_id)
     if retry_after > 0:
         hub.counters.bump("rate_limited")
         raise RequestError(
@@ -78,88 +84,59 @@ def _room_limits(hub: Hub, conn: Connection) -> None:
         )
 
 
-def room_join(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
+async def room_join(hub: Hub, conn: Connection, request: Request) -> Reply:
     room_id = _accessible_room(hub, conn, request)
-    _rate_limit(hub, conn, hub.query_limiter)
+    await _rate_limit(hub, conn, Limit.QUERY)
     if not hub.is_member(conn, room_id):
         _room_limits(hub, conn)
-    hub.join(conn, room_id)
+    members, epoch, last_event_id = await hub.join(conn, room_id)
     return _reply(
         request,
-        {
-            "roomId": room_id,
-            "members": hub.members(room_id),
-            "epoch": hub.epoch,
-            "lastEventId": hub.store.last_event_id(room_id, now=hub.clock()),
-        },
+        {"roomId": room_id, "members": members, "epoch": epoch, "lastEventId": last_event_id},
     )
 
 
-def room_leave(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
+async def room_leave(hub: Hub, conn: Connection, request: Request) -> Reply:
     room_id = get_room_id(request.payload)
-    _rate_limit(hub, conn, hub.query_limiter)
+    await _rate_limit(hub, conn, Limit.QUERY)
     # The inbox membership is implicit and permanent.
     if room_id != f"user:{conn.user_id}":
-        hub.leave(conn, room_id)
+        await hub.leave(conn, room_id)
     return _reply(request, {"roomId": room_id})
 
 
-def room_members(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
+async def room_members(hub: Hub, conn: Connection, request: Request) -> Reply:
     room_id = _accessible_room(hub, conn, request)
-    _rate_limit(hub, conn, hub.query_limiter)
-    return _reply(request, {"roomId": room_id, "members": hub.members(room_id)})
+    await _rate_limit(hub, conn, Limit.QUERY)
+    return _reply(request, {"roomId": room_id, "members": await hub.storage.members(room_id)})
 
 
 # -- messages --------------------------------------------------------------------------------
 
 
-def _commit(
+async def _commit(
     hub: Hub, conn: Connection, request: Request, room_id: str, text: str, kind: str, **extra: str
-) -> dict[str, Any] | None:
-    """Append, broadcast and ack one message; resends are answered from the dedupe table."""
+) -> Reply:
+    """Append, fan out and ack one message; resends are answered with the original ack."""
     assert request.id is not None
-    message_id = request.id
-    now = hub.clock()
-    entry = hub.dedupe.get(conn.user_id, message_id, now=now)
-    if entry is not None:
-        if entry.room_id != room_id or entry.text_digest != digest(text):
-            raise RequestError(
-                ErrorCode.IDEMPOTENCY_CONFLICT,
-                "message id already used for a different message",
-            )
+    message = Message(
+        user_id=conn.user_id,
+        message_id=request.id,
+        room_id=room_id,
+        kind=kind,
+        text=text,
+        extra=tuple(extra.items()),
+        now=hub.clock(),
+    )
+    receipt = await hub.storage.commit(message, duplicate=hub.take_duplicate)
+    if receipt["duplicate"]:
         hub.counters.bump("duplicates")
-        return ack(message_id, {**entry.ack, "duplicate": True})
-    log = hub.store.for_append(room_id, now=now)
-    payload = {
-        "roomId": room_id,
-        "eventId": log.next_event_id(),
-        "epoch": hub.epoch,
-        "messageId": message_id,
-        "from": conn.user_id,
-        **extra,
-        "text": text,
-        "timestamp": now,
-    }
-    log.append(payload)
-    log.prune(now=now, max_count=hub.store.max_count, max_age=hub.store.max_age)
-    receipt = {
-        "roomId": room_id,
-        "eventId": payload["eventId"],
-        "messageId": message_id,
-        "epoch": hub.epoch,
-        "timestamp": now,
-    }
-    hub.dedupe.put(conn.user_id, message_id, Entry(room_id, digest(text), receipt, now))
+        return ack(request.id, receipt)
     hub.counters.bump("messages_committed")
-    times = 1
-    if hub.faults.take_duplicate():
-        hub.counters.bump("events_duplicated")
-        times = 2
-    hub.broadcast(room_id, event(kind, dict(payload)), times=times)
     if hub.faults.take_lost_ack():
         hub.counters.bump("acks_lost")
         return None
-    return ack(message_id, {**receipt, "duplicate": False})
+    return ack(request.id, receipt)
 
 
 def _message_id(request: Request) -> None:
@@ -167,27 +144,35 @@ def _message_id(request: Request) -> None:
         raise RequestError(ErrorCode.BAD_REQUEST, f"{request.type} needs an id (the message id)")
 
 
-def chat_send(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
+async def chat_send(hub: Hub, conn: Connection, request: Request) -> Reply:
     _message_id(request)
+    assert request.id is not None
     room_id = get_room_id(request.payload)
     text = get_str(request.payload, "text", max_length=hub.config.max_text_length)
-    _rate_limit(hub, conn)
-    # A resend is answered before the membership check: after a reconnect the client
-    # may resend before it rejoined, and the answer must still be the original one.
-    if hub.dedupe.get(conn.user_id, request.id or "", now=hub.clock()) is None:
-        _joined_room(hub, conn, request)
-    return _commit(hub, conn, request, room_id, text, "chat:message")
+    await _rate_limit(hub, conn)
+    # A resend is answered before the membership check: after a reconnect (maybe to
+    # another node) the client may resend before it rejoined, and the answer must
+    # still be the original one.
+    if not hub.is_member(conn, room_id):
+        entry = await hub.storage.find(conn.user_id, request.id)
+        if entry is None:
+            _joined_room(hub, conn, request)
+        else:
+            check_same(entry, Message(conn.user_id, request.id, room_id, "", text, (), 0.0))
+            hub.counters.bump("duplicates")
+            return ack(request.id, {**entry.ack, "duplicate": True})
+    return await _commit(hub, conn, request, room_id, text, "chat:message")
 
 
-def dm_send(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
+async def dm_send(hub: Hub, conn: Connection, request: Request) -> Reply:
     _message_id(request)
     to_user = get_str(request.payload, "toUserId", max_length=64)
     text = get_str(request.payload, "text", max_length=hub.config.max_text_length)
-    _rate_limit(hub, conn)
-    return _commit(hub, conn, request, f"user:{to_user}", text, "dm:message", to=to_user)
+    await _rate_limit(hub, conn)
+    return await _commit(hub, conn, request, f"user:{to_user}", text, "dm:message", to=to_user)
 
 
-def sync_messages(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
+async def sync_messages(hub: Hub, conn: Connection, request: Request) -> Reply:
     room_id = _accessible_room(hub, conn, request)
     payload = request.payload
     after = get_int(payload, "lastEventId", default=0)
@@ -198,7 +183,7 @@ def sync_messages(hub: Hub, conn: Connection, request: Request) -> dict[str, Any
     epoch = payload.get("epoch")
     if epoch is not None and not isinstance(epoch, str):
         raise RequestError(ErrorCode.BAD_REQUEST, "epoch must be a string")
-    _rate_limit(hub, conn, hub.query_limiter)
+    await _rate_limit(hub, conn, Limit.QUERY)
     if conn.peer.in_flight("sync:messages") >= cfg.max_syncs_in_flight:
         hub.counters.bump("limited")
         raise RequestError(
@@ -207,18 +192,12 @@ def sync_messages(hub: Hub, conn: Connection, request: Request) -> dict[str, Any
             retryAfter=0.1,
         )
     hub.counters.bump("syncs")
-    page = hub.store.page(
-        room_id,
-        now=hub.clock(),
-        after=after,
-        limit=limit,
-        same_epoch=epoch is None or epoch == hub.epoch,
-    )
+    current, page = await hub.storage.page(room_id, after=after, limit=limit, epoch=epoch)
     return _reply(
         request,
         {
             "roomId": room_id,
-            "epoch": hub.epoch,
+            "epoch": current,
             "events": page.events,
             "more": page.more,
             "truncated": page.truncated,
@@ -230,35 +209,35 @@ def sync_messages(hub: Hub, conn: Connection, request: Request) -> dict[str, Any
 # -- ephemeral events ------------------------------------------------------------------------
 
 
-def typing_start(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
+async def typing_start(hub: Hub, conn: Connection, request: Request) -> Reply:
     room_id = _joined_room(hub, conn, request)
-    _rate_limit(hub, conn, hub.ephemeral_limiter)
-    hub.start_typing(conn, room_id)
+    await _rate_limit(hub, conn, Limit.EPHEMERAL)
+    await hub.start_typing(conn, room_id)
     return _reply(request, {"roomId": room_id})
 
 
-def typing_stop(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
+async def typing_stop(hub: Hub, conn: Connection, request: Request) -> Reply:
     room_id = _joined_room(hub, conn, request)
-    _rate_limit(hub, conn, hub.ephemeral_limiter)
-    hub.stop_typing(room_id, conn.user_id)
+    await _rate_limit(hub, conn, Limit.EPHEMERAL)
+    await hub.stop_typing(room_id, conn.user_id)
     return _reply(request, {"roomId": room_id})
 
 
-def message_read(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
+async def message_read(hub: Hub, conn: Connection, request: Request) -> Reply:
     room_id = _joined_room(hub, conn, request)
     event_id = get_int(request.payload, "eventId", minimum=1)
-    _rate_limit(hub, conn, hub.ephemeral_limiter)
+    await _rate_limit(hub, conn, Limit.EPHEMERAL)
     receipt = {
         "roomId": room_id,
         "eventId": event_id,
         "userId": conn.user_id,
         "timestamp": hub.clock(),
     }
-    hub.broadcast(room_id, event("message:read", receipt), exclude=conn)
+    await hub.storage.publish(room_id, event("message:read", receipt), exclude=conn.client_id)
     return _reply(request, {"roomId": room_id, "eventId": event_id})
 
 
-def ping(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
+async def ping(hub: Hub, conn: Connection, request: Request) -> Reply:
     ts = request.payload.get("ts")
     if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float | str)):
         raise RequestError(ErrorCode.BAD_REQUEST, "ts must be a number or a string")
@@ -267,7 +246,7 @@ def ping(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
     return _reply(request, pong)
 
 
-def token_refresh(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
+async def token_refresh(hub: Hub, conn: Connection, request: Request) -> Reply:
     token = request.payload.get("token")
     if not isinstance(token, str) or not token:
         raise RequestError(ErrorCode.BAD_REQUEST, "token must be a non-empty string")
@@ -282,7 +261,7 @@ def token_refresh(hub: Hub, conn: Connection, request: Request) -> dict[str, Any
     return _reply(request, {"expiresAt": principal.expires_at})
 
 
-def auth_again(hub: Hub, conn: Connection, request: Request) -> dict[str, Any] | None:
+async def auth_again(hub: Hub, conn: Connection, request: Request) -> Reply:
     raise RequestError(
         ErrorCode.BAD_REQUEST, "already authenticated; use token:refresh to replace the token"
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Coroutine, Iterable
 from types import TracebackType
@@ -35,6 +36,7 @@ from .hub import Hub
 from .peer import QueuedPeer
 from .sio_endpoint import SioEndpoint
 from .stats import Counters, LatencyStats
+from .store import Store
 from .timers import Timers
 from .ws_endpoint import WsEndpoint
 
@@ -71,12 +73,19 @@ class FakeServer:
         self._authority = TokenAuthority(self.config.secret, leeway=self.config.token_leeway)
         self._faults = FaultState()
         self._timers = Timers()
+        self.node_id = self.config.node_id or f"n-{secrets.token_hex(4)}"
+        storage: Store | None = None
+        if self.config.redis_url is not None:
+            from .redis_store import RedisStore  # the redis package: the "cluster" extra
+
+            storage = RedisStore(self.config, node_id=self.node_id, counters=self.counters)
         self.hub = Hub(
             self.config,
             authority=self._authority,
             faults=self._faults,
             counters=self.counters,
             scheduler=self._timers,
+            storage=storage,
         )
         ws = WsEndpoint(
             self.hub,
@@ -139,6 +148,11 @@ class FakeServer:
             keepalive_timeout=self.config.header_timeout,
         )
         await runner.setup()
+        try:
+            await self.hub.storage.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
         assert runner.server is not None
         guard(
             runner.server,
@@ -176,6 +190,8 @@ class FakeServer:
         self._timers.cancel_all()
         for endpoint in self._endpoints:
             await endpoint.shutdown()
+        await self.hub.tasks.close()
+        await self.hub.storage.close()
         self._runner = None
         await runner.cleanup()
         log.info("fake_server stopped")
@@ -291,9 +307,17 @@ class FakeServer:
         return self._authority.issue(user_id, now=time.time(), ttl=ttl, roles=roles)
 
     def room_events(self, room_id: str) -> list[dict[str, Any]]:
-        """The room's retained log: ``chat:message`` / ``dm:message`` payloads in order."""
+        """The room's retained log: ``chat:message`` / ``dm:message`` payloads in order.
+
+        In-memory node only; a cluster node reads the shared log with :meth:`read_log`.
+        """
         log_ = self.hub.store.peek(room_id)
         return [] if log_ is None else log_.events()
+
+    async def read_log(self, room_id: str, limit: int = 10_000) -> list[dict[str, Any]]:
+        """The room's retained log (up to ``limit`` events), from whichever store."""
+        _, page = await self.hub.storage.page(room_id, after=0, limit=limit, epoch=None)
+        return page.events
 
     def connection_count(self) -> int:
         """Authenticated connections right now."""
@@ -312,8 +336,8 @@ class FakeServer:
             "status": "draining" if self._faults.draining is not None else "ok",
             "connections": self.connection_count(),
             "rooms": sum(1 for r in self.hub.rooms if not r.startswith("user:")),
-            "storedEvents": self.hub.store.stored_events(),
-            "logs": len(self.hub.store),
+            "node": self.node_id,
+            **self.hub.storage.health(),
             "uptime": round(time.monotonic() - self._started_at, 3),
             "epoch": self.epoch,
             "latency": self.latency.summary(),
@@ -345,7 +369,7 @@ class FakeServer:
             if downtime > 0:
                 await asyncio.sleep(downtime)
             if not keep_log:
-                self.hub.reset_log()
+                await self.hub.reset_log()
             if self._runner is not None:
                 await self._listen()
 

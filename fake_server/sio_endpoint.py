@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -23,7 +23,7 @@ from .auth import AuthFailure, Principal
 from .config import ServerConfig
 from .errors import CloseReason, ErrorCode
 from .faults import FaultState, Rejection
-from .handshake import bearer_token, closed_as, query_token, refusal, retry_reason
+from .handshake import bearer_token, closed_as, query_token, refusal, retry_reason, unavailable
 from .hub import Connection, Hub
 from .peer import QueuedPeer, QueueLimits
 from .sio_engine import EngineWebSocket, SioServer, quiet_logger
@@ -164,6 +164,9 @@ class SioEndpoint:
                 if rejection.status < 1000:
                     return refusal(rejection, "socket.io")
                 request[_REJECTION_KEY] = rejection
+            if (wait := self._hub.storage.available()) is not None:
+                self._counters.bump("handshakes_rejected")
+                return unavailable(wait, "socket.io")
         if not await self._body_arrived(request):
             return web.Response(status=408, text="request body timed out\n")
         response: web.StreamResponse = await self.sio.handle_request(request)
@@ -324,14 +327,16 @@ class SioEndpoint:
 
     # -- events ----------------------------------------------------------------------------
 
-    def _on_event(self, sid: str, ack_id: int | None, data: list[Any]) -> None:
+    def _on_event(self, sid: str, ack_id: int | None, data: list[Any]) -> Awaitable[None] | None:
         entry = self._peers.get(sid)
-        if entry is not None:
-            if entry[0].close_requested is not None:
-                # Not carried out after our close (see WsEndpoint._read_loop).
-                self._counters.bump("frames_after_close")
-                return
-            handle_event(self._hub, entry[0], entry[1], ack_id, data)
+        if entry is None:
+            return None
+        if entry[0].close_requested is not None:
+            # Not carried out after our close (see WsEndpoint._read_loop).
+            self._counters.bump("frames_after_close")
+            return None
+        handle_event(self._hub, entry[0], entry[1], ack_id, data)
+        return self._hub.backlog(entry[1])
 
     # -- faults ------------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from .stats import LatencyStats
 
 __all__ = ["EngineWebSocket", "SioServer", "quiet_logger"]
 
-EventHandler = Callable[[str, "int | None", list[Any]], None]
+EventHandler = Callable[[str, "int | None", list[Any]], "Awaitable[None] | None"]
 
 
 def quiet_logger(name: str) -> logging.Logger:
@@ -44,7 +44,8 @@ def quiet_logger(name: str) -> logging.Logger:
 class SioServer(socketio.AsyncServer):  # type: ignore[misc]
     """``socketio.AsyncServer`` whose events go to one synchronous callback.
 
-    ``on_event(sid, ack_id, data)`` gets ``data = [event name, *arguments]`` and
+    ``on_event(sid, ack_id, data)`` may return an awaitable: the reader awaits it before
+    it reads the next packet (backpressure).  It gets ``data = [event name, *arguments]`` and
     ``ack_id`` (``None`` when the client gave no callback).  Acks are sent by
     :meth:`send_ack`, never from a handler's return value.
     """
@@ -60,7 +61,9 @@ class SioServer(socketio.AsyncServer):  # type: ignore[misc]
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
         if sid is None or not self.manager.is_connected(sid, namespace):
             return
-        self._on_event(sid, id, data if isinstance(data, list) else [data])
+        backlog = self._on_event(sid, id, data if isinstance(data, list) else [data])
+        if backlog is not None:  # the connection's requests wait for Redis: read no more
+            await backlog
 
     async def send_ack(self, eio_sid: str, ack_id: int, payload: dict[str, Any]) -> None:
         pkt = self.packet_class(sio_packet.ACK, namespace="/", id=ack_id, data=[payload])

@@ -22,9 +22,8 @@ import enum
 import json
 import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .errors import CloseReason
@@ -35,6 +34,8 @@ from .stats import Counters
 __all__ = ["AckTarget", "SioLink", "SioPeer", "close_payload"]
 
 log = logging.getLogger("fake_server.sio")
+
+Answer = Callable[[dict[str, Any], "str | None"], None]
 
 AckTarget = int | None | list[dict[str, Any]]
 """Where the reply to the request being handled goes: a Socket.IO ack id, ``None``
@@ -106,14 +107,6 @@ class _Outgoing:
     code: int = 0
 
 
-@dataclass(slots=True)
-class _Answering:
-    request_id: str | None
-    request_type: str
-    target: AckTarget
-    answered: bool = field(default=False)
-
-
 def _size(payload: Any) -> int:
     """The payload's JSON size; ``ValueError`` when it is not strict JSON."""
     return len(json.dumps(payload, separators=(",", ":"), allow_nan=False))
@@ -148,7 +141,6 @@ class SioPeer(QueuedPeer[_Outgoing]):
         self.sid = sid
         self.eio_sid = eio_sid
         self._link = link
-        self._answering: _Answering | None = None
 
     def __repr__(self) -> str:
         return f"SioPeer({self.remote}, sid={self.sid}, close_requested={self.close_requested})"
@@ -159,24 +151,24 @@ class SioPeer(QueuedPeer[_Outgoing]):
         if not self.open:
             return
         kind = envelope.get("type")
-        if kind == "ack":
-            self._route_ack(envelope)
+        if kind == "ack":  # replies go through answer_to()
+            log.debug("dropping an ack sent outside a request for %s", self.sid)
         else:
             payload = envelope.get("payload", {})
             self._put(_Outgoing(_Kind.EVENT, name=str(kind), payload=payload), _size(payload))
 
     # -- requests and their replies -----------------------------------------------------
 
-    @contextmanager
-    def answering(
-        self, request_id: str | None, request_type: str, target: AckTarget
-    ) -> Iterator[None]:
-        """While the hub handles one request, route its ack envelope to ``target``."""
-        self._answering = _Answering(request_id, request_type, target)
-        try:
-            yield
-        finally:
-            self._answering = None
+    def answer_to(self, target: AckTarget, request_type: str) -> Answer:
+        """Where the hub sends the reply to one request: its ack goes to ``target``."""
+
+        def answer(envelope: dict[str, Any], tag: str | None) -> None:
+            if envelope.get("type") == "ack":
+                self.reply(target, request_type, envelope.get("payload", {}))
+            else:
+                self.send(envelope)
+
+        return answer
 
     def reply(self, target: AckTarget, request_type: str, payload: dict[str, Any]) -> None:
         """Deliver a request's reply (the raw ack payload) to ``target``."""
@@ -189,14 +181,6 @@ class SioPeer(QueuedPeer[_Outgoing]):
         elif not payload.get("success", False):
             error = payload.get("error", {})
             self.send({"type": "error", "payload": {**error, "requestType": request_type}})
-
-    def _route_ack(self, envelope: dict[str, Any]) -> None:
-        current = self._answering
-        if current is None or current.answered or envelope.get("id") != current.request_id:
-            log.debug("dropping an unexpected ack for %s", self.sid)
-            return
-        current.answered = True
-        self.reply(current.target, current.request_type, envelope.get("payload", {}))
 
     # -- QueuedPeer ----------------------------------------------------------------------
 

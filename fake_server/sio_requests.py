@@ -44,7 +44,7 @@ def handle_event(
             raise _bad("the event name must be a non-empty string")
         request = decode(name, data[1:], ack_id)
         if name == "sync:messages" and "rooms" in request.payload:
-            _sync_rooms(hub, peer, conn, request, ack_id)
+            hub.run(conn, _sync_rooms(hub, peer, conn, _room_requests(hub, request), ack_id))
             return
     except RequestError as exc:
         hub.counters.bump("bad_requests")
@@ -52,8 +52,7 @@ def handle_event(
         log.info("refused %r from %s: %s %s", shown, peer.sid, exc.code.value, exc.message)
         peer.reply(ack_id, shown, {"success": False, "error": exc.payload()})
         return
-    with peer.answering(request.id, request.type, ack_id):
-        hub.handle_request(conn, request)
+    hub.handle_request(conn, request, peer.answer_to(ack_id, request.type))
 
 
 def decode(name: str, args: list[Any], ack_id: int | None) -> Request:
@@ -87,10 +86,8 @@ def decode(name: str, args: list[Any], ack_id: int | None) -> Request:
     return Request(type=name, id=request_id, payload=payload)
 
 
-def _sync_rooms(
-    hub: Hub, peer: SioPeer, conn: Connection, request: Request, ack_id: int | None
-) -> None:
-    """The seed's ``sync:messages {lastEventId, rooms: [...]}``: one reply per room."""
+def _room_requests(hub: Hub, request: Request) -> list[Request]:
+    """The seed's ``sync:messages {lastEventId, rooms: [...]}`` as one request per room."""
     rooms = request.payload["rooms"]
     if (
         not isinstance(rooms, list)
@@ -98,11 +95,11 @@ def _sync_rooms(
         or not all(isinstance(r, str) for r in rooms)
     ):
         raise _bad(f"rooms must be a list of 1 to {MAX_SYNC_ROOMS} room ids")
-    replies: dict[str, Any] = {}
     # One reply for all the rooms: they share one page, so that it is no bigger than a
     # single room's (the bounded outgoing queue lets one oversized item through).
     cfg = hub.config
     share = max(1, cfg.sync_page_max // len(rooms))
+    out = []
     for room_id in rooms:
         sub: dict[str, Any] = {"roomId": room_id, "limit": min(cfg.sync_page_default, share)}
         for key in ("lastEventId", "epoch", "limit"):
@@ -114,8 +111,16 @@ def _sync_rooms(
         limit = sub["limit"]
         if isinstance(limit, int) and not isinstance(limit, bool) and limit > share:
             sub["limit"] = share  # a page cut short says so: ``more: true``
-        collected: list[dict[str, Any]] = []
-        with peer.answering("sync", "sync:messages", collected):
-            hub.handle_request(conn, Request("sync:messages", "sync", sub))
-        replies[room_id] = collected[0] if collected else None
+        out.append(Request("sync:messages", "sync", sub))
+    return out
+
+
+async def _sync_rooms(
+    hub: Hub, peer: SioPeer, conn: Connection, per_room: list[Request], ack_id: int | None
+) -> None:
+    """Answer the rooms' syncs together: ``{success, rooms: {roomId: reply}}``."""
+    replies: dict[str, Any] = {}
+    for request in per_room:
+        reply = await hub.process(conn, request)
+        replies[request.payload["roomId"]] = reply[0].get("payload") if reply else None
     peer.reply(ack_id, "sync:messages", {"success": True, "rooms": replies})

@@ -22,7 +22,7 @@ from .auth import AuthFailure, Principal
 from .config import ServerConfig
 from .errors import CloseCode, CloseReason
 from .faults import FaultState
-from .handshake import bearer_token, closed_as, query_token, refusal, retry_reason
+from .handshake import bearer_token, closed_as, query_token, refusal, retry_reason, unavailable
 from .hub import BASE_FEATURES, Connection, Hub
 from .peer import QueuedPeer, QueueLimits
 from .stats import Counters, LatencyStats
@@ -122,6 +122,9 @@ class WsEndpoint:
         if rejection is not None and rejection.status < 1000:
             self._counters.bump("handshakes_rejected")
             return refusal(rejection, "websocket")
+        if (wait := self._hub.storage.available()) is not None:
+            self._counters.bump("handshakes_rejected")
+            return unavailable(wait, "websocket")
         cfg = self._config
         ws = web.WebSocketResponse(
             autoping=False,
@@ -231,6 +234,9 @@ class WsEndpoint:
                 self._counters.bump("frames_after_close")
                 continue
             self._hub.handle_frame(conn, frame.data, peer.codec)
+            # A connection whose requests wait for Redis reads no more until they move.
+            if (backlog := self._hub.backlog(conn)) is not None:
+                await backlog
             # Frames already buffered are returned without a suspension point: yield,
             # so that one flooding connection cannot starve the others.
             await asyncio.sleep(0)

@@ -1,0 +1,196 @@
+"""Fan-out on a cluster node: Redis pub/sub to this node's own connections, in order.
+
+Every commit script publishes its event on one channel inside the same atomic step
+that appends it (:mod:`fake_server.redis_scripts`), so the channel carries each room's
+events in event-id order, and pub/sub keeps that order on each subscriber's connection:
+every node delivers a room's events in the same order, with contiguous ids.
+
+Pub/sub forgets what it publishes while a subscriber is away (a Redis restart, a cut
+link).  The reader therefore remembers, for each room with members on this node, the
+last event id it delivered; after it subscribes again it reads what it missed from
+the room's log (a stream), and a message whose id skips ahead makes it read the hole
+first.  Nothing committed is skipped on the way to a live member, and nothing is sent
+twice (an id at or below the last delivered one is dropped).
+
+:meth:`Fanout.wait_delivered` lets a commit hold its ack until this node delivered the
+event, so the sender sees its own ``chat:message`` before the ack, as on one node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .config import ServerConfig
+from .lanes import TaskSet
+from .store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from .redis_store import RedisStore
+
+__all__ = ["UNREACHABLE", "Fanout"]
+
+log = logging.getLogger("fake_server.redis")
+
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+"""What an unreachable (restarting, partitioned) Redis raises; ``BusyLoadingError`` is a
+``ConnectionError``."""
+
+RESUBSCRIBE_CAP = 1.0
+"""Longest wait between two attempts to subscribe again (seconds)."""
+
+
+class Fanout:
+    """The node's subscriber: see the module docstring."""
+
+    def __init__(self, store: RedisStore, config: ServerConfig) -> None:
+        self._store = store
+        self._config = config
+        self._delivered: dict[str, int] = {}
+        """Room -> the last event id delivered here (rooms with members on this node)."""
+        self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
+        self._ready: asyncio.Event | None = None
+        self.subscribed = False
+
+    async def start(self, tasks: TaskSet) -> None:
+        """Subscribe (the node must not take clients before); then read in a task of ``tasks``."""
+        self._ready = asyncio.Event()
+        reader = tasks.spawn(self._run(), name=f"fanout {self._store.node_id}")
+        ready = asyncio.ensure_future(self._ready.wait())
+        try:
+            await asyncio.wait({reader, ready}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        if reader.done():
+            reader.result()
+
+    # -- what the store tells it ------------------------------------------------------------
+
+    def joined(self, room_id: str, last_event_id: int) -> None:
+        """A member here joined the room at ``last_event_id`` (its baseline)."""
+        self._delivered.setdefault(room_id, last_event_id)
+
+    def left(self, room_id: str) -> None:
+        if not self._store.local.has_members(room_id):
+            self._delivered.pop(room_id, None)
+
+    def reset(self) -> None:
+        """A new epoch: event ids start again."""
+        self._delivered.clear()
+        for waiters in self._waiters.values():
+            for _, future in waiters:
+                if not future.done():
+                    future.set_result(None)
+        self._waiters.clear()
+
+    async def wait_delivered(self, room_id: str, event_id: int, epoch: str) -> None:
+        """Return once this node handled event ``event_id`` of the room (bounded wait)."""
+        if self._delivered.get(room_id, 0) >= event_id and epoch == self._store.epoch:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(room_id, []).append((event_id, future))
+        try:
+            async with asyncio.timeout(self._config.redis_timeout):
+                await future
+        except TimeoutError:
+            log.info(
+                "fan-out of %s #%d not seen within %.3fs",
+                room_id,
+                event_id,
+                self._config.redis_timeout,
+            )
+        finally:
+            waiters = self._waiters.get(room_id)
+            if waiters is not None:
+                waiters[:] = [(i, f) for i, f in waiters if f is not future]
+                if not waiters:
+                    del self._waiters[room_id]
+
+    # -- the reader ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = 0.05
+        while True:
+            pubsub: PubSub = self._store.redis.pubsub()
+            try:
+                await pubsub.subscribe(self._store.channel)
+                await self._catch_up()
+                self.subscribed = True
+                if self._ready is not None:
+                    self._ready.set()
+                delay = 0.05
+                while True:
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=self._config.redis_timeout
+                    )
+                    if message is not None and message.get("type") == "message":
+                        await self._handle(message["data"])
+            except (*UNREACHABLE, StoreUnavailable) as exc:
+                self._lost(exc)
+            finally:
+                self.subscribed = False
+                try:
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                except Exception:  # the connection is gone already
+                    log.debug("closing the pub/sub connection failed", exc_info=True)
+            await asyncio.sleep(delay)
+            delay = min(RESUBSCRIBE_CAP, delay * 2)
+
+    def _lost(self, exc: BaseException) -> None:
+        self._store.reach.failed(exc)
+        log.debug("fan-out subscription lost: %s", exc)
+
+    async def _catch_up(self) -> None:
+        """Deliver what each room with members here missed while we were away."""
+        for room_id, last in list(self._delivered.items()):
+            await self._fill(room_id, last, None)
+
+    async def _fill(self, room_id: str, after: int, before: int | None) -> None:
+        """Deliver the room's logged events with ids in (``after``, ``before``)."""
+        for kind, raw in await self._store.events_after(room_id, after, before):
+            self._store.counters.bump("fanout_fills")
+            payload = json.loads(raw)
+            envelope = {"type": kind, "payload": payload}
+            self._deliver_event(room_id, int(payload["eventId"]), envelope, 1)
+
+    async def _handle(self, data: bytes) -> None:
+        head, _, body = data.partition(b"\n")
+        header = json.loads(head)
+        envelope: dict[str, Any] = json.loads(body)
+        if header[0] == "E":
+            _, room_id, event_id, times, epoch = header
+            if epoch != self._store.epoch:
+                # Another node saw a new epoch first: adopt it (our clients reconnect).
+                await self._store.epoch_seen(epoch)
+                return
+            last = self._delivered.get(room_id)
+            if last is not None and event_id > last + 1:
+                await self._fill(room_id, last, event_id)
+            self._deliver_event(room_id, event_id, envelope, times)
+        else:
+            _, room_id, skip_user, exclude = header
+            self._store.local.deliver(
+                room_id, envelope, skip_user=skip_user or None, exclude=exclude or None
+            )
+
+    def _deliver_event(
+        self, room_id: str, event_id: int, envelope: dict[str, Any], times: int
+    ) -> None:
+        last = self._delivered.get(room_id)
+        if last is not None and event_id <= last:
+            return  # delivered already (a hole filled from the log)
+        local = self._store.local
+        if local.has_members(room_id):
+            local.deliver(room_id, envelope, times=times)
+            self._delivered[room_id] = event_id
+        waiters = self._waiters.get(room_id)
+        if waiters:
+            for wanted, future in waiters:
+                if wanted <= event_id and not future.done():
+                    future.set_result(None)

@@ -1,0 +1,218 @@
+"""The Lua scripts of a cluster node: each one is one atomic step in Redis.
+
+Keys (``P`` is ``ServerConfig.redis_prefix``; see ``docs/cluster.md``):
+
+``P:epoch``                 the epoch of every log (a string; missing: the data set was lost)
+``P:seq:ROOM``              the room's last event id (INCR)
+``P:log:ROOM``              the room's log: a stream, entry id ``<eventId>-0``, fields
+                            ``t`` (wall-clock seconds), ``p`` (the event payload, JSON)
+                            and ``k`` (the event name)
+``P:dd:USER:MSGID``         the dedupe entry of a committed message (expires: ``dedupe_ttl``)
+``P:pres:ROOM``             presence: a set of ``NODE|USER``
+``P:noderooms:NODE``        the rooms where NODE has presence entries
+``P:node:NODE``             NODE is alive while this key exists (heartbeat, ``node_ttl``)
+``P:nodes``                 every node that ever registered (swept when dead)
+``P:rl:KIND:USER``          a token bucket (``tokens``, ``ts``), expires when full
+channel ``P:fanout``        every event for every room, in commit order
+
+A fan-out message is a JSON header line, ``\\n``, then the envelope (JSON):
+``["E", room, eventId, times, epoch]`` for a logged event, ``["P", room, skipUser,
+excludeClientId]`` for one that is not logged (presence, typing, receipts).
+
+Node ids must not contain ``|``; user ids may (the first ``|`` splits).
+"""
+
+from __future__ import annotations
+
+__all__ = ["COMMIT", "ENSURE_EPOCH", "JOIN", "LEAVE", "MEMBERS", "PAGE", "RATE", "SWEEP"]
+
+_PRUNE = """
+local function prune(stream, now, max_count, max_age)
+  redis.call('XTRIM', stream, 'MAXLEN', max_count)
+  local horizon = now - max_age
+  while true do
+    local batch = redis.call('XRANGE', stream, '-', '+', 'COUNT', 64)
+    if #batch == 0 then return end
+    for _, entry in ipairs(batch) do
+      if tonumber(entry[2][2]) >= horizon then
+        redis.call('XTRIM', stream, 'MINID', entry[1])
+        return
+      end
+    end
+    local n = tonumber(string.match(batch[#batch][1], '^(%d+)'))
+    redis.call('XTRIM', stream, 'MINID', (n + 1) .. '-0')
+  end
+end
+"""
+
+_LIVE = """
+local function live_users(key, prefix)
+  local users, alive = {}, {}
+  for _, m in ipairs(redis.call('SMEMBERS', key)) do
+    local sep = string.find(m, '|', 1, true)
+    if sep then
+      local node = string.sub(m, 1, sep - 1)
+      if alive[node] == nil then
+        alive[node] = redis.call('EXISTS', prefix .. ':node:' .. node) == 1
+      end
+      if alive[node] then users[string.sub(m, sep + 1)] = true end
+    end
+  end
+  return users
+end
+"""
+
+COMMIT = (
+    _PRUNE
+    + """
+-- KEYS: epoch, dedupe, seq, log
+-- ARGV: 1 epoch, 2 room, 3 text digest, 4 payload before the id, 5 payload after it,
+--       6 now, 7 max count, 8 max age, 9 dedupe ttl (ms), 10 channel, 11 times,
+--       12 event name (JSON string), 13 room (JSON string), 14 epoch (JSON string),
+--       15 event name
+local cur = redis.call('GET', KEYS[1])
+if cur ~= ARGV[1] then return {'EPOCH', cur or ''} end
+local seen = redis.call('GET', KEYS[2])
+if seen then return {'DUP', seen} end
+local id = redis.call('INCR', KEYS[3])
+local payload = ARGV[4] .. id .. ARGV[5]
+redis.call('XADD', KEYS[4], id .. '-0', 't', ARGV[6], 'p', payload, 'k', ARGV[15])
+prune(KEYS[4], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]))
+redis.call('SET', KEYS[2], ARGV[2] .. '\\n' .. ARGV[3] .. '\\n' .. id .. '\\n' .. ARGV[6]
+  .. '\\n' .. ARGV[1], 'PX', ARGV[9])
+local header = '["E",' .. ARGV[13] .. ',' .. id .. ',' .. ARGV[11] .. ',' .. ARGV[14] .. ']'
+redis.call('PUBLISH', ARGV[10],
+  header .. '\\n{"type":' .. ARGV[12] .. ',"payload":' .. payload .. '}')
+return {'OK', tostring(id)}
+"""
+)
+
+PAGE = (
+    _PRUNE
+    + """
+-- KEYS: epoch, seq, log
+-- ARGV: 1 epoch, 2 after, 3 limit, 4 now, 5 max count, 6 max age, 7 cursor epoch ('' none)
+local cur = redis.call('GET', KEYS[1])
+if cur ~= ARGV[1] then return {'EPOCH', cur or ''} end
+prune(KEYS[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local dropped = last
+local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)
+if #first > 0 then dropped = tonumber(string.match(first[1][1], '^(%d+)')) - 1 end
+local after = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+local truncated = (ARGV[7] ~= '' and ARGV[7] ~= cur) or after < dropped
+local start = after
+if truncated then start = 0 end
+local entries = redis.call('XRANGE', KEYS[3], (start + 1) .. '-0', '+', 'COUNT', limit + 1)
+local more = 0
+if #entries > limit then more = 1 end
+local out = {'OK', tostring(last), truncated and 1 or 0, more}
+for i = 1, math.min(#entries, limit) do out[#out + 1] = entries[i][2][4] end
+return out
+"""
+)
+
+JOIN = (
+    _LIVE
+    + """
+-- KEYS: epoch, presence, node's rooms, seq
+-- ARGV: 1 epoch, 2 node, 3 user, 4 first ('1': record presence), 5 prefix, 6 channel,
+--       7 the user:joined message, 8 room
+local cur = redis.call('GET', KEYS[1])
+if cur ~= ARGV[1] then return {'EPOCH', cur or ''} end
+local users = live_users(KEYS[2], ARGV[5])
+if ARGV[4] == '1' then
+  redis.call('SADD', KEYS[2], ARGV[2] .. '|' .. ARGV[3])
+  redis.call('SADD', KEYS[3], ARGV[8])
+  if not users[ARGV[3]] then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
+  users[ARGV[3]] = true
+end
+local out = {'OK', redis.call('GET', KEYS[4]) or '0'}
+for user in pairs(users) do out[#out + 1] = user end
+return out
+"""
+)
+
+LEAVE = (
+    _LIVE
+    + """
+-- KEYS: presence
+-- ARGV: 1 node, 2 user, 3 prefix, 4 channel, 5 the user:left message ('': none)
+redis.call('SREM', KEYS[1], ARGV[1] .. '|' .. ARGV[2])
+local users = live_users(KEYS[1], ARGV[3])
+if not users[ARGV[2]] and ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+return 1
+"""
+)
+
+MEMBERS = (
+    _LIVE
+    + """
+-- KEYS: presence; ARGV: 1 prefix
+local out = {}
+for user in pairs(live_users(KEYS[1], ARGV[1])) do out[#out + 1] = user end
+return out
+"""
+)
+
+SWEEP = (
+    _LIVE
+    + """
+-- Forget the presence of dead nodes; tell the rooms about users who are gone.
+-- KEYS: nodes; ARGV: 1 prefix, 2 channel, 3 now
+local swept = 0
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. ':node:' .. node) == 0 then
+    local rooms_key = ARGV[1] .. ':noderooms:' .. node
+    for _, room in ipairs(redis.call('SMEMBERS', rooms_key)) do
+      local key = ARGV[1] .. ':pres:' .. room
+      local gone = {}
+      for _, m in ipairs(redis.call('SMEMBERS', key)) do
+        if string.sub(m, 1, #node + 1) == node .. '|' then
+          redis.call('SREM', key, m)
+          gone[#gone + 1] = string.sub(m, #node + 2)
+        end
+      end
+      local users = live_users(key, ARGV[1])
+      for _, user in ipairs(gone) do
+        if not users[user] and string.sub(room, 1, 5) ~= 'user:' then
+          local header = cjson.encode({'P', room, user, ''})
+          local payload = '{"roomId":' .. cjson.encode(room) .. ',"userId":' .. cjson.encode(user)
+            .. ',"timestamp":' .. ARGV[3] .. '}'
+          redis.call('PUBLISH', ARGV[2],
+            header .. '\\n{"type":"user:left","payload":' .. payload .. '}')
+        end
+      end
+    end
+    redis.call('DEL', rooms_key)
+    redis.call('SREM', KEYS[1], node)
+    swept = swept + 1
+  end
+end
+return swept
+"""
+)
+
+RATE = """
+-- A token bucket on Redis's clock (every node agrees on it).
+-- KEYS: bucket; ARGV: 1 rate (tokens/s), 2 burst
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local h = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(h[1]) or burst
+local ts = tonumber(h[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
+return tostring(wait)
+"""
+
+ENSURE_EPOCH = """
+-- KEYS: epoch; ARGV: 1 a new epoch, used only when there is none (a fresh data set)
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+"""

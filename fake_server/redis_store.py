@@ -1,0 +1,470 @@
+"""A cluster node's shared state in Redis: :class:`RedisStore` (``FakeServer(redis_url=...)``).
+
+Every node on one Redis shares each room's log and epoch, the dedupe table, presence,
+rate limits and fan-out.  Each step that must be atomic is one Lua script
+(:mod:`fake_server.redis_scripts`); events reach each node's own connections through
+:class:`~fake_server.redis_fanout.Fanout` (pub/sub, in commit order).  The design, the
+keys and the failure behaviour are in ``docs/cluster.md``.
+
+Errors of the ``redis`` package never leave this module and the fan-out: an unreachable
+Redis is :class:`~fake_server.store.StoreUnavailable` (the request gets a retry reply),
+logged once per episode and counted (``/health``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from . import redis_scripts as scripts
+from .config import ServerConfig
+from .dedupe import Entry, digest
+from .eventlog import SyncPage, new_epoch
+from .lanes import TaskSet
+from .redis_fanout import UNREACHABLE, Fanout
+from .stats import Counters
+from .store import Limit, Local, Message, StoreUnavailable, check_same, presence_event, receipt
+
+__all__ = ["RedisStore"]
+
+log = logging.getLogger("fake_server.redis")
+
+
+CLUSTER_COUNTERS = (
+    "store_unavailable",
+    "redis_errors",
+    "redis_outages",
+    "redis_cutoffs",
+    "epoch_changes",
+    "fanout_fills",
+)
+"""Counters a cluster node adds to ``/health`` (an in-memory node has none of them)."""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+class _Reach:
+    """Whether Redis answers: one log line per episode, counts for ``/health``."""
+
+    def __init__(self, counters: Counters, clock: Callable[[], float]) -> None:
+        self._counters = counters
+        self._clock = clock
+        self.down_since: float | None = None
+        self.episodes = 0
+        self.cut_off = False
+
+    def failed(self, exc: BaseException) -> None:
+        self._counters.bump("redis_errors")
+        if self.down_since is None:
+            self.down_since = self._clock()
+            self.episodes += 1
+            self._counters.bump("redis_outages")
+            log.warning("redis unreachable: %s (retrying in the background)", exc or type(exc))
+
+    def ok(self) -> None:
+        if self.down_since is not None:
+            log.warning("redis reachable again after %.3fs", self._clock() - self.down_since)
+            self.down_since = None
+            self.cut_off = False
+
+    def down_for(self) -> float:
+        return 0.0 if self.down_since is None else self._clock() - self.down_since
+
+
+class RedisStore:
+    """The :class:`~fake_server.store.Store` of a cluster node; see the module docstring."""
+
+    immediate = False
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        node_id: str,
+        counters: Counters,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if "|" in node_id or not node_id:
+            raise ValueError("a node id must be non-empty and must not contain '|'")
+        assert config.redis_url is not None
+        self._config = config
+        self.node_id = node_id
+        self._counters = counters
+        for name in CLUSTER_COUNTERS:
+            counters.setdefault(name, 0)
+        self._clock = clock
+        self._p = config.redis_prefix
+        self.channel = f"{self._p}:fanout"
+        self._redis = aioredis.Redis.from_url(
+            config.redis_url,
+            socket_timeout=config.redis_timeout,
+            socket_connect_timeout=config.redis_timeout,
+            # One more try on a fresh connection (the old one may be dead after a
+            # Redis restart); no waiting between: the request gets a retry reply instead.
+            retry=Retry(NoBackoff(), 1),
+            client_name=f"rtclient-{node_id}",
+        )
+        self._scripts = {
+            name: self._redis.register_script(getattr(scripts, name))
+            for name in ("COMMIT", "PAGE", "JOIN", "LEAVE", "MEMBERS", "SWEEP", "RATE")
+        }
+        self._ensure_epoch = self._redis.register_script(scripts.ENSURE_EPOCH)
+        self._epoch = ""
+        self._local: Local | None = None
+        self.reach = _Reach(counters, monotonic)
+        self._tasks = TaskSet()
+        self.fanout = Fanout(self, config)
+        self._epoch_lock = asyncio.Lock()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> str:
+        return self._epoch
+
+    @property
+    def local(self) -> Local:
+        assert self._local is not None, "bind() the store first"
+        return self._local
+
+    @property
+    def counters(self) -> Counters:
+        return self._counters
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._redis
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self._p, *parts))
+
+    def bind(self, local: Local) -> None:
+        self._local = local
+
+    async def start(self) -> None:
+        """Register the node, learn the epoch, subscribe; raise when Redis is unreachable."""
+        try:
+            async with asyncio.timeout(self._config.redis_timeout * 2):
+                self._epoch = await self._heartbeat_once()
+        except UNREACHABLE as exc:
+            await self._redis.aclose()
+            raise ConnectionError(f"cannot reach redis: {exc}") from exc
+        await self.fanout.start(self._tasks)
+        self._tasks.spawn(self._heartbeat(), name=f"redis-heartbeat {self.node_id}")
+        log.info("node %s joined the cluster (epoch %s)", self.node_id, self._epoch)
+
+    async def close(self) -> None:
+        """Stop the heartbeat and the fan-out; leave the cluster when Redis answers."""
+        await self._tasks.close()
+        try:
+            async with asyncio.timeout(self._config.redis_timeout):
+                # Our members leave with the node (the sweep tells their rooms).
+                await self._redis.delete(self.key("node", self.node_id))
+                await self._scripts["SWEEP"](
+                    keys=[self.key("nodes")], args=[self._p, self.channel, repr(self._clock())]
+                )
+        except UNREACHABLE:
+            pass
+        await self._redis.aclose()
+
+    # -- calls ---------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def calling(self) -> AsyncIterator[None]:
+        """Map an unreachable Redis to :class:`StoreUnavailable` (and track the outage)."""
+        try:
+            async with asyncio.timeout(self._config.redis_timeout):
+                yield
+        except UNREACHABLE as exc:
+            self.reach.failed(exc)
+            raise StoreUnavailable("redis unreachable", self.retry_after()) from exc
+        self.reach.ok()
+
+    def retry_after(self) -> float:
+        """The hint for a refused request: the outage so far, at least 0.1 s, capped."""
+        cap = self._config.redis_retry_after
+        return round(min(cap, max(0.1, self.reach.down_for())), 3)
+
+    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        async with self.calling():
+            reply = await self._scripts[name](keys=keys, args=args)
+        if isinstance(reply, list) and reply and reply[0] == b"EPOCH":
+            await self.epoch_seen(reply[1].decode())
+            raise StoreUnavailable("the shared log changed epoch", self.retry_after())
+        return reply
+
+    # -- epoch and heartbeat ----------------------------------------------------------------
+
+    async def _heartbeat_once(self) -> str:
+        """Refresh this node's liveness; return the epoch (a new one on a fresh data set)."""
+        cfg = self._config
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(self.key("node", self.node_id), "1", px=int(cfg.node_ttl * 1000), get=True)
+        pipe.sadd(self.key("nodes"), self.node_id)
+        was_alive, _ = await pipe.execute()
+        epoch = await self._ensure_epoch(keys=[self.key("epoch")], args=[new_epoch()])
+        if was_alive is None and self._epoch:
+            # The cluster took us for dead (or lost its data): our members come back.
+            await self._reassert_presence()
+        return str(epoch.decode())
+
+    async def _reassert_presence(self) -> None:
+        hub_rooms = getattr(self._local, "rooms", {})
+        pipe = self._redis.pipeline(transaction=False)
+        for room_id, conns in hub_rooms.items():
+            if room_id.startswith("user:"):
+                continue
+            for user_id in {c.user_id for c in conns}:
+                pipe.sadd(self.key("pres", room_id), f"{self.node_id}|{user_id}")
+            pipe.sadd(self.key("noderooms", self.node_id), room_id)
+        await pipe.execute()
+
+    async def _heartbeat(self) -> None:
+        cfg = self._config
+        period = cfg.node_ttl / 3
+        while True:
+            await asyncio.sleep(period)
+            try:
+                async with self.calling():
+                    epoch = await self._heartbeat_once()
+                    await self._scripts["SWEEP"](
+                        keys=[self.key("nodes")], args=[self._p, self.channel, repr(self._clock())]
+                    )
+                await self.epoch_seen(epoch)
+            except StoreUnavailable:
+                if self.reach.down_for() >= cfg.redis_cutoff and not self.reach.cut_off:
+                    self.reach.cut_off = True
+                    self._counters.bump("redis_cutoffs")
+                    self.local.cut_off(self._config.redis_retry_after)
+
+    async def epoch_seen(self, epoch: str) -> None:
+        """Redis holds ``epoch`` (empty: none, the data set was lost): adopt a new one."""
+        if epoch == self._epoch:
+            return
+        async with self._epoch_lock:
+            if epoch == self._epoch:
+                return
+            if not epoch:
+                async with self.calling():
+                    raw = await self._ensure_epoch(keys=[self.key("epoch")], args=[new_epoch()])
+                epoch = raw.decode()
+                if epoch == self._epoch:
+                    return
+            old, self._epoch = self._epoch, epoch
+            self._counters.bump("epoch_changes")
+            log.warning("epoch %s -> %s: the shared log was lost or reset", old, epoch)
+            self.fanout.reset()
+            self.local.epoch_changed(epoch)
+
+    def available(self) -> float | None:
+        if self.reach.cut_off:
+            return self._config.redis_retry_after
+        return None
+
+    # -- the Store interface ------------------------------------------------------------------
+
+    async def take(self, limit: Limit, user_id: str) -> float:
+        cfg = self._config
+        rate, burst = {
+            Limit.MESSAGES: (cfg.rate_per_second, cfg.rate_burst),
+            Limit.EPHEMERAL: (cfg.ephemeral_per_second, cfg.ephemeral_burst),
+            Limit.QUERY: (cfg.query_per_second, cfg.query_burst),
+        }[limit]
+        reply = await self._script("RATE", [self.key("rl", limit.value, user_id)], [rate, burst])
+        return float(reply)
+
+    async def find(self, user_id: str, message_id: str) -> Entry | None:
+        async with self.calling():
+            raw: Any = await self._redis.get(self.key("dd", user_id, message_id))
+        return None if raw is None else self._entry(raw, message_id)
+
+    @staticmethod
+    def _entry(raw: bytes, message_id: str) -> Entry:
+        room_id, text_digest, event_id, stored_at, epoch = raw.decode().split("\n")
+        ack = receipt(room_id, int(event_id), message_id, epoch, float(stored_at))
+        return Entry(room_id, bytes.fromhex(text_digest), ack, float(stored_at))
+
+    async def commit(
+        self, message: Message, *, duplicate: Callable[[], bool] = lambda: False
+    ) -> dict[str, Any]:
+        cfg = self._config
+        room_id = message.room_id
+        epoch = self._epoch
+        # The payload around its event id, which the script fills in.
+        marker = -(2**52)
+        pre, post = _dumps(message.payload(marker, epoch)).split(str(marker))
+        times = 2 if duplicate() else 1
+        reply = await self._script(
+            "COMMIT",
+            [
+                self.key("epoch"),
+                self.key("dd", message.user_id, message.message_id),
+                self.key("seq", room_id),
+                self.key("log", room_id),
+            ],
+            [
+                epoch,
+                room_id,
+                digest(message.text).hex(),
+                pre,
+                post,
+                repr(message.now),
+                cfg.retention_count,
+                repr(cfg.retention_seconds),
+                int(cfg.dedupe_ttl * 1000),
+                self.channel,
+                times,
+                _dumps(message.kind),
+                _dumps(room_id),
+                _dumps(epoch),
+                message.kind,
+            ],
+        )
+        if reply[0] == b"DUP":
+            entry = self._entry(reply[1], message.message_id)
+            check_same(entry, message)
+            return {**entry.ack, "duplicate": True}
+        event_id = int(reply[1])
+        # Our own connections see the event before the ack (as on a single node).
+        await self.fanout.wait_delivered(room_id, event_id, epoch)
+        return {
+            **receipt(room_id, event_id, message.message_id, epoch, message.now),
+            "duplicate": False,
+        }
+
+    async def page(
+        self, room_id: str, *, after: int, limit: int, epoch: str | None
+    ) -> tuple[str, SyncPage]:
+        cfg = self._config
+        current = self._epoch
+        reply = await self._script(
+            "PAGE",
+            [self.key("epoch"), self.key("seq", room_id), self.key("log", room_id)],
+            [
+                current,
+                after,
+                limit,
+                repr(self._clock()),
+                cfg.retention_count,
+                repr(cfg.retention_seconds),
+                epoch or "",
+            ],
+        )
+        events = [json.loads(raw) for raw in reply[4:]]
+        page = SyncPage(
+            events=events,
+            more=bool(reply[3]),
+            truncated=bool(reply[2]),
+            last_event_id=int(reply[1]),
+        )
+        return current, page
+
+    async def events_after(
+        self, room_id: str, after: int, before: int | None
+    ) -> list[tuple[str, bytes]]:
+        """(event name, raw payload) of the room's logged events in (``after``, ``before``)."""
+        end = "+" if before is None else f"{before - 1}-0"
+        if before is not None and before - 1 <= after:
+            return []
+        async with self.calling():
+            entries: Any = await self._redis.xrange(self.key("log", room_id), f"{after + 1}-0", end)
+        return [(fields[b"k"].decode(), fields[b"p"]) for _, fields in entries]
+
+    async def join(self, room_id: str, user_id: str, *, first: bool) -> tuple[list[str], str, int]:
+        epoch = self._epoch
+        record = first and not room_id.startswith("user:")
+        joined = presence_event("user:joined", room_id, user_id, self._clock())
+        reply = await self._script(
+            "JOIN",
+            [
+                self.key("epoch"),
+                self.key("pres", room_id),
+                self.key("noderooms", self.node_id),
+                self.key("seq", room_id),
+            ],
+            [
+                epoch,
+                self.node_id,
+                user_id,
+                "1" if record else "0",
+                self._p,
+                self.channel,
+                self._message(room_id, joined, skip_user=user_id),
+                room_id,
+            ],
+        )
+        last = int(reply[1])
+        self.fanout.joined(room_id, last)
+        users = {raw.decode() for raw in reply[2:]} | set(self.local.local_members(room_id))
+        return sorted(users), epoch, last
+
+    async def leave(self, room_id: str, user_id: str) -> None:
+        message = ""
+        if not room_id.startswith("user:"):
+            left = presence_event("user:left", room_id, user_id, self._clock())
+            message = self._message(room_id, left, skip_user=user_id)
+        self.fanout.left(room_id)
+        await self._script(
+            "LEAVE",
+            [self.key("pres", room_id)],
+            [self.node_id, user_id, self._p, self.channel, message],
+        )
+
+    async def members(self, room_id: str) -> list[str]:
+        reply = await self._script("MEMBERS", [self.key("pres", room_id)], [self._p])
+        return sorted({raw.decode() for raw in reply} | set(self.local.local_members(room_id)))
+
+    def _message(
+        self,
+        room_id: str,
+        envelope: dict[str, Any],
+        *,
+        skip_user: str | None = None,
+        exclude: str | None = None,
+    ) -> str:
+        return _dumps(["P", room_id, skip_user or "", exclude or ""]) + "\n" + _dumps(envelope)
+
+    async def publish(
+        self,
+        room_id: str,
+        envelope: dict[str, Any],
+        *,
+        skip_user: str | None = None,
+        exclude: str | None = None,
+    ) -> None:
+        message = self._message(room_id, envelope, skip_user=skip_user, exclude=exclude)
+        async with self.calling():
+            await self._redis.publish(self.channel, message)
+
+    async def reset(self) -> None:
+        """A new epoch for the whole cluster: every log and dedupe entry is dropped."""
+        async with self.calling():
+            for pattern in ("seq:*", "log:*", "dd:*"):
+                async for key in self._redis.scan_iter(match=self.key(pattern), count=500):
+                    await self._redis.unlink(key)
+            epoch = new_epoch()
+            await self._redis.set(self.key("epoch"), epoch)
+        await self.epoch_seen(epoch)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "redis": {
+                "reachable": self.reach.down_since is None,
+                "downFor": round(self.reach.down_for(), 3),
+                "outages": self.reach.episodes,
+                "cutOff": self.reach.cut_off,
+                "subscribed": self.fanout.subscribed,
+            }
+        }

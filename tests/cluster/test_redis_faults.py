@@ -1,0 +1,124 @@
+"""Nodes through Redis restarts, a lost data set, an unreachable Redis and a dead node."""
+
+from __future__ import annotations
+
+import pytest
+
+from rtclient.testing import wait_until
+from rtclient.testing.proxy import FaultProxy
+from rtclient.testing.redis_server import RedisServer
+
+from ..server.conftest import Connect
+from .conftest import MakeNode
+
+pytestmark = pytest.mark.cluster
+
+
+async def test_a_redis_restart_that_keeps_its_data_keeps_the_epoch_and_the_log(
+    make_node: MakeNode, connect: Connect, redis: RedisServer
+) -> None:
+    one, two = await make_node(), await make_node()
+    alice, bob = await connect(one, "alice"), await connect(two, "bob")
+    await alice.join("lobby")
+    await bob.join("lobby")
+    await alice.say("lobby", "before", id="m1")
+    await bob.expect("chat:message")
+    epoch = one.epoch
+    await redis.restart(keep_data=True)
+    # The next request may meet the restart: a retry reply, never a lost message.
+    ack = await alice.request("chat:send", {"roomId": "lobby", "text": "after"}, id="m2")
+    if not ack["success"]:
+        assert ack["error"]["code"] == "INTERNAL" and ack["error"]["retryAfter"] <= 0.5
+        ack = await alice.say("lobby", "after", id="m2")
+    assert ack["eventId"] == 2 and ack["epoch"] == epoch
+    got = await bob.expect("chat:message")
+    assert (got["eventId"], got["text"], got["epoch"]) == (2, "after", epoch)
+    assert one.epoch == two.epoch == epoch
+    page = await bob.ok("sync:messages", {"roomId": "lobby", "lastEventId": 0, "epoch": epoch})
+    assert [e["text"] for e in page["events"]] == ["before", "after"] and not page["truncated"]
+    assert one.counters["epoch_changes"] == two.counters["epoch_changes"] == 0
+
+
+async def test_a_lost_redis_data_set_is_a_new_epoch_on_every_node(
+    make_node: MakeNode, connect: Connect, redis: RedisServer
+) -> None:
+    one, two = await make_node(), await make_node()
+    alice, bob = await connect(one, "alice"), await connect(two, "bob")
+    await alice.join("lobby")
+    await bob.join("lobby")
+    await alice.say("lobby", "lost", id="m1")
+    old = one.epoch
+    await redis.restart(keep_data=False)
+    # Every node notices (heartbeat), agrees on one new epoch and sends its clients
+    # away with 1012 so that they reconnect and see the gap.
+    assert await alice.closed() == (1012, "new epoch")
+    assert await bob.closed() == (1012, "new epoch")
+    await wait_until(lambda: one.epoch == two.epoch != old, timeout=3.0)
+    again = await connect(two, "alice")
+    assert again.welcome["epoch"] == one.epoch
+    await again.join("lobby")
+    page = await again.ok("sync:messages", {"roomId": "lobby", "lastEventId": 1, "epoch": old})
+    assert page["truncated"] is True and page["events"] == [] and page["epoch"] != old
+    ack = await again.say("lobby", "fresh", id="m1")  # the dedupe table went with the log
+    assert (ack["eventId"], ack["duplicate"]) == (1, False)
+
+
+async def test_an_unreachable_redis_gets_retry_replies_then_the_node_recovers(
+    redis: RedisServer, make_node: MakeNode, connect: Connect
+) -> None:
+    async with FaultProxy(upstream=("127.0.0.1", redis.port)) as proxy:
+        node = await make_node(redis_url=f"redis://127.0.0.1:{proxy.port}/0", redis_cutoff=30.0)
+        other = await make_node()
+        alice, bob = await connect(node, "alice"), await connect(other, "bob")
+        await alice.join("lobby")
+        await bob.join("lobby")
+        await proxy.down()
+        for n in range(3):
+            ack = await alice.request("chat:send", {"roomId": "lobby", "text": "x"}, id=f"m{n}")
+            assert ack["success"] is False
+            error = ack["error"]
+            assert error["code"] == "INTERNAL" and error["reason"] == "STORE_UNAVAILABLE"
+            assert 0.1 <= error["retryAfter"] <= 0.5
+        assert node.counters["store_unavailable"] == 3
+        assert node.counters["redis_outages"] == 1  # one episode, logged once
+        health = node.health()["redis"]
+        assert health["reachable"] is False and health["outages"] == 1
+        await proxy.up()
+        await wait_until(lambda: node.health()["redis"]["subscribed"], timeout=3.0)
+        for n in range(3):
+            await alice.say("lobby", "x", id=f"m{n}")
+        assert [e["messageId"] for e in await other.read_log("lobby")] == ["m0", "m1", "m2"]
+        assert [(await bob.expect("chat:message"))["messageId"] for _ in range(3)] == [
+            "m0",
+            "m1",
+            "m2",
+        ]
+        assert node.health()["redis"]["reachable"] is True
+
+
+async def test_a_node_cut_off_from_redis_dies_for_the_cluster_and_sends_its_clients_away(
+    redis: RedisServer, make_node: MakeNode, connect: Connect
+) -> None:
+    async with FaultProxy(upstream=("127.0.0.1", redis.port)) as proxy:
+        lost = await make_node(redis_url=f"redis://127.0.0.1:{proxy.port}/0")
+        alive = await make_node()
+        alice, bob = await connect(alive, "alice"), await connect(lost, "bob")
+        await alice.join("lobby")
+        await bob.join("lobby")
+        await alice.expect("user:joined")
+        await proxy.down()
+        # Its heartbeat stops: within node_ttl the others take its members for gone.
+        left = await alice.expect("user:left", timeout=3.0)
+        assert left["userId"] == "bob"
+        assert (await alice.ok("room:members", {"roomId": "lobby"}))["members"] == ["alice"]
+        # Past redis_cutoff the node closes its clients: go elsewhere, retry later.
+        assert await bob.closed(timeout=5.0) == (1013, "retryAfter=0.5")
+        assert lost.counters["redis_cutoffs"] == 1
+        # New clients are refused while the node is cut off.
+        with pytest.raises(Exception, match="503"):
+            await connect(lost, "carol")
+        await proxy.up()
+        await wait_until(lambda: lost.health()["redis"]["reachable"], timeout=3.0)
+        carol = await connect(lost, "carol")
+        await carol.join("lobby")
+        assert (await alice.expect("user:joined"))["userId"] == "carol"
