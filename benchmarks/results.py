@@ -179,6 +179,9 @@ class ScaleRun:
     delivered: int = 0
     anomalies: dict[str, int] = field(default_factory=dict)
     announced_gaps: int = 0
+    gap_reasons: dict[str, int] = field(default_factory=dict)
+    join_retries: int = 0
+    """Joins at the start refused with INTERNAL ("send again later") and retried."""
     not_connected_at_end: int = 0
     settle_seconds: float = 0.0
     """From the senders' stop until every client was CONNECTED with an empty outbox."""

@@ -26,13 +26,14 @@ import os
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from rtclient.testing.chaos import Report, check
-from rtclient.testing.chaos.history import History, Record
+from rtclient.testing.chaos.history import Announced, History, Record
 
 from .context import Context
 from .harness import ROOT, BenchError, percentile
@@ -58,6 +59,8 @@ class Settings:
     settle: float = 60.0
     connect_concurrency: int = 50
     seed: int = 1
+    logs: Path | None = None
+    """Keep the nodes' logs in this folder (``node-<i>.log``)."""
 
 
 class LoadProcess:
@@ -118,7 +121,7 @@ async def run(settings: Settings, say: Callable[[str], None] = print) -> ScaleRu
     s = settings
     tag = f"s{uuid.uuid4().hex[:6]}"
     figures = ScaleRun(clients=s.clients, nodes=s.nodes, load_before=_load())
-    nodes: Nodes = NODE_KINDS[s.nodes]()
+    nodes: Nodes = NODE_KINDS[s.nodes](s.logs)
     procs: list[LoadProcess] = []
     began = time.monotonic()
     try:
@@ -145,7 +148,8 @@ async def run(settings: Settings, say: Callable[[str], None] = print) -> ScaleRu
             first += count
         figures.processes = len(procs)
         ready = await asyncio.gather(*(p.expect("READY", 60 + s.clients / 5) for p in procs))
-        figures.connect_seconds = max(float(r) for r in ready)
+        figures.connect_seconds = max(float(r.split()[0]) for r in ready)
+        figures.join_retries = sum(int(r.split()[1]) for r in ready)
         say(
             f"  {s.clients} clients in {len(procs)} processes connected in "
             f"{figures.connect_seconds:.1f} s"
@@ -183,6 +187,7 @@ async def run(settings: Settings, say: Callable[[str], None] = print) -> ScaleRu
     figures.sent, figures.acked, figures.delivered = report.sent, report.acked, report.delivered
     figures.anomalies = report.counts()
     figures.announced_gaps = report.gaps
+    figures.gap_reasons = dict(Counter(r.reason for r in records if isinstance(r, Announced)))
     found = recovery(records)
     figures.outages = len(found.outages)
     figures.times = found.times
@@ -210,8 +215,10 @@ def describe(r: ScaleRun) -> str:
         f"never {r.never}, with a gap {r.with_gap}; sent {r.sent} acked {r.acked} "
         f"delivered {r.delivered}; lost {a.get('lost', 0)} duplicated "
         f"{a.get('duplicated', 0)} reordered {a.get('reordered', 0)} unannounced gaps "
-        f"{a.get('unannounced_gaps', 0)} unacked {a.get('unacked', 0)}; announced gaps "
-        f"{r.announced_gaps}; node restarts {', '.join(f'{t:.2f}' for t in r.node_restarts)} s; "
+        f"{a.get('unannounced_gaps', 0)} unacked {a.get('unacked', 0)} failed sends "
+        f"{a.get('failed', 0)}; announced gaps {r.announced_gaps} {r.gap_reasons}; "
+        f"joins retried at the start {r.join_retries}; node restarts "
+        f"{', '.join(f'{t:.2f}' for t in r.node_restarts)} s; "
         f"load {r.load_before:.2f} -> {r.load_after:.2f}; {r.seconds:.0f} s (settled in "
         f"{r.settle_seconds:.1f} s, caught up and closed in {r.catch_up_seconds:.1f} s)"
     )
@@ -267,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--tail", type=float, default=5.0)
     parser.add_argument("--json", action="store_true", help="print each run's figures")
+    parser.add_argument("--logs", type=Path, help="keep the nodes' logs in this folder")
     args = parser.parse_args(argv)
     runs: list[ScaleRun] = []
     for _ in range(args.repeats):
@@ -279,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                 rate=args.rate,
                 warmup=args.warmup,
                 tail=args.tail,
+                logs=args.logs,
             )
             got = asyncio.run(run(settings))
             runs.append(got)

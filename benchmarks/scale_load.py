@@ -30,6 +30,7 @@ import time
 from typing import Any, TypedDict
 
 from rtclient import Client
+from rtclient.errors import RequestRejected
 from rtclient.events import ConnectionState
 from rtclient.testing.chaos.history import Delivered, History, Record
 
@@ -38,6 +39,8 @@ from .scale_metrics import Head, encode, heads
 from .server import die_with_parent, raise_nofile
 
 __all__ = ["LoadSpec", "main", "rooms_of"]
+
+JOIN_ATTEMPTS = 8
 
 
 class LoadSpec(TypedDict):
@@ -93,6 +96,8 @@ class Load:
         self.last: dict[tuple[str, str], tuple[str | None, int]] = {}
         """Each client's last delivered (epoch, event id) per room."""
         self.history.listeners.append(self._seen)
+        self.join_retries = 0
+        """Joins the server refused with INTERNAL ("send again later") and were retried."""
 
     def _seen(self, record: Record) -> None:
         if isinstance(record, Delivered):
@@ -112,12 +117,24 @@ class Load:
             async with gate:
                 await client.connect()
                 for room in self.rooms[name]:
-                    await client.join(room)
+                    await self._join(client, room)
                     self.history.joined(name, room, 0, None)
 
         async with asyncio.TaskGroup() as group:
             for i in range(spec["first"], spec["first"] + spec["count"]):
                 group.create_task(one(i))
+
+    async def _join(self, client: Client, room: str) -> None:
+        """``client.join(room)``, again after a rejection that says "later" (counted)."""
+        for attempt in range(JOIN_ATTEMPTS):
+            try:
+                await client.join(room)
+                return
+            except RequestRejected as exc:
+                if exc.code != "INTERNAL" or attempt == JOIN_ATTEMPTS - 1:
+                    raise
+                self.join_retries += 1
+                await asyncio.sleep(self.rng.uniform(0.5, 1.5) * 0.2 * 2**attempt)
 
     async def send(self, stop: asyncio.Event) -> None:
         """Every client sends to its first room at ``rate``/s until ``stop``."""
@@ -197,7 +214,7 @@ async def _run(spec: LoadSpec) -> None:
     try:
         began = time.monotonic()
         await load.connect()
-        _say(f"READY {time.monotonic() - began:.3f}")
+        _say(f"READY {time.monotonic() - began:.3f} {load.join_retries}")
         if await _line(reader) != "go":
             raise SystemExit("scale_load: expected 'go'")
         stop = asyncio.Event()

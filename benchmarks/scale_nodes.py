@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 __all__ = ["NODE_KINDS", "Nodes", "ServeNodes"]
@@ -48,12 +49,14 @@ class ServeNodes:
     table and fan-out; without, a node's log dies with its process.
     """
 
-    def __init__(self, nodes: int, *, redis: bool) -> None:
+    def __init__(self, nodes: int, *, redis: bool, log_dir: Path | None = None) -> None:
         from rtclient.testing.cluster import Cluster
 
         # 1,000 clients from one loopback address, all on one node at the worst moment.
         args = ["--max-connections-per-address", "100000"]
-        self.cluster = Cluster(nodes, redis=redis, redis_proxies=False, node_args=args)
+        self.cluster = Cluster(
+            nodes, redis=redis, redis_proxies=False, node_args=args, log_dir=log_dir
+        )
 
     @property
     def urls(self) -> list[str]:
@@ -81,7 +84,8 @@ class ServeNodes:
         await self.cluster.aclose()
 
 
-NODE_KINDS: dict[str, Callable[[], Nodes]] = {
-    "single": lambda: ServeNodes(1, redis=False),
-    "cluster": lambda: ServeNodes(3, redis=True),
+NODE_KINDS: dict[str, Callable[[Path | None], Nodes]] = {
+    "single": lambda logs: ServeNodes(1, redis=False, log_dir=logs),
+    "cluster": lambda logs: ServeNodes(3, redis=True, log_dir=logs),
 }
+"""By name: a function of the folder that keeps the nodes' logs (None: not kept)."""
