@@ -180,6 +180,8 @@ class ScaleRun:
     anomalies: dict[str, int] = field(default_factory=dict)
     announced_gaps: int = 0
     gap_reasons: dict[str, int] = field(default_factory=dict)
+    missed_under_gaps: int = 0
+    """(message, member) pairs never delivered where a gap was announced instead."""
     join_retries: int = 0
     """Joins at the start refused with INTERNAL ("send again later") and retried."""
     not_connected_at_end: int = 0

@@ -40,7 +40,7 @@ from .harness import ROOT, BenchError, percentile
 from .report import scale_table
 from .results import Row, ScaleDetails, ScaleRun, at_most
 from .scale_load import LoadSpec
-from .scale_metrics import Head, decode, merge, recovery
+from .scale_metrics import Head, decode, merge, recovery, undelivered
 from .scale_nodes import NODE_KINDS, Nodes
 
 __all__ = ["Settings", "case", "main", "run"]
@@ -187,6 +187,7 @@ async def run(settings: Settings, say: Callable[[str], None] = print) -> ScaleRu
     figures.sent, figures.acked, figures.delivered = report.sent, report.acked, report.delivered
     figures.anomalies = report.counts()
     figures.announced_gaps = report.gaps
+    figures.missed_under_gaps = undelivered(records) - report.counts()["lost"]
     figures.gap_reasons = dict(Counter(r.reason for r in records if isinstance(r, Announced)))
     found = recovery(records)
     figures.outages = len(found.outages)
@@ -216,7 +217,8 @@ def describe(r: ScaleRun) -> str:
         f"delivered {r.delivered}; lost {a.get('lost', 0)} duplicated "
         f"{a.get('duplicated', 0)} reordered {a.get('reordered', 0)} unannounced gaps "
         f"{a.get('unannounced_gaps', 0)} unacked {a.get('unacked', 0)} failed sends "
-        f"{a.get('failed', 0)}; announced gaps {r.announced_gaps} {r.gap_reasons}; "
+        f"{a.get('failed', 0)}; announced gaps {r.announced_gaps} {r.gap_reasons}, "
+        f"deliveries missed under them {r.missed_under_gaps}; "
         f"joins retried at the start {r.join_retries}; node restarts "
         f"{', '.join(f'{t:.2f}' for t in r.node_restarts)} s; "
         f"load {r.load_before:.2f} -> {r.load_after:.2f}; {r.seconds:.0f} s (settled in "

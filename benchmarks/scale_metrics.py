@@ -55,6 +55,7 @@ __all__ = [
     "merge",
     "outages",
     "recovery",
+    "undelivered",
 ]
 
 _TYPES: dict[str, type[Any]] = {
@@ -231,6 +232,29 @@ def outages(records: Sequence[Record]) -> list[Outage]:
             i += 1
     found.sort(key=lambda o: o.lost_at)
     return found
+
+
+def undelivered(records: Iterable[Record]) -> int:
+    """(message, member) pairs acknowledged and never delivered, announced gap or not.
+
+    The checker does not count a message as lost when a gap told the member it cannot
+    be replayed; this counts it still: what the members missed, whatever they were told.
+    """
+    members: dict[str, set[str]] = defaultdict(set)
+    got: set[tuple[str, str]] = set()
+    acked: dict[str, str] = {}
+    for r in records:
+        if isinstance(r, Joined):
+            members[r.room].add(r.client)
+        elif isinstance(r, Delivered) and r.message_id is not None:
+            got.add((r.client, r.message_id))
+        elif isinstance(r, Acked):
+            acked.setdefault(r.message_id, r.room)
+    return sum(
+        (member, message_id) not in got
+        for message_id, room in acked.items()
+        for member in members[room]
+    )
 
 
 def recovery(records: Sequence[Record]) -> Recovery:

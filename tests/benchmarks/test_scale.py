@@ -9,7 +9,15 @@ import pytest
 
 from benchmarks import suite
 from benchmarks.scale_load import rooms_of
-from benchmarks.scale_metrics import decode, encode, heads, merge, outages, recovery
+from benchmarks.scale_metrics import (
+    decode,
+    encode,
+    heads,
+    merge,
+    outages,
+    recovery,
+    undelivered,
+)
 from rtclient.events import ConnectionState as S
 from rtclient.testing.chaos.history import (
     Acked,
@@ -37,7 +45,7 @@ def _back(client: str, at: float) -> list[StateMoved]:
 
 def _acked(room: str, event_id: int, at: float, text: str = "") -> Acked:
     text = text or f"other:{event_id}"
-    return Acked("other", room, text, f"m-{text}", event_id, E, False, at)
+    return Acked("other", room, text, f"m-{event_id}", event_id, E, False, at)
 
 
 def _got(client: str, room: str, event_id: int, at: float) -> Delivered:
@@ -192,3 +200,17 @@ def test_the_quick_scale_case_recovers_every_client_and_loses_nothing(
     out = capsys.readouterr().out
     assert "--check: 0 of 1 targets missed" in out
     assert "30 outages of 30 clients" in out
+
+
+def test_undelivered_counts_what_a_gap_excused_too() -> None:
+    records = [
+        Joined("c", "r", 0, None, 0.0),
+        Joined("d", "r", 0, None, 0.0),
+        _acked("r", 1, 1.0),
+        _acked("r", 2, 2.0),
+        _got("c", "r", 1, 1.1),
+        _got("c", "r", 2, 2.1),
+        _got("d", "r", 1, 1.2),
+        Announced("d", "r", "unavailable", 1, E, E, 3, 2.5),  # d never gets #2
+    ]
+    assert undelivered(records) == 1
