@@ -166,6 +166,8 @@ class ScaleRun:
     node_restarts: list[float] = field(default_factory=list)
     """Seconds each node took from the restart order to healthy again."""
     restart_seconds: float = 0.0
+    failed_drains: list[str] = field(default_factory=list)
+    """Nodes still running 20 s after SIGTERM (SIGKILLed), and why."""
     outages: int = 0
     clients_disrupted: int = 0
     times: list[float] = field(default_factory=list)

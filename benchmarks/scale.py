@@ -60,6 +60,8 @@ class Settings:
     connect_concurrency: int = 50
     seed: int = 1
     logs: Path | None = None
+    redis_query: str = ""
+    """Added to the nodes' Redis URL: the redis client's options (``max_connections=N``)."""
     """Keep the nodes' logs in this folder (``node-<i>.log``)."""
 
 
@@ -121,7 +123,7 @@ async def run(settings: Settings, say: Callable[[str], None] = print) -> ScaleRu
     s = settings
     tag = f"s{uuid.uuid4().hex[:6]}"
     figures = ScaleRun(clients=s.clients, nodes=s.nodes, load_before=_load())
-    nodes: Nodes = NODE_KINDS[s.nodes](s.logs)
+    nodes: Nodes = NODE_KINDS[s.nodes](s.logs, s.redis_query)
     procs: list[LoadProcess] = []
     began = time.monotonic()
     try:
@@ -161,6 +163,7 @@ async def run(settings: Settings, say: Callable[[str], None] = print) -> ScaleRu
         restart_began = time.monotonic()
         figures.node_restarts = await nodes.rolling_restart(say)
         figures.restart_seconds = time.monotonic() - restart_began
+        figures.failed_drains = list(nodes.failed_drains)
         await asyncio.sleep(s.tail)  # traffic goes on while the clients recover
         for p in procs:
             p.tell("stop")
@@ -219,6 +222,7 @@ def describe(r: ScaleRun) -> str:
         f"{a.get('unannounced_gaps', 0)} unacked {a.get('unacked', 0)} failed sends "
         f"{a.get('failed', 0)}; announced gaps {r.announced_gaps} {r.gap_reasons}, "
         f"deliveries missed under them {r.missed_under_gaps}; "
+        f"drains that did not end {len(r.failed_drains)}; "
         f"joins retried at the start {r.join_retries}; node restarts "
         f"{', '.join(f'{t:.2f}' for t in r.node_restarts)} s; "
         f"load {r.load_before:.2f} -> {r.load_after:.2f}; {r.seconds:.0f} s (settled in "
@@ -277,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tail", type=float, default=5.0)
     parser.add_argument("--json", action="store_true", help="print each run's figures")
     parser.add_argument("--logs", type=Path, help="keep the nodes' logs in this folder")
+    parser.add_argument(
+        "--redis-query",
+        default="",
+        help="options for the nodes' redis client, as a URL query (max_connections=1000)",
+    )
     args = parser.parse_args(argv)
     runs: list[ScaleRun] = []
     for _ in range(args.repeats):
@@ -290,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
                 warmup=args.warmup,
                 tail=args.tail,
                 logs=args.logs,
+                redis_query=args.redis_query,
             )
             got = asyncio.run(run(settings))
             runs.append(got)

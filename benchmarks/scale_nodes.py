@@ -17,7 +17,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+from rtclient.testing.cluster import Cluster, NodeFailed
 
 __all__ = ["NODE_KINDS", "Nodes", "ServeNodes"]
 
@@ -39,6 +41,24 @@ class Nodes(Protocol):
 
     async def stop(self) -> None: ...
 
+    @property
+    def failed_drains(self) -> list[str]:
+        """Nodes that did not finish their drain (SIGKILLed instead), and why."""
+        ...
+
+
+class _Cluster(Cluster):
+    """A Cluster whose nodes get ``?<redis_query>`` on their ``--redis`` URL (the redis
+    client's own options, e.g. ``max_connections=1000``: its pool holds 100 by default)."""
+
+    def __init__(self, *args: Any, redis_query: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._redis_query = redis_query
+
+    def redis_url(self, i: int) -> str | None:
+        url = super().redis_url(i)
+        return f"{url}?{self._redis_query}" if url and self._redis_query else url
+
 
 class ServeNodes:
     """``rtclient serve`` node processes (``rtclient.testing.Cluster``), with or without Redis.
@@ -49,14 +69,21 @@ class ServeNodes:
     table and fan-out; without, a node's log dies with its process.
     """
 
-    def __init__(self, nodes: int, *, redis: bool, log_dir: Path | None = None) -> None:
-        from rtclient.testing.cluster import Cluster
-
+    def __init__(
+        self, nodes: int, *, redis: bool, log_dir: Path | None = None, redis_query: str = ""
+    ) -> None:
         # 1,000 clients from one loopback address, all on one node at the worst moment.
         args = ["--max-connections-per-address", "100000"]
-        self.cluster = Cluster(
-            nodes, redis=redis, redis_proxies=False, node_args=args, log_dir=log_dir
+        self.cluster = _Cluster(
+            nodes,
+            redis=redis,
+            redis_proxies=False,
+            node_args=args,
+            log_dir=log_dir,
+            redis_query=redis_query,
         )
+        self.failed_drains: list[str] = []
+        """Nodes that had not exited 20 s after SIGTERM (then SIGKILLed), and why."""
 
     @property
     def urls(self) -> list[str]:
@@ -73,19 +100,25 @@ class ServeNodes:
         took: list[float] = []
         for i in range(len(self.cluster.nodes)):
             began = time.monotonic()
-            await self.cluster.drain(i)
+            try:
+                await self.cluster.drain(i)
+                how = "drained"
+            except NodeFailed as exc:  # still running 20 s after SIGTERM: SIGKILLed
+                self.failed_drains.append(f"node {i + 1}: {str(exc).splitlines()[0]}")
+                how = "SIGKILLed after a drain that did not end"
             drained = time.monotonic() - began
             await self.cluster.start_node(i)
             took.append(time.monotonic() - began)
-            say(f"  node {i + 1}: drained in {drained:.2f} s, healthy again after {took[-1]:.2f} s")
+            say(f"  node {i + 1}: {how} in {drained:.2f} s, healthy again after {took[-1]:.2f} s")
         return took
 
     async def stop(self) -> None:
         await self.cluster.aclose()
 
 
-NODE_KINDS: dict[str, Callable[[Path | None], Nodes]] = {
-    "single": lambda logs: ServeNodes(1, redis=False, log_dir=logs),
-    "cluster": lambda logs: ServeNodes(3, redis=True, log_dir=logs),
+NODE_KINDS: dict[str, Callable[[Path | None, str], Nodes]] = {
+    "single": lambda logs, _: ServeNodes(1, redis=False, log_dir=logs),
+    "cluster": lambda logs, query: ServeNodes(3, redis=True, log_dir=logs, redis_query=query),
 }
-"""By name: a function of the folder that keeps the nodes' logs (None: not kept)."""
+"""By name: a function of the folder that keeps the nodes' logs (None: not kept) and
+of the query string added to the nodes' Redis URL."""
