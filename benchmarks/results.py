@@ -187,6 +187,8 @@ class ScaleRun:
     join_retries: int = 0
     """Joins at the start refused with INTERNAL ("send again later") and retried."""
     not_connected_at_end: int = 0
+    behind_at_end: int = 0
+    """Clients that had not delivered every room's head when the run ended."""
     settle_seconds: float = 0.0
     """From the senders' stop until every client was CONNECTED with an empty outbox."""
     catch_up_seconds: float = 0.0

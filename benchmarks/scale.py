@@ -178,11 +178,14 @@ async def run(settings: Settings, say: Callable[[str], None] = print) -> ScaleRu
         figures.catch_up_seconds = time.monotonic() - settled
         records: list[Record] = []
         states: dict[str, str] = {}
+        behind: list[str] = []
         for path in paths:
             data = await asyncio.to_thread(_take, Path(path))
             records += decode(data["records"])
             states.update(data["states"])
+            behind += data["behind"]
         figures.not_connected_at_end = sum(state != "CONNECTED" for state in states.values())
+        figures.behind_at_end = len(behind)
     finally:
         await asyncio.gather(*(p.kill() for p in procs), return_exceptions=True)
         await nodes.stop()
@@ -222,7 +225,8 @@ def describe(r: ScaleRun) -> str:
         f"{a.get('unannounced_gaps', 0)} unacked {a.get('unacked', 0)} failed sends "
         f"{a.get('failed', 0)}; announced gaps {r.announced_gaps} {r.gap_reasons}, "
         f"deliveries missed under them {r.missed_under_gaps}; "
-        f"drains that did not end {len(r.failed_drains)}; "
+        f"drains that did not end {len(r.failed_drains)}; at the end {r.not_connected_at_end} "
+        f"clients not CONNECTED, {r.behind_at_end} not at every room's head; "
         f"joins retried at the start {r.join_retries}; node restarts "
         f"{', '.join(f'{t:.2f}' for t in r.node_restarts)} s; "
         f"load {r.load_before:.2f} -> {r.load_after:.2f}; {r.seconds:.0f} s (settled in "

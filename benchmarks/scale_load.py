@@ -175,11 +175,15 @@ class Load:
                     await asyncio.sleep(0.05)  # polls the history the handlers fill
 
     def _caught_up(self, top: dict[str, tuple[str | None, int]]) -> bool:
-        return all(
-            top.get(room) is None or self.last.get((name, room)) == top[room]
+        return not self.behind(top)
+
+    def behind(self, top: dict[str, tuple[str | None, int]]) -> list[str]:
+        """The clients that have not delivered some room's ``top`` event yet."""
+        return [
+            name
             for name, rooms in self.rooms.items()
-            for room in rooms
-        )
+            if any(top.get(room) not in (None, self.last.get((name, room))) for room in rooms)
+        ]
 
     async def close(self) -> None:
         """Close every client; a send still waiting then fails (and is recorded so)."""
@@ -232,12 +236,14 @@ async def _run(spec: LoadSpec) -> None:
             room: (epoch, event_id) for room, (_, epoch, event_id) in json.loads(words[1]).items()
         }
         await load.catch_up(top)
+        behind = load.behind(top)
         stats = {name: client.stats() for name, client in load.clients.items()}
         states = {name: client.state.name for name, client in load.clients.items()}
     finally:
         await load.close()
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as out:
-        json.dump({"records": encode(load.history.records), "stats": stats, "states": states}, out)
+        data = {"records": encode(load.history.records), "stats": stats, "states": states}
+        json.dump({**data, "behind": behind}, out)
     _say(f"DONE {out.name}")
 
 
