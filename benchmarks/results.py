@@ -176,6 +176,8 @@ class ScaleRun:
     """Seconds from leaving CONNECTED to CONNECTED again, per outage, sorted."""
     never: int = 0
     with_gap: int = 0
+    latency: list[float] = field(default_factory=list)
+    """p50 and p99 seconds from a message's ack to each delivery of it."""
     sent: int = 0
     acked: int = 0
     delivered: int = 0

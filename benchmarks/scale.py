@@ -41,7 +41,7 @@ from .harness import ROOT, BenchError, percentile
 from .report import scale_table
 from .results import Row, ScaleDetails, ScaleRun, at_most
 from .scale_load import LoadSpec
-from .scale_metrics import Head, decode, merge, recovery, undelivered
+from .scale_metrics import Head, decode, latencies, merge, recovery, undelivered
 from .scale_nodes import NODE_KINDS, Nodes
 
 __all__ = ["Settings", "case", "main", "run"]
@@ -62,6 +62,8 @@ class Settings:
     seed: int = 1
     logs: Path | None = None
     redis_query: str = ""
+    restart: bool = True
+    """False: no restart (the steady traffic alone, for comparison)."""
     """Added to the nodes' Redis URL: the redis client's options (``max_connections=N``)."""
     """Keep the nodes' logs in this folder (``node-<i>.log``)."""
 
@@ -162,7 +164,8 @@ async def run(settings: Settings, say: Callable[[str], None] = print) -> ScaleRu
         await asyncio.gather(*(p.expect("GOING", 30) for p in procs))
         await asyncio.sleep(s.warmup)  # steady traffic before the restarts
         restart_began = time.monotonic()
-        figures.node_restarts = await nodes.rolling_restart(say)
+        if s.restart:
+            figures.node_restarts = await nodes.rolling_restart(say)
         figures.restart_seconds = time.monotonic() - restart_began
         figures.failed_drains = list(nodes.failed_drains)
         await asyncio.sleep(s.tail)  # traffic goes on while the clients recover
@@ -195,6 +198,8 @@ async def run(settings: Settings, say: Callable[[str], None] = print) -> ScaleRu
     figures.anomalies = report.counts()
     figures.announced_gaps = report.gaps
     figures.missed_under_gaps = undelivered(records) - report.counts()["lost"]
+    lags = latencies(records)
+    figures.latency = [percentile(lags, q) for q in (0.5, 0.99)]
     figures.gap_reasons = dict(Counter(r.reason for r in records if isinstance(r, Announced)))
     found = recovery(records)
     figures.outages = len(found.outages)
@@ -220,7 +225,8 @@ def describe(r: ScaleRun) -> str:
         f"{percentile(r.connected, 0.5) * 1000:.0f} ms p99 "
         f"{percentile(r.connected, 0.99) * 1000:.0f} ms, fully recovered p50 "
         f"{r.p50 * 1000:.0f} ms p99 {r.p99 * 1000:.0f} ms max {r.max * 1000:.0f} ms, "
-        f"never {r.never}, with a gap {r.with_gap}; sent {r.sent} acked {r.acked} "
+        f"never {r.never}, with a gap {r.with_gap}; ack to delivery p50 / p99 "
+        f"{' / '.join(f'{t * 1000:.0f}' for t in r.latency)} ms; sent {r.sent} acked {r.acked} "
         f"delivered {r.delivered}; lost {a.get('lost', 0)} duplicated "
         f"{a.get('duplicated', 0)} reordered {a.get('reordered', 0)} unannounced gaps "
         f"{a.get('unannounced_gaps', 0)} unacked {a.get('unacked', 0)} failed sends "
@@ -298,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tail", type=float, default=5.0)
     parser.add_argument("--json", action="store_true", help="print each run's figures")
     parser.add_argument("--logs", type=Path, help="keep the nodes' logs in this folder")
+    parser.add_argument("--no-restart", action="store_true", help="steady traffic only")
     parser.add_argument(
         "--redis-query",
         default="",
@@ -317,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                 tail=args.tail,
                 logs=args.logs,
                 redis_query=args.redis_query,
+                restart=not args.no_restart,
             )
             got = asyncio.run(run(settings))
             runs.append(got)

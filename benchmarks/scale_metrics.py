@@ -52,6 +52,7 @@ __all__ = [
     "decode",
     "encode",
     "heads",
+    "latencies",
     "merge",
     "outages",
     "recovery",
@@ -255,6 +256,22 @@ def undelivered(records: Iterable[Record]) -> int:
         for message_id, room in acked.items()
         for member in members[room]
     )
+
+
+def latencies(records: Iterable[Record]) -> list[float]:
+    """Seconds from each message's ack (to its sender) to each delivery of it, sorted.
+
+    In steady traffic this is the fan-out's delay; when it grows, the machine (server
+    nodes, Redis, client processes) no longer keeps up with the traffic.
+    """
+    acked: dict[str, float] = {}
+    deliveries: list[tuple[str, float]] = []
+    for r in records:
+        if isinstance(r, Acked):
+            acked.setdefault(r.message_id, r.at)
+        elif isinstance(r, Delivered) and r.message_id is not None:
+            deliveries.append((r.message_id, r.at))
+    return sorted(at - acked[m] for m, at in deliveries if m in acked)
 
 
 def recovery(records: Sequence[Record]) -> Recovery:

@@ -13,6 +13,7 @@ from benchmarks.scale_metrics import (
     decode,
     encode,
     heads,
+    latencies,
     merge,
     outages,
     recovery,
@@ -214,3 +215,8 @@ def test_undelivered_counts_what_a_gap_excused_too() -> None:
         Announced("d", "r", "unavailable", 1, E, E, 3, 2.5),  # d never gets #2
     ]
     assert undelivered(records) == 1
+
+
+def test_latencies_run_from_the_ack_to_each_delivery() -> None:
+    records = [_acked("r", 1, 1.0), _got("c", "r", 1, 1.25), _got("d", "r", 1, 1.5)]
+    assert latencies(records) == [0.25, 0.5]
