@@ -61,6 +61,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="on SIGTERM/Ctrl-C, the longest wait for clients to leave (seconds)",
     )
     p.add_argument(
+        "--drain-spread",
+        type=float,
+        default=0.0,
+        help="close the clients one after another over this many seconds (default: at once)",
+    )
+    p.add_argument(
         "--drain-retry-after",
         type=float,
         default=1.0,
@@ -122,10 +128,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "fake_server") -> int:
                 admin_token=args.admin_token or state.admin_token,
             )
     kept = path if state is not None and not args.secret else None
-    if not (args.drain_timeout >= 0 and args.drain_retry_after >= 0):
+    if not (args.drain_timeout >= 0 and args.drain_retry_after >= 0 and args.drain_spread >= 0):
         print(f"{prog}: error: drain times must be >= 0", file=sys.stderr)
         return 2
-    drain = (args.drain_timeout, args.drain_retry_after)
+    drain = (args.drain_timeout, args.drain_retry_after, args.drain_spread)
     try:
         asyncio.run(_serve(config, args.host, args.port, kept=kept, drain=drain))
     except ConnectionError as exc:  # the cluster's Redis did not answer at start
@@ -157,7 +163,7 @@ async def _serve(
     port: int,
     *,
     kept: Path | None,
-    drain: tuple[float, float] = (10.0, 1.0),
+    drain: tuple[float, float, float] = (10.0, 1.0, 0.0),
 ) -> None:
     stop = asyncio.Event()
     signals = 0
@@ -191,9 +197,13 @@ async def _serve(
         )
         print("press Ctrl-C to stop", flush=True)
         await stop.wait()
-        timeout, retry_after = drain
-        print(f"draining (at most {timeout:g} s; signal again to stop at once)", flush=True)
-        draining = asyncio.create_task(server.drain(timeout, retry_after=retry_after))
+        timeout, retry_after, spread = drain
+        print(
+            f"draining (at most {spread + timeout:g} s; signal again to stop at once)", flush=True
+        )
+        draining = asyncio.create_task(
+            server.drain(timeout, retry_after=retry_after, spread=spread)
+        )
         try:
             in_time = await draining
         except asyncio.CancelledError:

@@ -26,11 +26,10 @@ from aiohttp import web
 from .admission import guard
 from .auth import TokenAuthority
 from .config import ServerConfig
+from .draining import drain_peers
 from .endpoint import Endpoint
-from .envelope import event
 from .errors import CloseCode
-from .faults import FaultState, Rejection
-from .handshake import retry_reason
+from .faults import FaultState
 from .http_api import AccessLogger, add_routes
 from .hub import Hub
 from .peer import QueuedPeer
@@ -196,43 +195,33 @@ class FakeServer:
         await runner.cleanup()
         log.info("fake_server stopped")
 
-    async def drain(self, timeout: float = 10.0, *, retry_after: float = 1.0) -> bool:
+    async def drain(
+        self, timeout: float = 10.0, *, retry_after: float = 1.0, spread: float = 0.0
+    ) -> bool:
         """Go away without losing anything: refuse newcomers, send clients on, then stop.
 
-        1. New handshakes are refused with HTTP 503 and ``Retry-After: <retry_after>``
-           (both endpoints), so a client tries another node.
-        2. Every authenticated connection gets a ``server:draining`` event
-           (``{"retryAfter": s, "reason": "draining"}``), then a close 1012 (Service
-           Restart) with the reason ``retryAfter=<s>``; over Socket.IO the binding's
-           ``error`` event carries that code before the disconnect. Both are queued
-           behind every ack the server owes; a request that arrives after the close
-           was queued is not carried out (nor acked): the client sends it to the next
-           node, so nothing is lost or done twice.
-        3. Waits up to ``timeout`` seconds for those acks and events to be written and
-           the closes to complete; connections still open then are cut.
-        4. Stops (:meth:`stop`). Returns True when every connection left in time.
+        New handshakes get HTTP 503 + ``Retry-After: <retry_after>``; every client gets
+        ``server:draining``, then a close 1012 (``retryAfter=<s>``; Socket.IO: the
+        binding's ``error`` event) behind every ack it is owed — all at once, or one
+        after another over ``spread`` seconds. A request arriving after its close was
+        queued is not carried out (the client sends it to the next node). Waits up to
+        ``timeout`` s for the closes, cuts what is left, then :meth:`stop`. Returns
+        True when every connection left in time. See docs/protocol.md, "Draining".
         """
         if self._runner is None:
             return True
-        log.info("draining: timeout=%.3fs retryAfter=%g", timeout, retry_after)
         self.counters.bump("drains")
-        self._faults.draining = Rejection(503, retry_after)
-        notice = event("server:draining", {"retryAfter": retry_after, "reason": "draining"})
-        for conn in list(self.hub.connections.values()):
-            conn.peer.send(notice)
-        closing = [
-            (e, e.close_all(CloseCode.SERVICE_RESTART, retry_reason(retry_after)))
-            for e in self._endpoints
-        ]
-        in_time = await asyncio.gather(*(e.wait_finished(peers, timeout) for e, peers in closing))
-        for (_, peers), done in zip(closing, in_time, strict=True):
-            if not done:
-                for peer in peers:
-                    peer.abort()
+        in_time = await drain_peers(
+            self.hub,
+            self._endpoints,
+            self._faults,
+            timeout=timeout,
+            retry_after=retry_after,
+            spread=spread,
+        )
         await self.stop()
         self._faults.draining = None
-        log.info("drained: %s", "every connection left in time" if all(in_time) else "cut some")
-        return all(in_time)
+        return in_time
 
     async def _listen(self) -> None:
         assert self._runner is not None

@@ -160,7 +160,7 @@ class WsEndpoint:
                 if rejection is not None:
                     self._counters.bump("handshakes_rejected")
                     peer.close(rejection.status, retry_reason(rejection.retry_after))
-                await self._read_loop(peer, conn)
+                await self._read(peer, conn)
         except Exception:
             self._counters.bump("errors")
             log.exception("websocket handler for %s failed", peer.remote)
@@ -224,6 +224,28 @@ class WsEndpoint:
         return token
 
     # -- reading ---------------------------------------------------------------------------
+
+    async def _read(self, peer: WsPeer, conn: Connection) -> None:
+        """Run the read loop in a task the peer's writer may stop before it closes.
+
+        aiohttp's ``close()`` called while another task waits in ``receive()`` closes the
+        TCP connection at once, without reading the client's close: frames the client
+        sent meanwhile are left unread, the kernel answers them with a reset, and the
+        client may lose our close frame and the acks before it (a drain would look
+        like a crash). So the writer stops this loop first, then closes, and aiohttp
+        reads until the client's close (see :meth:`WsPeer._close`).
+        """
+        reader = asyncio.create_task(self._read_loop(peer, conn), name=f"ws-read {peer.remote}")
+        peer.reader = reader
+        try:
+            await asyncio.wait({reader})
+        finally:
+            peer.reader = None
+            if not reader.done():  # we are cancelled ourselves
+                reader.cancel()
+                await asyncio.wait({reader})
+        if not reader.cancelled():
+            reader.result()  # a failure of the loop is the handler's
 
     async def _read_loop(self, peer: WsPeer, conn: Connection) -> None:
         while (frame := await self._receive(peer)) is not None:

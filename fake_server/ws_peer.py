@@ -70,6 +70,8 @@ class WsPeer(QueuedPeer[_Outgoing]):
         """``"json"`` (text frames) or ``"msgpack"`` (binary), as negotiated."""
         self._transport = transport
         self._pong_waiters: dict[bytes, asyncio.Future[float]] = {}
+        self.reader: asyncio.Task[None] | None = None
+        """The endpoint's read loop, stopped before the close (see :meth:`_close`)."""
 
     def __repr__(self) -> str:
         return f"WsPeer({self.remote}, close_requested={self.close_requested})"
@@ -129,6 +131,13 @@ class WsPeer(QueuedPeer[_Outgoing]):
         return False
 
     async def _close(self, code: int, reason: str) -> None:
+        reader = self.reader
+        if reader is not None and not reader.done():
+            # Not while the reader waits in receive(): aiohttp would then cut the TCP
+            # connection without reading the client's close (a reset can lose what we
+            # sent). Nothing read after our close is carried out anyway.
+            reader.cancel()
+            await asyncio.wait({reader})
         try:
             async with asyncio.timeout(self._close_timeout):
                 await self.ws.close(code=code, message=reason.encode()[:123])

@@ -48,7 +48,7 @@ def block(*words: str) -> str:
 
 
 def test_every_block_has_a_runner() -> None:
-    assert len(BLOCKS) == 7, "a README block was added or removed: give it a runner here"
+    assert len(BLOCKS) == 8, "a README block was added or removed: give it a runner here"
 
 
 async def test_using_it_keeps_running_through_a_reconnect() -> None:
@@ -158,8 +158,19 @@ def test_testing_example_passes_in_strict_mode(tmp_path: Path) -> None:
 
 
 async def test_fake_server_snippet() -> None:
-    source = block("from fake_server import FakeServer")
+    source = block("from fake_server import FakeServer", "set_latency")
     await run_with_top_level_await(source, {"Client": Client})
+
+
+async def test_failover_snippet(capsys: pytest.CaptureFixture[str]) -> None:
+    source = block("url_order=", "a.drain(")
+    namespace: dict[str, Any] = {}
+    await run_with_top_level_await(source, namespace)
+    first, moved = capsys.readouterr().out.splitlines()
+    b = namespace["b"]
+    assert first == namespace["a"].ws_url
+    assert moved == f"{b.ws_url} 1 1"  # on b, one failover, one drain
+    assert namespace["ack"].duplicate is False
 
 
 async def test_hostile_server_example() -> None:

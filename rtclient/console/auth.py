@@ -37,6 +37,7 @@ __all__ = [
     "ENV_ADMIN_TOKEN",
     "ENV_SECRET",
     "ENV_TOKEN",
+    "AnyNode",
     "CommandToken",
     "SignedTokens",
     "UsageError",
@@ -49,6 +50,7 @@ __all__ = [
     "make_client",
     "sign_token",
     "token_provider",
+    "urls_of",
 ]
 
 ENV_TOKEN = "RTCLIENT_TOKEN"
@@ -110,6 +112,37 @@ def admin_provider(
     )
 
 
+class AnyNode:
+    """Mints at the first of several nodes that answers (``POST /admin/token`` on each).
+
+    The nodes of a cluster share the secret: a token from any of them is good on all,
+    so a node that is down at start (or later) does not stop the chat.
+    """
+
+    def __init__(self, providers: Sequence[HttpTokenProvider]) -> None:
+        self.providers = list(providers)
+        self._next = 0
+
+    async def get(self, *, force: bool = False) -> str | None:
+        """A token from the node that answered last, else from the next that answers."""
+        error: Exception | None = None
+        for i in range(len(self.providers)):
+            k = (self._next + i) % len(self.providers)
+            try:
+                token = await self.providers[k].get(force=force)
+            except Exception as exc:  # that node is down or refused: the next one
+                error = exc
+                continue
+            self._next = k
+            return token
+        assert error is not None
+        raise error
+
+    async def aclose(self) -> None:
+        for provider in self.providers:
+            await provider.aclose()
+
+
 class CommandToken:
     """Runs a shell command for every connection attempt; its stdout is the token.
 
@@ -162,7 +195,7 @@ async def check_credentials(source: object) -> None:
     stops the command at once (TokenProviderError) instead of being retried forever."""
     if isinstance(source, CommandToken):
         await source.prime()
-    elif isinstance(source, HttpTokenProvider):
+    elif isinstance(source, HttpTokenProvider | AnyNode):
         try:
             await source.get()  # cached: the first connection attempt uses this token
         except BaseException:
@@ -170,9 +203,21 @@ async def check_credentials(source: object) -> None:
             raise
 
 
+def urls_of(args: argparse.Namespace) -> list[str]:
+    """The server URLs given (one or several positional ``URL`` arguments)."""
+    url = args.url
+    return [url] if isinstance(url, str) else list(url)
+
+
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """URL, transport and codec: what ``chat`` and ``ping`` both take."""
-    parser.add_argument("url", help="server URL: ws://host:port/ws (Socket.IO: http://host:port)")
+    parser.add_argument(
+        "url",
+        nargs="+",
+        metavar="URL",
+        help="server URL: ws://host:port/ws (Socket.IO: http://host:port); several URLs "
+        "(the nodes of a cluster): the client fails over between them",
+    )
     parser.add_argument(
         "--transport",
         choices=["websocket", "aiohttp", "socketio"],
@@ -221,9 +266,15 @@ def roles_of(args: argparse.Namespace) -> list[str]:
 
 
 def token_provider(
-    args: argparse.Namespace, url: str, env: Mapping[str, str] | None = None
-) -> TokenProvider | SignedTokens | str:
-    """The token source the arguments ask for; raises UsageError if there is none."""
+    args: argparse.Namespace, url: str | Sequence[str], env: Mapping[str, str] | None = None
+) -> TokenProvider | SignedTokens | AnyNode | str:
+    """The token source the arguments ask for; raises UsageError if there is none.
+
+    With several URLs, tokens are minted at whichever node answers (:class:`AnyNode`);
+    the secret ``rtclient serve`` keeps is looked up for the first URL.
+    """
+    urls = [url] if isinstance(url, str) else list(url)
+    url = urls[0]
     env = os.environ if env is None else env
     token = getattr(args, "token", None) or env.get(ENV_TOKEN)
     command = getattr(args, "token_cmd", None)
@@ -237,7 +288,11 @@ def token_provider(
         if secret:
             return SignedTokens(secret, args.user, ttl=args.ttl, roles=roles_of(args))
         if admin:
-            return admin_provider(url, admin, args.user, ttl=args.ttl, roles=roles_of(args))
+            minters = [
+                admin_provider(u, admin, args.user, ttl=args.ttl, roles=roles_of(args))
+                for u in urls
+            ]
+            return minters[0] if len(minters) == 1 else AnyNode(minters)
         kept = kept_secret(url, env)
         if kept:
             return SignedTokens(kept, args.user, ttl=args.ttl, roles=roles_of(args))
@@ -257,13 +312,14 @@ def make_client(
     backoff: Backoff | None = None,
     **options: Any,
 ) -> Client:
-    """A Client for ``args.url`` with the arguments' transport and codec, and ``source``."""
+    """A Client for ``args.url`` (one URL or several) with the arguments' transport and
+    codec, and ``source``."""
     codec = codec_named(args.codec) if args.codec else None
     if codec is not None and args.transport == "socketio":
         raise UsageError("--codec applies to the raw WebSocket transport only")
     try:
         return Client(
-            args.url,
+            urls_of(args),
             token=source,
             transport=args.transport,
             codec=codec,

@@ -26,7 +26,13 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from ..backoff import Backoff
 from ..client import Client
 from ..errors import RtClientError
-from .auth import UsageError, add_connection_arguments, check_credentials, make_client
+from .auth import (
+    UsageError,
+    add_connection_arguments,
+    check_credentials,
+    make_client,
+    urls_of,
+)
 from .auth import token_provider as token_source
 from .controller import ChatController
 from .keys import CoalescingInput, size_limit_bindings, trim_to_limit
@@ -82,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
 def build_client(args: argparse.Namespace) -> tuple[Client, object]:
     """The Client the arguments describe, and its token source (to check first)."""
-    source = token_source(args, args.url)
+    source = token_source(args, urls_of(args))
     options: dict[str, Any] = {"ping_interval": args.ping_interval}
     backoff = None
     if args.give_up is not None:
@@ -113,7 +119,8 @@ async def _interactive_main(args: argparse.Namespace) -> int:
     if isinstance(client, int):
         return client
     print(
-        f"rtclient chat · {shown_url(args.url)} · rooms: {', '.join(args.room)}"
+        f"rtclient chat · {', '.join(shown_url(u) for u in urls_of(args))}"
+        f" · rooms: {', '.join(args.room)}"
         " · /help for commands, Ctrl-D to quit"
     )
     colour = not os.environ.get("NO_COLOR") and os.environ.get("TERM", "dumb") != "dumb"

@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..client import Client
 from ..errors import RtClientError
@@ -322,6 +323,9 @@ class ChatController:
         line = item_line(item)
         if line is not None:
             if isinstance(item, StateChanged) and item.new is ConnectionState.CONNECTED:
+                node = node_of(self.client)
+                if node is not None:
+                    line += f" to {node}"
                 line += f" as {self.client.user_id}"
             self.say(line)
         else:
@@ -345,5 +349,13 @@ class ChatController:
                 room=self.current,
                 user=self.client.user_id,
                 typing=self.typing.typing(now),
+                endpoint=node_of(self.client),
             )
         )
+
+
+def node_of(client: Client) -> str | None:
+    """The node the client is on (``host:port``) when it was given several URLs, else None."""
+    if len(client.urls) < 2:
+        return None
+    return urlsplit(client.endpoint).netloc or client.endpoint

@@ -21,9 +21,14 @@ from ..backoff import Backoff
 from ..client import Client
 from ..errors import AckTimeout, RtClientError
 from ..quality import QualityLevel, QualityTracker
-from .auth import UsageError, add_connection_arguments, check_credentials, make_client
+from .auth import (
+    UsageError,
+    add_connection_arguments,
+    check_credentials,
+    make_client,
+    urls_of,
+)
 from .auth import token_provider as token_source
-from .chat import shown_url
 from .render import describe_error
 
 __all__ = ["PingSummary", "add_arguments", "ping", "run", "summarize"]
@@ -104,7 +109,7 @@ async def ping(
 ) -> PingSummary:
     """Connect, ping ``count`` times (or for ``seconds``), close; return the figures."""
     await client.connect()
-    write(f"PING {shown_url(client.url)} as {client.user_id}")
+    write(f"PING {client.endpoint} as {client.user_id}")
     rtts: list[float | None] = []
     started = time.monotonic()
     try:
@@ -130,7 +135,7 @@ async def ping(
     finally:
         await client.close(flush=False)
     summary = summarize(rtts)
-    write(f"--- {shown_url(client.url)} ping summary ---")
+    write(f"--- {client.endpoint} ping summary ---")
     for line in summary.lines():
         write(line)
     return summary
@@ -146,7 +151,7 @@ async def _main(args: argparse.Namespace) -> int:
         print("rtclient ping: error: --count must be >= 1, --interval >= 0", file=sys.stderr)
         return 2
     try:
-        source = token_source(args, args.url)
+        source = token_source(args, urls_of(args))
         await check_credentials(source)
         client = make_client(
             args, source, backoff=Backoff(max_elapsed=args.give_up), ping_interval=None

@@ -201,6 +201,7 @@ def item_record(item: Delivered) -> dict[str, Any]:
             "new": item.new.value,
             "delay": item.delay,
             "error": None if item.error is None else describe_error(item.error),
+            "endpoint": item.endpoint,
         }
     if isinstance(item, Gap):
         return {

@@ -165,6 +165,8 @@ class ToolbarFacts:
     room: str | None
     user: str | None
     typing: list[tuple[str, str]]
+    endpoint: str | None = None
+    """The node in use (host:port), shown when the client was given several URLs."""
 
 
 def toolbar_text(facts: ToolbarFacts) -> str:
@@ -172,7 +174,7 @@ def toolbar_text(facts: ToolbarFacts) -> str:
     quality = facts.quality
     rtt = quality.srtt if quality.srtt is not None else quality.p50
     parts = [
-        facts.status,
+        facts.status if facts.endpoint is None else f"{facts.status} · {facts.endpoint}",
         "rtt -" if rtt is None else f"rtt {rtt * 1000:.0f} ms",
         f"quality {quality.level.value}",
         f"queued {facts.queued}",

@@ -171,13 +171,16 @@ def test_records_are_one_json_line() -> None:
     assert "\n" not in line and json.loads(line) == record
     joined = item_record(Event("user:joined", {"roomId": "r", "userId": "c"}, room="r"))
     assert joined["from"] == "c" and joined["data"] == {"roomId": "r", "userId": "c"}
-    state = item_record(StateChanged(S.CONNECTING, S.CLOSED, None, Unauthorized("bad")))
+    state = item_record(
+        StateChanged(S.CONNECTING, S.CLOSED, None, Unauthorized("bad"), "ws://a:1/ws")
+    )
     assert state == {
         "event": "state",
         "old": "connecting",
         "new": "closed",
         "delay": None,
         "error": "Unauthorized: bad",
+        "endpoint": "ws://a:1/ws",
     }
     assert item_record(ErrorEvent("X", "y")) == {"event": "error", "code": "X", "message": "y"}
     assert item_record(Gap("r", "retention", 3, None, None))["event"] == "gap"
@@ -218,6 +221,17 @@ def test_toolbar_text() -> None:
     assert "rtt 200 ms" in text and "(no room)" in text and "bob (ops) is typing…" in text
     two = ToolbarFacts("x", snapshot(), 0, "r", "a", [("r", "bob"), ("r", "carol")])
     assert "rtt -" in toolbar_text(two) and "bob, carol are typing…" in toolbar_text(two)
+    on_b = ToolbarFacts("connected", snapshot(), 0, "r", "a", [], endpoint="127.0.0.1:8766")
+    assert toolbar_text(on_b).startswith(" connected · 127.0.0.1:8766 │ rtt -")
+
+
+def test_the_node_is_shown_only_for_several_urls() -> None:
+    from rtclient import Client
+    from rtclient.console.controller import node_of
+
+    assert node_of(Client("ws://127.0.0.1:8765/ws")) is None
+    both = Client(["ws://127.0.0.1:8765/ws?token=x", "ws://127.0.0.1:8766/ws"], url_order="given")
+    assert node_of(both) == "127.0.0.1:8765"
 
 
 def test_typing_tracker() -> None:

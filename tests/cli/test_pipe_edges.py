@@ -12,7 +12,7 @@ from pathlib import Path
 from fake_server import FakeServer
 from rtclient.console.lines import LineSplitter, TooLong
 
-from .conftest import run_cli
+from .conftest import ADMIN, run_cli
 
 
 def _unused_port() -> int:
@@ -155,3 +155,29 @@ async def test_a_closed_stdin_is_no_input_not_a_traceback(server: FakeServer) ->
     assert b"Traceback" not in err
     states = [r["new"] for r in map(json.loads, out.splitlines()) if r["event"] == "state"]
     assert states[-1] == "closed"
+
+
+async def test_several_urls_a_dead_one_first(server: FakeServer) -> None:
+    dead = f"ws://127.0.0.1:{_unused_port()}/ws"
+    done = await run_cli(
+        ["chat", dead, server.ws_url, "--room", "lobby", "--token", server.issue_token("al")],
+        stdin="through the second URL\n",
+    )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    states = [(r["new"], r["endpoint"]) for r in records if r["event"] == "state"]
+    # The given order is shuffled per client: the dead URL may or may not come first.
+    assert ("connected", server.ws_url) in states
+    assert {endpoint for _, endpoint in states} <= {dead, server.ws_url}
+    assert [r["text"] for r in records if r["event"] == "ack"] == ["through the second URL"]
+
+
+async def test_tokens_are_minted_at_a_node_that_answers(server: FakeServer) -> None:
+    dead = f"ws://127.0.0.1:{_unused_port()}/ws"  # tried first for the token: refused
+    done = await run_cli(
+        ["chat", dead, server.ws_url, "--room", "lobby", "--user", "al", "--admin-token", ADMIN],
+        stdin="minted elsewhere\n",
+    )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["text"] for r in records if r["event"] == "ack"] == ["minted elsewhere"]

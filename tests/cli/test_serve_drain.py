@@ -9,6 +9,8 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from fake_server.auth import TokenAuthority
 from rtclient import Backoff, Client, ConnectionState
 from rtclient.testing import wait_until
@@ -16,6 +18,8 @@ from rtclient.testing import wait_until
 from .conftest import ADMIN, SECRET
 
 WAIT = 20.0
+BATCH = 20
+"""Messages on the wire at once: a drain always finds some in flight."""
 
 
 async def _serve() -> tuple[asyncio.subprocess.Process, str]:
@@ -34,15 +38,21 @@ async def _serve() -> tuple[asyncio.subprocess.Process, str]:
     return process, first.split()[2]
 
 
-async def test_sigterm_drains_the_node_and_the_client_moves_on_with_nothing_lost() -> None:
+@pytest.mark.parametrize("transport", ["websocket", "socketio"])
+async def test_sigterm_drains_the_node_and_the_client_moves_on_with_nothing_lost(
+    transport: str,
+) -> None:
     a, a_url = await _serve()
     b, b_url = await _serve()
+    if transport == "socketio":
+        a_url, b_url = (u.removesuffix("/ws").replace("ws://", "http://") for u in (a_url, b_url))
     try:
         token = TokenAuthority(SECRET, leeway=0.0).issue("alice", now=time.time())
         client = Client(
             [a_url, b_url],
             url_order="given",
             token=token,
+            transport=transport,  # type: ignore[arg-type]
             backoff=Backoff(base=4.0, cap=8.0, jitter="equal", stable_after=0.1),
             ack_timeout=2.0,
         )
@@ -50,22 +60,26 @@ async def test_sigterm_drains_the_node_and_the_client_moves_on_with_nothing_lost
         client.on("chat:message", mine.append)
         async with client:
             await client.join("room")
+            loop = asyncio.get_running_loop()
+            up_since = loop.time()
             acks = [await client.send("room", f"m{i}") for i in range(10)]
+            await wait_until(lambda: loop.time() - up_since > 0.4, timeout=WAIT)  # stable
             a.send_signal(signal.SIGTERM)
-            # Keep a stream of five messages at a time going until the client moved,
+            # Keep a stream of BATCH messages at a time going until the client moved,
             # and one round after that.
             sent = len(acks)
             async with asyncio.timeout(WAIT):
                 while True:
-                    moved = client.stats()["drains"] > 0
-                    batch = [client.send("room", f"m{sent + i}") for i in range(5)]
+                    moved = client.stats()["reconnects"] > 0  # the link to A ended
+                    batch = [client.send("room", f"m{sent + i}") for i in range(BATCH)]
                     acks += await asyncio.gather(*batch)
-                    sent += 5
+                    sent += BATCH
                     if moved:
                         break
             await client.wait_for(ConnectionState.CONNECTED)
             assert client.url == b_url
             assert client.stats()["drains"] == 1
+            assert client.stats()["attempts"] == 2  # A, then B at once: not A again
             await wait_until(lambda: len(mine) >= sent, timeout=WAIT)
         async with asyncio.timeout(WAIT):
             assert await a.wait() == 0

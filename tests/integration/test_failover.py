@@ -186,7 +186,12 @@ async def test_a_drain_moves_the_client_at_once_and_every_message_is_acked_once(
     )
     async with client:
         await client.join("room")
+        up_since = loop.time()
         first = [await client.send("room", f"m{i}") for i in range(30)]
+        # A drain is told apart from a crash on a link that was stable: stable_after,
+        # and at least base / 10 (a crash would then be retried on A first).
+        stable = max(slow.stable_after, slow.base / 10)
+        await wait_until(lambda: loop.time() - up_since > stable, timeout=WAIT)
         futures = [asyncio.create_task(client.send("room", f"m{i}")) for i in range(30, 80)]
         # Drain while the second half is on the wire: some are in flight to A.
         await wait_until(lambda: client.stats()["sent"] >= 40, timeout=WAIT)
@@ -200,8 +205,66 @@ async def test_a_drain_moves_the_client_at_once_and_every_message_is_acked_once(
         reconnecting = [s for s in seen.states if s.new is ConnectionState.RECONNECTING]
         assert [s.delay for s in reconnecting] == [0.0]  # at once, no backoff
         assert client.stats()["drains"] == 1 and client.stats()["failovers"] == 1
+        assert client.stats()["attempts"] == 2  # A, then B: not A again
     on_a_ids = [e["messageId"] for e in a.room_events("room")]
     on_b_ids = [e["messageId"] for e in b.room_events("room")]
     assert sorted(on_a_ids + on_b_ids) == sorted(ack.message_id for ack in acks)
     assert len(set(on_a_ids + on_b_ids)) == 80  # each message stored once, on one of them
     assert not any(ack.duplicate for ack in acks)
+
+
+async def test_urls_with_a_token_in_the_query_stay_out_of_logs_and_events(
+    transport_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with FakeServer(**TEST_SERVER, allow_query_token=True) as srv:
+        upstream = (srv.host, srv.port)
+        async with FaultProxy(upstream=upstream) as a, FaultProxy(upstream=upstream) as b:
+            await a.down()
+            token = srv.issue_token("alice")
+            urls = [f"{url_of(p, transport_name)}?token={token}" for p in (a, b)]
+            client = Client(
+                urls,
+                url_order="given",
+                transport=transport_name,  # type: ignore[arg-type]
+                backoff=FAST,
+            )
+            states: list[StateChanged] = []
+            client.on("state", states.append)
+            with caplog.at_level("DEBUG"):
+                async with client:
+                    await client.join("room")
+                    await client.send("room", "hi")
+                    shown = [client.endpoint, repr(client), str(client.stats())]
+    assert client.stats()["failovers"] == 1
+    signature = token.rsplit(".", 1)[1]
+    for text in [caplog.text, *shown, *map(repr, states)]:
+        assert signature not in text
+        assert token[:20] not in text
+    assert {s.endpoint for s in states} == {endpoint_label(u) for u in urls}
+
+
+async def test_with_one_url_a_drain_is_a_short_capped_wait_and_back(
+    server: FakeServer, transport_name: str
+) -> None:
+    client = Client(
+        server.sio_url if transport_name == "socketio" else server.ws_url,
+        token=server.issue_token("alice"),
+        transport=transport_name,  # type: ignore[arg-type]
+        backoff=Backoff(base=4.0, cap=8.0, first_delay=0.01, stable_after=0.1),
+        max_server_delay=0.3,  # the server's hint below is cut to this
+    )
+    seen = Recorder(client)
+    loop = asyncio.get_running_loop()
+    async with client:
+        await client.join("room")
+        up_since = loop.time()
+        await wait_until(lambda: loop.time() - up_since > 0.45, timeout=WAIT)  # stable
+        await server.close_all(1012, "retryAfter=3600")
+        await wait_until(lambda: client.stats()["reconnects"] == 1, timeout=WAIT)
+        await client.wait_for(ConnectionState.CONNECTED, timeout=WAIT)
+        ack = await client.send("room", "back")
+        assert ack.event_id == 1
+        assert client.stats()["drains"] == 1 and client.stats()["failovers"] == 0
+        assert client.stats()["attempts"] == 2
+    delays = [s.delay for s in seen.states if s.new is ConnectionState.RECONNECTING]
+    assert delays == [0.3]

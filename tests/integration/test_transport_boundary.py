@@ -19,7 +19,7 @@ import trustme
 from websockets.asyncio.server import ServerConnection, serve
 
 from fake_server import FakeServer
-from rtclient import Backoff, Client, ProtocolError, TLSError, TransportError
+from rtclient import Backoff, Client, ConnectionState, ProtocolError, TLSError, TransportError
 from rtclient.testing import wait_until
 from rtclient.transports import AiohttpTransport, WebSocketTransport
 from rtclient.transports.boundary import Boundary
@@ -251,3 +251,47 @@ def test_an_unknown_exception_becomes_a_transport_error_from_the_original() -> N
     assert "somelib" in str(info.value) and "KeyError" in str(info.value)
     with pytest.raises(asyncio.CancelledError), boundary:  # not an error: passes through
         raise asyncio.CancelledError
+
+
+@pytest.mark.parametrize("transport", RAW)
+async def test_each_url_of_a_list_gets_its_own_tls_name(transport: str, ca: trustme.CA) -> None:
+    """Failover between two TLS servers: the certificate is checked against (and SNI
+    sent for) the host of the URL being tried, not the first one's."""
+    seen: dict[str, list[str | None]] = {"a": [], "b": []}
+
+    def server_context(name: str, key: str) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert(name).configure_cert(context)
+        context.sni_callback = lambda _sock, sni, _ctx: seen[key].append(sni)  # type: ignore[assignment,misc,return-value]
+        return context
+
+    async def refuse_after_handshake(ws: ServerConnection) -> None:
+        await ws.close(1011, "not today")  # retryable: the client moves on
+
+    trust = ssl.create_default_context()
+    ca.configure_trust(trust)
+    opener = (
+        WebSocketTransport(ssl=trust) if transport == "websocket" else AiohttpTransport(ssl=trust)
+    )
+    async with (
+        serve(refuse_after_handshake, "127.0.0.1", 0, ssl=server_context("localhost", "a")) as a,
+        serve(refuse_after_handshake, "127.0.0.1", 0, ssl=server_context("127.0.0.1", "b")) as b,
+    ):
+        port_a = next(iter(a.sockets)).getsockname()[1]
+        port_b = next(iter(b.sockets)).getsockname()[1]
+        c = Client(
+            [f"wss://localhost:{port_a}/ws", f"wss://127.0.0.1:{port_b}/ws"],
+            url_order="given",
+            token="t0ken-that-is-long-enough",
+            transport=opener,
+            backoff=Backoff(base=0.01, cap=0.05),
+            connect_timeout=5.0,
+        )
+        await c.connect(wait=False)
+        try:
+            await wait_until(lambda: len(seen["a"]) >= 2 and len(seen["b"]) >= 2, timeout=10)
+            assert c.state is not ConnectionState.CLOSED  # no certificate error
+        finally:
+            await c.close()
+    assert set(seen["a"]) == {"localhost"}  # SNI for the name
+    assert set(seen["b"]) == {None}  # none for an IP address (RFC 6066)

@@ -20,7 +20,7 @@ from .conftest import FAST, GatedTransport, StartServer
 TIMEOUT = 10.0
 
 
-def generic(url: str, **options: Any) -> Client:
+def generic(url: str | list[str], **options: Any) -> Client:
     options.setdefault("transport", "socketio")
     options.setdefault("token", "good")
     options.setdefault("backoff", FAST)

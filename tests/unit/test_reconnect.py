@@ -38,6 +38,8 @@ def failures(draw: st.DrawFn) -> BaseException:
     kind = draw(st.sampled_from(["close", "status", "network", "nowelcome", "token"]))
     if kind == "close":
         code = draw(st.sampled_from([None, 1000, 1001, 1006, 1011, 1012, 1013, 4001, 4002]))
+        if code == 1012 and draw(st.booleans()):
+            reason = "draining"  # a drain with no hint
         return ConnectionLost(code, reason)
     if kind == "status":
         status = draw(st.sampled_from([429, 503, 500, 408, 401]))
@@ -121,22 +123,37 @@ def run(
     return attempts, decisions
 
 
+endpoint_counts = st.integers(min_value=1, max_value=5)
+"""How many URLs the client was given (1: every rule as before lists existed)."""
+
+
 @settings(max_examples=300, deadline=None)
-@given(backoffs, jitters, st.floats(min_value=0.0, max_value=600.0), outcomes, st.booleans())
+@given(
+    backoffs,
+    jitters,
+    st.floats(min_value=0.0, max_value=600.0),
+    outcomes,
+    st.booleans(),
+    endpoint_counts,
+)
 def test_no_delay_exceeds_the_cap(
     backoff: Backoff,
     jitter: random.Random,
     max_server_delay: float,
     steps: list[tuple[BaseException, bool, float]],
     stable: bool,
+    endpoints: int,
 ) -> None:
-    policy = policy_with(backoff, jitter, max_server_delay=max_server_delay, refreshable=True)
+    policy = policy_with(
+        backoff, jitter, max_server_delay=max_server_delay, refreshable=True, endpoints=endpoints
+    )
     _, decisions = run(policy, steps, stable=stable)
     for decision in decisions:
         assert math.isfinite(decision.delay)
         assert 0 <= decision.delay <= max(backoff.cap, max_server_delay, backoff.base / 10)
         assert decision.delay <= policy.max_delay
         assert (decision.step is Step.STOP) == (decision.error is not None)
+        assert 0 <= decision.endpoint < endpoints
 
 
 @settings(max_examples=300, deadline=None)
@@ -147,6 +164,7 @@ def test_no_delay_exceeds_the_cap(
     st.integers(min_value=0, max_value=10),
     st.booleans(),
     st.sampled_from([None, 3]),
+    endpoint_counts,
 )
 def test_without_a_stable_connection_attempts_in_any_window_are_bounded(
     backoff: Backoff,
@@ -155,33 +173,157 @@ def test_without_a_stable_connection_attempts_in_any_window_are_bounded(
     floors: int,
     refreshable: bool,
     max_unwelcomed: int | None,
+    endpoints: int,
 ) -> None:
-    policy = policy_with(backoff, jitter, refreshable=refreshable, max_unwelcomed=max_unwelcomed)
+    policy = policy_with(
+        backoff,
+        jitter,
+        refreshable=refreshable,
+        max_unwelcomed=max_unwelcomed,
+        endpoints=endpoints,
+    )
     attempts, _ = run(policy, steps, stable=False)
     # Zero-delay retries: the first token refresh and the one 4001 refresh of a
-    # series; every other retry waits at least min_delay.
+    # series, and the moves to the untried URLs of a round (at most endpoints - 1
+    # between two waits); every other retry waits at least min_delay. A window of
+    # (floors + 0.5) min_delays holds at most ``floors`` waits. With one URL: 3 + floors.
     window = (floors + 0.5) * policy.min_delay
     for i, start in enumerate(attempts):
         within = [t for t in attempts[i:] if t <= start + window]
-        assert len(within) <= 3 + floors
+        assert len(within) <= 2 + (floors + 1) * endpoints
 
 
 @settings(max_examples=300, deadline=None)
-@given(backoffs, outcomes, st.booleans(), st.sampled_from([None, 3]))
+@given(backoffs, outcomes, st.booleans(), st.sampled_from([None, 3]), endpoint_counts)
 def test_the_floor_holds_when_the_jitter_draws_zero(
     backoff: Backoff,
     steps: list[tuple[BaseException, bool, float]],
     refreshable: bool,
     max_unwelcomed: int | None,
+    endpoints: int,
 ) -> None:
     full = dataclasses.replace(backoff, jitter="full")
     policy = policy_with(
-        full, Extreme(high=False), refreshable=refreshable, max_unwelcomed=max_unwelcomed
+        full,
+        Extreme(high=False),
+        refreshable=refreshable,
+        max_unwelcomed=max_unwelcomed,
+        endpoints=endpoints,
     )
     _, decisions = run(policy, steps, stable=False)
     retries = [d.delay for d in decisions if d.step is not Step.STOP]
-    # Below the floor: the first token refresh and the one 4001 refresh, nothing else.
-    assert sum(delay < policy.min_delay for delay in retries) <= 2
+    below = [delay < policy.min_delay for delay in retries]
+    if endpoints == 1:
+        # Below the floor: the first token refresh and the one 4001 refresh, nothing else.
+        assert sum(below) <= 2
+    # With a list, add the moves to a round's untried URLs: never more in a row.
+    longest = run_ = 0
+    for low in below:
+        run_ = run_ + 1 if low else 0
+        longest = max(longest, run_)
+    assert longest <= endpoints + 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(backoffs, jitters, outcomes, st.integers(min_value=2, max_value=5))
+def test_a_url_that_failed_is_left_for_the_next_one(
+    backoff: Backoff,
+    jitter: random.Random,
+    steps: list[tuple[BaseException, bool, float]],
+    endpoints: int,
+) -> None:
+    """Without a stable link, every retry after a failure goes to the next URL in turn
+    (a dead node costs one attempt, and each round tries every URL); a token refresh
+    stays (the token is the same for every URL)."""
+    policy = policy_with(backoff, jitter, refreshable=True, endpoints=endpoints)
+    was = policy.current
+    now = 0.0
+    for failure, welcomed, up in steps:
+        if isinstance(failure, ProviderFailed):
+            decision = policy.token_failed(now)
+            assert decision.step is Step.STOP or decision.endpoint == was
+        else:
+            if welcomed:
+                policy.connected(now)
+                now += policy.stable_after * up * 0.99
+            decision = policy.decide(failure, welcomed=welcomed, now=now)
+            if decision.step is Step.RETRY:
+                assert decision.endpoint == (was + 1) % endpoints
+            elif decision.step is Step.REFRESH:
+                assert decision.endpoint == was
+        if decision.step is Step.STOP:
+            break
+        was = decision.endpoint
+        now += decision.delay
+
+
+def test_a_dead_cluster_backs_off_once_per_round() -> None:
+    policy = ReconnectPolicy(Backoff(base=1.0, cap=8.0, jitter="none"), endpoints=3)
+    decisions = []
+    now = 0.0
+    for _ in range(12):
+        decision = policy.decide(TransportError("refused"), welcomed=False, now=now)
+        decisions.append((decision.endpoint, decision.delay))
+        now += decision.delay
+    assert decisions == [
+        (1, 0.0), (2, 0.0), (0, 1.0),
+        (1, 0.0), (2, 0.0), (0, 2.0),
+        (1, 0.0), (2, 0.0), (0, 4.0),
+        (1, 0.0), (2, 0.0), (0, 8.0),
+    ]  # fmt: skip
+
+
+def test_max_attempts_counts_rounds_over_the_list() -> None:
+    policy = ReconnectPolicy(Backoff(max_attempts=2, jitter="none"), endpoints=2)
+    steps = [
+        policy.decide(TransportError("refused"), welcomed=False, now=float(i)).step
+        for i in range(4)
+    ]
+    assert steps == [Step.RETRY, Step.RETRY, Step.RETRY, Step.STOP]
+
+
+def test_a_stable_link_that_drops_is_retried_on_the_same_url_first() -> None:
+    policy = ReconnectPolicy(Backoff(first_delay=0.05, stable_after=1.0), endpoints=3)
+    policy.current = 1
+    policy.connected(0.0)
+    again = policy.decide(ConnectionLost(1006), welcomed=True, now=5.0)
+    assert again.step is Step.RETRY and again.endpoint == 1 and again.delay <= 0.05
+    moved = policy.decide(TransportError("refused"), welcomed=False, now=5.1)
+    assert (moved.endpoint, moved.delay) == (2, 0.0)  # that node is gone: one attempt
+
+
+@pytest.mark.parametrize("hint", ["", "retryAfter=5"])
+def test_a_drain_after_a_stable_link_moves_on_at_once(hint: str) -> None:
+    policy = ReconnectPolicy(Backoff(base=1.0, jitter="none", stable_after=1.0), endpoints=2)
+    policy.connected(0.0)
+    drained = policy.decide(ConnectionLost(1012, hint), welcomed=True, now=5.0)
+    assert (drained.step, drained.endpoint, drained.delay) == (Step.RETRY, 1, 0.0)
+    # The drained URL counts as tried: if the other fails too, the backoff applies.
+    failed = policy.decide(TransportError("refused"), welcomed=False, now=5.0)
+    assert (failed.endpoint, failed.delay) == (0, 1.0)
+
+
+def test_a_drain_with_one_url_waits_the_capped_hint_then_comes_back() -> None:
+    policy = ReconnectPolicy(
+        Backoff(base=1.0, jitter="none", first_delay=0.0, stable_after=1.0), max_server_delay=3.0
+    )
+    policy.connected(0.0)
+    decision = policy.decide(ConnectionLost(1012, "retryAfter=120"), welcomed=True, now=5.0)
+    assert (decision.endpoint, decision.delay) == (0, 3.0)
+
+
+def test_welcome_then_1012_every_time_backs_off_across_the_list() -> None:
+    """A hostile cluster that welcomes and drains at once: no free moves for ever."""
+    policy = ReconnectPolicy(
+        Backoff(base=1.0, cap=4.0, jitter="none", stable_after=1.0), endpoints=2
+    )
+    now, delays = 0.0, []
+    for _ in range(6):
+        policy.connected(now)
+        decision = policy.decide(ConnectionLost(1012, ""), welcomed=True, now=now + 0.01)
+        delays.append(decision.delay)
+        now += 0.01 + decision.delay
+    assert delays == [0.0, 1.0, 0.0, 2.0, 0.0, 4.0]
 
 
 def test_welcome_then_4002_refreshes_once_at_once_then_backs_off() -> None:

@@ -109,17 +109,19 @@ class Harness:
         """A token provider that issues tokens of ``ttl`` s (see :class:`Issuer`)."""
         return Issuer(self, user, ttl, reuse=reuse)
 
-    def client(self, **kwargs: Any) -> Client:
+    def client(self, url: str | list[str] = URL, **kwargs: Any) -> Client:
         """A Client on this hub; a fresh token per call and no jitter unless given."""
         kwargs.setdefault("token", self.provider())
         kwargs.setdefault("backoff", Backoff(base=1.0, cap=30.0, jitter="none"))
-        return Client(URL, transport=self.transport, wall_clock=self.wall_clock, **kwargs)
+        return Client(url, transport=self.transport, wall_clock=self.wall_clock, **kwargs)
 
 
 @contextlib.asynccontextmanager
-async def harness(**config: Any) -> AsyncIterator[Harness]:
+async def harness(
+    transport: RecordingTransport | None = None, **config: Any
+) -> AsyncIterator[Harness]:
     """Run a hub (``config``: ServerConfig fields) for the clients of the test."""
-    transport = RecordingTransport()
+    transport = transport or RecordingTransport()
     hub = MemoryHub(transport, wall_clock=Harness.wall_clock, **config)
     async with hub.running():
         yield Harness(hub, transport)
