@@ -116,6 +116,9 @@ class Lane:
                     log.exception("request on lane %s failed", self._name)
         finally:
             self._task = None
+            if self._room is not None:  # a reader waiting for room must not wait for ever
+                self._room.set()
+                self._room = None
             if self.closed:
                 self._drop()
 

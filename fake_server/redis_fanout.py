@@ -136,7 +136,8 @@ class Fanout:
             finally:
                 self.subscribed = False
                 try:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    async with asyncio.timeout(self._config.redis_timeout):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
                 except Exception:  # the connection is gone already
                     log.debug("closing the pub/sub connection failed", exc_info=True)
             await asyncio.sleep(delay)

@@ -32,7 +32,18 @@ from .eventlog import SyncPage, new_epoch
 from .lanes import TaskSet
 from .redis_fanout import UNREACHABLE, Fanout
 from .stats import Counters
-from .store import Limit, Local, Message, StoreUnavailable, check_same, presence_event, receipt
+from .store import (
+    EPHEMERAL,
+    MESSAGES,
+    QUERY,
+    Limit,
+    Local,
+    Message,
+    StoreUnavailable,
+    check_same,
+    presence_event,
+    receipt,
+)
 
 __all__ = ["RedisStore"]
 
@@ -157,7 +168,7 @@ class RedisStore:
         """Register the node, learn the epoch, subscribe; raise when Redis is unreachable."""
         try:
             async with asyncio.timeout(self._config.redis_timeout * 2):
-                self._epoch = await self._heartbeat_once()
+                self._epoch, _ = await self._heartbeat_once()
         except UNREACHABLE as exc:
             await self._redis.aclose()
             raise ConnectionError(f"cannot reach redis: {exc}") from exc
@@ -177,7 +188,11 @@ class RedisStore:
                 )
         except UNREACHABLE:
             pass
-        await self._redis.aclose()
+        try:
+            async with asyncio.timeout(self._config.redis_timeout):
+                await self._redis.aclose()
+        except UNREACHABLE:
+            log.debug("closing the redis connections failed", exc_info=True)
 
     # -- calls ---------------------------------------------------------------------------
 
@@ -207,29 +222,22 @@ class RedisStore:
 
     # -- epoch and heartbeat ----------------------------------------------------------------
 
-    async def _heartbeat_once(self) -> str:
-        """Refresh this node's liveness; return the epoch (a new one on a fresh data set)."""
+    async def _heartbeat_once(self) -> tuple[str, bool]:
+        """Refresh this node's liveness; return the epoch (a new one on a fresh data set)
+        and whether the cluster still took this node for alive."""
         cfg = self._config
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(self.key("node", self.node_id), "1", px=int(cfg.node_ttl * 1000), get=True)
         pipe.sadd(self.key("nodes"), self.node_id)
         was_alive, _ = await pipe.execute()
         epoch = await self._ensure_epoch(keys=[self.key("epoch")], args=[new_epoch()])
-        if was_alive is None and self._epoch:
-            # The cluster took us for dead (or lost its data): our members come back.
-            await self._reassert_presence()
-        return str(epoch.decode())
+        return str(epoch.decode()), was_alive is not None
 
     async def _reassert_presence(self) -> None:
-        hub_rooms = getattr(self._local, "rooms", {})
-        pipe = self._redis.pipeline(transaction=False)
-        for room_id, conns in hub_rooms.items():
-            if room_id.startswith("user:"):
-                continue
-            for user_id in {c.user_id for c in conns}:
-                pipe.sadd(self.key("pres", room_id), f"{self.node_id}|{user_id}")
-            pipe.sadd(self.key("noderooms", self.node_id), room_id)
-        await pipe.execute()
+        """Put this node's members back (``user:joined`` for those the rooms lost)."""
+        for room_id, users in self.local.presence().items():
+            for user_id in users:
+                await self.join(room_id, user_id, first=True)
 
     async def _heartbeat(self) -> None:
         cfg = self._config
@@ -238,11 +246,16 @@ class RedisStore:
             await asyncio.sleep(period)
             try:
                 async with self.calling():
-                    epoch = await self._heartbeat_once()
+                    epoch, alive = await self._heartbeat_once()
                     await self._scripts["SWEEP"](
                         keys=[self.key("nodes")], args=[self._p, self.channel, repr(self._clock())]
                     )
-                await self.epoch_seen(epoch)
+                if epoch != self._epoch:
+                    await self.epoch_seen(epoch)
+                elif not alive:
+                    # The cluster took us for dead (our key expired): our members come back.
+                    log.warning("node %s was taken for dead; its members rejoin", self.node_id)
+                    await self._reassert_presence()
             except StoreUnavailable:
                 if self.reach.down_for() >= cfg.redis_cutoff and not self.reach.cut_off:
                     self.reach.cut_off = True
@@ -278,11 +291,11 @@ class RedisStore:
     async def take(self, limit: Limit, user_id: str) -> float:
         cfg = self._config
         rate, burst = {
-            Limit.MESSAGES: (cfg.rate_per_second, cfg.rate_burst),
-            Limit.EPHEMERAL: (cfg.ephemeral_per_second, cfg.ephemeral_burst),
-            Limit.QUERY: (cfg.query_per_second, cfg.query_burst),
+            MESSAGES: (cfg.rate_per_second, cfg.rate_burst),
+            EPHEMERAL: (cfg.ephemeral_per_second, cfg.ephemeral_burst),
+            QUERY: (cfg.query_per_second, cfg.query_burst),
         }[limit]
-        reply = await self._script("RATE", [self.key("rl", limit.value, user_id)], [rate, burst])
+        reply = await self._script("RATE", [self.key("rl", limit, user_id)], [rate, burst])
         return float(reply)
 
     async def find(self, user_id: str, message_id: str) -> Entry | None:

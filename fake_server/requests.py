@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .auth import AuthFailure
 from .envelope import Request, ack, event, get_int, get_room_id, get_str
 from .errors import ErrorCode, RequestError
-from .store import Limit, Message, check_same, run_inline
+from .store import EPHEMERAL, MESSAGES, QUERY, Message, check_same, run_inline
 
 if TYPE_CHECKING:
     from .hub import Connection, Hub
@@ -25,11 +25,15 @@ Reply = dict[str, Any] | None
 Handler = Callable[["Hub", "Connection", Request], Coroutine[Any, Any, Reply]]
 
 
+def unknown_type(request: Request) -> RequestError:
+    return RequestError(ErrorCode.UNKNOWN_TYPE, f"unknown request type {request.type[:64]!r}")
+
+
 async def dispatch_async(hub: Hub, conn: Connection, request: Request) -> Reply:
     """Run the handler of ``request.type``; ``UNKNOWN_TYPE`` when there is none."""
     handler = HANDLERS.get(request.type)
     if handler is None:
-        raise RequestError(ErrorCode.UNKNOWN_TYPE, f"unknown request type {request.type[:64]!r}")
+        raise unknown_type(request)
     return await handler(hub, conn, request)
 
 
@@ -56,9 +60,11 @@ def _joined_room(hub: Hub, conn: Connection, request: Request) -> str:
     return room_id
 
 
-async def _rate_limit(hub: Hub, conn: Connection, limit: Limit = Limit.MESSAGES) -> None:
-    """Take a token from the user's bucket ``limit`` (default: the messages' one)."""
-    retry_after = await hub.storage.take(limit, conn.user_id)
+def _limited(hub: Hub, retry_after: float) -> None:
+    """Refuse with ``RATE_LIMIT`` when taking a token said to wait ``retry_after`` s.
+
+    Handlers call ``_limited(hub, await hub.storage.take(bucket, conn.user_id))``.
+    """
     if retry_after > 0:
         hub.counters.bump("rate_limited")
         raise RequestError(
@@ -86,7 +92,7 @@ def _room_limits(hub: Hub, conn: Connection) -> None:
 
 async def room_join(hub: Hub, conn: Connection, request: Request) -> Reply:
     room_id = _accessible_room(hub, conn, request)
-    await _rate_limit(hub, conn, Limit.QUERY)
+    _limited(hub, await hub.storage.take(QUERY, conn.user_id))
     if not hub.is_member(conn, room_id):
         _room_limits(hub, conn)
     members, epoch, last_event_id = await hub.join(conn, room_id)
@@ -98,7 +104,7 @@ async def room_join(hub: Hub, conn: Connection, request: Request) -> Reply:
 
 async def room_leave(hub: Hub, conn: Connection, request: Request) -> Reply:
     room_id = get_room_id(request.payload)
-    await _rate_limit(hub, conn, Limit.QUERY)
+    _limited(hub, await hub.storage.take(QUERY, conn.user_id))
     # The inbox membership is implicit and permanent.
     if room_id != f"user:{conn.user_id}":
         await hub.leave(conn, room_id)
@@ -107,19 +113,18 @@ async def room_leave(hub: Hub, conn: Connection, request: Request) -> Reply:
 
 async def room_members(hub: Hub, conn: Connection, request: Request) -> Reply:
     room_id = _accessible_room(hub, conn, request)
-    await _rate_limit(hub, conn, Limit.QUERY)
+    _limited(hub, await hub.storage.take(QUERY, conn.user_id))
     return _reply(request, {"roomId": room_id, "members": await hub.storage.members(room_id)})
 
 
 # -- messages --------------------------------------------------------------------------------
 
 
-async def _commit(
+def _message(
     hub: Hub, conn: Connection, request: Request, room_id: str, text: str, kind: str, **extra: str
-) -> Reply:
-    """Append, fan out and ack one message; resends are answered with the original ack."""
+) -> Message:
     assert request.id is not None
-    message = Message(
+    return Message(
         user_id=conn.user_id,
         message_id=request.id,
         room_id=room_id,
@@ -128,7 +133,11 @@ async def _commit(
         extra=tuple(extra.items()),
         now=hub.clock(),
     )
-    receipt = await hub.storage.commit(message, duplicate=hub.take_duplicate)
+
+
+def _committed(hub: Hub, request: Request, receipt: dict[str, Any]) -> Reply:
+    """The ack of a commit (:meth:`Store.commit` appended, fanned out and deduplicated)."""
+    assert request.id is not None
     if receipt["duplicate"]:
         hub.counters.bump("duplicates")
         return ack(request.id, receipt)
@@ -149,7 +158,7 @@ async def chat_send(hub: Hub, conn: Connection, request: Request) -> Reply:
     assert request.id is not None
     room_id = get_room_id(request.payload)
     text = get_str(request.payload, "text", max_length=hub.config.max_text_length)
-    await _rate_limit(hub, conn)
+    _limited(hub, await hub.storage.take(MESSAGES, conn.user_id))
     # A resend is answered before the membership check: after a reconnect (maybe to
     # another node) the client may resend before it rejoined, and the answer must
     # still be the original one.
@@ -161,15 +170,17 @@ async def chat_send(hub: Hub, conn: Connection, request: Request) -> Reply:
             check_same(entry, Message(conn.user_id, request.id, room_id, "", text, (), 0.0))
             hub.counters.bump("duplicates")
             return ack(request.id, {**entry.ack, "duplicate": True})
-    return await _commit(hub, conn, request, room_id, text, "chat:message")
+    message = _message(hub, conn, request, room_id, text, "chat:message")
+    return _committed(hub, request, await hub.storage.commit(message, duplicate=hub.take_duplicate))
 
 
 async def dm_send(hub: Hub, conn: Connection, request: Request) -> Reply:
     _message_id(request)
     to_user = get_str(request.payload, "toUserId", max_length=64)
     text = get_str(request.payload, "text", max_length=hub.config.max_text_length)
-    await _rate_limit(hub, conn)
-    return await _commit(hub, conn, request, f"user:{to_user}", text, "dm:message", to=to_user)
+    _limited(hub, await hub.storage.take(MESSAGES, conn.user_id))
+    message = _message(hub, conn, request, f"user:{to_user}", text, "dm:message", to=to_user)
+    return _committed(hub, request, await hub.storage.commit(message, duplicate=hub.take_duplicate))
 
 
 async def sync_messages(hub: Hub, conn: Connection, request: Request) -> Reply:
@@ -183,7 +194,7 @@ async def sync_messages(hub: Hub, conn: Connection, request: Request) -> Reply:
     epoch = payload.get("epoch")
     if epoch is not None and not isinstance(epoch, str):
         raise RequestError(ErrorCode.BAD_REQUEST, "epoch must be a string")
-    await _rate_limit(hub, conn, Limit.QUERY)
+    _limited(hub, await hub.storage.take(QUERY, conn.user_id))
     if conn.peer.in_flight("sync:messages") >= cfg.max_syncs_in_flight:
         hub.counters.bump("limited")
         raise RequestError(
@@ -211,14 +222,14 @@ async def sync_messages(hub: Hub, conn: Connection, request: Request) -> Reply:
 
 async def typing_start(hub: Hub, conn: Connection, request: Request) -> Reply:
     room_id = _joined_room(hub, conn, request)
-    await _rate_limit(hub, conn, Limit.EPHEMERAL)
+    _limited(hub, await hub.storage.take(EPHEMERAL, conn.user_id))
     await hub.start_typing(conn, room_id)
     return _reply(request, {"roomId": room_id})
 
 
 async def typing_stop(hub: Hub, conn: Connection, request: Request) -> Reply:
     room_id = _joined_room(hub, conn, request)
-    await _rate_limit(hub, conn, Limit.EPHEMERAL)
+    _limited(hub, await hub.storage.take(EPHEMERAL, conn.user_id))
     await hub.stop_typing(room_id, conn.user_id)
     return _reply(request, {"roomId": room_id})
 
@@ -226,7 +237,7 @@ async def typing_stop(hub: Hub, conn: Connection, request: Request) -> Reply:
 async def message_read(hub: Hub, conn: Connection, request: Request) -> Reply:
     room_id = _joined_room(hub, conn, request)
     event_id = get_int(request.payload, "eventId", minimum=1)
-    await _rate_limit(hub, conn, Limit.EPHEMERAL)
+    _limited(hub, await hub.storage.take(EPHEMERAL, conn.user_id))
     receipt = {
         "roomId": room_id,
         "eventId": event_id,

@@ -122,5 +122,5 @@ async def _sync_rooms(
     replies: dict[str, Any] = {}
     for request in per_room:
         reply = await hub.process(conn, request)
-        replies[request.payload["roomId"]] = reply[0].get("payload") if reply else None
+        replies[request.payload["roomId"]] = reply.get("payload") if reply else None
     peer.reply(ack_id, "sync:messages", {"success": True, "rooms": replies})

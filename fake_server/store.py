@@ -17,10 +17,9 @@ A store reaches the node's own connections through the :class:`Local` it is boun
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from .config import ServerConfig
 from .dedupe import DedupeTable, Entry, digest
@@ -30,6 +29,9 @@ from .eventlog import LogStore, SyncPage
 from .ratelimit import RateLimiter
 
 __all__ = [
+    "EPHEMERAL",
+    "MESSAGES",
+    "QUERY",
     "Limit",
     "Local",
     "MemoryStore",
@@ -55,15 +57,16 @@ class StoreUnavailable(Exception):
         self.retry_after = retry_after
 
 
-class Limit(enum.Enum):
-    """Which token bucket a request takes from (``ServerConfig`` rate settings)."""
+Limit = Literal["msg", "eph", "qry"]
+"""Which token bucket a request takes from (``ServerConfig`` rate settings): messages,
+ephemeral events (typing, receipts), queries (join, leave, members, sync).  Plain
+strings, not an enum: the lookup is on every request's path."""
+MESSAGES: Limit = "msg"
+EPHEMERAL: Limit = "eph"
+QUERY: Limit = "qry"
 
-    MESSAGES = "msg"
-    EPHEMERAL = "eph"
-    QUERY = "qry"
 
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
     """A ``chat:send`` / ``dm:send`` to commit: the log payload without its event id."""
 
@@ -78,16 +81,18 @@ class Message:
     now: float
 
     def payload(self, event_id: int, epoch: str) -> dict[str, Any]:
-        return {
+        payload = {
             "roomId": self.room_id,
             "eventId": event_id,
             "epoch": epoch,
             "messageId": self.message_id,
             "from": self.user_id,
-            **dict(self.extra),
-            "text": self.text,
-            "timestamp": self.now,
         }
+        for key, value in self.extra:
+            payload[key] = value
+        payload["text"] = self.text
+        payload["timestamp"] = self.now
+        return payload
 
 
 def receipt(
@@ -127,6 +132,9 @@ class Local(Protocol):
 
     def has_members(self, room_id: str) -> bool:
         """Whether a connection to this node is in the room."""
+
+    def presence(self) -> dict[str, set[str]]:
+        """Room -> users with a connection to this node in it (inboxes left out)."""
 
     def epoch_changed(self, epoch: str) -> None:
         """The shared log was lost: tell every client (they reconnect and see a gap)."""
@@ -241,12 +249,10 @@ class MemoryStore:
         self._local: Local | None = None
         self.logs = self._new_logs()
         self.dedupe = self._new_dedupe()
-        self.limiters = {
-            Limit.MESSAGES: RateLimiter(rate=config.rate_per_second, burst=config.rate_burst),
-            Limit.EPHEMERAL: RateLimiter(
-                rate=config.ephemeral_per_second, burst=config.ephemeral_burst
-            ),
-            Limit.QUERY: RateLimiter(rate=config.query_per_second, burst=config.query_burst),
+        self.limiters: dict[str, RateLimiter] = {
+            MESSAGES: RateLimiter(rate=config.rate_per_second, burst=config.rate_burst),
+            EPHEMERAL: RateLimiter(rate=config.ephemeral_per_second, burst=config.ephemeral_burst),
+            QUERY: RateLimiter(rate=config.query_per_second, burst=config.query_burst),
         }
 
     def _new_logs(self) -> LogStore:
@@ -291,11 +297,14 @@ class MemoryStore:
         if entry is not None:
             check_same(entry, message)
             return {**entry.ack, "duplicate": True}
-        log = self.logs.for_append(message.room_id, now=now)
-        payload = message.payload(log.next_event_id(), self.epoch)
+        logs = self.logs
+        log = logs.for_append(message.room_id, now=now)
+        event_id = log.next_event_id()
+        epoch = logs.epoch
+        payload = message.payload(event_id, epoch)
         log.append(payload)
-        log.prune(now=now, max_count=self.logs.max_count, max_age=self.logs.max_age)
-        ack = receipt(message.room_id, payload["eventId"], message.message_id, self.epoch, now)
+        log.prune(now=now, max_count=logs.max_count, max_age=logs.max_age)
+        ack = receipt(message.room_id, event_id, message.message_id, epoch, now)
         self.dedupe.put(
             message.user_id,
             message.message_id,

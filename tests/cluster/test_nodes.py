@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import redis.asyncio as aioredis
+
+from rtclient.testing.redis_server import RedisServer
 
 from ..server.conftest import Connect
 from .conftest import MakeNode
@@ -158,3 +161,27 @@ async def test_the_rate_limit_is_per_user_across_nodes(
     bob = await connect(one, "bob")
     await bob.join("lobby")
     await bob.say("lobby", "fine")
+
+
+async def test_an_event_published_again_is_not_delivered_twice(
+    make_node: MakeNode, connect: Connect, redis: RedisServer
+) -> None:
+    """After a catch-up read from the log, pub/sub may still bring events the log gave:
+    a node delivers each event id of a room once."""
+    one, two = await make_node(), await make_node()
+    alice, bob = await connect(one, "alice"), await connect(two, "bob")
+    await alice.join("lobby")
+    await bob.join("lobby")
+    heard: list[bytes] = []
+    async with aioredis.Redis.from_url(redis.url) as spy, spy.pubsub() as pubsub:
+        await pubsub.subscribe("rtclient:fanout")
+        await alice.say("lobby", "once", id="m1")
+        while not heard:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=3.0)
+            if message is not None and message["data"].startswith(b'["E"'):
+                heard.append(message["data"])
+        assert (await bob.expect("chat:message"))["eventId"] == 1
+        await spy.publish("rtclient:fanout", heard[0])  # the same event again
+        await alice.say("lobby", "twice?", id="m2")
+    assert (await bob.expect("chat:message"))["eventId"] == 2
+    await bob.silent("chat:message")

@@ -122,3 +122,52 @@ async def test_a_node_cut_off_from_redis_dies_for_the_cluster_and_sends_its_clie
         carol = await connect(lost, "carol")
         await carol.join("lobby")
         assert (await alice.expect("user:joined"))["userId"] == "carol"
+
+
+async def test_a_node_back_from_a_short_partition_catches_up_and_rejoins_presence(
+    redis: RedisServer, make_node: MakeNode, connect: Connect
+) -> None:
+    async with FaultProxy(upstream=("127.0.0.1", redis.port)) as proxy:
+        away = await make_node(redis_url=f"redis://127.0.0.1:{proxy.port}/0", redis_cutoff=30.0)
+        home = await make_node()
+        alice, bob = await connect(home, "alice"), await connect(away, "bob")
+        await alice.join("lobby")
+        await bob.join("lobby")
+        await alice.expect("user:joined")
+        await alice.say("lobby", "seen", id="m0")
+        await bob.expect("chat:message")
+        await proxy.down()
+        # Long enough for the cluster to take the node for dead.
+        assert (await alice.expect("user:left", timeout=3.0))["userId"] == "bob"
+        for n in range(1, 6):
+            await alice.say("lobby", f"missed {n}", id=f"m{n}")
+        await proxy.up()
+        # The node reads what its subscription missed from the log, in order, once.
+        got = [await bob.expect("chat:message") for _ in range(5)]
+        assert [e["eventId"] for e in got] == [2, 3, 4, 5, 6]
+        await bob.silent("chat:message")
+        assert away.counters["fanout_fills"] == 5
+        # And bob is back in the room for everyone.
+        assert (await alice.expect("user:joined", timeout=3.0))["userId"] == "bob"
+        assert (await alice.ok("room:members", {"roomId": "lobby"}))["members"] == [
+            "alice",
+            "bob",
+        ]
+        await alice.say("lobby", "live again", id="m6")
+        assert (await bob.expect("chat:message"))["eventId"] == 7
+
+
+async def test_restart_without_the_log_on_one_node_is_a_new_epoch_for_the_cluster(
+    make_node: MakeNode, connect: Connect
+) -> None:
+    one, two = await make_node(), await make_node()
+    alice, bob = await connect(one, "alice"), await connect(two, "bob")
+    await alice.join("lobby")
+    await alice.say("lobby", "old", id="m1")
+    old = two.epoch
+    await one.restart(keep_log=False)
+    assert await bob.closed() == (1012, "new epoch")
+    assert await alice.closed() == (1012, "service restart")
+    await wait_until(lambda: one.epoch == two.epoch != old, timeout=3.0)
+    assert await two.read_log("lobby") == []
+    assert two.counters["epoch_changes"] == 1
