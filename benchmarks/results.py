@@ -191,6 +191,8 @@ class ScaleRun:
     not_connected_at_end: int = 0
     behind_at_end: int = 0
     """Clients that had not delivered every room's head when the run ended."""
+    lost_to_late: int = 0
+    """Lost deliveries owed to those clients (the run ended before they caught up)."""
     settle_seconds: float = 0.0
     """From the senders' stop until every client was CONNECTED with an empty outbox."""
     catch_up_seconds: float = 0.0

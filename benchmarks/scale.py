@@ -180,9 +180,9 @@ async def run(settings: Settings, say: Callable[[str], None] = print) -> ScaleRu
         settled = time.monotonic()
         paths = await asyncio.gather(*(p.expect("DONE", s.settle + 60) for p in procs))
         figures.catch_up_seconds = time.monotonic() - settled
-        records: list[Record] = []
         states: dict[str, str] = {}
         behind: list[str] = []
+        records: list[Record] = []
         for path in paths:
             data = await asyncio.to_thread(_take, Path(path))
             records += decode(data["records"])
@@ -198,6 +198,8 @@ async def run(settings: Settings, say: Callable[[str], None] = print) -> ScaleRu
     figures.anomalies = report.counts()
     figures.announced_gaps = report.gaps
     figures.missed_under_gaps = undelivered(records) - report.counts()["lost"]
+    late = set(behind)
+    figures.lost_to_late = sum(a.client in late for a in report.of("lost"))
     lags = latencies(records)
     figures.latency = [percentile(lags, q) for q in (0.5, 0.99)]
     figures.gap_reasons = dict(Counter(r.reason for r in records if isinstance(r, Announced)))
@@ -232,6 +234,7 @@ def describe(r: ScaleRun) -> str:
         f"{a.get('unannounced_gaps', 0)} unacked {a.get('unacked', 0)} failed sends "
         f"{a.get('failed', 0)}; announced gaps {r.announced_gaps} {r.gap_reasons}, "
         f"deliveries missed under them {r.missed_under_gaps}; "
+        f"lost owed to clients still behind at the end {r.lost_to_late}; "
         f"drains that did not end {len(r.failed_drains)}; at the end {r.not_connected_at_end} "
         f"clients not CONNECTED, {r.behind_at_end} not at every room's head; "
         f"joins retried at the start {r.join_retries}; node restarts "
