@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rtclient.testing.chaos import Report, check
+from rtclient.testing.chaos import check
 from rtclient.testing.chaos.history import Announced, History, Record
 from rtclient.testing.programs import ProgramMissing, require_program
 
@@ -193,12 +193,19 @@ async def run(settings: Settings, say: Callable[[str], None] = print) -> ScaleRu
     finally:
         await asyncio.gather(*(p.kill() for p in procs), return_exceptions=True)
         await nodes.stop()
-    report = check_history(records)
+    _judge(figures, records, set(behind))
+    figures.seconds = time.monotonic() - began
+    figures.load_after = _load()
+    return figures
+
+
+def _judge(figures: ScaleRun, records: list[Record], late: set[str]) -> None:
+    """Fill ``figures`` from every process's records: the checker's counts, the outages."""
+    report = check(History(records=records))
     figures.sent, figures.acked, figures.delivered = report.sent, report.acked, report.delivered
     figures.anomalies = report.counts()
     figures.announced_gaps = report.gaps
     figures.missed_under_gaps = undelivered(records) - report.counts()["lost"]
-    late = set(behind)
     figures.lost_to_late = sum(a.client in late for a in report.of("lost"))
     lags = latencies(records)
     figures.latency = [percentile(lags, q) for q in (0.5, 0.99)]
@@ -210,13 +217,6 @@ async def run(settings: Settings, say: Callable[[str], None] = print) -> ScaleRu
     figures.never = found.never
     figures.with_gap = found.with_gap
     figures.clients_disrupted = len({o.client for o in found.outages})
-    figures.seconds = time.monotonic() - began
-    figures.load_after = _load()
-    return figures
-
-
-def check_history(records: list[Record]) -> Report:
-    return check(History(records=records))
 
 
 def describe(r: ScaleRun) -> str:
