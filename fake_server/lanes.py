@@ -27,6 +27,9 @@ __all__ = ["Lane", "TaskSet"]
 
 log = logging.getLogger("fake_server.lanes")
 
+RECANCEL_AFTER = 0.5
+"""Seconds :meth:`TaskSet.close` waits before it cancels a task that goes on again."""
+
 LANE_ROOM = 64
 """Pending items past which a connection's reader waits before reading more."""
 
@@ -57,13 +60,18 @@ class TaskSet:
             log.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
     async def close(self) -> None:
-        """Cancel every task and wait for them; no task may be spawned after."""
+        """Cancel every task and wait for them; no task may be spawned after.
+
+        A task is cancelled again until it ends: on Python 3.11 a cancellation that
+        meets an expiring ``asyncio.timeout`` can come out as ``TimeoutError``, which a
+        retry loop would take for one more failure and go on.
+        """
         self._closed = True
         while self._tasks:
             tasks = list(self._tasks)
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait(tasks, timeout=RECANCEL_AFTER)
 
 
 class Lane:

@@ -24,23 +24,18 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio.client import PubSub
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .config import ServerConfig
 from .lanes import TaskSet
+from .redis_link import UNREACHABLE, stopping
 from .store import StoreUnavailable
 
 if TYPE_CHECKING:
     from .redis_store import RedisStore
 
-__all__ = ["UNREACHABLE", "Fanout"]
+__all__ = ["Fanout"]
 
 log = logging.getLogger("fake_server.redis")
-
-UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
-"""What an unreachable (restarting, partitioned) Redis raises; ``BusyLoadingError`` is a
-``ConnectionError``."""
 
 RESUBSCRIBE_CAP = 1.0
 """Longest wait between two attempts to subscribe again (seconds)."""
@@ -132,6 +127,7 @@ class Fanout:
                     if message is not None and message.get("type") == "message":
                         await self._handle(message["data"])
             except (*UNREACHABLE, StoreUnavailable) as exc:
+                stopping()
                 self._lost(exc)
             finally:
                 self.subscribed = False
@@ -144,7 +140,7 @@ class Fanout:
             delay = min(RESUBSCRIBE_CAP, delay * 2)
 
     def _lost(self, exc: BaseException) -> None:
-        self._store.reach.failed(exc)
+        self._store.link.failed(exc)
         log.debug("fan-out subscription lost: %s", exc)
 
     async def _catch_up(self) -> None:

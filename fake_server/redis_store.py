@@ -6,9 +6,9 @@ rate limits and fan-out.  Each step that must be atomic is one Lua script
 :class:`~fake_server.redis_fanout.Fanout` (pub/sub, in commit order).  The design, the
 keys and the failure behaviour are in ``docs/cluster.md``.
 
-Errors of the ``redis`` package never leave this module and the fan-out: an unreachable
-Redis is :class:`~fake_server.store.StoreUnavailable` (the request gets a retry reply),
-logged once per episode and counted (``/health``).
+Errors of the ``redis`` package never leave the link (:mod:`fake_server.redis_link`) and
+the fan-out: an unreachable Redis is :class:`~fake_server.store.StoreUnavailable` (the
+request gets a retry reply), logged once per outage and counted (``/health``).
 """
 
 from __future__ import annotations
@@ -17,20 +17,17 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
-from . import redis_scripts as scripts
 from .config import ServerConfig
 from .dedupe import Entry, digest
 from .eventlog import SyncPage, new_epoch
 from .lanes import TaskSet
-from .redis_fanout import UNREACHABLE, Fanout
+from .redis_fanout import Fanout
+from .redis_link import UNREACHABLE, RedisLink
 from .stats import Counters
 from .store import (
     EPHEMERAL,
@@ -65,34 +62,6 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
-class _Reach:
-    """Whether Redis answers: one log line per episode, counts for ``/health``."""
-
-    def __init__(self, counters: Counters, clock: Callable[[], float]) -> None:
-        self._counters = counters
-        self._clock = clock
-        self.down_since: float | None = None
-        self.episodes = 0
-        self.cut_off = False
-
-    def failed(self, exc: BaseException) -> None:
-        self._counters.bump("redis_errors")
-        if self.down_since is None:
-            self.down_since = self._clock()
-            self.episodes += 1
-            self._counters.bump("redis_outages")
-            log.warning("redis unreachable: %s (retrying in the background)", exc or type(exc))
-
-    def ok(self) -> None:
-        if self.down_since is not None:
-            log.warning("redis reachable again after %.3fs", self._clock() - self.down_since)
-            self.down_since = None
-            self.cut_off = False
-
-    def down_for(self) -> float:
-        return 0.0 if self.down_since is None else self._clock() - self.down_since
-
-
 class RedisStore:
     """The :class:`~fake_server.store.Store` of a cluster node; see the module docstring."""
 
@@ -118,23 +87,10 @@ class RedisStore:
         self._clock = clock
         self._p = config.redis_prefix
         self.channel = f"{self._p}:fanout"
-        self._redis = aioredis.Redis.from_url(
-            config.redis_url,
-            socket_timeout=config.redis_timeout,
-            socket_connect_timeout=config.redis_timeout,
-            # One more try on a fresh connection (the old one may be dead after a
-            # Redis restart); no waiting between: the request gets a retry reply instead.
-            retry=Retry(NoBackoff(), 1),
-            client_name=f"rtclient-{node_id}",
-        )
-        self._scripts = {
-            name: self._redis.register_script(getattr(scripts, name))
-            for name in ("COMMIT", "PAGE", "JOIN", "LEAVE", "MEMBERS", "SWEEP", "RATE")
-        }
-        self._ensure_epoch = self._redis.register_script(scripts.ENSURE_EPOCH)
+        self.link = RedisLink(config, node_id=node_id, counters=counters, monotonic=monotonic)
+        self._redis = self.link.client
         self._epoch = ""
         self._local: Local | None = None
-        self.reach = _Reach(counters, monotonic)
         self._tasks = TaskSet()
         self.fanout = Fanout(self, config)
         self._epoch_lock = asyncio.Lock()
@@ -170,7 +126,7 @@ class RedisStore:
             async with asyncio.timeout(self._config.redis_timeout * 2):
                 self._epoch, _ = await self._heartbeat_once()
         except UNREACHABLE as exc:
-            await self._redis.aclose()
+            await self.link.close()
             raise ConnectionError(f"cannot reach redis: {exc}") from exc
         await self.fanout.start(self._tasks)
         self._tasks.spawn(self._heartbeat(), name=f"redis-heartbeat {self.node_id}")
@@ -183,41 +139,24 @@ class RedisStore:
             async with asyncio.timeout(self._config.redis_timeout):
                 # Our members leave with the node (the sweep tells their rooms).
                 await self._redis.delete(self.key("node", self.node_id))
-                await self._scripts["SWEEP"](
-                    keys=[self.key("nodes")], args=[self._p, self.channel, repr(self._clock())]
-                )
+                await self._sweep()
         except UNREACHABLE:
             pass
-        try:
-            async with asyncio.timeout(self._config.redis_timeout):
-                await self._redis.aclose()
-        except UNREACHABLE:
-            log.debug("closing the redis connections failed", exc_info=True)
+        await self.link.close()
+
+    async def _sweep(self) -> None:
+        args = [self._p, self.channel, repr(self._clock())]
+        await self.link.script("SWEEP", [self.key("nodes")], args)
 
     # -- calls ---------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def calling(self) -> AsyncIterator[None]:
-        """Map an unreachable Redis to :class:`StoreUnavailable` (and track the outage)."""
-        try:
-            async with asyncio.timeout(self._config.redis_timeout):
-                yield
-        except UNREACHABLE as exc:
-            self.reach.failed(exc)
-            raise StoreUnavailable("redis unreachable", self.retry_after()) from exc
-        self.reach.ok()
-
-    def retry_after(self) -> float:
-        """The hint for a refused request: the outage so far, at least 0.1 s, capped."""
-        cap = self._config.redis_retry_after
-        return round(min(cap, max(0.1, self.reach.down_for())), 3)
-
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        async with self.calling():
-            reply = await self._scripts[name](keys=keys, args=args)
+        """Run a script; one that found another epoch in Redis makes the node adopt it."""
+        async with self.link.calling():
+            reply = await self.link.script(name, keys, args)
         if isinstance(reply, list) and reply and reply[0] == b"EPOCH":
             await self.epoch_seen(reply[1].decode())
-            raise StoreUnavailable("the shared log changed epoch", self.retry_after())
+            raise StoreUnavailable("the shared log changed epoch", self.link.retry_after())
         return reply
 
     # -- epoch and heartbeat ----------------------------------------------------------------
@@ -230,7 +169,7 @@ class RedisStore:
         pipe.set(self.key("node", self.node_id), "1", px=int(cfg.node_ttl * 1000), get=True)
         pipe.sadd(self.key("nodes"), self.node_id)
         was_alive, _ = await pipe.execute()
-        epoch = await self._ensure_epoch(keys=[self.key("epoch")], args=[new_epoch()])
+        epoch = await self.link.script("ENSURE_EPOCH", [self.key("epoch")], [new_epoch()])
         return str(epoch.decode()), was_alive is not None
 
     async def _reassert_presence(self) -> None:
@@ -245,11 +184,9 @@ class RedisStore:
         while True:
             await asyncio.sleep(period)
             try:
-                async with self.calling():
+                async with self.link.calling():
                     epoch, alive = await self._heartbeat_once()
-                    await self._scripts["SWEEP"](
-                        keys=[self.key("nodes")], args=[self._p, self.channel, repr(self._clock())]
-                    )
+                    await self._sweep()
                 if epoch != self._epoch:
                     await self.epoch_seen(epoch)
                 elif not alive:
@@ -257,8 +194,8 @@ class RedisStore:
                     log.warning("node %s was taken for dead; its members rejoin", self.node_id)
                     await self._reassert_presence()
             except StoreUnavailable:
-                if self.reach.down_for() >= cfg.redis_cutoff and not self.reach.cut_off:
-                    self.reach.cut_off = True
+                if self.link.down_for() >= cfg.redis_cutoff and not self.link.cut_off:
+                    self.link.cut_off = True
                     self._counters.bump("redis_cutoffs")
                     self.local.cut_off(self._config.redis_retry_after)
 
@@ -270,8 +207,8 @@ class RedisStore:
             if epoch == self._epoch:
                 return
             if not epoch:
-                async with self.calling():
-                    raw = await self._ensure_epoch(keys=[self.key("epoch")], args=[new_epoch()])
+                async with self.link.calling():
+                    raw = await self.link.script("ENSURE_EPOCH", [self.key("epoch")], [new_epoch()])
                 epoch = raw.decode()
                 if epoch == self._epoch:
                     return
@@ -282,7 +219,7 @@ class RedisStore:
             self.local.epoch_changed(epoch)
 
     def available(self) -> float | None:
-        if self.reach.cut_off:
+        if self.link.cut_off:
             return self._config.redis_retry_after
         return None
 
@@ -299,7 +236,7 @@ class RedisStore:
         return float(reply)
 
     async def find(self, user_id: str, message_id: str) -> Entry | None:
-        async with self.calling():
+        async with self.link.calling():
             raw: Any = await self._redis.get(self.key("dd", user_id, message_id))
         return None if raw is None else self._entry(raw, message_id)
 
@@ -391,7 +328,7 @@ class RedisStore:
         end = "+" if before is None else f"{before - 1}-0"
         if before is not None and before - 1 <= after:
             return []
-        async with self.calling():
+        async with self.link.calling():
             entries: Any = await self._redis.xrange(self.key("log", room_id), f"{after + 1}-0", end)
         return [(fields[b"k"].decode(), fields[b"p"]) for _, fields in entries]
 
@@ -458,12 +395,12 @@ class RedisStore:
         exclude: str | None = None,
     ) -> None:
         message = self._message(room_id, envelope, skip_user=skip_user, exclude=exclude)
-        async with self.calling():
+        async with self.link.calling():
             await self._redis.publish(self.channel, message)
 
     async def reset(self) -> None:
         """A new epoch for the whole cluster: every log and dedupe entry is dropped."""
-        async with self.calling():
+        async with self.link.calling():
             for pattern in ("seq:*", "log:*", "dd:*"):
                 async for key in self._redis.scan_iter(match=self.key(pattern), count=500):
                     await self._redis.unlink(key)
@@ -474,10 +411,10 @@ class RedisStore:
     def health(self) -> dict[str, Any]:
         return {
             "redis": {
-                "reachable": self.reach.down_since is None,
-                "downFor": round(self.reach.down_for(), 3),
-                "outages": self.reach.episodes,
-                "cutOff": self.reach.cut_off,
+                "reachable": self.link.down_since is None,
+                "downFor": round(self.link.down_for(), 3),
+                "outages": self.link.outages,
+                "cutOff": self.link.cut_off,
                 "subscribed": self.fanout.subscribed,
             }
         }

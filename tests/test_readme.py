@@ -24,6 +24,7 @@ import pytest
 from fake_server import FakeServer
 from rtclient import Client
 from rtclient.testing import wait_until
+from rtclient.testing.plugin import need_program
 
 from .integration.test_generic_mode import PlainServer
 
@@ -48,7 +49,7 @@ def block(*words: str) -> str:
 
 
 def test_every_block_has_a_runner() -> None:
-    assert len(BLOCKS) == 8, "a README block was added or removed: give it a runner here"
+    assert len(BLOCKS) == 9, "a README block was added or removed: give it a runner here"
 
 
 async def test_using_it_keeps_running_through_a_reconnect() -> None:
@@ -145,6 +146,22 @@ PYTEST_ARGS = ("-p", "no:cacheprovider", "test_readme_example.py")
 
 def test_testing_example_passes_in_strict_mode(tmp_path: Path) -> None:
     (tmp_path / "test_readme_example.py").write_text(block("make_rt_client"))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-o", "asyncio_mode=strict", *PYTEST_ARGS],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "1 passed" in result.stdout
+
+
+@pytest.mark.cluster
+def test_cluster_example_passes_in_strict_mode(tmp_path: Path) -> None:
+    need_program("redis-server")
+    (tmp_path / "test_readme_example.py").write_text(block("rt_cluster.kill"))
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-o", "asyncio_mode=strict", *PYTEST_ARGS],
         cwd=tmp_path,

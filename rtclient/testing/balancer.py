@@ -37,7 +37,7 @@ from typing import Self
 import aiohttp
 
 from .cluster import Cluster, free_port
-from .cluster_node import _die_with_parent, open_log
+from .cluster_node import die_with_parent, open_log
 from .programs import require_program
 
 __all__ = ["Balancer", "haproxy_config"]
@@ -165,7 +165,7 @@ class Balancer:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
-                preexec_fn=_die_with_parent(),
+                preexec_fn=die_with_parent(),
             )
         try:
             for i in self.cluster.running():

@@ -141,7 +141,7 @@ class Cluster:
                         upstream = (self.redis.host, self.redis.port)
                         self._proxies[i] = await FaultProxy(upstream=upstream).start()
             for node in self.nodes:
-                node._argv = self._argv(node)
+                node.argv = self._argv(node)
             await asyncio.gather(*(node.start() for node in self.nodes))
         except BaseException:
             await self.aclose()
@@ -234,7 +234,7 @@ class Cluster:
         """
         status = await self.nodes[i].terminate(timeout)
         if status != 0:
-            raise NodeFailed(self.nodes[i]._why(f"exited with status {status} after SIGTERM"))
+            raise self.nodes[i].failure(f"exited with status {status} after SIGTERM")
 
     async def partition(self, i: int, *, reset: bool = True) -> None:
         """Cut node ``i`` off from Redis: its connections are cut (an RST with ``reset``),

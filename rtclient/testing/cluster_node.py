@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 import aiohttp
 
-__all__ = ["NodeFailed", "NodeProcess", "open_log"]
+__all__ = ["NodeFailed", "NodeProcess", "die_with_parent", "open_log"]
 
 READY_TIMEOUT = 30.0
 """Seconds a node may take to answer /health (a loaded 2-core machine imports slowly)."""
@@ -39,7 +39,11 @@ class NodeFailed(RuntimeError):
     """
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the child SIGKILLed when its parent dies (Linux), or None.
+
+    (A child that outlives a killed test runner would hold its port and its Redis.)
+    """
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -89,7 +93,8 @@ class NodeProcess:
         self.port = port
         self.log_path = log_path
         self.ready_timeout = ready_timeout
-        self._argv = list(argv)
+        self.argv = list(argv)
+        """The flags after ``serve``; a change applies from the next :meth:`start`."""
         self._env = env
         self._process: asyncio.subprocess.Process | None = None
         self.starts = 0
@@ -130,7 +135,7 @@ class NodeProcess:
 
     @property
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "rtclient", "serve", *self._argv]
+        return [sys.executable, "-m", "rtclient", "serve", *self.argv]
 
     def log_tail(self, lines: int = 30) -> str:
         """The last ``lines`` lines the node wrote (every run, appended)."""
@@ -158,7 +163,7 @@ class NodeProcess:
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 env=env,
-                preexec_fn=_die_with_parent(),
+                preexec_fn=die_with_parent(),
             )
         self.starts += 1
         try:
@@ -176,12 +181,12 @@ class NodeProcess:
                 process = self._process
                 if process is None or process.returncode is not None:
                     code = None if process is None else process.returncode
-                    raise NodeFailed(self._why(f"exited with status {code} while starting"))
+                    raise self.failure(f"exited with status {code} while starting")
                 document = await self._get_health(session)
                 if document is not None:
                     return document
                 if loop.time() > deadline:
-                    raise NodeFailed(self._why(f"no healthy /health within {timeout} s"))
+                    raise self.failure(f"no healthy /health within {timeout} s")
                 await asyncio.sleep(0.02)  # polling the state we wait for
 
     async def health(self) -> dict[str, Any] | None:
@@ -216,14 +221,17 @@ class NodeProcess:
         """
         process = self._process
         if process is None or process.returncode is not None:
-            raise NodeFailed(self._why("is not running"))
+            raise self.failure("is not running")
         process.send_signal(signal.SIGTERM)
         try:
             async with asyncio.timeout(timeout):
                 return await process.wait()
         except TimeoutError:
             await self.kill()
-            raise NodeFailed(self._why(f"still running {timeout} s after SIGTERM")) from None
+            raise self.failure(f"still running {timeout} s after SIGTERM") from None
 
-    def _why(self, what: str) -> str:
-        return f"node {self.index} ({self.http_url}) {what}; its log ends:\n{self.log_tail()}"
+    def failure(self, what: str) -> NodeFailed:
+        """A :class:`NodeFailed` saying ``what`` of this node, with the end of its log."""
+        return NodeFailed(
+            f"node {self.index} ({self.http_url}) {what}; its log ends:\n{self.log_tail()}"
+        )

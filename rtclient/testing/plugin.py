@@ -29,20 +29,24 @@ Fixtures:
     a started :class:`~rtclient.testing.cluster.Cluster`: a real redis-server and three
     ``rtclient serve --redis`` node processes (``@pytest.mark.rt_cluster(nodes=5,
     redis=False, node_args=[...])`` or an indirect parameter of that dict changes it),
-    every process stopped at teardown; the nodes' logs are in ``tmp_path / "cluster"``.
+    every process stopped at teardown; the nodes' logs are in a temporary folder, and the
+    end of each is shown when the test fails.
 ``rt_balancer``
     a :class:`~rtclient.testing.balancer.Balancer` (haproxy) in front of ``rt_cluster``.
+``rt_haproxy``
+    the path of haproxy (``rt_balancer`` asks for it before starting a cluster).
 
 A program those two need (redis-server, haproxy) that is missing skips the test with the
 package to install, except under ``CI=true``, where it is installed or the test fails.
 
-Helpers to import: :func:`~rtclient.testing.wait_until` and :class:`~rtclient.testing.Inbox`.
+Helpers to import: :func:`~rtclient.testing.wait_until` and :class:`~rtclient.testing.Inbox`;
+:func:`need_program` for a test of your own that runs a program.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Generator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pytest
@@ -70,9 +74,11 @@ __all__ = [
     "fake_server",
     "fault_proxy",
     "make_rt_client",
+    "need_program",
     "rt_balancer",
     "rt_client",
     "rt_cluster",
+    "rt_haproxy",
 ]
 
 SERVER_DEFAULTS: dict[str, Any] = {
@@ -124,6 +130,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "rt_cluster(nodes=3, redis=True, **options): the rt_cluster fixture's Cluster"
     )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test on ``rt_cluster`` shows the end of every node's log."""
+    report = yield
+    cluster = getattr(item, "funcargs", {}).get("rt_cluster")
+    if report.failed and report.when == "call" and cluster is not None:
+        for node in cluster.nodes:
+            report.sections.append((f"rt_cluster node {node.index} log", node.log_tail(40)))
+    return report
 
 
 def _marker_kwargs(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
@@ -213,6 +232,21 @@ def _program_missing(exc: Exception) -> None:
     pytest.skip(str(exc))
 
 
+def need_program(name: str) -> str:
+    """The path of ``name`` for a test, from :func:`~.programs.require_program`.
+
+    When it is missing (and, under ``CI=true``, could not be installed): a skip that
+    names the Debian package, or under ``CI=true`` a failure.
+    """
+    from .programs import ProgramMissing, require_program
+
+    try:
+        return require_program(name)
+    except ProgramMissing as exc:
+        _program_missing(exc)
+        raise
+
+
 async def _rt_cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Cluster]:
@@ -235,16 +269,15 @@ async def _rt_cluster(
         yield cluster
 
 
-async def _rt_balancer(rt_cluster: Cluster) -> AsyncIterator[Balancer]:
-    from .balancer import Balancer
-    from .programs import ProgramMissing
+def _rt_haproxy() -> str:
+    return need_program("haproxy")
 
-    try:
-        balancer = Balancer(rt_cluster)
-    except ProgramMissing as exc:
-        _program_missing(exc)
-        raise
-    async with balancer:
+
+async def _rt_balancer(rt_haproxy: str, rt_cluster: Cluster) -> AsyncIterator[Balancer]:
+    # rt_haproxy comes first: no cluster is started for a test that cannot run.
+    from .balancer import Balancer
+
+    async with Balancer(rt_cluster) as balancer:
         yield balancer
 
 
@@ -255,6 +288,7 @@ if pytest_asyncio is not None:
     rt_client = pytest_asyncio.fixture(_rt_client, name="rt_client")
     rt_cluster = pytest_asyncio.fixture(_rt_cluster, name="rt_cluster")
     rt_balancer = pytest_asyncio.fixture(_rt_balancer, name="rt_balancer")
+    rt_haproxy = pytest.fixture(_rt_haproxy, name="rt_haproxy")
 else:  # pragma: no cover
 
     def _needs_pytest_asyncio() -> None:
@@ -266,3 +300,4 @@ else:  # pragma: no cover
     rt_client = pytest.fixture(_needs_pytest_asyncio, name="rt_client")
     rt_cluster = pytest.fixture(_needs_pytest_asyncio, name="rt_cluster")
     rt_balancer = pytest.fixture(_needs_pytest_asyncio, name="rt_balancer")
+    rt_haproxy = pytest.fixture(_rt_haproxy, name="rt_haproxy")

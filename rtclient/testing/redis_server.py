@@ -142,6 +142,22 @@ class RedisServer:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
+    async def _shutdown_saving(self) -> None:
+        """``SHUTDOWN SAVE``: stop taking writes, save, exit — nothing acknowledged is lost.
+
+        (A ``SAVE`` and then a kill would lose every write between the two.)
+        """
+        process = self._process
+        if process is None:
+            return
+        reply = await self.command("SHUTDOWN", "SAVE")
+        try:
+            await asyncio.wait_for(process.wait(), START_TIMEOUT)
+        except TimeoutError:
+            raise RuntimeError(f"redis SHUTDOWN SAVE did not stop the server: {reply!r}") from None
+        if process.returncode != 0:
+            raise RuntimeError(f"redis SHUTDOWN SAVE failed ({process.returncode}): {reply!r}")
+
     async def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 5 s); the data set is not saved."""
         process, self._process = self._process, None
@@ -165,9 +181,7 @@ class RedisServer:
     async def restart(self, *, keep_data: bool = True, downtime: float = 0.0) -> None:
         """Restart on the same port; ``keep_data=False`` loses the data set (a new epoch)."""
         if keep_data and self.running:
-            reply = await self.command("SAVE")
-            if not reply.startswith(b"+OK"):
-                raise RuntimeError(f"redis SAVE failed: {reply!r}")
+            await self._shutdown_saving()
         await self.kill()
         if downtime > 0:
             await asyncio.sleep(downtime)

@@ -1,4 +1,4 @@
-"""``rtclient serve`` drains on SIGTERM: clients move on, nothing is lost or doubled, exit 0."""
+"""``rtclient serve`` drains on SIGTERM and SIGINT: clients move on, nothing lost, exit 0."""
 
 from __future__ import annotations
 
@@ -38,9 +38,11 @@ async def _serve() -> tuple[asyncio.subprocess.Process, str]:
     return process, first.split()[2]
 
 
-@pytest.mark.parametrize("transport", ["websocket", "socketio"])
-async def test_sigterm_drains_the_node_and_the_client_moves_on_with_nothing_lost(
-    transport: str,
+@pytest.mark.parametrize(
+    ("transport", "sig"), [("websocket", signal.SIGTERM), ("socketio", signal.SIGINT)]
+)
+async def test_a_signal_drains_the_node_and_the_client_moves_on_with_nothing_lost(
+    transport: str, sig: signal.Signals
 ) -> None:
     a, a_url = await _serve()
     b, b_url = await _serve()
@@ -64,7 +66,7 @@ async def test_sigterm_drains_the_node_and_the_client_moves_on_with_nothing_lost
             up_since = loop.time()
             acks = [await client.send("room", f"m{i}") for i in range(10)]
             await wait_until(lambda: loop.time() - up_since > 0.4, timeout=WAIT)  # stable
-            a.send_signal(signal.SIGTERM)
+            a.send_signal(sig)
             # Keep a stream of BATCH messages at a time going until the client moved,
             # and one round after that.
             sent = len(acks)

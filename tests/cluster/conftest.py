@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from fake_server import FakeServer
+from rtclient.testing.plugin import need_program
 from rtclient.testing.programs import ProgramMissing, in_ci
 from rtclient.testing.redis_server import RedisServer
 
@@ -63,3 +64,9 @@ async def make_node(redis: RedisServer) -> AsyncIterator[MakeNode]:
     yield make
     for node in nodes:
         await node.stop()
+
+
+@pytest.fixture(autouse=True)
+def _redis_server_installed() -> None:
+    """Every test here runs redis-server: a skip off CI, a failure under CI=true."""
+    need_program("redis-server")

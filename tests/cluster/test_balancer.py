@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Literal
+
 import aiohttp
 import pytest
 
@@ -10,7 +13,18 @@ from rtclient.testing import Balancer, Cluster, wait_until
 from rtclient.testing.balancer import haproxy_config
 from rtclient.testing.plugin import CLIENT_DEFAULTS
 
-pytestmark = [pytest.mark.cluster, pytest.mark.rt_cluster(nodes=3, redis=False)]
+TRANSPORTS: tuple[Literal["websocket", "socketio"], ...] = (
+    "websocket",
+    "socketio",
+    "websocket",
+    "socketio",
+)
+
+pytestmark = [pytest.mark.cluster, pytest.mark.rt_cluster(nodes=2, redis=False)]
+
+
+def _all_moved(clients: list[Client], times: int) -> bool:
+    return all(c.stats()["reconnects"] >= times for c in clients)
 
 
 def test_the_config_is_sticky_by_source_and_checks_health() -> None:
@@ -22,36 +36,36 @@ def test_the_config_is_sticky_by_source_and_checks_health() -> None:
     assert "server node1 127.0.0.1:4 check" in config
 
 
-@pytest.mark.parametrize("transport", ["websocket", "socketio"])
-async def test_clients_move_off_a_killed_node(
-    rt_cluster: Cluster, rt_balancer: Balancer, transport: str
+async def test_clients_move_off_a_killed_node_then_off_a_draining_one(
+    rt_cluster: Cluster, rt_balancer: Balancer
 ) -> None:
     clients = [
         Client(
             rt_balancer.url(transport),
             token=rt_cluster.token_provider(f"u{i}"),
-            transport=transport,  # type: ignore[arg-type]
+            transport=transport,
             **CLIENT_DEFAULTS,
         )
-        for i in range(3)
+        for i, transport in enumerate(TRANSPORTS)
     ]
     for client in clients:
         await client.connect()
-    counts = await rt_cluster.connections()
-    busy = await rt_cluster.busiest()
-    assert counts[busy] == 3, counts  # one source address: one node
+    for moves, fault in enumerate(("kill", "drain"), start=1):
+        counts = await rt_cluster.connections()
+        busy = await rt_cluster.busiest()
+        assert counts[busy] == 4, counts  # one source address: one node
 
-    await rt_cluster.kill(busy)
-    await rt_balancer.wait_state(busy, "DOWN")
-    await wait_until(lambda: all(c.stats()["reconnects"] == 1 for c in clients), 10.0)
-    for client in clients:
-        await client.join("lobby")
-        assert (await client.send("lobby", "moved")).event_id is not None
-    counts = await rt_cluster.connections()
-    assert counts[busy] is None and sum(c or 0 for c in counts) == 3, counts
+        await (rt_cluster.kill(busy) if fault == "kill" else rt_cluster.drain(busy))
+        await rt_balancer.wait_state(busy, "DOWN")
+        await wait_until(functools.partial(_all_moved, clients, moves), 10.0)
+        for client in clients:
+            await client.join("lobby")
+            assert (await client.send("lobby", fault)).event_id is not None
+        counts = await rt_cluster.connections()
+        assert counts[busy] is None and sum(c or 0 for c in counts) == 4, counts
 
-    await rt_cluster.restart(busy)
-    await rt_balancer.wait_state(busy, "UP")
+        await rt_cluster.start_node(busy)
+        await rt_balancer.wait_state(busy, "UP")
     for client in clients:
         await client.close()
 

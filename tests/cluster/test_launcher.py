@@ -7,7 +7,7 @@ import os
 import pytest
 
 from rtclient import Client
-from rtclient.testing import Cluster, NodeFailed
+from rtclient.testing import Balancer, Cluster, NodeFailed
 from rtclient.testing.plugin import CLIENT_DEFAULTS
 
 pytestmark = pytest.mark.cluster
@@ -22,7 +22,9 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.rt_cluster(nodes=2, redis=False)
-async def test_a_killed_node_comes_back_on_its_url(rt_cluster: Cluster) -> None:
+async def test_a_node_killed_comes_back_on_its_url_and_a_drained_one_exits_0(
+    rt_cluster: Cluster,
+) -> None:
     assert [await rt_cluster.health(i) is not None for i in range(2)] == [True, True]
     url = rt_cluster.urls()[0]
     pid = rt_cluster.nodes[0].pid
@@ -36,9 +38,6 @@ async def test_a_killed_node_comes_back_on_its_url(rt_cluster: Cluster) -> None:
         ack = await c.send("lobby", "hi")
     assert ack.event_id == 1
 
-
-@pytest.mark.rt_cluster(nodes=2, redis=False)
-async def test_a_drained_node_exits_with_status_zero(rt_cluster: Cluster) -> None:
     await rt_cluster.drain(1)
     assert rt_cluster.running() == [0]
     with pytest.raises(NodeFailed, match="not running"):
@@ -46,17 +45,19 @@ async def test_a_drained_node_exits_with_status_zero(rt_cluster: Cluster) -> Non
 
 
 async def test_a_node_that_cannot_start_stops_everything() -> None:
-    cluster = Cluster(2, redis=False, node_args=["--no-such-flag"])
+    cluster = Cluster(1, redis=False, node_args=["--no-such-flag"])
     with pytest.raises(NodeFailed, match="no-such-flag"):
         await cluster.start()
     assert cluster.running() == []
 
 
-async def test_a_failure_inside_the_cluster_stops_every_process() -> None:
+async def test_a_failure_inside_the_cluster_stops_every_process(rt_haproxy: str) -> None:
     pids: list[int] = []
     with pytest.raises(RuntimeError, match="boom"):
-        async with Cluster(2, redis=False) as cluster:
+        async with Cluster(1, redis=False) as cluster, Balancer(cluster) as balancer:
             pids = [pid for node in cluster.nodes if (pid := node.pid) is not None]
+            assert balancer._process is not None
+            pids.append(balancer._process.pid)
             assert len(pids) == 2 and all(_alive(pid) for pid in pids)
             raise RuntimeError("boom")
     assert not any(_alive(pid) for pid in pids)

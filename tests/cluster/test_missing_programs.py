@@ -7,6 +7,8 @@ to be uninstalled for the test.
 
 from __future__ import annotations
 
+import fnmatch
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -28,7 +30,8 @@ from rtclient.testing import programs
 
 
 @pytest.fixture(autouse=True)
-def _nothing_installed(monkeypatch):
+def _nothing_installed(monkeypatch, request):
+    monkeypatch.setenv("CI", "true" if "in_ci" in request.node.name else "")
     monkeypatch.setattr(programs, "_which", lambda name: None)
     monkeypatch.setattr(programs, "_apt_install", lambda package: "apt-get refused (test)")
 """
@@ -41,41 +44,32 @@ async def test_on_a_cluster(rt_cluster):
     raise AssertionError("never reached: redis-server is missing")
 
 
+async def test_on_a_cluster_in_ci(rt_cluster):
+    raise AssertionError("never reached: redis-server is missing")
+
+
 @pytest.mark.rt_cluster(nodes=1, redis=False)
 async def test_behind_a_balancer(rt_balancer):
+    raise AssertionError("never reached: haproxy is missing")
+
+
+@pytest.mark.rt_cluster(nodes=1, redis=False)
+async def test_behind_a_balancer_in_ci(rt_balancer):
     raise AssertionError("never reached: haproxy is missing")
 """
 
 
-def _run(pytester: pytest.Pytester, ci: str) -> pytest.RunResult:
+def test_a_missing_program_skips_off_ci_and_fails_in_ci(pytester: pytest.Pytester) -> None:
     pytester.makeini(INI)
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_user=USER_TESTS)
-    pytester._monkeypatch.setenv("CI", ci)
-    return pytester.runpytest_subprocess("-p", "rtclient.testing.plugin", "-q", "-rs")
-
-
-def test_off_ci_a_missing_program_is_a_skip_that_names_the_package(
-    pytester: pytest.Pytester,
-) -> None:
-    result = _run(pytester, "")
-    result.assert_outcomes(skipped=2)
-    result.stdout.fnmatch_lines(
-        [
-            "*redis-server not found*apt-get install redis-server*",
-            "*haproxy not found*apt-get install haproxy*",
-        ],
-        consecutive=False,
-    )
-
-
-def test_under_ci_a_missing_program_fails_the_test(pytester: pytest.Pytester) -> None:
-    result = _run(pytester, "true")
-    result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines(
-        [
-            "*CI=true and a required program is missing*redis-server*",
-            "*CI=true and a required program is missing*haproxy*",
-        ],
-        consecutive=False,
-    )
+    result = pytester.runpytest_subprocess("-p", "rtclient.testing.plugin", "-q", "-rsE")
+    result.assert_outcomes(skipped=2, errors=2)
+    text = result.stdout.str()
+    for line in (
+        "SKIPPED * redis-server not found*apt-get install redis-server*",
+        "SKIPPED * haproxy not found*apt-get install haproxy*",
+        "ERROR *test_on_a_cluster_in_ci*CI=true and a required program is missing*redis-server*",
+        "ERROR *test_behind_a_balancer_in_ci*CI=true and a required program is missing*haproxy*",
+    ):
+        assert fnmatch.fnmatch(text, f"*{line}*"), f"{line!r} not in\n{text}"

@@ -158,3 +158,15 @@ def test_an_epoch_that_lived_and_died_while_a_client_was_away_is_covered() -> No
     # ... but a gap announced before the message was acknowledged does not cover it.
     records[-1] = Announced("bob", "lobby", "epoch", 0, E1, e3, None, at=0.5)
     assert kinds(records) == {"lost": 1}
+
+
+def test_two_messages_acked_as_one_event_id_are_mismatched() -> None:
+    """A store that lost acknowledged data reuses its event ids: the acks tell."""
+    records = clean()
+    records += [
+        Sent("bob", "lobby", "bob:1"),
+        Acked("bob", "lobby", "bob:1", "m3", 2, E1),  # #2 was alice:2's
+    ]
+    report = check(history(records))
+    (anomaly,) = report.of("mismatched")
+    assert "'alice:2' and 'bob:1' both acked as #2" in anomaly.detail

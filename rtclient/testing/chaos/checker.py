@@ -10,7 +10,9 @@ unannounced_gaps   a hole in a client's event ids (or a new epoch) that no Gap
                    event covered
 unacked            sent, and neither acknowledged nor failed by the end
 failed             ``send`` raised (nothing in a chaos run should make it)
-mismatched         delivered under another event id than the sender's ack said
+mismatched         delivered under another event id than the sender's ack said,
+                   or two messages acknowledged as one event id of one epoch
+                   (a store that lost acknowledged data and reused the id)
 =================  ==========================================================
 
 A gap covers a hole when it was announced after the client's previous delivery in that
@@ -107,6 +109,18 @@ def check(history: History) -> Report:
                     ack.client,
                     ack.room,
                     f"{ack.text!r} acked as #{known.event_id} and as #{ack.event_id}",
+                )
+            )
+    owner: dict[tuple[str, str | None, int], Acked] = {}
+    for ack in first_ack.values():
+        known = owner.setdefault((ack.room, ack.epoch, ack.event_id), ack)
+        if known.message_id != ack.message_id:
+            add(
+                Anomaly(
+                    "mismatched",
+                    ack.client,
+                    ack.room,
+                    f"{known.text!r} and {ack.text!r} both acked as #{ack.event_id}",
                 )
             )
     settled = {a.text for a in acks} | {f.text for f in failed}

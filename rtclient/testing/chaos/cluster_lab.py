@@ -172,7 +172,8 @@ async def run_cluster_soak(
 ) -> SoakResult:
     """Bots send ``rate`` messages a second each while faults of ``kinds`` (drawn from
     :data:`CLUSTER_FAULTS`, each once per round in a seeded order) follow one another
-    for ``seconds``; then every node is up, the bots settle and the history is checked.
+    for ``seconds`` — and until each kind ran once, however slow the machine; then every
+    node is up, the bots settle and the history is checked.
     """
     started = time.monotonic()
     config = config or LabConfig(seed=seed)
@@ -183,7 +184,7 @@ async def run_cluster_soak(
         senders = lab.start_senders(stop, rate)
         bag: list[str] = []
         try:
-            while time.monotonic() - started < seconds:
+            while time.monotonic() - started < seconds or not all(lab.faults[k] for k in kinds):
                 if not bag:
                     bag = rng.sample(kinds, len(kinds))
                 name = bag.pop()

@@ -1,0 +1,129 @@
+"""A node's link to Redis: the client, the error boundary and whether Redis answers.
+
+Errors of the ``redis`` package are mapped here (and in the fan-out's reader, which uses
+:data:`UNREACHABLE`): an unreachable Redis becomes
+:class:`~fake_server.store.StoreUnavailable` with a capped retry hint, each outage is
+logged once (when it starts and when it ends) and counted for ``/health``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from . import redis_scripts as scripts
+from .config import ServerConfig
+from .stats import Counters
+from .store import StoreUnavailable
+
+__all__ = ["SCRIPTS", "UNREACHABLE", "RedisLink", "stopping"]
+
+log = logging.getLogger("fake_server.redis")
+
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+"""What an unreachable (restarting, partitioned) Redis raises; ``BusyLoadingError`` is a
+``ConnectionError``."""
+
+SCRIPTS = ("COMMIT", "PAGE", "JOIN", "LEAVE", "MEMBERS", "SWEEP", "RATE", "ENSURE_EPOCH")
+"""The Lua scripts of :mod:`fake_server.redis_scripts` a node runs."""
+
+
+def stopping() -> None:
+    """Raise ``CancelledError`` when the current task is being cancelled.
+
+    Called before a retry: on Python 3.11 a cancellation that meets an expiring timeout
+    (the redis client's or ours) can surface as ``TimeoutError`` instead.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+class RedisLink:
+    """The Redis client of one node, with its outage bookkeeping."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        node_id: str,
+        counters: Counters,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        assert config.redis_url is not None
+        self._config = config
+        self._counters = counters
+        self._clock = monotonic
+        self.client = aioredis.Redis.from_url(
+            config.redis_url,
+            socket_timeout=config.redis_timeout,
+            socket_connect_timeout=config.redis_timeout,
+            # One more try on a fresh connection (the old one may be dead after a
+            # Redis restart); no waiting between: the request gets a retry reply instead.
+            retry=Retry(NoBackoff(), 1),
+            client_name=f"rtclient-{node_id}",
+        )
+        self._scripts = {
+            name: self.client.register_script(getattr(scripts, name)) for name in SCRIPTS
+        }
+        self.down_since: float | None = None
+        self.outages = 0
+        self.cut_off = False
+        """Set once per outage, when the node sent its clients away."""
+
+    async def script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a script (loaded again by the client after a Redis restart)."""
+        return await self._scripts[name](keys=keys, args=args)
+
+    @asynccontextmanager
+    async def calling(self) -> AsyncIterator[None]:
+        """Bound the calls inside by ``redis_timeout``; map an unreachable Redis to
+        :class:`StoreUnavailable` and keep track of the outage."""
+        try:
+            async with asyncio.timeout(self._config.redis_timeout):
+                yield
+        except UNREACHABLE as exc:
+            stopping()
+            self.failed(exc)
+            raise StoreUnavailable("redis unreachable", self.retry_after()) from exc
+        self.ok()
+
+    def failed(self, exc: BaseException) -> None:
+        """Redis did not answer (one WARNING per outage)."""
+        self._counters.bump("redis_errors")
+        if self.down_since is None:
+            self.down_since = self._clock()
+            self.outages += 1
+            self._counters.bump("redis_outages")
+            log.warning("redis unreachable: %s (retrying in the background)", exc or type(exc))
+
+    def ok(self) -> None:
+        if self.down_since is not None:
+            log.warning("redis reachable again after %.3fs", self._clock() - self.down_since)
+            self.down_since = None
+            self.cut_off = False
+
+    def down_for(self) -> float:
+        return 0.0 if self.down_since is None else self._clock() - self.down_since
+
+    def retry_after(self) -> float:
+        """The hint for a refused request: the outage so far, at least 0.1 s, capped."""
+        cap = self._config.redis_retry_after
+        return round(min(cap, max(0.1, self.down_for())), 3)
+
+    async def close(self) -> None:
+        try:
+            async with asyncio.timeout(self._config.redis_timeout):
+                await self.client.aclose()
+        except UNREACHABLE:
+            log.debug("closing the redis connections failed", exc_info=True)
