@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from . import codecs, memory, profiling, recovery, store, throughput
+from . import codecs, memory, profiling, recovery, scale, store, throughput
 from .context import Context
 from .harness import ServerProcess
 
@@ -52,6 +52,7 @@ CASES: Mapping[str, Case] = {
     "memory": OnServer(memory.case),
     "codecs": Local(codecs.case),
     "store": Local(store.case),
+    "scale": Local(scale.case),
     "profile": OnServer(profiling.case, quick=False),
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import platform
 import signal
@@ -219,6 +220,10 @@ def percentile(values: Sequence[float], q: float) -> float:
     pos = (len(ordered) - 1) * q
     low = int(pos)
     high = min(low + 1, len(ordered) - 1)
+    if pos == low or math.isinf(ordered[low]):
+        return ordered[low]
+    if math.isinf(ordered[high]):
+        return ordered[high]  # a run that never finished: inf, not inf * 0 = nan
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 

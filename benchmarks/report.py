@@ -10,6 +10,8 @@ from .results import (
     ProfileDetails,
     RecoveryDetails,
     Results,
+    ScaleDetails,
+    ScaleRun,
     StoreDetails,
     Throughput,
 )
@@ -267,6 +269,46 @@ def _profile(details: ProfileDetails) -> list[str]:
     return lines
 
 
+def scale_table(runs: list[ScaleRun]) -> list[str]:
+    """One line per run of ``benchmarks.scale`` (times in ms from leaving CONNECTED)."""
+    lines = [
+        "| clients (processes) | nodes | outages (clients) | CONNECTED p50 / p99 "
+        "| recovered p50 | p99 | max | never | ack → delivery p50 / p99 "
+        "| lost / dup / reordered / unannounced | sent = acked | delivered | gaps "
+        "| node restarts (s) | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        a = r.anomalies
+        broken = "/".join(
+            str(a.get(k, 0)) for k in ("lost", "duplicated", "reordered", "unannounced_gaps")
+        )
+        lag = " / ".join(_ms([t]) for t in r.latency) or "-"
+        lines.append(
+            f"| {r.clients:,} ({r.processes}) | {r.nodes} | {r.outages:,} "
+            f"({r.clients_disrupted:,}) | {_ms([percentile(r.connected, 0.5)])} / "
+            f"{_ms([percentile(r.connected, 0.99)])} | {_ms([r.p50])} | {_ms([r.p99])} "
+            f"| {_ms([r.max])} "
+            f"| {r.never} | {lag} | {broken} | {r.sent:,} {'=' if r.sent == r.acked else '≠'} "
+            f"{r.acked:,} | {r.delivered:,} | {r.announced_gaps:,} | "
+            f"{', '.join(f'{t:.1f}' for t in r.node_restarts)} | "
+            f"{r.load_before:.1f} → {r.load_after:.1f} |"
+        )
+    return lines
+
+
+def _scale(details: ScaleDetails) -> list[str]:
+    return [
+        "### Scale",
+        "",
+        "Rolling restart under many clients (`benchmarks.scale`); milliseconds from "
+        "leaving CONNECTED to fully recovered, per outage.",
+        "",
+        *scale_table(details.runs),
+        "",
+    ]
+
+
 def render(results: Results) -> str:
     m = results.machine
     s = results.sizes
@@ -299,6 +341,8 @@ def render(results: Results) -> str:
         lines += _store(d.store)
     if d.profile is not None:
         lines += _profile(d.profile)
+    if d.scale is not None:
+        lines += _scale(d.scale)
     lines.append(END)
     return "\n".join(lines) + "\n"
 

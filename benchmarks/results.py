@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .harness import percentile
 from .spec import WorkerResult, WorkerSpec
 
 __all__ = [
@@ -21,6 +22,8 @@ __all__ = [
     "RecoveryDetails",
     "Results",
     "Row",
+    "ScaleDetails",
+    "ScaleRun",
     "Sizes",
     "StoreDetails",
     "Target",
@@ -152,6 +155,70 @@ class RecoveryDetails:
     """Sorted times to fully recovered of the herd's clients (empty: not run)."""
 
 
+@dataclass
+class ScaleRun:
+    """One run of ``benchmarks.scale``: the clients, the restarts, what came of them."""
+
+    clients: int
+    nodes: str
+    processes: int = 0
+    connect_seconds: float = 0.0
+    node_restarts: list[float] = field(default_factory=list)
+    """Seconds each node took from the restart order to healthy again."""
+    restart_seconds: float = 0.0
+    failed_drains: list[str] = field(default_factory=list)
+    """Nodes still running 20 s after SIGTERM (SIGKILLed), and why."""
+    outages: int = 0
+    clients_disrupted: int = 0
+    times: list[float] = field(default_factory=list)
+    """Seconds from leaving CONNECTED to fully recovered, per outage, sorted."""
+    connected: list[float] = field(default_factory=list)
+    """Seconds from leaving CONNECTED to CONNECTED again, per outage, sorted."""
+    never: int = 0
+    with_gap: int = 0
+    latency: list[float] = field(default_factory=list)
+    """p50 and p99 seconds from a message's ack to each delivery of it."""
+    sent: int = 0
+    acked: int = 0
+    delivered: int = 0
+    anomalies: dict[str, int] = field(default_factory=dict)
+    announced_gaps: int = 0
+    gap_reasons: dict[str, int] = field(default_factory=dict)
+    missed_under_gaps: int = 0
+    """(message, member) pairs never delivered where a gap was announced instead."""
+    join_retries: int = 0
+    """Joins at the start refused with INTERNAL ("send again later") and retried."""
+    not_connected_at_end: int = 0
+    behind_at_end: int = 0
+    """Clients that had not delivered every room's head when the run ended."""
+    lost_to_late: int = 0
+    """Lost deliveries owed to those clients (the run ended before they caught up)."""
+    settle_seconds: float = 0.0
+    """From the senders' stop until every client was CONNECTED with an empty outbox."""
+    catch_up_seconds: float = 0.0
+    """From then until every client had every room's head, its records written."""
+    load_before: float = 0.0
+    load_after: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def p50(self) -> float:
+        return percentile(self.times, 0.5)
+
+    @property
+    def p99(self) -> float:
+        return percentile(self.times, 0.99)
+
+    @property
+    def max(self) -> float:
+        return max(self.times, default=math.nan)
+
+
+@dataclass
+class ScaleDetails:
+    runs: list[ScaleRun] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class CodecRow:
     """One envelope: its size in both encodings, seconds per encode + decode by codec."""
@@ -206,6 +273,7 @@ class Details:
     codecs: CodecResults | None = None
     store: StoreDetails | None = None
     profile: ProfileDetails | None = None
+    scale: ScaleDetails | None = None
 
 
 @dataclass

@@ -46,6 +46,13 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--retention-seconds", type=float, default=defaults.retention_seconds)
     p.add_argument("--ping-interval", type=float, default=defaults.ping_interval)
     p.add_argument("--ping-timeout", type=float, default=defaults.ping_timeout)
+    p.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        default=defaults.max_connections_per_address,
+        help="open TCP connections per client IP address; more get HTTP 503 "
+        "(many clients on one loopback address: raise it)",
+    )
     p.add_argument("--allow-query-token", action="store_true", help="accept ?token= on the URL")
     p.add_argument(
         "--drain-timeout",
@@ -96,6 +103,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "fake_server") -> int:
             retention_seconds=args.retention_seconds,
             ping_interval=args.ping_interval,
             ping_timeout=args.ping_timeout,
+            max_connections_per_address=args.max_connections_per_address,
             redis_url=args.redis,
             node_id=args.node_id,
         )

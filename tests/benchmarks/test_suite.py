@@ -36,6 +36,7 @@ def test_the_table_holds_every_case_in_its_order() -> None:
         "memory",
         "codecs",
         "store",
+        "scale",
         "profile",
     ]
     for name, case in CASES.items():

@@ -65,3 +65,19 @@ def test_cli_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 2
     assert "rtclient serve" in capsys.readouterr().err
     assert main(["--ping-interval", "0"]) == 2
+
+
+def test_the_connection_limit_per_address_is_a_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1,000 clients on one loopback address (the scale benchmark) need more than 256."""
+    from fake_server import cli
+    from fake_server.config import ServerConfig
+
+    served: list[ServerConfig] = []
+
+    async def serve(config: ServerConfig, host: str, port: int, **_: object) -> None:
+        served.append(config)
+
+    monkeypatch.setattr(cli, "_serve", serve)
+    assert cli.main(["--ephemeral", "--max-connections-per-address", "5000"]) == 0
+    assert served[0].max_connections_per_address == 5000
+    assert cli.main(["--ephemeral", "--max-connections-per-address", "0"]) == 2
