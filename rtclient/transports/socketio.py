@@ -252,8 +252,14 @@ class SocketIOConnection:
         return item
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Disconnect (idempotent) and release the HTTP session."""
-        self.push_closed(code, reason or "closed by the client")
+        """Disconnect (idempotent) and release the HTTP session.
+
+        On a link still open, Socket.IO's DISCONNECT and engine.io's CLOSE are written
+        before the WebSocket closes: the server sees the client leave ("client namespace
+        disconnect") and keeps no session for connection state recovery.
+        """
+        if not self.push_closed(code, reason or "closed by the client"):
+            self._sio.eio.goodbye = False  # lost or aborted: no goodbye to wait for
         try:
             async with asyncio.timeout(2.0):
                 await self._sio.disconnect()
@@ -272,6 +278,7 @@ class SocketIOConnection:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+        self._sio.eio.goodbye = False
         self.push_closed(None, "aborted")
 
     async def ping(self) -> float | None:
@@ -300,9 +307,12 @@ class SocketIOConnection:
         """Queue an envelope for ``recv`` (used for the synthesized welcome)."""
         self._inbox.put(envelope)
 
-    def push_closed(self, code: int | None, reason: str) -> None:
-        """Mark the connection closed; ``recv`` raises ConnectionLost from now on."""
-        self._inbox.close(code, reason)
+    def push_closed(self, code: int | None, reason: str) -> bool:
+        """Mark the connection closed; ``recv`` raises ConnectionLost from now on.
+
+        False if it already was (the first close wins).
+        """
+        return self._inbox.close(code, reason)
 
     def connect_failure(self, exc: Exception) -> RtClientError | None:
         """Map a failure of python-socketio to rtclient's errors (None: not known here)."""

@@ -305,3 +305,27 @@ async def test_invalid_token_is_unauthorized_after_one_attempt(start_server: Sta
     state = await server.state()
     assert state["authAttempts"] == {"bad": 1}
     assert state["connections"] == []
+
+
+async def test_close_is_a_client_disconnect_and_leaves_no_session(
+    start_server: StartServer,
+) -> None:
+    """``close()`` sends the Socket.IO DISCONNECT (and engine.io's CLOSE) before the
+    WebSocket closes: the server sees the client leave, not a transport close, and keeps
+    no session for a recovery that will never come."""
+    server = await start_server(recovery=True, max_disconnection_ms=60_000)
+    client = generic(server.url)
+    runs, hook = subscriber("gus", "feed")
+    client.on_connect(hook)
+    async with client:
+        assert runs == [1]
+        assert client._session.resume.pid is not None  # recovery is on for this session
+
+    async def disconnected() -> bool:
+        return len((await server.state())["disconnects"]) == 1
+
+    await wait_until(disconnected, timeout=TIMEOUT)
+    (disconnect,) = (await server.state())["disconnects"]
+    assert (disconnect["name"], disconnect["reason"]) == ("gus", "client namespace disconnect")
+    session = await server.get("/control/session", name="gus")
+    assert session["pid"] is not None and session["stored"] is False
