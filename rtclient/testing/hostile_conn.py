@@ -219,6 +219,24 @@ class HostileConnection:
         """Socket.IO only: the Engine.IO OPEN packet, then accept the namespace CONNECT."""
         if self.kind != "socketio" or self._namespace_open:
             return
+        await self._await_connect()
+        self._namespace_open = True
+        await self.send_text("40" + json.dumps({"sid": f"s{id(self):x}"}))
+
+    async def connect_error(self, message: str, data: object = None) -> None:
+        """Socket.IO only: refuse the namespace CONNECT with a CONNECT_ERROR packet
+        ``{"message": message, "data": data}`` (no ``data`` when None), as socket.io's
+        ``next(err)`` does; the client is then expected to leave."""
+        if self.kind != "socketio" or self._namespace_open:
+            raise RuntimeError("connect_error is a Socket.IO refusal of the namespace")
+        await self._await_connect()
+        body: dict[str, object] = {"message": message}
+        if data is not None:
+            body["data"] = data
+        await self.send_text("44" + json.dumps(body))
+
+    async def _await_connect(self) -> None:
+        """The Engine.IO OPEN packet (once), then wait for the namespace CONNECT."""
         if not self._engine_open:
             self._engine_open = True
             handshake = {"sid": f"e{id(self):x}", "upgrades": [], "pingInterval": 25000}
@@ -232,8 +250,6 @@ class HostileConnection:
                 body = text[2:]
                 self.auth = json.loads(body) if body else None
                 break
-        self._namespace_open = True
-        await self.send_text("40" + json.dumps({"sid": f"s{id(self):x}"}))
 
     async def welcome(self, **overrides: Any) -> None:
         """Send the ``connected`` welcome (after :meth:`open` on Socket.IO)."""

@@ -15,10 +15,11 @@ binding"):
   event received, sends both in the next CONNECT's auth payload, and reports in the
   welcome whether the server recovered the session (``recovered``);
 - the token goes in the handshake ``auth`` payload ``{"token": …}``, fresh for every
-  attempt. ``connect_error`` messages are classified like the raw close codes:
-  ``INVALID_TOKEN`` / ``AUTHENTICATION_REQUIRED`` → 4001, ``TOKEN_EXPIRED`` → 4002,
-  ``USER_DISABLED`` / ``FORBIDDEN`` → 4003 (any other refusal counts as 4001: a
-  server that refuses a connection in its connect handler is refusing the user).
+  attempt. A ``connect_error`` about the credentials is classified like the raw close
+  codes (``INVALID_TOKEN`` → 4001, ``TOKEN_EXPIRED`` → 4002, ``USER_DISABLED`` → 4003,
+  and the usual words and ``data.code`` values of other servers); any other refusal
+  (``"server busy"``) is :class:`~rtclient.errors.ConnectRefused`, retried: see
+  :mod:`rtclient.transports.sio_refusals`.
 
 python-socketio / engine.io / aiohttp exceptions are mapped here and go no further.
 """
@@ -49,18 +50,11 @@ from ..welcome import SocketIOResume
 from .aiohttp_ws import redirect_error
 from .boundary import Boundary
 from .inbox import Inbox
+from .sio_refusals import refusal_error
 from .socketio_client import AsyncClient, Handshake
 
 __all__ = ["SocketIOConnection", "SocketIOTransport"]
 
-_REFUSALS = {
-    "INVALID_TOKEN": 4001,
-    "AUTHENTICATION_REQUIRED": 4001,
-    "AUTHENTICATION_FAILED": 4001,
-    "TOKEN_EXPIRED": 4002,
-    "USER_DISABLED": 4003,
-    "FORBIDDEN": 4003,
-}
 _MESSAGE_ID_TYPES = frozenset({"chat:send", "dm:send"})
 _STATUS = re.compile(r"status code (\d{3})")
 # What python-socketio / engine.io log at WARNING on every ordinary close, or for a
@@ -208,7 +202,8 @@ class SocketIOConnection:
         sio.undecodable = self._on_undecodable
         self.boundary = Boundary("python-socketio", self.connect_failure)
         """The exception boundary (its mapping knows this connection's refusal)."""
-        self._refusal: str | None = None
+        self._refusal: tuple[str, object] | None = None
+        """The server's connect_error: its message and data."""
         self._pending_close: tuple[int, str] | None = None
         self._close_stale = False  # traffic came after that error (see _on_disconnect)
         sio.on("*", self._on_event, namespace=namespace)
@@ -317,8 +312,7 @@ class SocketIOConnection:
     def connect_failure(self, exc: Exception) -> RtClientError | None:
         """Map a failure of python-socketio to rtclient's errors (None: not known here)."""
         if self._refusal is not None:
-            code = _REFUSALS.get(self._refusal, 4001)
-            return ConnectionLost(code, self._refusal)
+            return refusal_error(*self._refusal)
         if isinstance(exc, TimeoutError):
             return TransportError("Socket.IO connect timed out")
         redirected = redirect_error(exc)
@@ -411,7 +405,7 @@ class SocketIOConnection:
         # plain string is python-socketio reporting an engine.io failure (network).
         if isinstance(data, dict):
             message = data.get("message")
-            self._refusal = str(message) if message is not None else "REFUSED"
+            self._refusal = (str(message) if message is not None else "", data.get("data"))
 
 
 def _library_logger(name: str) -> RedactingLogger:

@@ -329,3 +329,27 @@ async def test_close_is_a_client_disconnect_and_leaves_no_session(
     assert (disconnect["name"], disconnect["reason"]) == ("gus", "client namespace disconnect")
     session = await server.get("/control/session", name="gus")
     assert session["pid"] is not None and session["stored"] is False
+
+
+async def test_a_middleware_refusal_that_is_not_about_credentials_is_retried(
+    start_server: StartServer,
+) -> None:
+    """``next(new Error("server busy"))`` twice, then accepted: retried, not Unauthorized."""
+    server = await start_server()
+    async with generic(server.url, token="busy") as client:
+        assert await client.emit("echo", "through") == "through"
+        stats = client.stats()
+    assert stats["connect_refusals"] == 2 and stats["attempts"] == 3
+    assert (await server.state())["authAttempts"] == {"busy": 3}
+
+
+async def test_a_refusal_with_data_code_401_is_unauthorized_after_one_attempt(
+    start_server: StartServer,
+) -> None:
+    server = await start_server()
+    client = generic(server.url, token="coded")
+    with pytest.raises(Unauthorized, match="not today"):
+        await client.connect()
+    await client.close()
+    assert client.stats()["attempts"] == 1
+    assert (await server.state())["authAttempts"] == {"coded": 1}
