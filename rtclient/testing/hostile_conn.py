@@ -215,13 +215,24 @@ class HostileConnection:
         else:
             await self.ack(req, {"success": False, "error": error})
 
-    async def open(self) -> None:
-        """Socket.IO only: the Engine.IO OPEN packet, then accept the namespace CONNECT."""
+    async def open(self, *, pid: str | None = None, replay: Iterable[list[Any]] = ()) -> None:
+        """Socket.IO only: the Engine.IO OPEN packet, then accept the namespace CONNECT.
+
+        ``pid`` turns connection state recovery on (the CONNECT reply carries it; a
+        client that asked for that pid takes its session as recovered). ``replay``:
+        EVENT packets sent before the CONNECT reply, as a recovering server replays
+        what the client missed, e.g. ``[["tick", {"n": 3}, "offset-3"]]``.
+        """
         if self.kind != "socketio" or self._namespace_open:
             return
         await self._await_connect()
+        for args in replay:
+            await self.send_text("42" + json.dumps(args))
         self._namespace_open = True
-        await self.send_text("40" + json.dumps({"sid": f"s{id(self):x}"}))
+        reply: dict[str, Any] = {"sid": f"s{id(self):x}"}
+        if pid is not None:
+            reply["pid"] = pid
+        await self.send_text("40" + json.dumps(reply))
 
     async def connect_error(self, message: str, data: object = None) -> None:
         """Socket.IO only: refuse the namespace CONNECT with a CONNECT_ERROR packet

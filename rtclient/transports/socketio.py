@@ -46,7 +46,7 @@ from ..errors import (
 )
 from ..hints import parse_delay
 from ..redact import RedactingLogger, redact, remember_token
-from ..welcome import SocketIOResume
+from ..welcome import RepeatedOffset, SocketIOResume
 from .aiohttp_ws import redirect_error
 from .boundary import Boundary
 from .inbox import Inbox
@@ -205,6 +205,7 @@ class SocketIOConnection:
         self._refusal: tuple[str, object] | None = None
         """The server's connect_error: its message and data."""
         self._pending_close: tuple[int, str] | None = None
+        self._closing: asyncio.Event | None = None  # set once close() is done
         self._close_stale = False  # traffic came after that error (see _on_disconnect)
         sio.on("*", self._on_event, namespace=namespace)
         sio.on("disconnect", self._on_disconnect, namespace=namespace)
@@ -253,6 +254,15 @@ class SocketIOConnection:
         before the WebSocket closes: the server sees the client leave ("client namespace
         disconnect") and keeps no session for connection state recovery.
         """
+        if self._closing is not None:
+            # Another caller is closing (the Client's close() and the end of the link's
+            # run both close it): wait for it, or a second engine.io disconnect would
+            # close the WebSocket under the first one's goodbye.
+            await self._closing.wait()
+            if not self._http.closed:
+                await self._http.close()
+            return
+        self._closing = asyncio.Event()
         if not self.push_closed(code, reason or "closed by the client"):
             self._sio.eio.goodbye = False  # lost or aborted: no goodbye to wait for
         try:
@@ -263,6 +273,7 @@ class SocketIOConnection:
         except Exception:  # a half-dead engine.io client: nothing more to do
             pass
         finally:
+            self._closing.set()
             if not self._http.closed:
                 await self._http.close()
 
@@ -360,8 +371,12 @@ class SocketIOConnection:
             # With connection state recovery on, the server appends each event's offset.
             # A recovering server replays missed events before its CONNECT packet, so
             # the pid we asked to resume counts as "on" too.
-            resume.received(args[-1])
-            args = args[:-1]
+            offset, args = args[-1], args[:-1]
+            if not resume.received(offset):
+                # Delivered already in this session (live and again in a replay, or
+                # replayed twice): handed on only to be counted.
+                self._inbox.put(RepeatedOffset(event, offset))
+                return
         payload: object = args[0] if len(args) == 1 else {"args": list(args)}
         if not isinstance(payload, dict):
             payload = {"args": list(args)}
