@@ -77,6 +77,9 @@ class HostileConnection:
         self._engine_open = False
         self._namespace_open = False
         self._reading: asyncio.Task[None] | None = None
+        self.farewell: list[str] = []
+        """How the client left, in order: ``"41"`` (Socket.IO DISCONNECT), ``"1"``
+        (Engine.IO CLOSE), ``"close"`` (its WebSocket close frame)."""
 
     @property
     def token(self) -> str | None:
@@ -369,10 +372,14 @@ class HostileConnection:
                     if not isinstance(frame, Frame):
                         continue
                     if frame.opcode is Opcode.TEXT:
-                        self._inbox.put_nowait(bytes(frame.data).decode("utf-8", "replace"))
+                        text = bytes(frame.data).decode("utf-8", "replace")
+                        if self.kind == "socketio" and (text == "1" or text.startswith("41")):
+                            self.farewell.append(text[:2])
+                        self._inbox.put_nowait(text)
                     elif frame.opcode is Opcode.BINARY:
                         self._inbox.put_nowait(bytes(frame.data))
                     elif frame.opcode is Opcode.CLOSE:
+                        self.farewell.append("close")
                         self._inbox.put_nowait(None)
                 if not self.closed:
                     for chunk in self._proto.data_to_send():  # pongs, the close echo
