@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
 import random
 import socket
@@ -175,8 +176,17 @@ class FaultProxy:
             return
         reserved = self._reservation is not None
         if not reserved and _REUSE_PORT is not None:
-            self._reservation = _reserve(self._host, self._port)
-            self._port = self._reservation.getsockname()[1]
+            try:
+                self._reservation = _reserve(self._host, self._port)
+            except OSError as exc:
+                # A fixed port whose earlier connections linger in TIME_WAIT refuses a
+                # bind without SO_REUSEADDR (which the reservation must not have: it
+                # would let any such socket share the port). Listen without holding it.
+                if exc.errno != errno.EADDRINUSE or not self._port:
+                    raise
+                log.debug("FaultProxy: port %d not held between down() and up()", self._port)
+            else:
+                self._port = self._reservation.getsockname()[1]
         try:
             self._server = await asyncio.start_server(
                 self._accept, self._host, self._port, reuse_port=self._reservation is not None
@@ -195,8 +205,10 @@ class FaultProxy:
         Returns once every connection's sockets are closed and its tasks are done.
         The port stays the proxy's until :meth:`close`: a socket bound to it with
         ``SO_REUSEPORT`` (and never listening) holds it, so no other socket on the
-        machine can bind it before :meth:`up` (platforms without ``SO_REUSEPORT``:
-        the port is free while down, and ``up()`` may then fail with EADDRINUSE).
+        machine can bind it before :meth:`up`. Not so without ``SO_REUSEPORT``, nor for
+        a fixed ``port`` that could only be bound with ``SO_REUSEADDR`` (connections
+        of an earlier listener in TIME_WAIT): the port is free while down, and ``up()``
+        may then fail with EADDRINUSE.
         """
         server, self._server = self._server, None
         if server is not None:
