@@ -14,8 +14,8 @@ upgrade renames it: ``socketio.AsyncClient._engineio_client_class`` and
 tests/interop/test_reference_server.py), ``._handle_eio_message`` and
 ``._binary_packet`` (tests/hostile/test_frames.py), ``engineio.AsyncClient.read_loop_task``
 (an AttributeError on every server DISCONNECT), ``.state``, ``.queue`` and ``._send_packet``
-(the goodbye of a clean close: tests/integration/test_generic_mode.py,
-tests/interop/test_reference_server.py).
+(the goodbye of a clean close: tests/hostile/test_goodbye.py,
+tests/integration/test_generic_mode.py, tests/interop/test_reference_server.py).
 """
 
 from __future__ import annotations
