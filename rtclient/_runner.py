@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from ._connection import Link
 from ._flag import Flag
-from .errors import RtClientError
+from .errors import ConnectRefused, RtClientError
 from .events import ErrorEvent
 from .failures import classify
 from .reconnect import Step
@@ -143,6 +143,14 @@ class Runner:
                 return decision.error
             if classify(error).drain:
                 c._counters["drains"] += 1
+            if isinstance(error, ConnectRefused):
+                c._counters["connect_refusals"] += 1
+                log.warning(
+                    "%s refused the connection: %s (retrying in %.2f s)",
+                    c._session.endpoint,
+                    error.message,
+                    decision.delay,
+                )
             if decision.endpoint != was:
                 c._counters["failovers"] += 1
             c._session.endpoint = c.endpoint  # the next attempt's, in the RECONNECTING change

@@ -297,6 +297,7 @@ class Client:
             "batches": 0,
             "failovers": 0,
             "drains": 0,
+            "connect_refusals": 0,
         }
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -651,7 +652,8 @@ class Client:
 
         ``endpoint`` is the index in :attr:`urls` of the URL in use (or tried next);
         ``failovers`` counts moves to another URL, ``drains`` the connections the
-        server ended by draining.
+        server ended by draining, ``connect_refusals`` the Socket.IO connects the
+        server refused for a reason other than the credentials (retried).
         """
         return {
             **self._session.stats(),

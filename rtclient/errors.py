@@ -23,6 +23,7 @@ transports. The tree::
     ├── MessageExpired           the message's TTL passed before it was acknowledged
     ├── TransportError           a connection attempt or a connection failed
     │   ├── HandshakeRejected    the server refused the upgrade with an HTTP status
+    │   ├── ConnectRefused       a Socket.IO connect_error that is not about credentials
     │   └── ConnectionLost       an open connection closed (code, reason)
     └── StoreError               the durable store failed (rtclient.store)
         ├── StoreCorrupt         not an rtclient store, or damaged
@@ -40,6 +41,7 @@ __all__ = [
     "AckTimeout",
     "AuthError",
     "ClientClosed",
+    "ConnectRefused",
     "ConnectionFailed",
     "ConnectionLost",
     "Forbidden",
@@ -189,6 +191,22 @@ class HandshakeRejected(TransportError):
     def __init__(self, status: int, *, retry_after: float | None = None) -> None:
         super().__init__(f"handshake rejected with HTTP {status}")
         self.status = status
+        self.retry_after = retry_after
+
+
+class ConnectRefused(TransportError):
+    """The server refused the connection for a reason that is not the credentials.
+
+    A Socket.IO ``connect_error`` rtclient does not recognise as an authentication
+    refusal (``"server busy"``, a node refusing during a drain): retried under the
+    backoff, and with several URLs the next one is tried. ``message`` is the server's
+    text (redacted); ``retry_after`` its ``data.retryAfter`` hint in seconds, if any.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        message = peer_text(message)
+        super().__init__(f"connection refused by the server: {message}")
+        self.message = message
         self.retry_after = retry_after
 
 

@@ -14,6 +14,7 @@ close 4002                                             refresh the token, retry 
 close 4003, 3003                                       fatal: Forbidden
 close 4000-4999 (other application codes)              fatal: ProtocolError
 HTTP 5xx, 408, 429                                     retry (``Retry-After`` respected)
+Socket.IO connect_error not about credentials          retry (``data.retryAfter`` respected)
 HTTP 401 / 403                                         fatal: Unauthorized / Forbidden
 HTTP other 4xx, anything else                          fatal: ProtocolError
 =====================================================  ==========================
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 
 from .errors import (
     ConnectionLost,
+    ConnectRefused,
     Forbidden,
     HandshakeRejected,
     ProtocolError,
@@ -74,6 +76,8 @@ def classify(exc: BaseException) -> Verdict:
         return _classify_close(exc)
     if isinstance(exc, HandshakeRejected):
         return _classify_status(exc)
+    if isinstance(exc, ConnectRefused):
+        return Verdict(Action.RETRY, exc, exc.retry_after)
     if isinstance(exc, TransportError):
         return Verdict(Action.RETRY, exc)
     if isinstance(exc, RtClientError):

@@ -56,7 +56,7 @@ from .rooms import Room
 from .sending import Sender
 from .sizing import SizeOf, json_size
 from .states import ConnectionMachine
-from .welcome import SocketIOResume, Welcome, interpret_welcome
+from .welcome import RepeatedOffset, SocketIOResume, Welcome, interpret_welcome
 
 __all__ = [
     "HOLD_MIN",
@@ -453,6 +453,9 @@ class Session:
 
     def receive(self, envelope: object, now: float) -> None:
         """Handle one decoded frame from the server. Malformed input never raises."""
+        if isinstance(envelope, RepeatedOffset):  # dropped by the Socket.IO transport
+            self.counters["duplicates_dropped"] += 1
+            return
         if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
             self._out.malformed("frame is not an object with a string 'type'")
             return

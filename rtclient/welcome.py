@@ -14,7 +14,14 @@ from typing import Any
 
 from .events import Gap
 
-__all__ = ["NO_WELCOME", "SocketIOResume", "Welcome", "interpret_welcome"]
+__all__ = [
+    "NO_WELCOME",
+    "RECENT_OFFSETS",
+    "RepeatedOffset",
+    "SocketIOResume",
+    "Welcome",
+    "interpret_welcome",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +86,10 @@ def interpret_welcome(payload: Mapping[str, Any]) -> Welcome:
     )
 
 
+RECENT_OFFSETS = 1024
+"""How many offsets of a Socket.IO session :class:`SocketIOResume` remembers."""
+
+
 @dataclass(slots=True)
 class SocketIOResume:
     """Socket.IO v4 connection state recovery: the session to resume and where.
@@ -86,17 +97,47 @@ class SocketIOResume:
     The session-side holder (``Session.resume``) of what a reconnect must send
     (``auth.pid`` and ``auth.offset``); the Client hands it to its Socket.IO transport
     (``SocketIOTransport.resume``), which fills it in.
+
+    It also remembers the last :data:`RECENT_OFFSETS` offsets of the session, so that
+    an event delivered twice (a broadcast that arrives live and again in a recovery's
+    replay, or a server that replays from too far back) reaches the application once.
+    Offsets are opaque strings: compared for equality only, never ordered.
     """
 
     pid: str | None = None
     offset: str | None = None
+    _recent: dict[str, None] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """The session's recent offsets, oldest first (an ordered set)."""
 
     def connected(self, pid: str | None, *, recovered: bool) -> None:
         """A connect ended with the server's ``pid``; a new session starts at no offset."""
         self.pid = pid
         if not recovered:
             self.offset = None
+            self._recent.clear()
 
-    def received(self, offset: str) -> None:
-        """An event with ``offset`` arrived in the current session."""
+    def received(self, offset: str) -> bool:
+        """An event with ``offset`` arrived in the current session.
+
+        False if the offset was seen before in the session: the caller must drop the
+        event (it was delivered), and the resume position stays where it was.
+        """
+        if offset in self._recent:
+            return False
+        self._recent[offset] = None
+        if len(self._recent) > RECENT_OFFSETS:
+            del self._recent[next(iter(self._recent))]
         self.offset = offset
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class RepeatedOffset:
+    """What a Socket.IO connection hands on instead of an event whose offset repeats.
+
+    The transport drops the event (see :meth:`SocketIOResume.received`); the session
+    counts it as a duplicate (``duplicates_dropped``).
+    """
+
+    event: str
+    offset: str

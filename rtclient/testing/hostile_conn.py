@@ -77,6 +77,9 @@ class HostileConnection:
         self._engine_open = False
         self._namespace_open = False
         self._reading: asyncio.Task[None] | None = None
+        self.farewell: list[str] = []
+        """How the client left, in order: ``"41"`` (Socket.IO DISCONNECT), ``"1"``
+        (Engine.IO CLOSE), ``"close"`` (its WebSocket close frame)."""
 
     @property
     def token(self) -> str | None:
@@ -215,10 +218,39 @@ class HostileConnection:
         else:
             await self.ack(req, {"success": False, "error": error})
 
-    async def open(self) -> None:
-        """Socket.IO only: the Engine.IO OPEN packet, then accept the namespace CONNECT."""
+    async def open(self, *, pid: str | None = None, replay: Iterable[list[Any]] = ()) -> None:
+        """Socket.IO only: the Engine.IO OPEN packet, then accept the namespace CONNECT.
+
+        ``pid`` turns connection state recovery on (the CONNECT reply carries it; a
+        client that asked for that pid takes its session as recovered). ``replay``:
+        EVENT packets sent before the CONNECT reply, as a recovering server replays
+        what the client missed, e.g. ``[["tick", {"n": 3}, "offset-3"]]``.
+        """
         if self.kind != "socketio" or self._namespace_open:
             return
+        await self._await_connect()
+        for args in replay:
+            await self.send_text("42" + json.dumps(args))
+        self._namespace_open = True
+        reply: dict[str, Any] = {"sid": f"s{id(self):x}"}
+        if pid is not None:
+            reply["pid"] = pid
+        await self.send_text("40" + json.dumps(reply))
+
+    async def connect_error(self, message: str, data: object = None) -> None:
+        """Socket.IO only: refuse the namespace CONNECT with a CONNECT_ERROR packet
+        ``{"message": message, "data": data}`` (no ``data`` when None), as socket.io's
+        ``next(err)`` does; the client is then expected to leave."""
+        if self.kind != "socketio" or self._namespace_open:
+            raise RuntimeError("connect_error is a Socket.IO refusal of the namespace")
+        await self._await_connect()
+        body: dict[str, object] = {"message": message}
+        if data is not None:
+            body["data"] = data
+        await self.send_text("44" + json.dumps(body))
+
+    async def _await_connect(self) -> None:
+        """The Engine.IO OPEN packet (once), then wait for the namespace CONNECT."""
         if not self._engine_open:
             self._engine_open = True
             handshake = {"sid": f"e{id(self):x}", "upgrades": [], "pingInterval": 25000}
@@ -232,8 +264,6 @@ class HostileConnection:
                 body = text[2:]
                 self.auth = json.loads(body) if body else None
                 break
-        self._namespace_open = True
-        await self.send_text("40" + json.dumps({"sid": f"s{id(self):x}"}))
 
     async def welcome(self, **overrides: Any) -> None:
         """Send the ``connected`` welcome (after :meth:`open` on Socket.IO)."""
@@ -342,10 +372,14 @@ class HostileConnection:
                     if not isinstance(frame, Frame):
                         continue
                     if frame.opcode is Opcode.TEXT:
-                        self._inbox.put_nowait(bytes(frame.data).decode("utf-8", "replace"))
+                        text = bytes(frame.data).decode("utf-8", "replace")
+                        if self.kind == "socketio" and (text == "1" or text.startswith("41")):
+                            self.farewell.append(text[:2])
+                        self._inbox.put_nowait(text)
                     elif frame.opcode is Opcode.BINARY:
                         self._inbox.put_nowait(bytes(frame.data))
                     elif frame.opcode is Opcode.CLOSE:
+                        self.farewell.append("close")
                         self._inbox.put_nowait(None)
                 if not self.closed:
                     for chunk in self._proto.data_to_send():  # pongs, the close echo

@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
 import random
+import socket
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
@@ -131,6 +133,7 @@ class FaultProxy:
         # Own stream, so that timing-dependent jitter draws never shift toxicity draws.
         self._noise_rng = random.Random(seed)
         self._server: asyncio.Server | None = None
+        self._reservation: socket.socket | None = None
         self._links: dict[Link, asyncio.Task[None]] = {}
         self._toxics: dict[ToxicHandle[Toxic], None] = {}  # an ordered set
         self._stats = ProxyStats()
@@ -150,6 +153,9 @@ class FaultProxy:
         self._closed = True
         self.clear()
         await self.down()
+        if self._reservation is not None:
+            self._reservation.close()  # the port is free from here on
+            self._reservation = None
 
     async def __aenter__(self) -> Self:
         return await self.start()
@@ -166,15 +172,43 @@ class FaultProxy:
         """Listen (again, on the same port after :meth:`down`); no-op if already up."""
         if self._closed:
             raise RuntimeError("FaultProxy is closed")
-        if self._server is None:
-            self._server = await asyncio.start_server(self._accept, self._host, self._port)
-            self._port = self._server.sockets[0].getsockname()[1]
+        if self._server is not None:
+            return
+        reserved = self._reservation is not None
+        if not reserved and _REUSE_PORT is not None:
+            try:
+                self._reservation = _reserve(self._host, self._port)
+            except OSError as exc:
+                # A fixed port whose earlier connections linger in TIME_WAIT refuses a
+                # bind without SO_REUSEADDR (which the reservation must not have: it
+                # would let any such socket share the port). Listen without holding it.
+                if exc.errno != errno.EADDRINUSE or not self._port:
+                    raise
+                log.debug("FaultProxy: port %d not held between down() and up()", self._port)
+            else:
+                self._port = self._reservation.getsockname()[1]
+        try:
+            self._server = await asyncio.start_server(
+                self._accept, self._host, self._port, reuse_port=self._reservation is not None
+            )
+        except BaseException:
+            if not reserved and self._reservation is not None:
+                self._reservation.close()
+                self._reservation = None
+            raise
+        self._port = self._server.sockets[0].getsockname()[1]
 
     async def down(self, *, reset: bool = False) -> None:
         """Stop listening (connects are refused) and cut every connection.
 
         Connections get a plain close, or an RST to both peers with ``reset=True``.
         Returns once every connection's sockets are closed and its tasks are done.
+        The port stays the proxy's until :meth:`close`: a socket bound to it with
+        ``SO_REUSEPORT`` (and never listening) holds it, so no other socket on the
+        machine can bind it before :meth:`up`. Not so without ``SO_REUSEPORT``, nor for
+        a fixed ``port`` that could only be bound with ``SO_REUSEADDR`` (connections
+        of an earlier listener in TIME_WAIT): the port is free while down, and ``up()``
+        may then fail with EADDRINUSE.
         """
         server, self._server = self._server, None
         if server is not None:
@@ -357,3 +391,28 @@ class FaultProxy:
     def _signal_change(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+
+
+_REUSE_PORT: int | None = getattr(socket, "SO_REUSEPORT", None)
+
+
+def _reserve(host: str, port: int) -> socket.socket:
+    """A socket bound to ``(host, port)`` that never listens: it keeps the port taken.
+
+    Connects to a port with no listening socket are refused, as with nothing bound;
+    but binding it fails for every other socket (``EADDRINUSE``), ephemeral ports
+    never land on it, and the proxy's listening socket joins it with ``SO_REUSEPORT``
+    (same user only), each time :meth:`FaultProxy.up` listens again.
+    """
+    assert _REUSE_PORT is not None
+    family, type_, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _REUSE_PORT, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

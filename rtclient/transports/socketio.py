@@ -15,10 +15,11 @@ binding"):
   event received, sends both in the next CONNECT's auth payload, and reports in the
   welcome whether the server recovered the session (``recovered``);
 - the token goes in the handshake ``auth`` payload ``{"token": …}``, fresh for every
-  attempt. ``connect_error`` messages are classified like the raw close codes:
-  ``INVALID_TOKEN`` / ``AUTHENTICATION_REQUIRED`` → 4001, ``TOKEN_EXPIRED`` → 4002,
-  ``USER_DISABLED`` / ``FORBIDDEN`` → 4003 (any other refusal counts as 4001: a
-  server that refuses a connection in its connect handler is refusing the user).
+  attempt. A ``connect_error`` about the credentials is classified like the raw close
+  codes (``INVALID_TOKEN`` → 4001, ``TOKEN_EXPIRED`` → 4002, ``USER_DISABLED`` → 4003,
+  and the usual words and ``data.code`` values of other servers); any other refusal
+  (``"server busy"``) is :class:`~rtclient.errors.ConnectRefused`, retried: see
+  :mod:`rtclient.transports.sio_refusals`.
 
 python-socketio / engine.io / aiohttp exceptions are mapped here and go no further.
 """
@@ -45,22 +46,15 @@ from ..errors import (
 )
 from ..hints import parse_delay
 from ..redact import RedactingLogger, redact, remember_token
-from ..welcome import SocketIOResume
+from ..welcome import RepeatedOffset, SocketIOResume
 from .aiohttp_ws import redirect_error
 from .boundary import Boundary
 from .inbox import Inbox
+from .sio_refusals import refusal_error
 from .socketio_client import AsyncClient, Handshake
 
 __all__ = ["SocketIOConnection", "SocketIOTransport"]
 
-_REFUSALS = {
-    "INVALID_TOKEN": 4001,
-    "AUTHENTICATION_REQUIRED": 4001,
-    "AUTHENTICATION_FAILED": 4001,
-    "TOKEN_EXPIRED": 4002,
-    "USER_DISABLED": 4003,
-    "FORBIDDEN": 4003,
-}
 _MESSAGE_ID_TYPES = frozenset({"chat:send", "dm:send"})
 _STATUS = re.compile(r"status code (\d{3})")
 # What python-socketio / engine.io log at WARNING on every ordinary close, or for a
@@ -208,8 +202,10 @@ class SocketIOConnection:
         sio.undecodable = self._on_undecodable
         self.boundary = Boundary("python-socketio", self.connect_failure)
         """The exception boundary (its mapping knows this connection's refusal)."""
-        self._refusal: str | None = None
+        self._refusal: tuple[str, object] | None = None
+        """The server's connect_error: its message and data."""
         self._pending_close: tuple[int, str] | None = None
+        self._closing: asyncio.Event | None = None  # set once close() is done
         self._close_stale = False  # traffic came after that error (see _on_disconnect)
         sio.on("*", self._on_event, namespace=namespace)
         sio.on("disconnect", self._on_disconnect, namespace=namespace)
@@ -252,8 +248,23 @@ class SocketIOConnection:
         return item
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Disconnect (idempotent) and release the HTTP session and its responses."""
-        self.push_closed(code, reason or "closed by the client")
+        """Disconnect (idempotent) and release the HTTP session and its responses.
+
+        On a link still open, Socket.IO's DISCONNECT and engine.io's CLOSE are written
+        before the WebSocket closes: the server sees the client leave ("client namespace
+        disconnect") and keeps no session for connection state recovery.
+        """
+        if self._closing is not None:
+            # Another caller is closing (the Client's close() and the end of the link's
+            # run both close it): wait for it, or a second engine.io disconnect would
+            # close the WebSocket under the first one's goodbye.
+            await self._closing.wait()
+            if not self._http.closed:
+                await self._http.close()
+            return
+        self._closing = asyncio.Event()
+        if not self.push_closed(code, reason or "closed by the client"):
+            self._sio.eio.goodbye = False  # lost or aborted: no goodbye to wait for
         try:
             async with asyncio.timeout(2.0):
                 await self._sio.disconnect()
@@ -266,6 +277,7 @@ class SocketIOConnection:
                 # engine.io leaves its WebSocket response open when its reader gave up
                 # on a silent server; the session's close does not release it.
                 self._handshake.release()
+            self._closing.set()
             if not self._http.closed:
                 await self._http.close()
 
@@ -276,6 +288,7 @@ class SocketIOConnection:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+        self._sio.eio.goodbye = False
         self.push_closed(None, "aborted")
 
     async def ping(self) -> float | None:
@@ -304,15 +317,17 @@ class SocketIOConnection:
         """Queue an envelope for ``recv`` (used for the synthesized welcome)."""
         self._inbox.put(envelope)
 
-    def push_closed(self, code: int | None, reason: str) -> None:
-        """Mark the connection closed; ``recv`` raises ConnectionLost from now on."""
-        self._inbox.close(code, reason)
+    def push_closed(self, code: int | None, reason: str) -> bool:
+        """Mark the connection closed; ``recv`` raises ConnectionLost from now on.
+
+        False if it already was (the first close wins).
+        """
+        return self._inbox.close(code, reason)
 
     def connect_failure(self, exc: Exception) -> RtClientError | None:
         """Map a failure of python-socketio to rtclient's errors (None: not known here)."""
         if self._refusal is not None:
-            code = _REFUSALS.get(self._refusal, 4001)
-            return ConnectionLost(code, self._refusal)
+            return refusal_error(*self._refusal)
         if isinstance(exc, TimeoutError):
             return TransportError("Socket.IO connect timed out")
         redirected = redirect_error(exc)
@@ -360,8 +375,12 @@ class SocketIOConnection:
             # With connection state recovery on, the server appends each event's offset.
             # A recovering server replays missed events before its CONNECT packet, so
             # the pid we asked to resume counts as "on" too.
-            resume.received(args[-1])
-            args = args[:-1]
+            offset, args = args[-1], args[:-1]
+            if not resume.received(offset):
+                # Delivered already in this session (live and again in a replay, or
+                # replayed twice): handed on only to be counted.
+                self._inbox.put(RepeatedOffset(event, offset))
+                return
         payload: object = args[0] if len(args) == 1 else {"args": list(args)}
         if not isinstance(payload, dict):
             payload = {"args": list(args)}
@@ -405,7 +424,7 @@ class SocketIOConnection:
         # plain string is python-socketio reporting an engine.io failure (network).
         if isinstance(data, dict):
             message = data.get("message")
-            self._refusal = str(message) if message is not None else "REFUSED"
+            self._refusal = (str(message) if message is not None else "", data.get("data"))
 
 
 def _library_logger(name: str) -> RedactingLogger:

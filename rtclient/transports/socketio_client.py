@@ -3,7 +3,9 @@
 What :mod:`rtclient.transports.socketio` needs that the libraries do not offer, by
 overriding their internals (python-socketio 5, python-engineio 4): the ``pid`` of the
 server's CONNECT packet, undecodable packets reported instead of only logged, a reader
-paced by the connection's inbox, and the HTTP responses of a failed handshake released.
+paced by the connection's inbox, the HTTP responses of a failed handshake released, and
+a clean disconnect whose DISCONNECT and CLOSE packets reach the server before the
+WebSocket closes.
 
 The private methods and attributes relied on, each exercised by tests that fail if an
 upgrade renames it: ``socketio.AsyncClient._engineio_client_class`` and
@@ -11,12 +13,15 @@ upgrade renames it: ``socketio.AsyncClient._engineio_client_class`` and
 (tests/integration/test_socketio_backpressure.py), ``._handle_connect`` (the ``pid``:
 tests/interop/test_reference_server.py), ``._handle_eio_message`` and
 ``._binary_packet`` (tests/hostile/test_frames.py), ``engineio.AsyncClient.read_loop_task``
-(an AttributeError on every server DISCONNECT).
+(an AttributeError on every server DISCONNECT), ``.state``, ``.queue`` and ``._send_packet``
+(the goodbye of a clean close: tests/hostile/test_goodbye.py,
+tests/integration/test_generic_mode.py, tests/interop/test_reference_server.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -124,12 +129,35 @@ class PacedEngineIO(engineio.AsyncClient):  # type: ignore[misc]
     """
 
     paced: Callable[[], Awaitable[None]] | None = None
+    goodbye = True
+    """Whether :meth:`disconnect` writes what is queued (Socket.IO's DISCONNECT) and
+    engine.io's CLOSE before it closes the WebSocket; False for a link given up as
+    dead (nothing would get through: the wait would only delay the reconnect)."""
+    flush_timeout: float = 1.0
+    """How long that goodbye waits for the packets to be written."""
+    _close_queued = False
 
     async def disconnect(self, abort: bool = False, reason: Any = None) -> None:
         # A DISCONNECT packet makes python-socketio call this from the message handler,
         # which now runs in the reader: it must not wait for the reader to end.
         own = self.read_loop_task is not None and asyncio.current_task() is self.read_loop_task
+        if self.goodbye and not (abort or own) and self.state == "connected":
+            # engine.io queues the CLOSE packet for its writer task and closes the
+            # WebSocket at once: the server saw the socket close before Socket.IO's
+            # DISCONNECT (queued just before) and engine.io's CLOSE, took it for a
+            # transport close, and kept the session for a recovery. Write them first.
+            await self._send_packet(engineio.packet.Packet(engineio.packet.CLOSE))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.flush_timeout):
+                    await self.queue.join()
         await super().disconnect(abort=abort or own, reason=reason)
+
+    async def _send_packet(self, pkt: engineio.packet.Packet) -> None:
+        if pkt.packet_type == engineio.packet.CLOSE:
+            if self._close_queued:  # written above; the library's own comes second
+                return
+            self._close_queued = True
+        await super()._send_packet(pkt)
 
     async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
         if event != "message":

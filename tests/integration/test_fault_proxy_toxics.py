@@ -8,6 +8,7 @@ the expected data or state, each bounded by a timeout; the only fixed waits are 
 from __future__ import annotations
 
 import asyncio
+import errno
 import random
 import socket
 import struct
@@ -488,6 +489,32 @@ async def test_down_cuts_and_refuses_then_up_accepts_on_the_same_port(
     async with connect(proxy) as client:
         client.writer.write(b"b")
         assert await client.read_exactly(1) == b"b"
+
+
+async def test_the_port_stays_taken_while_down_and_is_freed_by_close(proxy: FaultProxy) -> None:
+    # Between down() and up() another socket must not get the port (it did: EADDRINUSE
+    # in a test under load). asyncio's servers bind with SO_REUSEADDR, so try that too.
+    port = proxy.port
+    for _ in range(2):
+        await proxy.down()
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection(proxy.host, port)
+        for reuse in (False, True):
+            with socket.socket() as other:
+                other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(reuse))
+                with pytest.raises(OSError) as taken:
+                    other.bind((proxy.host, port))
+                assert taken.value.errno == errno.EADDRINUSE
+        with pytest.raises(OSError):
+            await asyncio.start_server(lambda r, w: None, proxy.host, port)
+        await proxy.up()
+        assert proxy.port == port
+        async with connect(proxy) as client:
+            client.writer.write(b"c")
+            assert await client.read_exactly(1) == b"c"
+    await proxy.close()
+    with socket.socket() as other:
+        other.bind((proxy.host, port))  # close() gave the port back
 
 
 async def test_down_with_reset_sends_rst(proxy: FaultProxy) -> None:

@@ -31,6 +31,7 @@ class PlainServer:
         self.seen_ids: list[str] = []
         self.echoes: list[Any] = []
         self.auth: list[Any] = []
+        self.disconnects: list[str] = []
         self.runner: web.AppRunner | None = None
         self.port = 0
         sio = self.sio
@@ -40,6 +41,10 @@ class PlainServer:
             self.auth.append(auth)
             if not (isinstance(auth, dict) and auth.get("token") == "good"):
                 raise socketio.exceptions.ConnectionRefusedError("INVALID_TOKEN")
+
+        @sio.event
+        async def disconnect(sid: str, reason: str) -> None:
+            self.disconnects.append(reason)
 
         @sio.on("subscribe")
         async def subscribe(sid: str, topic: str) -> dict[str, Any]:
@@ -185,3 +190,13 @@ async def test_hook_emits_are_written_before_the_offline_emits(plain: PlainServe
         *(0, 1, 2),
     ]
     assert [r["hook"] for r in replies] == ["acked", "acked"]
+
+
+async def test_close_reaches_the_server_as_a_client_disconnect(plain: PlainServer) -> None:
+    # Socket.IO's DISCONNECT and engine.io's CLOSE go out before the WebSocket closes
+    # (engine.io closed it first: the server saw "transport close").
+    client = Client(plain.url, transport="socketio", protocol="generic", token="good", backoff=FAST)
+    async with client:
+        assert await client.emit("echo", "hi") == "hi"
+    await wait_until(lambda: len(plain.disconnects) == 1)
+    assert plain.disconnects == [plain.sio.reason.CLIENT_DISCONNECT]

@@ -42,9 +42,8 @@ class ClusterNode(NodeServer):
         """Reset every connection through the proxy (RST to both ends): the live ones now,
         new ones as they arrive, until the handle is removed (or its ``with`` ends).
 
-        The proxy keeps its port. ``proxy.down()`` then ``up()`` would free it for a
-        moment, and any socket on the machine may take it in between (EADDRINUSE, seen
-        under load).
+        Unlike ``proxy.down()``, the node's live links are reset (RST to both ends)
+        rather than closed, and new connections are accepted and then reset.
         """
         return self.proxy.reset_peer()
 

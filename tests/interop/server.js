@@ -6,8 +6,9 @@
 // Listens on 127.0.0.1, port 0, and prints {"port": N} as its first stdout line; logs go
 // to stderr. Exits on SIGTERM / SIGINT and when its stdin closes (the test process died).
 //
-// Socket.IO (namespace "/"), behind an auth middleware that accepts the token "good"
-// (anything else: connect_error "INVALID_TOKEN"):
+// Socket.IO (namespace "/"), behind an auth middleware that accepts the token "good",
+// refuses "busy" twice with connect_error "server busy" then accepts it, refuses "coded"
+// with "not today" and data {code: 401} (anything else: connect_error "INVALID_TOKEN"):
 //   register {name}          -> socket.data.name = name; ack {sid, pid, recovered}
 //   echo <any>               -> ack with the data as received
 //   join <room>              -> server-side room join; ack {room, rooms}
@@ -74,6 +75,15 @@ io.use((socket, next) => {
   const key = typeof token === "string" ? token : String(token);
   state.authAttempts[key] = (state.authAttempts[key] || 0) + 1;
   if (token === "good") return next();
+  if (token === "busy") {
+    // A refusal that is not about the credentials: the first two attempts only.
+    return next(state.authAttempts[key] <= 2 ? new Error("server busy") : undefined);
+  }
+  if (token === "coded") {
+    const err = new Error("not today");
+    err.data = { code: 401 }; // a refusal of the credentials said in err.data only
+    return next(err);
+  }
   return next(new Error("INVALID_TOKEN"));
 });
 

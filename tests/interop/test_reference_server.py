@@ -305,3 +305,51 @@ async def test_invalid_token_is_unauthorized_after_one_attempt(start_server: Sta
     state = await server.state()
     assert state["authAttempts"] == {"bad": 1}
     assert state["connections"] == []
+
+
+async def test_close_is_a_client_disconnect_and_leaves_no_session(
+    start_server: StartServer,
+) -> None:
+    """``close()`` sends the Socket.IO DISCONNECT (and engine.io's CLOSE) before the
+    WebSocket closes: the server sees the client leave, not a transport close, and keeps
+    no session for a recovery that will never come."""
+    server = await start_server(recovery=True, max_disconnection_ms=60_000)
+    client = generic(server.url)
+    runs, hook = subscriber("gus", "feed")
+    client.on_connect(hook)
+    async with client:
+        assert runs == [1]
+        assert client._session.resume.pid is not None  # recovery is on for this session
+
+    async def disconnected() -> bool:
+        return len((await server.state())["disconnects"]) == 1
+
+    await wait_until(disconnected, timeout=TIMEOUT)
+    (disconnect,) = (await server.state())["disconnects"]
+    assert (disconnect["name"], disconnect["reason"]) == ("gus", "client namespace disconnect")
+    session = await server.get("/control/session", name="gus")
+    assert session["pid"] is not None and session["stored"] is False
+
+
+async def test_a_middleware_refusal_that_is_not_about_credentials_is_retried(
+    start_server: StartServer,
+) -> None:
+    """``next(new Error("server busy"))`` twice, then accepted: retried, not Unauthorized."""
+    server = await start_server()
+    async with generic(server.url, token="busy") as client:
+        assert await client.emit("echo", "through") == "through"
+        stats = client.stats()
+    assert stats["connect_refusals"] == 2 and stats["attempts"] == 3
+    assert (await server.state())["authAttempts"] == {"busy": 3}
+
+
+async def test_a_refusal_with_data_code_401_is_unauthorized_after_one_attempt(
+    start_server: StartServer,
+) -> None:
+    server = await start_server()
+    client = generic(server.url, token="coded")
+    with pytest.raises(Unauthorized, match="not today"):
+        await client.connect()
+    await client.close()
+    assert client.stats()["attempts"] == 1
+    assert (await server.state())["authAttempts"] == {"coded": 1}

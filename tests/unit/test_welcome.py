@@ -5,7 +5,7 @@ from __future__ import annotations
 from rtclient.errors import RequestRejected
 from rtclient.events import Gap
 from rtclient.session import Failed, Session
-from rtclient.welcome import NO_WELCOME, SocketIOResume, interpret_welcome
+from rtclient.welcome import NO_WELCOME, RECENT_OFFSETS, SocketIOResume, interpret_welcome
 
 
 def test_a_full_welcome_is_read_into_fields() -> None:
@@ -76,3 +76,24 @@ def test_the_resume_holder_starts_over_when_the_session_was_not_recovered() -> N
     assert (resume.pid, resume.offset) == ("p1", "o5")
     resume.connected("p2", recovered=False)
     assert (resume.pid, resume.offset) == ("p2", None)
+
+
+def test_the_resume_holder_tells_a_repeated_offset_and_keeps_its_position() -> None:
+    resume = SocketIOResume()
+    resume.connected("p1", recovered=False)
+    assert [resume.received(o) for o in ("b", "a", "c")] == [True, True, True]
+    assert resume.received("a") is False  # equality only: "a" < "c" means nothing
+    assert resume.offset == "c"  # a repeat does not move the resume position back
+    resume.connected("p1", recovered=True)
+    assert resume.received("c") is False  # the same session: still remembered
+    resume.connected("p2", recovered=False)
+    assert resume.received("c") is True  # a new session: offsets start over
+
+
+def test_the_resume_holder_remembers_a_bounded_number_of_offsets() -> None:
+    resume = SocketIOResume()
+    for n in range(RECENT_OFFSETS + 1):
+        assert resume.received(f"o{n}")
+    assert len(resume._recent) == RECENT_OFFSETS
+    assert resume.received("o0") is True  # the oldest was forgotten
+    assert resume.received(f"o{RECENT_OFFSETS}") is False
