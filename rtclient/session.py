@@ -445,7 +445,11 @@ class Session:
         self._sender.tick(now)
 
     def receive(self, envelope: object, now: float) -> None:
-        """Handle one decoded frame from the server. Malformed input never raises."""
+        """Handle one decoded frame from the server. Malformed input never raises.
+
+        An envelope with ``"raw": True`` is a generic server's own event: delivered as
+        it is under its name, except ``error`` (an ErrorEvent, as from our servers).
+        """
         if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
             self._out.malformed("frame is not an object with a string 'type'")
             return
@@ -454,7 +458,11 @@ class Session:
         if not isinstance(payload, dict):
             self._out.malformed(f"{type_}: payload is not an object")
             return
-        if type_ == "ack":
+        if envelope.get("raw") is True and type_ != "error":
+            # A generic server's own event (an adapter's Received): whatever its name
+            # ("ack", "connected", "chat:message"), never read as our contract's frame.
+            self._recovery.delivery.on_plain_event(type_, payload)
+        elif type_ == "ack":
             on_ack(
                 self._sender, self._recovery, envelope.get("id"), payload, now, envelope.get("args")
             )

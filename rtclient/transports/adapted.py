@@ -13,7 +13,9 @@ them into the envelopes the session core reads, through an
   outbox flushes;
 - an emit or a call is ``adapter.encode``-d (with an adapter that has no acks, the
   Client sends every emit as ``ack=False``: done once written, "sent");
-- the server's frames are ``adapter.decode``-d: events are delivered, acks settle
+- the server's frames are ``adapter.decode``-d: events are delivered under their own
+  names (marked ``raw``: a server's ``ack`` or ``chat:message`` is not read as rooms
+  mode's; only ``error`` becomes an ErrorEvent), acks settle
   their message, replies are written back, an in-band refusal ends the connection
   with its close code;
 - a resume position is kept here, across connections: the position of the last
@@ -174,7 +176,7 @@ class AdaptedConnection:
                     return
                 owner.position = position
             data = item.data if isinstance(item.data, dict) else {"args": [item.data]}
-            self._ready.append({"type": item.name, "payload": data})
+            self._ready.append({"type": item.name, "payload": data, "raw": True})
         elif isinstance(item, Acked):
             self._ready.append(
                 {"type": "ack", "id": item.message_id, "payload": {}, "args": [item.result]}

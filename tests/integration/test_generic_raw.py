@@ -102,6 +102,9 @@ class SeedServer:
                         await peer.send(json.dumps({"type": "room:message", "payload": data}))
                 elif type_ == "garbage":
                     await ws.send("this is not JSON")
+                elif type_ == "relay":  # the frames the test asks this server to send
+                    for frame in payload["frames"]:
+                        await ws.send(frame)
         except websockets.ConnectionClosed:
             pass
         finally:
@@ -193,6 +196,27 @@ async def test_an_unreadable_frame_is_counted_and_the_connection_stays(
         await wait_until(lambda: len(seed.frames) == 2)
         assert client.state is ConnectionState.CONNECTED
     assert errors and client.stats()["reconnects"] == 0
+
+
+@TRANSPORTS
+async def test_the_servers_events_named_like_rooms_frames_are_its_own(
+    seed: SeedServer, transport: str
+) -> None:
+    """A plain server's ``chat:message`` (no roomId, no eventId), ``ack`` or a second
+    ``connected`` are its own events: delivered, not dropped as malformed rooms frames."""
+    names = ["chat:message", "dm:message", "ack", "connected"]
+    client = generic(seed.url, transport)
+    got: list[Event] = []
+    for name in names:
+        client.on(name, got.append)
+    frames = [json.dumps({"type": name, "payload": {"text": name}}) for name in names]
+    async with client:
+        await wait_until(lambda: len(got) == 1)  # the greeting
+        await client.emit("relay", {"frames": frames}, ack=False)
+        await wait_until(lambda: len(got) == 5)
+        stats = client.stats()
+    assert [(e.name, e.data) for e in got[1:]] == [(n, {"text": n}) for n in names]
+    assert stats["malformed"] == 0 and stats["delivered"] == 0  # none taken as logged
 
 
 @TRANSPORTS
