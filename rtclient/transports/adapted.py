@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..adapters.base import Acked, Adapter, Closing, Frame, Ready, Received, Refused, Reply
+from ..adapters.envelope import JsonEnvelope
 from ..errors import ConnectionLost, ProtocolError, RequestRejected
 from ..redact import peer_text, remember_query_parameter, remember_token
 from .base import Connection, Transport
@@ -84,6 +85,26 @@ class AdaptedTransport:
     def acks(self) -> bool:
         """Whether the server's acks are recognised (else an emit is done once written)."""
         return self.adapter.acks
+
+    def no_greeting_advice(self, heard: int) -> str:
+        """Why a connection got no greeting (:class:`Ready`) in time, after ``heard``
+        frames from the server, and what to do about it."""
+        adapter = self.adapter
+        name = type(adapter).__name__
+        if heard == 0:
+            return f"the server sent nothing within connect_timeout ({name} waits for its greeting)"
+        greeting = getattr(adapter, "greeting", None)
+        if isinstance(adapter, JsonEnvelope) and greeting is not None:
+            return (
+                f"the server sent {heard} frame(s) but no {greeting!r} greeting within"
+                f" connect_timeout: for a server that greets with nothing use"
+                f" adapter=JsonEnvelope(greeting=None), or greeting='<the type of its first"
+                f" frame>'"
+            )
+        return (
+            f"the server sent {heard} frame(s) but {name}.decode() said Ready for none"
+            " within connect_timeout (greets = False for a server that does not greet)"
+        )
 
     def check_emit(self, name: str, data: Any) -> None:
         """Raise TypeError or ValueError now for an emit the adapter cannot encode

@@ -226,6 +226,47 @@ async def test_missing_token_closes_4001_and_is_fatal(seed: SeedServer, transpor
     assert seed.tokens == [(None, None)]
 
 
+@TRANSPORTS
+async def test_a_server_without_the_greeting_is_fatal_with_advice_a_silent_one_retried(
+    transport: str,
+) -> None:
+    """The default adapter waits for the seed's ``connected`` greeting. A server that
+    speaks but greets otherwise fails ``connect()`` after three connections, saying how
+    to configure the adapter (it used to retry for ever, connect() never returning); a
+    server that says nothing may be stalled and is retried."""
+
+    async def hello(ws: ServerConnection) -> None:
+        await ws.send(json.dumps({"type": "hello", "payload": {}}))
+        await ws.wait_closed()
+
+    async with serve(hello, "127.0.0.1", 0) as server:
+        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        client = generic(url, transport, connect_timeout=0.2)
+        with pytest.raises(ProtocolError, match=r"greeting=None") as info:
+            await client.connect()
+        assert client.stats()["attempts"] == 3
+        assert "rooms" not in str(info.value)
+        # greeting=None: the open socket is the acceptance and "hello" an event
+        heard: list[Event] = []
+        client = generic(url, transport, adapter=JsonEnvelope(greeting=None))
+        client.on("hello", heard.append)
+        async with client:
+            await wait_until(lambda: len(heard) == 1)
+
+    async def silent(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async with serve(silent, "127.0.0.1", 0) as server:
+        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        client = generic(url, transport, connect_timeout=0.1)
+        await client.connect(wait=False)
+        try:
+            await wait_until(lambda: client.stats()["attempts"] >= 5, 10)
+            assert client.state is ConnectionState.RECONNECTING
+        finally:
+            await client.close()
+
+
 def test_generic_raw_options_are_checked() -> None:
     with pytest.raises(ValueError, match="adapter"):
         Client("ws://127.0.0.1:1/ws", adapter=JsonEnvelope())  # rooms mode
