@@ -492,3 +492,32 @@ async def test_what_the_adapter_cannot_encode_fails_at_once() -> None:
     assert seed.stats()["queued"] == 0 and nats.stats()["queued"] == 1
     await seed.close()
     await nats.close()
+
+
+@TRANSPORTS
+def test_a_url_no_connection_can_use_is_refused_at_once(transport: str) -> None:
+    """A bad port or no host is the caller's mistake: ValueError from the constructor
+    (it used to fail each attempt with the URL, token included, in the error and the
+    log line; aiohttp's InvalidURL showed it whole)."""
+    for url, match in (
+        ("ws://127.0.0.1:notaport/", "Port"),
+        ("ws://127.0.0.1:99999/", "Port"),
+        ("ws:///path", "host"),
+    ):
+        with pytest.raises(ValueError, match=match) as info:
+            generic(url, transport, token="url-secret-77aa", token_query="key")
+        assert "url-secret-77aa" not in str(info.value)
+
+
+def test_an_invalid_url_error_from_a_library_is_redacted() -> None:
+    import aiohttp
+    from websockets.exceptions import InvalidURI
+
+    from rtclient.redact import remember_query_parameter
+    from rtclient.transports.aiohttp_ws import _aiohttp_error
+    from rtclient.transports.websocket import _websockets_error
+
+    remember_query_parameter("key")
+    url = "ws://h:1/?room=1&key=url-secret-88bb"
+    for error in (_aiohttp_error(aiohttp.InvalidURL(url)), _websockets_error(InvalidURI(url, "x"))):
+        assert isinstance(error, ProtocolError) and "url-secret-88bb" not in str(error)
