@@ -57,6 +57,8 @@ class _Frames:
 
 
 _FRAMES = _Frames()
+_SAMPLE_ID = "00000000-0000-7000-8000-000000000000"
+"""A message id of the form the Client makes (a UUIDv7), for :meth:`check_emit`."""
 
 
 class AdaptedTransport:
@@ -108,8 +110,9 @@ class AdaptedTransport:
 
     def check_emit(self, name: str, data: Any) -> None:
         """Raise TypeError or ValueError now for an emit the adapter cannot encode
-        (rather than when it is written, from the outbox)."""
-        self.adapter.encode(name, data, None)
+        (rather than when it is written, from the outbox): encoded as it will be, with
+        a message id of the Client's form when the adapter has acks."""
+        self.adapter.encode(name, data, _SAMPLE_ID if self.adapter.acks else None)
 
     async def connect(self, url: str, *, token: str | None, open_timeout: float) -> Connection:
         """Open one connection and write the adapter's opening frames."""
@@ -157,11 +160,17 @@ class AdaptedConnection:
         """Encode an emit (or a call) with the adapter and write its frames."""
         message_id = envelope.get("id")
         wants_ack = isinstance(message_id, str)
-        frames = self._adapter.encode(
-            envelope["type"],
-            envelope.get("payload"),
-            message_id if wants_ack and self._adapter.acks else None,
-        )
+        try:
+            frames = self._adapter.encode(
+                envelope["type"],
+                envelope.get("payload"),
+                message_id if wants_ack and self._adapter.acks else None,
+            )
+        except (TypeError, ValueError):
+            raise  # what the envelope cannot carry: reported by the writer (ENCODE)
+        except Exception as exc:  # an adapter's bug must not take the client down
+            name = type(self._adapter).__name__
+            raise ValueError(f"{name}.encode failed: {type(exc).__name__}: {exc}") from exc
         for frame in frames:
             await self._conn.send({"frame": frame})
 

@@ -521,3 +521,54 @@ def test_an_invalid_url_error_from_a_library_is_redacted() -> None:
     url = "ws://h:1/?room=1&key=url-secret-88bb"
     for error in (_aiohttp_error(aiohttp.InvalidURL(url)), _websockets_error(InvalidURI(url, "x"))):
         assert isinstance(error, ProtocolError) and "url-secret-88bb" not in str(error)
+
+
+class FlakyEncoder(JsonEnvelope):
+    """An application's adapter whose encode fails, at write time, for one name."""
+
+    broken: str | None = None
+
+    def encode(self, name: str, data: Any, message_id: str | None) -> list[Frame]:
+        if name == self.broken:
+            raise KeyError(name)
+        return super().encode(name, data, message_id)
+
+
+async def test_an_adapter_that_raises_when_writing_is_reported_not_a_crash(
+    seed: SeedServer,
+) -> None:
+    """encode passed when the emit was made and raises when it is written (after a
+    reconnect): an ENCODE error event, and the client goes on (it used to end CLOSED,
+    its task group failing with the adapter's KeyError)."""
+    adapter = FlakyEncoder()
+    client = generic(seed.url, "websocket", adapter=adapter)
+    errors: list[Any] = []
+    client.on("error", errors.append)
+    async with client:
+        await client.emit("first", {}, ack=False)
+        await seed.kick()
+        await client.wait_for(ConnectionState.RECONNECTING)
+        client.emit_nowait("poison", {}, ack=False)
+        adapter.broken = "poison"
+        client.emit_nowait("after", {}, ack=False)
+        await wait_until(lambda: [t for c, t, _ in seed.frames if c == 2] == ["after"])
+        assert client.state is ConnectionState.CONNECTED
+    assert [e.code for e in errors] == ["ENCODE"] and "KeyError" in errors[0].message
+
+
+async def test_an_emit_the_adapter_cannot_encode_with_a_message_id_fails_at_once(
+    seed: SeedServer,
+) -> None:
+    """The check at emit time encodes with a message id when the adapter has acks."""
+
+    class NoIds(JsonEnvelope):
+        def encode(self, name: str, data: Any, message_id: str | None) -> list[Frame]:
+            if message_id is not None and name == "x":
+                raise ValueError("this server cannot take an id here")
+            return super().encode(name, data, message_id)
+
+    client = generic(seed.url, "websocket", adapter=NoIds(id_key="id", ack_type="ack"))
+    with pytest.raises(ValueError, match="cannot take an id"):
+        client.emit_nowait("x", {})
+    assert client.stats()["queued"] == 0
+    await client.close()
