@@ -126,7 +126,11 @@ class AdaptedTransport:
         conn.codec = _FRAMES  # type: ignore[attr-defined]
         adapted = AdaptedConnection(conn, self)
         try:
-            for frame in self.adapter.opening(token, self.position):
+            try:
+                frames = self.adapter.opening(token, self.position)
+            except Exception as exc:  # an adapter's bug: fatal, it would fail every attempt
+                raise ProtocolError(_failed(self.adapter, "opening", exc)) from exc
+            for frame in frames:
                 await conn.send({"frame": frame})
         except BaseException:
             conn.abort()
@@ -187,11 +191,10 @@ class AdaptedConnection:
             except ProtocolError:
                 raise
             except Exception as exc:  # an adapter's bug must not take the client down
-                error = ProtocolError(
-                    f"{type(self._adapter).__name__}.decode failed: {type(exc).__name__}:"
-                    f" {peer_text(str(exc))}"
-                )
-                raise error from exc
+                raise ProtocolError(_failed(self._adapter, "decode", exc)) from exc
+            if not isinstance(items, list | tuple):
+                name = type(self._adapter).__name__
+                raise ProtocolError(f"{name}.decode returned {type(items).__name__}, not a list")
             for item in items:
                 await self._take(item)
         return self._ready.popleft()
@@ -223,6 +226,9 @@ class AdaptedConnection:
         elif isinstance(item, Closing):
             self._closing = item
             self._conn.abort()
+        else:
+            name = type(self._adapter).__name__
+            raise ProtocolError(f"{name}.decode returned a {type(item).__name__}, not an Incoming")
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the WebSocket (idempotent)."""
@@ -235,6 +241,11 @@ class AdaptedConnection:
     async def ping(self) -> float | None:
         """A WebSocket ping's round trip (the heartbeat and the quality tracker's sample)."""
         return await self._conn.ping()
+
+
+def _failed(adapter: Adapter, method: str, exc: Exception) -> str:
+    """What to say about an adapter's method that raised (its text redacted)."""
+    return f"{type(adapter).__name__}.{method} failed: {type(exc).__name__}: {peer_text(str(exc))}"
 
 
 def url_with_token(url: str, name: str, token: str) -> str:

@@ -572,3 +572,39 @@ async def test_an_emit_the_adapter_cannot_encode_with_a_message_id_fails_at_once
         client.emit_nowait("x", {})
     assert client.stats()["queued"] == 0
     await client.close()
+
+
+async def test_an_adapter_whose_opening_raises_fails_connect_with_a_protocol_error(
+    seed: SeedServer,
+) -> None:
+    """It would fail every attempt: fatal, and typed (it used to end the client with an
+    ExceptionGroup holding the adapter's own exception, from connect() and close())."""
+
+    class BadOpening(JsonEnvelope):
+        def opening(self, token: str | None, resume: int | None) -> list[Frame]:
+            raise RuntimeError("opening bug")
+
+    client = generic(seed.url, "websocket", adapter=BadOpening())
+    with pytest.raises(ProtocolError, match=r"BadOpening.opening failed: RuntimeError"):
+        await client.connect()
+    assert client.state is ConnectionState.CLOSED
+    await client.close()
+
+
+async def test_an_adapter_whose_decode_returns_no_list_is_a_malformed_frame(
+    seed: SeedServer,
+) -> None:
+    class NoList(JsonEnvelope):
+        def decode(self, frame: Frame) -> list[Incoming]:
+            if "odd" in str(frame):
+                return None  # type: ignore[return-value]
+            if "wrong" in str(frame):
+                return ["not an item"]  # type: ignore[list-item]
+            return super().decode(frame)
+
+    client = generic(seed.url, "websocket", adapter=NoList())
+    async with client:
+        frames = [json.dumps({"type": "odd"}), json.dumps({"type": "wrong"})]
+        await client.emit("relay", {"frames": frames}, ack=False)
+        await wait_until(lambda: client.stats()["malformed"] == 2)
+        assert client.state is ConnectionState.CONNECTED
