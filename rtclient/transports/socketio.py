@@ -369,7 +369,10 @@ class SocketIOConnection:
             self._close_stale = False
         else:
             self._close_stale = True
-        self._inbox.put({"type": event, "payload": payload})
+        if self._owner.welcome == "synthesize":  # generic mode: the server's own event
+            self._inbox.put({"type": event, "payload": payload, "raw": True})
+        else:
+            self._inbox.put({"type": event, "payload": payload})
 
     def _on_undecodable(self, exc: Exception) -> None:
         # Queued in order with the events around it; recv raises it (counted, reported).
