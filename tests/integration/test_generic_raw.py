@@ -241,10 +241,10 @@ async def test_a_server_without_the_greeting_is_fatal_with_advice_a_silent_one_r
 
     async with serve(hello, "127.0.0.1", 0) as server:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
-        client = generic(url, transport, connect_timeout=0.2)
+        client = generic(url, transport, connect_timeout=0.5)
         with pytest.raises(ProtocolError, match=r"greeting=None") as info:
             await client.connect()
-        assert client.stats()["attempts"] == 3
+        assert client.stats()["attempts"] >= 3  # more only if a slow machine timed one out
         assert "rooms" not in str(info.value)
         # greeting=None: the open socket is the acceptance and "hello" an event
         heard: list[Event] = []
