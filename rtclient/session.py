@@ -73,6 +73,19 @@ __all__ = [
 LOGGED_EVENTS = frozenset({"chat:message", "dm:message"})
 
 
+class _OwnEvent:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "OWN_EVENT"
+
+
+OWN_EVENT = _OwnEvent()
+"""The value under ``"own"`` of an envelope that holds a generic server's own event
+(put there by the transports of generic mode: an object that no decoded frame can
+hold, so that a server cannot claim it)."""
+
+
 class Session:
     """Rooms, cursors, outbox and in-flight requests of one client; see the module doc.
 
@@ -447,8 +460,9 @@ class Session:
     def receive(self, envelope: object, now: float) -> None:
         """Handle one decoded frame from the server. Malformed input never raises.
 
-        An envelope with ``"raw": True`` is a generic server's own event: delivered as
-        it is under its name, except ``error`` (an ErrorEvent, as from our servers).
+        An envelope with ``"own":`` :data:`OWN_EVENT` is a generic server's own event:
+        delivered as it is under its name, except ``error`` (an ErrorEvent, as from
+        our servers).
         """
         if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
             self._out.malformed("frame is not an object with a string 'type'")
@@ -458,7 +472,7 @@ class Session:
         if not isinstance(payload, dict):
             self._out.malformed(f"{type_}: payload is not an object")
             return
-        if envelope.get("raw") is True and type_ != "error":
+        if envelope.get("own") is OWN_EVENT and type_ != "error":
             # A generic server's own event (an adapter's Received): whatever its name
             # ("ack", "connected", "chat:message"), never read as our contract's frame.
             self._recovery.delivery.on_plain_event(type_, payload)

@@ -38,6 +38,7 @@ from ..adapters.base import Acked, Adapter, Closing, Frame, Ready, Received, Ref
 from ..adapters.envelope import JsonEnvelope
 from ..errors import ConnectionLost, ProtocolError, RequestRejected
 from ..redact import peer_text, remember_query_parameter, remember_token
+from ..session import OWN_EVENT
 from .base import Connection, Transport
 
 __all__ = ["AdaptedConnection", "AdaptedTransport", "url_with_token"]
@@ -209,7 +210,7 @@ class AdaptedConnection:
                     return
                 owner.position = position
             data = item.data if isinstance(item.data, dict) else {"args": [item.data]}
-            self._ready.append({"type": item.name, "payload": data, "raw": True})
+            self._ready.append({"type": item.name, "payload": data, "own": OWN_EVENT})
         elif isinstance(item, Acked):
             self._ready.append(
                 {"type": "ack", "id": item.message_id, "payload": {}, "args": [item.result]}

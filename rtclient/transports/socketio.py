@@ -45,6 +45,7 @@ from ..errors import (
 )
 from ..hints import parse_delay
 from ..redact import RedactingLogger, redact, remember_token
+from ..session import OWN_EVENT
 from ..welcome import SocketIOResume
 from .aiohttp_ws import redirect_error
 from .boundary import Boundary
@@ -370,7 +371,7 @@ class SocketIOConnection:
         else:
             self._close_stale = True
         if self._owner.welcome == "synthesize":  # generic mode: the server's own event
-            self._inbox.put({"type": event, "payload": payload, "raw": True})
+            self._inbox.put({"type": event, "payload": payload, "own": OWN_EVENT})
         else:
             self._inbox.put({"type": event, "payload": payload})
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rtclient.events import ConnectionState, ErrorEvent, Event
-from rtclient.session import Completed, Session
+from rtclient.session import OWN_EVENT, Completed, Session
 
 WELCOME = {"type": "connected", "payload": {"features": []}}
 
@@ -61,8 +61,9 @@ def test_a_generic_servers_own_events_keep_their_names() -> None:
     welcomed_but_gated(session)
     session.outcomes()
     for name in ("chat:message", "dm:message", "ack", "connected", "sync:messages"):
-        session.receive({"type": name, "payload": {"text": name}, "raw": True}, 0.0)
-    session.receive({"type": "error", "payload": {"code": "BAD", "message": "m"}, "raw": True}, 0)
+        session.receive({"type": name, "payload": {"text": name}, "own": OWN_EVENT}, 0.0)
+    error = {"code": "BAD", "message": "m"}
+    session.receive({"type": "error", "payload": error, "own": OWN_EVENT}, 0.0)
     out = session.outcomes()
     events = [(o.name, o.data) for o in out if isinstance(o, Event)]
     assert events == [
@@ -72,3 +73,15 @@ def test_a_generic_servers_own_events_keep_their_names() -> None:
     errors = [o for o in out if isinstance(o, ErrorEvent)]
     assert [(e.code, e.message) for e in errors] == [("BAD", "m")]  # a server's error event
     assert session.stats()["malformed"] == 0
+
+
+def test_a_server_cannot_mark_its_frame_as_a_generic_event() -> None:
+    """Only generic mode's transports mark an event as the server's own: a rooms server's
+    ``"own"`` / ``"raw"`` key (anything a frame can hold) changes nothing."""
+    session = Session()
+    welcomed_but_gated(session)
+    session.outcomes()
+    for mark in ({"own": "OWN_EVENT"}, {"raw": True}):
+        session.receive({"type": "chat:message", "payload": {"text": "x"}, **mark}, 0.0)
+    assert not [o for o in session.outcomes() if isinstance(o, Event)]
+    assert session.stats()["malformed"] == 2
