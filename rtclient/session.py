@@ -60,6 +60,7 @@ from .welcome import SocketIOResume, Welcome, interpret_welcome
 
 __all__ = [
     "HOLD_MIN",
+    "OWN_EVENT",
     "PACE_MARGIN",
     "Completed",
     "Failed",
