@@ -134,10 +134,12 @@ class Link:
     async def _read(self, conn: Connection) -> tuple[RtClientError, bool]:
         c = self._client
         welcomed = False
+        heard = 0  # what the server sent before its welcome (a stall sends nothing)
         try:
             async with asyncio.timeout(c.connect_timeout):
                 while not welcomed:
                     await self._receive(conn)
+                    heard += 1
                     welcomed = c._session.welcomed
             c._policy.connected(c._clock())
             self._after_welcome()
@@ -154,7 +156,11 @@ class Link:
                         self._pauses.paused = False
         except TimeoutError:
             conn.abort()
-            return NoWelcome("no welcome from the server in time"), welcomed
+            advice = getattr(c._transport, "no_greeting_advice", None)
+            if advice is None:
+                return NoWelcome("no welcome from the server in time"), welcomed
+            text = advice(heard)  # generic mode on a raw WebSocket: the adapter's greeting
+            return NoWelcome(text, counts=heard > 0, advice=text), welcomed
         except (ConnectionLost, TransportError) as exc:
             verdict = classify(exc)
             if c._session.drain_notice and verdict.action is Action.RETRY and not verdict.drain:

@@ -44,6 +44,7 @@ from .session import Completed, Failed, Session, leave_key
 from .sizing import size_function
 from .store import SqliteStore, Store
 from .tokens import StaticToken, TokenSource, as_provider
+from .transports.adapted import AdaptedTransport
 from .transports.base import Connection, Transport
 from .transports.factory import make_transport
 from .transports.socketio import SocketIOTransport
@@ -277,7 +278,10 @@ class Client:
             refreshable=not isinstance(self._tokens, StaticToken),
             max_unwelcomed=(
                 3
-                if protocol == "rooms" and isinstance(self._transport, SocketIOTransport)
+                if (protocol == "rooms" and isinstance(self._transport, SocketIOTransport))
+                or (
+                    isinstance(self._transport, AdaptedTransport) and self._transport.adapter.greets
+                )
                 else None
             ),
             endpoints=len(self.urls),

@@ -43,7 +43,10 @@ The rules, on top of :func:`rtclient.failures.classify` and the
   Socket.IO in rooms mode, where the server answered the namespace connect and so is
   alive): the server does not speak the rooms protocol; fatal ProtocolError that names
   ``protocol="generic"``. None: retried under the backoff like any failure (the raw
-  transports: a stalled server and a foreign one look the same there).
+  transports: a stalled server and a foreign one look the same there). Generic mode
+  on a raw WebSocket with an adapter that waits for a greeting counts only the
+  connections on which the server sent frames but not its greeting (a foreign
+  envelope, not a stall), and the error says how to configure the adapter.
 """
 
 from __future__ import annotations
@@ -67,7 +70,17 @@ __all__ = ["Decision", "NoWelcome", "ReconnectPolicy", "Step"]
 
 
 class NoWelcome(TransportError):
-    """The connection opened, but the server's ``connected`` welcome never came."""
+    """The connection opened, but the server's ``connected`` welcome never came.
+
+    ``counts``: whether it counts towards ``max_unwelcomed`` (False: a server that said
+    nothing at all, which may only be stalled). ``advice``: what the fatal error says
+    after ``max_unwelcomed`` of them (None: the rooms protocol's advice).
+    """
+
+    def __init__(self, message: str, *, counts: bool = True, advice: str | None = None) -> None:
+        super().__init__(message)
+        self.counts = counts
+        self.advice = advice
 
 
 class Step(enum.Enum):
@@ -156,16 +169,19 @@ class ReconnectPolicy:
             self._quick_refresh = True
         if welcomed:
             self._refreshes = 0  # the token was accepted: only refusals in a row count
-        if not welcomed and isinstance(failure, NoWelcome):
+        if not welcomed and isinstance(failure, NoWelcome) and failure.counts:
             self._unwelcomed += 1
             if self.max_unwelcomed is not None and self._unwelcomed >= self.max_unwelcomed:
                 self._schedule.connected_at = None
+                advice = failure.advice or (
+                    "it does not speak the rooms protocol (for a plain Socket.IO "
+                    'server use protocol="generic")'
+                )
                 return Decision(
                     Step.STOP,
                     error=ProtocolError(
                         f"no welcome from the server on {self._unwelcomed} connections in a "
-                        "row: it does not speak the rooms protocol (for a plain Socket.IO "
-                        'server use protocol="generic")'
+                        f"row: {advice}"
                     ),
                 )
         match verdict.action:

@@ -60,6 +60,7 @@ from .welcome import RepeatedOffset, SocketIOResume, Welcome, interpret_welcome
 
 __all__ = [
     "HOLD_MIN",
+    "OWN_EVENT",
     "PACE_MARGIN",
     "Completed",
     "Failed",
@@ -71,6 +72,19 @@ __all__ = [
 ]
 
 LOGGED_EVENTS = frozenset({"chat:message", "dm:message"})
+
+
+class _OwnEvent:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "OWN_EVENT"
+
+
+OWN_EVENT = _OwnEvent()
+"""The value under ``"own"`` of an envelope that holds a generic server's own event
+(put there by the transports of generic mode: an object that no decoded frame can
+hold, so that a server cannot claim it)."""
 
 
 class Session:
@@ -452,7 +466,12 @@ class Session:
         self._sender.tick(now)
 
     def receive(self, envelope: object, now: float) -> None:
-        """Handle one decoded frame from the server. Malformed input never raises."""
+        """Handle one decoded frame from the server. Malformed input never raises.
+
+        An envelope with ``"own":`` :data:`OWN_EVENT` is a generic server's own event:
+        delivered as it is under its name, except ``error`` (an ErrorEvent, as from
+        our servers).
+        """
         if isinstance(envelope, RepeatedOffset):  # dropped by the Socket.IO transport
             self.counters["duplicates_dropped"] += 1
             return
@@ -464,7 +483,11 @@ class Session:
         if not isinstance(payload, dict):
             self._out.malformed(f"{type_}: payload is not an object")
             return
-        if type_ == "ack":
+        if envelope.get("own") is OWN_EVENT and type_ != "error":
+            # A generic server's own event (an adapter's Received): whatever its name
+            # ("ack", "connected", "chat:message"), never read as our contract's frame.
+            self._recovery.delivery.on_plain_event(type_, payload)
+        elif type_ == "ack":
             on_ack(
                 self._sender, self._recovery, envelope.get("id"), payload, now, envelope.get("args")
             )

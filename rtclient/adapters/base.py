@@ -142,7 +142,9 @@ class Adapter(Protocol):
         """The frames for one emit. ``message_id`` is None when nothing awaits an ack;
         an adapter with acks puts it where the server's ack will name it.
 
-        Raises TypeError or ValueError for data the envelope cannot carry."""
+        Raises TypeError or ValueError for data the envelope cannot carry. The Client
+        calls it once when the emit is made (to raise at once) and again when it is
+        written: it must not depend on earlier calls."""
         ...
 
     def decode(self, frame: Frame) -> list[Incoming]:

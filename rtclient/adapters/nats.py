@@ -154,7 +154,9 @@ class NatsJetStream:
             reason = op.arg.strip("'")
             lowered = reason.lower()
             if "authorization violation" in lowered:
-                return [Closing(4001, f"NATS refused the credentials ({reason[:60]})")]
+                # Not the server's words: the redactor masks whatever follows
+                # "Authorization", which left "(Authorization [redacted]".
+                return [Closing(4001, "NATS refused the credentials (not authorized)")]
             if "authentication expired" in lowered:
                 return [Closing(4002, f"NATS: the credentials expired ({reason[:60]})")]
             if "permissions violation" in reason.lower():  # the connection stays

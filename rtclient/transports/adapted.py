@@ -13,7 +13,9 @@ them into the envelopes the session core reads, through an
   outbox flushes;
 - an emit or a call is ``adapter.encode``-d (with an adapter that has no acks, the
   Client sends every emit as ``ack=False``: done once written, "sent");
-- the server's frames are ``adapter.decode``-d: events are delivered, acks settle
+- the server's frames are ``adapter.decode``-d: events are delivered under their own
+  names (marked ``raw``: a server's ``ack`` or ``chat:message`` is not read as rooms
+  mode's; only ``error`` becomes an ErrorEvent), acks settle
   their message, replies are written back, an in-band refusal ends the connection
   with its close code;
 - a resume position is kept here, across connections: the position of the last
@@ -33,8 +35,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..adapters.base import Acked, Adapter, Closing, Frame, Ready, Received, Refused, Reply
+from ..adapters.envelope import JsonEnvelope
 from ..errors import ConnectionLost, ProtocolError, RequestRejected
 from ..redact import peer_text, remember_query_parameter, remember_token
+from ..session import OWN_EVENT
 from .base import Connection, Transport
 
 __all__ = ["AdaptedConnection", "AdaptedTransport", "url_with_token"]
@@ -54,6 +58,8 @@ class _Frames:
 
 
 _FRAMES = _Frames()
+_SAMPLE_ID = "00000000-0000-7000-8000-000000000000"
+"""A message id of the form the Client makes (a UUIDv7), for :meth:`check_emit`."""
 
 
 class AdaptedTransport:
@@ -83,10 +89,31 @@ class AdaptedTransport:
         """Whether the server's acks are recognised (else an emit is done once written)."""
         return self.adapter.acks
 
+    def no_greeting_advice(self, heard: int) -> str:
+        """Why a connection got no greeting (:class:`Ready`) in time, after ``heard``
+        frames from the server, and what to do about it."""
+        adapter = self.adapter
+        name = type(adapter).__name__
+        if heard == 0:
+            return f"the server sent nothing within connect_timeout ({name} waits for its greeting)"
+        greeting = getattr(adapter, "greeting", None)
+        if isinstance(adapter, JsonEnvelope) and greeting is not None:
+            return (
+                f"the server sent {heard} frame(s) but no {greeting!r} greeting within"
+                f" connect_timeout: for a server that greets with nothing use"
+                f" adapter=JsonEnvelope(greeting=None), or greeting='<the type of its first"
+                f" frame>'"
+            )
+        return (
+            f"the server sent {heard} frame(s) but {name}.decode() said Ready for none"
+            " within connect_timeout (greets = False for a server that does not greet)"
+        )
+
     def check_emit(self, name: str, data: Any) -> None:
         """Raise TypeError or ValueError now for an emit the adapter cannot encode
-        (rather than when it is written, from the outbox)."""
-        self.adapter.encode(name, data, None)
+        (rather than when it is written, from the outbox): encoded as it will be, with
+        a message id of the Client's form when the adapter has acks."""
+        self.adapter.encode(name, data, _SAMPLE_ID if self.adapter.acks else None)
 
     async def connect(self, url: str, *, token: str | None, open_timeout: float) -> Connection:
         """Open one connection and write the adapter's opening frames."""
@@ -100,7 +127,11 @@ class AdaptedTransport:
         conn.codec = _FRAMES  # type: ignore[attr-defined]
         adapted = AdaptedConnection(conn, self)
         try:
-            for frame in self.adapter.opening(token, self.position):
+            try:
+                frames = self.adapter.opening(token, self.position)
+            except Exception as exc:  # an adapter's bug: fatal, it would fail every attempt
+                raise ProtocolError(_failed(self.adapter, "opening", exc)) from exc
+            for frame in frames:
                 await conn.send({"frame": frame})
         except BaseException:
             conn.abort()
@@ -134,11 +165,17 @@ class AdaptedConnection:
         """Encode an emit (or a call) with the adapter and write its frames."""
         message_id = envelope.get("id")
         wants_ack = isinstance(message_id, str)
-        frames = self._adapter.encode(
-            envelope["type"],
-            envelope.get("payload"),
-            message_id if wants_ack and self._adapter.acks else None,
-        )
+        try:
+            frames = self._adapter.encode(
+                envelope["type"],
+                envelope.get("payload"),
+                message_id if wants_ack and self._adapter.acks else None,
+            )
+        except (TypeError, ValueError):
+            raise  # what the envelope cannot carry: reported by the writer (ENCODE)
+        except Exception as exc:  # an adapter's bug must not take the client down
+            name = type(self._adapter).__name__
+            raise ValueError(f"{name}.encode failed: {type(exc).__name__}: {exc}") from exc
         for frame in frames:
             await self._conn.send({"frame": frame})
 
@@ -155,11 +192,10 @@ class AdaptedConnection:
             except ProtocolError:
                 raise
             except Exception as exc:  # an adapter's bug must not take the client down
-                error = ProtocolError(
-                    f"{type(self._adapter).__name__}.decode failed: {type(exc).__name__}:"
-                    f" {peer_text(str(exc))}"
-                )
-                raise error from exc
+                raise ProtocolError(_failed(self._adapter, "decode", exc)) from exc
+            if not isinstance(items, list | tuple):
+                name = type(self._adapter).__name__
+                raise ProtocolError(f"{name}.decode returned {type(items).__name__}, not a list")
             for item in items:
                 await self._take(item)
         return self._ready.popleft()
@@ -174,7 +210,7 @@ class AdaptedConnection:
                     return
                 owner.position = position
             data = item.data if isinstance(item.data, dict) else {"args": [item.data]}
-            self._ready.append({"type": item.name, "payload": data})
+            self._ready.append({"type": item.name, "payload": data, "own": OWN_EVENT})
         elif isinstance(item, Acked):
             self._ready.append(
                 {"type": "ack", "id": item.message_id, "payload": {}, "args": [item.result]}
@@ -191,6 +227,9 @@ class AdaptedConnection:
         elif isinstance(item, Closing):
             self._closing = item
             self._conn.abort()
+        else:
+            name = type(self._adapter).__name__
+            raise ProtocolError(f"{name}.decode returned a {type(item).__name__}, not an Incoming")
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the WebSocket (idempotent)."""
@@ -203,6 +242,11 @@ class AdaptedConnection:
     async def ping(self) -> float | None:
         """A WebSocket ping's round trip (the heartbeat and the quality tracker's sample)."""
         return await self._conn.ping()
+
+
+def _failed(adapter: Adapter, method: str, exc: Exception) -> str:
+    """What to say about an adapter's method that raised (its text redacted)."""
+    return f"{type(adapter).__name__}.{method} failed: {type(exc).__name__}: {peer_text(str(exc))}"
 
 
 def url_with_token(url: str, name: str, token: str) -> str:

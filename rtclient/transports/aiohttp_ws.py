@@ -364,7 +364,7 @@ def _aiohttp_error(exc: Exception) -> RtClientError | None:
             )
         return ProtocolError(f"WebSocket handshake failed: {exc.message}")
     if isinstance(exc, aiohttp.InvalidURL):
-        return ProtocolError(f"invalid WebSocket URL: {exc}")
+        return ProtocolError(f"invalid WebSocket URL: {redact(str(exc))}")
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
         # The connection ended before a response (a TCP proxy in front of a restarting
         # server), or could not be made: a network failure.
@@ -380,7 +380,7 @@ def _aiohttp_error(exc: Exception) -> RtClientError | None:
     if isinstance(exc, aiohttp.ClientError | TimeoutError | OSError):
         return TransportError(f"connection failed: {exc!r}")
     if isinstance(exc, ValueError):  # yarl's own URL errors
-        return ProtocolError(f"invalid WebSocket URL: {exc}")
+        return ProtocolError(f"invalid WebSocket URL: {redact(str(exc))}")
     return None
 
 

@@ -7,6 +7,7 @@ its module and one branch here. The Client only calls :func:`make_transport`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from ..adapters.base import Adapter
 from ..adapters.envelope import JsonEnvelope
@@ -49,6 +50,7 @@ def make_transport(
         for one in urls:
             if not one.startswith(("ws://", "wss://")):
                 raise ValueError(f"a WebSocket url starts with ws:// or wss://, not {one[:16]!r}")
+            _check_host_and_port(one)
         if protocol == "generic":
             if codec is not None:
                 raise ValueError("in generic mode the adapter encodes frames: no codec=")
@@ -79,3 +81,16 @@ def make_transport(
     if isinstance(transport, str):
         raise ValueError(f"unknown transport {transport!r}: 'websocket', 'aiohttp' or 'socketio'")
     return transport
+
+
+def _check_host_and_port(url: str) -> None:
+    """ValueError now for a URL no connection can use (a port that is not a number, no
+    host), rather than from each attempt, where the URL may carry the token
+    (``token_query``). The message does not repeat the URL."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (ValueError for a port that is not a number 0-65535)
+    except ValueError as exc:
+        raise ValueError(f"not a usable WebSocket url: {exc}") from None
+    if not parts.hostname:
+        raise ValueError("a WebSocket url names a host: ws://host[:port]/path")

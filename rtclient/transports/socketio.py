@@ -46,6 +46,7 @@ from ..errors import (
 )
 from ..hints import parse_delay
 from ..redact import RedactingLogger, redact, remember_token
+from ..session import OWN_EVENT
 from ..welcome import RepeatedOffset, SocketIOResume
 from .aiohttp_ws import redirect_error
 from .boundary import Boundary
@@ -392,7 +393,10 @@ class SocketIOConnection:
             self._close_stale = False
         else:
             self._close_stale = True
-        self._inbox.put({"type": event, "payload": payload})
+        if self._owner.welcome == "synthesize":  # generic mode: the server's own event
+            self._inbox.put({"type": event, "payload": payload, "own": OWN_EVENT})
+        else:
+            self._inbox.put({"type": event, "payload": payload})
 
     def _on_undecodable(self, exc: Exception) -> None:
         # Queued in order with the events around it; recv raises it (counted, reported).

@@ -31,7 +31,7 @@ from ..errors import (
     TransportError,
 )
 from ..hints import parse_delay
-from ..redact import RedactingLogger
+from ..redact import RedactingLogger, redact
 from .boundary import Boundary, bearer_headers
 from .deflate import deflate_factory
 
@@ -166,7 +166,7 @@ def _websockets_error(exc: Exception) -> RtClientError | None:
             retry_after=parse_delay(response.headers.get("Retry-After"), now=time.time()),
         )
     if isinstance(exc, InvalidURI):
-        return ProtocolError(f"invalid WebSocket URL: {exc}")
+        return ProtocolError(f"invalid WebSocket URL: {redact(str(exc))}")
     if isinstance(exc, InvalidMessage) and isinstance(exc.__cause__, EOFError | OSError):
         # No valid HTTP response because the connection ended first (a TCP proxy in
         # front of a restarting server): a network failure, not a protocol mismatch.

@@ -58,6 +58,11 @@ class PlainServer:
                 self.seen_ids.append(data["messageId"])
             return data
 
+        @sio.on("relay")
+        async def relay(sid: str, events: list[list[Any]]) -> None:
+            for name, data in events:  # events the test asks this server to emit
+                await sio.emit(name, data, to=sid)
+
         @sio.on("publish")
         async def publish(sid: str, data: dict[str, Any]) -> str:
             await sio.emit("news", data, room=data["topic"])
@@ -121,6 +126,22 @@ async def test_emit_call_on_and_resubscribe_after_reconnect(plain: PlainServer) 
         assert news[0].data == {"topic": "sports", "score": 3}
         assert client.recovered is False
         assert client.stats()["reconnects"] == 1
+
+
+async def test_the_servers_events_named_like_rooms_frames_are_its_own(plain: PlainServer) -> None:
+    """A Socket.IO server's own ``chat:message`` (no roomId, no eventId) or ``ack``:
+    delivered under their names (they were dropped as malformed rooms frames)."""
+    client = Client(plain.url, transport="socketio", protocol="generic", token="good", backoff=FAST)
+    names = ["chat:message", "dm:message", "ack", "connected"]
+    got: list[Event] = []
+    for name in names:
+        client.on(name, got.append)
+    async with client:
+        await client.emit("relay", [[name, {"text": name}] for name in names], ack=False)
+        await wait_until(lambda: len(got) == len(names))
+        stats = client.stats()
+    assert [(e.name, e.data) for e in got] == [(n, {"text": n}) for n in names]
+    assert stats["malformed"] == 0
 
 
 async def test_msgpack_emits_carry_bytes() -> None:

@@ -102,6 +102,9 @@ class SeedServer:
                         await peer.send(json.dumps({"type": "room:message", "payload": data}))
                 elif type_ == "garbage":
                     await ws.send("this is not JSON")
+                elif type_ == "relay":  # the frames the test asks this server to send
+                    for frame in payload["frames"]:
+                        await ws.send(frame)
         except websockets.ConnectionClosed:
             pass
         finally:
@@ -196,10 +199,72 @@ async def test_an_unreadable_frame_is_counted_and_the_connection_stays(
 
 
 @TRANSPORTS
+async def test_the_servers_events_named_like_rooms_frames_are_its_own(
+    seed: SeedServer, transport: str
+) -> None:
+    """A plain server's ``chat:message`` (no roomId, no eventId), ``ack`` or a second
+    ``connected`` are its own events: delivered, not dropped as malformed rooms frames."""
+    names = ["chat:message", "dm:message", "ack", "connected"]
+    client = generic(seed.url, transport)
+    got: list[Event] = []
+    for name in names:
+        client.on(name, got.append)
+    frames = [json.dumps({"type": name, "payload": {"text": name}}) for name in names]
+    async with client:
+        await wait_until(lambda: len(got) == 1)  # the greeting
+        await client.emit("relay", {"frames": frames}, ack=False)
+        await wait_until(lambda: len(got) == 5)
+        stats = client.stats()
+    assert [(e.name, e.data) for e in got[1:]] == [(n, {"text": n}) for n in names]
+    assert stats["malformed"] == 0 and stats["delivered"] == 0  # none taken as logged
+
+
+@TRANSPORTS
 async def test_missing_token_closes_4001_and_is_fatal(seed: SeedServer, transport: str) -> None:
     with pytest.raises(Unauthorized):
         await generic(seed.url, transport, token=None).connect()
     assert seed.tokens == [(None, None)]
+
+
+@TRANSPORTS
+async def test_a_server_without_the_greeting_is_fatal_with_advice_a_silent_one_retried(
+    transport: str,
+) -> None:
+    """The default adapter waits for the seed's ``connected`` greeting. A server that
+    speaks but greets otherwise fails ``connect()`` after three connections, saying how
+    to configure the adapter (it used to retry for ever, connect() never returning); a
+    server that says nothing may be stalled and is retried."""
+
+    async def hello(ws: ServerConnection) -> None:
+        await ws.send(json.dumps({"type": "hello", "payload": {}}))
+        await ws.wait_closed()
+
+    async with serve(hello, "127.0.0.1", 0) as server:
+        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        client = generic(url, transport, connect_timeout=0.5)
+        with pytest.raises(ProtocolError, match=r"greeting=None") as info:
+            await client.connect()
+        assert client.stats()["attempts"] >= 3  # more only if a slow machine timed one out
+        assert "rooms" not in str(info.value)
+        # greeting=None: the open socket is the acceptance and "hello" an event
+        heard: list[Event] = []
+        client = generic(url, transport, adapter=JsonEnvelope(greeting=None))
+        client.on("hello", heard.append)
+        async with client:
+            await wait_until(lambda: len(heard) == 1)
+
+    async def silent(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async with serve(silent, "127.0.0.1", 0) as server:
+        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        client = generic(url, transport, connect_timeout=0.1)
+        await client.connect(wait=False)
+        try:
+            await wait_until(lambda: client.stats()["attempts"] >= 5, 10)
+            assert client.state is ConnectionState.RECONNECTING
+        finally:
+            await client.close()
 
 
 def test_generic_raw_options_are_checked() -> None:
@@ -427,3 +492,119 @@ async def test_what_the_adapter_cannot_encode_fails_at_once() -> None:
     assert seed.stats()["queued"] == 0 and nats.stats()["queued"] == 1
     await seed.close()
     await nats.close()
+
+
+@TRANSPORTS
+def test_a_url_no_connection_can_use_is_refused_at_once(transport: str) -> None:
+    """A bad port or no host is the caller's mistake: ValueError from the constructor
+    (it used to fail each attempt with the URL, token included, in the error and the
+    log line; aiohttp's InvalidURL showed it whole)."""
+    for url, match in (
+        ("ws://127.0.0.1:notaport/", "Port"),
+        ("ws://127.0.0.1:99999/", "Port"),
+        ("ws:///path", "host"),
+    ):
+        with pytest.raises(ValueError, match=match) as info:
+            generic(url, transport, token="url-secret-77aa", token_query="key")
+        assert "url-secret-77aa" not in str(info.value)
+
+
+def test_an_invalid_url_error_from_a_library_is_redacted() -> None:
+    import aiohttp
+    from websockets.exceptions import InvalidURI
+
+    from rtclient.redact import remember_query_parameter
+    from rtclient.transports.aiohttp_ws import _aiohttp_error
+    from rtclient.transports.websocket import _websockets_error
+
+    remember_query_parameter("key")
+    url = "ws://h:1/?room=1&key=url-secret-88bb"
+    for error in (_aiohttp_error(aiohttp.InvalidURL(url)), _websockets_error(InvalidURI(url, "x"))):
+        assert isinstance(error, ProtocolError) and "url-secret-88bb" not in str(error)
+
+
+class FlakyEncoder(JsonEnvelope):
+    """An application's adapter whose encode fails, at write time, for one name."""
+
+    broken: str | None = None
+
+    def encode(self, name: str, data: Any, message_id: str | None) -> list[Frame]:
+        if name == self.broken:
+            raise KeyError(name)
+        return super().encode(name, data, message_id)
+
+
+async def test_an_adapter_that_raises_when_writing_is_reported_not_a_crash(
+    seed: SeedServer,
+) -> None:
+    """encode passed when the emit was made and raises when it is written (after a
+    reconnect): an ENCODE error event, and the client goes on (it used to end CLOSED,
+    its task group failing with the adapter's KeyError)."""
+    adapter = FlakyEncoder()
+    client = generic(seed.url, "websocket", adapter=adapter)
+    errors: list[Any] = []
+    client.on("error", errors.append)
+    async with client:
+        await client.emit("first", {}, ack=False)
+        await seed.kick()
+        await client.wait_for(ConnectionState.RECONNECTING)
+        client.emit_nowait("poison", {}, ack=False)
+        adapter.broken = "poison"
+        client.emit_nowait("after", {}, ack=False)
+        await wait_until(lambda: [t for c, t, _ in seed.frames if c == 2] == ["after"])
+        assert client.state is ConnectionState.CONNECTED
+    assert [e.code for e in errors] == ["ENCODE"] and "KeyError" in errors[0].message
+
+
+async def test_an_emit_the_adapter_cannot_encode_with_a_message_id_fails_at_once(
+    seed: SeedServer,
+) -> None:
+    """The check at emit time encodes with a message id when the adapter has acks."""
+
+    class NoIds(JsonEnvelope):
+        def encode(self, name: str, data: Any, message_id: str | None) -> list[Frame]:
+            if message_id is not None and name == "x":
+                raise ValueError("this server cannot take an id here")
+            return super().encode(name, data, message_id)
+
+    client = generic(seed.url, "websocket", adapter=NoIds(id_key="id", ack_type="ack"))
+    with pytest.raises(ValueError, match="cannot take an id"):
+        client.emit_nowait("x", {})
+    assert client.stats()["queued"] == 0
+    await client.close()
+
+
+async def test_an_adapter_whose_opening_raises_fails_connect_with_a_protocol_error(
+    seed: SeedServer,
+) -> None:
+    """It would fail every attempt: fatal, and typed (it used to end the client with an
+    ExceptionGroup holding the adapter's own exception, from connect() and close())."""
+
+    class BadOpening(JsonEnvelope):
+        def opening(self, token: str | None, resume: int | None) -> list[Frame]:
+            raise RuntimeError("opening bug")
+
+    client = generic(seed.url, "websocket", adapter=BadOpening())
+    with pytest.raises(ProtocolError, match=r"BadOpening.opening failed: RuntimeError"):
+        await client.connect()
+    assert client.state is ConnectionState.CLOSED
+    await client.close()
+
+
+async def test_an_adapter_whose_decode_returns_no_list_is_a_malformed_frame(
+    seed: SeedServer,
+) -> None:
+    class NoList(JsonEnvelope):
+        def decode(self, frame: Frame) -> list[Incoming]:
+            if "odd" in str(frame):
+                return None  # type: ignore[return-value]
+            if "wrong" in str(frame):
+                return ["not an item"]  # type: ignore[list-item]
+            return super().decode(frame)
+
+    client = generic(seed.url, "websocket", adapter=NoList())
+    async with client:
+        frames = [json.dumps({"type": "odd"}), json.dumps({"type": "wrong"})]
+        await client.emit("relay", {"frames": frames}, ack=False)
+        await wait_until(lambda: client.stats()["malformed"] == 2)
+        assert client.state is ConnectionState.CONNECTED

@@ -137,6 +137,7 @@ def test_nats_adapter_reads_deliveries_acks_refusals_and_pings() -> None:
     assert adapter.decode(b"PING\r\n") == [Reply(b"PONG\r\n")]
     (closing,) = adapter.decode(b"-ERR 'Authorization Violation'\r\n")
     assert isinstance(closing, Closing) and closing.code == 4001
+    assert redact(closing.reason) == closing.reason  # nothing the redactor would mask
     (closing,) = adapter.decode(b"-ERR 'User Authentication Expired'\r\n")
     assert isinstance(closing, Closing) and closing.code == 4002
     (closing,) = adapter.decode(b"-ERR 'Authentication Timeout'\r\n")

@@ -404,6 +404,21 @@ def test_connections_without_a_welcome_end_in_a_protocol_error_naming_generic() 
     assert 'protocol="generic"' in str(steps[-1].error)
 
 
+def test_only_the_welcome_less_connections_that_count_stop_and_with_their_advice() -> None:
+    """Generic mode on a raw WebSocket: a silent server may be stalled (retried for
+    ever); one that sent frames but no greeting speaks another envelope (fatal)."""
+    policy = ReconnectPolicy(Backoff(), max_unwelcomed=2)
+    silent = NoWelcome("nothing", counts=False)
+    assert all(
+        policy.decide(silent, welcomed=False, now=float(i)).step is Step.RETRY for i in range(5)
+    )
+    foreign = NoWelcome("frames", advice="use JsonEnvelope(greeting=None)")
+    assert policy.decide(foreign, welcomed=False, now=5.0).step is Step.RETRY
+    stop = policy.decide(foreign, welcomed=False, now=6.0)
+    assert stop.step is Step.STOP and isinstance(stop.error, ProtocolError)
+    assert "greeting=None" in str(stop.error) and "rooms" not in str(stop.error)
+
+
 def test_a_welcome_resets_the_count_of_welcome_less_connections() -> None:
     policy = ReconnectPolicy(Backoff(), max_unwelcomed=2)
     assert policy.decide(NoWelcome("x"), welcomed=False, now=0.0).step is Step.RETRY

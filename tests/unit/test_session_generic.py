@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rtclient.events import ConnectionState
-from rtclient.session import Completed, Session
+from rtclient.events import ConnectionState, ErrorEvent, Event
+from rtclient.session import OWN_EVENT, Completed, Session
 
 WELCOME = {"type": "connected", "payload": {"features": []}}
 
@@ -52,3 +52,36 @@ def test_early_means_nothing_once_live_or_while_offline() -> None:
     session.receive(WELCOME, 0.0)  # no gate: live at once
     session.emit("say", {"n": 1}, 0.0, ack=False, early=True)
     assert [e["payload"]["n"] for e in session.data_to_send()] == [0, 1]
+
+
+def test_a_generic_servers_own_events_keep_their_names() -> None:
+    """An adapter's events (``raw``) named like our contract's frames are the server's
+    own: delivered as they are, not read as an ack, a welcome or a logged event."""
+    session = Session()
+    welcomed_but_gated(session)
+    session.outcomes()
+    for name in ("chat:message", "dm:message", "ack", "connected", "sync:messages"):
+        session.receive({"type": name, "payload": {"text": name}, "own": OWN_EVENT}, 0.0)
+    error = {"code": "BAD", "message": "m"}
+    session.receive({"type": "error", "payload": error, "own": OWN_EVENT}, 0.0)
+    out = session.outcomes()
+    events = [(o.name, o.data) for o in out if isinstance(o, Event)]
+    assert events == [
+        (name, {"text": name})
+        for name in ("chat:message", "dm:message", "ack", "connected", "sync:messages")
+    ]
+    errors = [o for o in out if isinstance(o, ErrorEvent)]
+    assert [(e.code, e.message) for e in errors] == [("BAD", "m")]  # a server's error event
+    assert session.stats()["malformed"] == 0
+
+
+def test_a_server_cannot_mark_its_frame_as_a_generic_event() -> None:
+    """Only generic mode's transports mark an event as the server's own: a rooms server's
+    ``"own"`` / ``"raw"`` key (anything a frame can hold) changes nothing."""
+    session = Session()
+    welcomed_but_gated(session)
+    session.outcomes()
+    for mark in ({"own": "OWN_EVENT"}, {"raw": True}):
+        session.receive({"type": "chat:message", "payload": {"text": "x"}, **mark}, 0.0)
+    assert not [o for o in session.outcomes() if isinstance(o, Event)]
+    assert session.stats()["malformed"] == 2
