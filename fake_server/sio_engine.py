@@ -181,6 +181,10 @@ class EngineWebSocket:
         self._received = self._loop.time()
         # A frozen server does not look at what arrived while it was frozen.
         await self._faults.wait_running()
+        if self.aborted:
+            # Cut: frames aiohttp had read before are not carried out (as on /ws), so
+            # nothing is committed whose ack can no longer be sent.
+            raise OSError("aborted")
         data: object = msg.data
         if not isinstance(data, str | bytes):
             raise OSError("websocket closed")

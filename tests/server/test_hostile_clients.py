@@ -557,11 +557,12 @@ async def test_a_client_that_resets_during_the_upgrade_is_counted_not_a_tracebac
     raw.close()  # a reset
     # aiohttp keeps a connection listed until its handler ends: wait for the loss.
     assert server._runner is not None and server._runner.server is not None
-    (handler,) = server._runner.server.connections
+    web_server = server._runner.server
+    (handler,) = web_server.connections
     await wait_until(lambda: handler.transport is None, timeout=WAIT)
     release.set()
     await wait_until(lambda: server.counters["handshakes_abandoned"] == 1, timeout=WAIT)
-    await wait_until(lambda: not server._runner.server.connections, timeout=WAIT)  # type: ignore[union-attr]
+    await wait_until(lambda: not web_server.connections, timeout=WAIT)  # the handler ended
     alice = await connect(server, "alice")  # still served
     assert alice.welcome is not None
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING]

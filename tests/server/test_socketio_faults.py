@@ -14,6 +14,7 @@ import socketio
 import websockets
 
 from fake_server import FakeServer
+from fake_server.sio_endpoint import SioEndpoint
 from rtclient.testing import wait_until
 
 from .conftest import SECRET, Connect, MakeServer
@@ -328,3 +329,26 @@ async def test_a_connect_that_arrives_after_its_session_closed_is_dropped_quietl
         await wait_until(lambda: server.counters["handshakes_abandoned"] == 1, timeout=WAIT)
     assert server.connection_count() == 0
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+async def test_frames_read_before_a_drop_are_not_carried_out(
+    server: FakeServer, sio: OpenSio
+) -> None:
+    # As on /ws: after drop_connections nothing more of the connection is carried out,
+    # not even frames aiohttp had already read. Committing them would only make acks
+    # that can no longer be sent (the client resends, and gets duplicate acks).
+    alice = await sio(server, "alice")
+    await alice.join("lobby")
+    endpoint = next(e for e in server._endpoints if isinstance(e, SioEndpoint))
+    (engine_ws,) = endpoint._websockets.values()
+    read_at = engine_ws._received
+    await server.pause()
+    await alice.client.emit("chat:send", {"roomId": "lobby", "text": "hi", "messageId": "m1"})
+    # The frame is read (the reader then waits for the resume before handing it over).
+    await wait_until(lambda: engine_ws._received > read_at, timeout=WAIT)
+    await server.drop_connections()
+    await server.resume()
+    assert await alice.disconnected() == "transport error"
+    await wait_until(lambda: engine_ws.done.is_set(), timeout=WAIT)
+    assert server.counters["messages_committed"] == 0
+    assert server.room_events("lobby") == []
