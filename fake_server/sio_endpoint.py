@@ -74,6 +74,7 @@ class SioEndpoint:
         """engine.io sessions not (yet) connected to the namespace: when first seen."""
         self.sio = SioServer(
             self._on_event,
+            self._late_connect,
             async_mode="aiohttp",
             ping_interval=config.ping_interval,
             ping_timeout=config.ping_timeout,
@@ -230,6 +231,10 @@ class SioEndpoint:
             self._counters.bump("errors")
             log.exception("socket.io connect handler failed")
             raise SioRefused(ErrorCode.INTERNAL.value) from None
+
+    def _late_connect(self, eio_sid: str) -> None:
+        self._counters.bump("handshakes_abandoned")
+        log.debug("socket.io connect for closed session %s dropped", eio_sid)
 
     def _authenticate(self, environ: dict[str, Any], auth: Any) -> Principal:
         """The handshake's principal, or :class:`SioRefused` with the seed's message."""

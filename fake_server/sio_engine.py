@@ -4,7 +4,8 @@ Everything that leans on the libraries' internals is kept here, small and commen
 
 * :class:`SioServer` overrides ``AsyncServer._handle_event`` so that an event handler
   learns whether the client asked for an ack (the public handler API hides the packet
-  id) and so that events are handled in arrival order, inline, like raw frames.
+  id) and so that events are handled in arrival order, inline, like raw frames; and
+  ``_handle_connect`` so that a CONNECT read after its session closed is dropped.
 * :class:`EngineWebSocket` replaces engine.io's aiohttp WebSocket wrapper (through the
   per-server ``_async`` driver table) to give the fault controls a grip on the
   transport: pause (no reads, no writes, no pings), abort (cut TCP), and ping
@@ -50,9 +51,22 @@ class SioServer(socketio.AsyncServer):  # type: ignore[misc]
     :meth:`send_ack`, never from a handler's return value.
     """
 
-    def __init__(self, on_event: EventHandler, **kwargs: Any) -> None:
+    def __init__(
+        self, on_event: EventHandler, on_late_connect: Callable[[str], None], **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self._on_event = on_event
+        self._on_late_connect = on_late_connect
+
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        if eio_sid not in self.environ:
+            # The engine.io session closed (its disconnect ran, a restart closing the
+            # sessions not yet connected) while this CONNECT was on its way: frames
+            # already read are still handed over, and python-socketio would look the
+            # session's environ up and log a KeyError.  Nobody is left to answer.
+            self._on_late_connect(eio_sid)
+            return
+        await super()._handle_connect(eio_sid, namespace, data)
 
     async def _handle_event(
         self, eio_sid: str, namespace: str | None, id: int | None, data: Any
@@ -167,6 +181,10 @@ class EngineWebSocket:
         self._received = self._loop.time()
         # A frozen server does not look at what arrived while it was frozen.
         await self._faults.wait_running()
+        if self.aborted:
+            # Cut: frames aiohttp had read before are not carried out (as on /ws), so
+            # nothing is committed whose ack can no longer be sent.
+            raise OSError("aborted")
         data: object = msg.data
         if not isinstance(data, str | bytes):
             raise OSError("websocket closed")

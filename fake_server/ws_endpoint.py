@@ -135,9 +135,14 @@ class WsEndpoint:
         )
         try:
             await ws.prepare(request)
-        except ConnectionResetError:  # the client left during the upgrade: nothing to serve
+        except ConnectionResetError:
+            # The client left during the upgrade: nothing to serve.  ``ws`` may be half
+            # prepared (headers begun, no WebSocket writer), and aiohttp would close it
+            # after we return and log "Call .prepare() first"; a plain response instead
+            # fails to write on the dead transport, which aiohttp ignores quietly.
             self._counters.bump("handshakes_abandoned")
-            return ws
+            log.debug("client %s left during the upgrade", request.remote)
+            return web.Response(status=499)
         peer = WsPeer(
             ws,
             request.transport,

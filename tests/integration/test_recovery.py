@@ -70,6 +70,7 @@ async def test_drop_connections_during_a_burst_of_1000_sends(
     receivers = [await make_client(f"r{i}", rooms=("burst",), backoff=quick) for i in range(2)]
     seen = [Recorder(c) for c in (sender, *receivers)]
     faults = 0
+    unacked_at_drop: list[int] = []  # committed, ack not yet at the sender
     stop = asyncio.Event()
 
     async def chaos() -> None:
@@ -82,6 +83,7 @@ async def test_drop_connections_during_a_burst_of_1000_sends(
             await wait_until(lambda t=target: stop.is_set() or sender.stats()["acked"] >= t)
             if stop.is_set():
                 break
+            unacked_at_drop.append(len(server.room_events("burst")) - sender.stats()["acked"])
             await server.drop_connections()
             faults += 1
 
@@ -103,6 +105,8 @@ async def test_drop_connections_during_a_burst_of_1000_sends(
     print(
         f"\n[burst] 1000 messages, {faults} connection drops, {elapsed:.2f}s, "
         f"resent={sender.stats()['resent']}, duplicate acks={sender.stats()['duplicate_acks']}"
+        f", committed unacked at a drop={sum(unacked_at_drop) / len(unacked_at_drop):.1f} (mean), "
+        f"server duplicates={server.counters['duplicates']}"
     )
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -526,25 +529,40 @@ async def test_a_client_that_resets_during_the_upgrade_is_counted_not_a_tracebac
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # aiohttp raises ClientConnectionResetError from prepare() when the client's reset
-    # lands while the 101 is written (seen in the reconnect benchmarks); the timing is
-    # not reproducible on loopback, so prepare() raises it here for one handshake.
+    # A real reset inside prepare(): the first handshake is held after aiohttp checked
+    # the upgrade and before it writes the 101 (where a slow server or a busy loop
+    # yields), the client resets (SO_LINGER 0) and, once aiohttp has seen the loss, the
+    # 101 goes to a dead transport (aiohttp raises ClientConnectionResetError there).
     server = await make_server()
-    prepare = web.WebSocketResponse.prepare
-    calls = 0
+    held = asyncio.Event()
+    release = asyncio.Event()
+    prepare_headers = web.WebSocketResponse._prepare_headers
 
-    async def resetting(self: web.WebSocketResponse, request: web.Request) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise aiohttp.ClientConnectionResetError("Cannot write to closing transport")
-        return await prepare(self, request)
+    async def holding(self: web.WebSocketResponse) -> None:
+        if not held.is_set():
+            held.set()
+            await release.wait()
+        await prepare_headers(self)
 
-    monkeypatch.setattr(web.WebSocketResponse, "prepare", resetting)
-    with contextlib.suppress(Exception):
-        async with websockets.connect(server.ws_url, open_timeout=WAIT):
-            pass
+    monkeypatch.setattr(web.WebSocketResponse, "_prepare_headers", holding)
+    host, port = server.ws_url.removeprefix("ws://").split("/")[0].split(":")
+    raw = socket.create_connection((host, int(port)))  # loopback: the kernel accepts
+    raw.sendall(
+        f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    await asyncio.wait_for(held.wait(), WAIT)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    raw.close()  # a reset
+    # aiohttp keeps a connection listed until its handler ends: wait for the loss.
+    assert server._runner is not None and server._runner.server is not None
+    web_server = server._runner.server
+    (handler,) = web_server.connections
+    await wait_until(lambda: handler.transport is None, timeout=WAIT)
+    release.set()
     await wait_until(lambda: server.counters["handshakes_abandoned"] == 1, timeout=WAIT)
-    assert not [r for r in caplog.records if r.exc_info]  # no traceback logged
+    await wait_until(lambda: not web_server.connections, timeout=WAIT)  # the handler ended
     alice = await connect(server, "alice")  # still served
     assert alice.welcome is not None
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING]

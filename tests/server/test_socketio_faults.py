@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -13,6 +14,7 @@ import socketio
 import websockets
 
 from fake_server import FakeServer
+from fake_server.sio_endpoint import SioEndpoint
 from rtclient.testing import wait_until
 
 from .conftest import SECRET, Connect, MakeServer
@@ -306,3 +308,47 @@ async def test_oversize_packet_cuts_the_connection(server: FakeServer, sio: Open
     assert await alice.disconnected() == "transport error"
     await wait_until(lambda: server.connection_count() == 0)
     assert server.counters["errors"] == 0
+
+
+async def test_a_connect_that_arrives_after_its_session_closed_is_dropped_quietly(
+    server: FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A restart (or drain) closes engine.io sessions not yet connected to the namespace;
+    # a client whose Socket.IO CONNECT was on its way sends it into a session whose
+    # disconnect has already run. python-socketio's _handle_connect then looked up the
+    # session's environ and logged a KeyError ("message async handler error").
+    url = f"{server.http_url.replace('http', 'ws', 1)}/socket.io/?EIO=4&transport=websocket"
+    token = server.issue_token("alice")
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        opened = await ws.receive_str(timeout=WAIT)
+        assert opened.startswith("0")
+        closing = asyncio.create_task(server.close_all(1012, "service restart"))
+        assert await ws.receive_str(timeout=WAIT) == "1"  # engine.io CLOSE: session gone
+        await ws.send_str("40" + json.dumps({"token": token}))  # the CONNECT on its way
+        await closing
+        await wait_until(lambda: server.counters["handshakes_abandoned"] == 1, timeout=WAIT)
+    assert server.connection_count() == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+async def test_frames_read_before_a_drop_are_not_carried_out(
+    server: FakeServer, sio: OpenSio
+) -> None:
+    # As on /ws: after drop_connections nothing more of the connection is carried out,
+    # not even frames aiohttp had already read. Committing them would only make acks
+    # that can no longer be sent (the client resends, and gets duplicate acks).
+    alice = await sio(server, "alice")
+    await alice.join("lobby")
+    endpoint = next(e for e in server._endpoints if isinstance(e, SioEndpoint))
+    (engine_ws,) = endpoint._websockets.values()
+    read_at = engine_ws._received
+    await server.pause()
+    await alice.client.emit("chat:send", {"roomId": "lobby", "text": "hi", "messageId": "m1"})
+    # The frame is read (the reader then waits for the resume before handing it over).
+    await wait_until(lambda: engine_ws._received > read_at, timeout=WAIT)
+    await server.drop_connections()
+    await server.resume()
+    assert await alice.disconnected() == "transport error"
+    await wait_until(lambda: engine_ws.done.is_set(), timeout=WAIT)
+    assert server.counters["messages_committed"] == 0
+    assert server.room_events("lobby") == []
