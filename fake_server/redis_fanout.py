@@ -167,6 +167,7 @@ class Fanout:
                 # one): ask Redis which is current and adopt that one.
                 await self._store.check_epoch()
                 return
+            self._store.saw(room_id, event_id)
             last = self._delivered.get(room_id)
             if last is not None and event_id > last + 1:
                 await self._fill(room_id, last, event_id)

@@ -34,7 +34,7 @@ UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 """What an unreachable (restarting, partitioned) Redis raises; ``BusyLoadingError`` is a
 ``ConnectionError``."""
 
-SCRIPTS = ("COMMIT", "PAGE", "JOIN", "LEAVE", "MEMBERS", "SWEEP", "RATE", "ENSURE_EPOCH")
+SCRIPTS = ("COMMIT", "PAGE", "JOIN", "LEAVE", "MEMBERS", "SWEEP", "RATE", "ENSURE_EPOCH", "MARK")
 """The Lua scripts of :mod:`fake_server.redis_scripts` a node runs."""
 
 

@@ -90,6 +90,9 @@ class RedisStore:
         self.link = RedisLink(config, node_id=node_id, counters=counters, monotonic=monotonic)
         self._redis = self.link.client
         self._epoch = ""
+        self._mark: tuple[str, int] | None = None
+        """The last event (room, id) of this epoch the node saw: a data set rolled back
+        to before it is a new epoch (see ``redis_scripts.rolled_back``)."""
         self._local: Local | None = None
         self._tasks = TaskSet()
         self.fanout = Fanout(self, config)
@@ -172,6 +175,25 @@ class RedisStore:
         epoch = await self.link.script("ENSURE_EPOCH", [self.key("epoch")], [new_epoch()])
         return str(epoch.decode()), was_alive is not None
 
+    def saw(self, room_id: str, event_id: int) -> None:
+        """Event ``event_id`` of the room exists in this epoch (committed or fanned out)."""
+        self._mark = (room_id, event_id)
+
+    def _mark_args(self) -> tuple[str, int]:
+        """The seq key and event id of the mark (the epoch key and 0 when there is none)."""
+        if self._mark is None:
+            return self.key("epoch"), 0
+        room_id, event_id = self._mark
+        return self.key("seq", room_id), event_id
+
+    async def _check_mark(self) -> str:
+        """Start a new epoch when Redis lost events this node saw; return the epoch."""
+        seq_key, event_id = self._mark_args()
+        raw = await self.link.script(
+            "MARK", [self.key("epoch"), seq_key], [self._epoch, event_id, new_epoch()]
+        )
+        return str(raw.decode())
+
     async def _reassert_presence(self) -> None:
         """Put this node's members back (``user:joined`` for those the rooms lost)."""
         for room_id, users in self.local.presence().items():
@@ -186,6 +208,8 @@ class RedisStore:
             try:
                 async with self.link.calling():
                     epoch, alive = await self._heartbeat_once()
+                    if epoch == self._epoch:
+                        epoch = await self._check_mark()
                     await self._sweep()
                 if epoch != self._epoch:
                     await self.epoch_seen(epoch)
@@ -219,6 +243,7 @@ class RedisStore:
                 if epoch == self._epoch:
                     return
             old, self._epoch = self._epoch, epoch
+            self._mark = None
             self._counters.bump("epoch_changes")
             log.warning("epoch %s -> %s: the shared log was lost or reset", old, epoch)
             self.fanout.reset()
@@ -262,6 +287,7 @@ class RedisStore:
         marker = -(2**52)
         pre, post = _dumps(message.payload(marker, epoch)).split(str(marker))
         times = 2 if duplicate() else 1
+        mark_key, mark = self._mark_args()
         reply = await self._script(
             "COMMIT",
             [
@@ -269,6 +295,7 @@ class RedisStore:
                 self.key("dd", message.user_id, message.message_id),
                 self.key("seq", room_id),
                 self.key("log", room_id),
+                mark_key,
             ],
             [
                 epoch,
@@ -286,6 +313,8 @@ class RedisStore:
                 _dumps(room_id),
                 _dumps(epoch),
                 message.kind,
+                mark,
+                new_epoch(),
             ],
         )
         if reply[0] == b"DUP":
@@ -293,6 +322,8 @@ class RedisStore:
             check_same(entry, message)
             return {**entry.ack, "duplicate": True}
         event_id = int(reply[1])
+        if epoch == self._epoch:
+            self.saw(room_id, event_id)
         # Our own connections see the event before the ack (as on a single node).
         await self.fanout.wait_delivered(room_id, event_id, epoch)
         return {
@@ -336,7 +367,12 @@ class RedisStore:
             return []
         async with self.link.calling():
             entries: Any = await self._redis.xrange(self.key("log", room_id), f"{after + 1}-0", end)
-        return [(fields[b"k"].decode(), fields[b"p"]) for _, fields in entries]
+        epoch = self._epoch.encode()
+        return [
+            (fields[b"k"].decode(), fields[b"p"])
+            for _, fields in entries
+            if fields.get(b"e", epoch) == epoch
+        ]
 
     async def join(self, room_id: str, user_id: str, *, first: bool) -> tuple[list[str], str, int]:
         epoch = self._epoch
