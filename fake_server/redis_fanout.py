@@ -24,6 +24,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
 
 from .config import ServerConfig
 from .lanes import TaskSet
@@ -33,7 +34,7 @@ from .store import StoreUnavailable
 if TYPE_CHECKING:
     from .redis_store import RedisStore
 
-__all__ = ["Fanout"]
+__all__ = ["Fanout", "parse"]
 
 log = logging.getLogger("fake_server.redis")
 
@@ -126,7 +127,7 @@ class Fanout:
                     )
                     if message is not None and message.get("type") == "message":
                         await self._handle(message["data"])
-            except (*UNREACHABLE, StoreUnavailable) as exc:
+            except (*UNREACHABLE, RedisError, StoreUnavailable) as exc:
                 stopping()
                 self._lost(exc)
             finally:
@@ -157,9 +158,15 @@ class Fanout:
             self._deliver_event(room_id, int(payload["eventId"]), envelope, 1)
 
     async def _handle(self, data: bytes) -> None:
-        head, _, body = data.partition(b"\n")
-        header = json.loads(head)
-        envelope: dict[str, Any] = json.loads(body)
+        try:
+            header, envelope = parse(data)
+        except ValueError as exc:
+            # Anything can publish on the channel; the reader must outlive it.
+            counters = self._store.counters
+            counters.bump("fanout_malformed")
+            level = logging.WARNING if counters["fanout_malformed"] == 1 else logging.DEBUG
+            log.log(level, "malformed message on %s ignored: %s", self._store.channel, exc)
+            return
         if header[0] == "E":
             _, room_id, event_id, times, epoch = header
             if epoch != self._store.epoch:
@@ -193,3 +200,35 @@ class Fanout:
             for wanted, future in waiters:
                 if wanted <= event_id and not future.done():
                     future.set_result(None)
+
+
+def parse(data: bytes) -> tuple[list[Any], dict[str, Any]]:
+    """A channel message: its header and envelope; ``ValueError`` when it is not one.
+
+    ``["E", room, eventId, times, epoch]`` or ``["P", room, skipUser, excludeClientId]``,
+    a newline, then the envelope (a JSON object with a string ``type``).
+    """
+    head, newline, body = data.partition(b"\n")
+    if not newline:
+        raise ValueError("no newline after the header")
+    header = json.loads(head)
+    envelope = json.loads(body)
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
+        raise ValueError("the envelope is not an object with a type")
+    if not isinstance(header, list) or not header:
+        raise ValueError("the header is not a list")
+    kind, *rest = header
+    if kind == "E" and len(rest) == 4:
+        room_id, event_id, times, epoch = rest
+        if (
+            isinstance(room_id, str)
+            and isinstance(epoch, str)
+            and type(event_id) is int
+            and type(times) is int
+            and event_id > 0
+            and 1 <= times <= 2
+        ):
+            return header, envelope
+    elif kind == "P" and len(rest) == 3 and all(isinstance(v, str) for v in rest):
+        return header, envelope
+    raise ValueError(f"bad header {head[:80]!r}")

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from .config import ServerConfig
 from .dedupe import Entry, digest
@@ -54,6 +55,7 @@ CLUSTER_COUNTERS = (
     "redis_cutoffs",
     "epoch_changes",
     "fanout_fills",
+    "fanout_malformed",
 )
 """Counters a cluster node adds to ``/health`` (an in-memory node has none of them)."""
 
@@ -217,6 +219,9 @@ class RedisStore:
                     # The cluster took us for dead (our key expired): our members come back.
                     log.warning("node %s was taken for dead; its members rejoin", self.node_id)
                     await self._reassert_presence()
+            except RedisError as exc:  # not an outage: a script or a command refused
+                self._counters.bump("redis_errors")
+                log.error("heartbeat of node %s failed: %s", self.node_id, exc)
             except StoreUnavailable:
                 if self.link.down_for() >= cfg.redis_cutoff and not self.link.cut_off:
                     self.link.cut_off = True

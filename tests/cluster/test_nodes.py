@@ -204,3 +204,21 @@ async def test_a_straggler_of_an_old_epoch_does_not_turn_a_node_back(
     ack = await alice.say("lobby", "now", id="m1")
     assert (await alice.expect("chat:message"))["messageId"] == "m1"
     assert ack["epoch"] == one.epoch == epoch and one.counters["epoch_changes"] == 0
+
+
+async def test_a_malformed_message_on_the_channel_is_counted_and_fan_out_goes_on(
+    make_node: MakeNode, connect: Connect, redis: RedisServer
+) -> None:
+    """Anything may publish on the channel (a tool, another version, another cluster
+    with the same prefix): the node's reader must not die of it."""
+    one, two = await make_node(), await make_node()
+    alice, bob = await connect(one, "alice"), await connect(two, "bob")
+    await alice.join("lobby")
+    await bob.join("lobby")
+    async with aioredis.Redis.from_url(redis.url) as spy:
+        for junk in (b"not json", b'["E","lobby"]\n{}', b"[1]\n{}", b'"x"\n[]', b"\xff\n"):
+            await spy.publish("rtclient:fanout", junk)
+    await alice.say("lobby", "still here", id="m1")
+    assert (await bob.expect("chat:message"))["text"] == "still here"
+    assert two.counters["fanout_malformed"] == 5
+    assert two.health()["redis"]["subscribed"] is True

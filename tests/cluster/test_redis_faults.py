@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import redis.asyncio as aioredis
 from websockets.exceptions import ConnectionClosed
 
 from rtclient.testing import wait_until
@@ -235,3 +236,29 @@ async def test_a_commit_on_an_older_snapshot_starts_the_new_epoch_instead_of_reu
         closed = await alice.closed()
     assert closed == (1012, "new epoch")
     assert node.epoch != old and node.counters["epoch_changes"] == 1
+
+
+async def test_a_redis_that_refuses_commands_is_an_outage_and_the_heartbeat_goes_on(
+    make_node: MakeNode, connect: Connect, redis: RedisServer
+) -> None:
+    """Redis answers with an error (here out of memory; READONLY on a demoted primary
+    is another): requests get retry replies, the node keeps beating and is alive
+    again once Redis accepts."""
+    node = await make_node()
+    alice = await connect(node, "alice")
+    await alice.join("lobby")
+    key = f"rtclient:node:{node.node_id}"
+    errors = node.counters["redis_errors"]
+    assert (await redis.command("CONFIG", "SET", "maxmemory", "1")).startswith(b"+OK")
+    ack = await alice.request("chat:send", {"roomId": "lobby", "text": "x"}, id="m1")
+    assert ack["error"]["reason"] == "STORE_UNAVAILABLE" and ack["error"]["retryAfter"] > 0
+    await wait_until(lambda: node.counters["redis_errors"] >= errors + 3, timeout=5.0)
+    assert (await redis.command("CONFIG", "SET", "maxmemory", "0")).startswith(b"+OK")
+    async with aioredis.Redis.from_url(redis.url) as spy:
+        await spy.delete(key)
+
+        async def alive() -> bool:
+            return bool(await spy.exists(key))
+
+        await wait_until(alive, timeout=5.0, interval=0.05, message="the heartbeat stopped")
+    assert (await alice.say("lobby", "x", id="m1"))["eventId"] == 1
