@@ -14,7 +14,8 @@ Keys (``P`` is ``ServerConfig.redis_prefix``; see ``docs/cluster.md``):
 ``P:node:NODE``             NODE is alive while this key exists (heartbeat, ``node_ttl``)
 ``P:nodes``                 every node that ever registered (swept when dead)
 ``P:rl:KIND:USER``          a token bucket (``tokens``, ``ts``), expires when full
-channel ``P:fanout``        every event for every room, in commit order
+channel ``P:fanout:DB``     every event for every room, in commit order (DB: the
+                            database number; channels are not per database)
 
 A fan-out message is a JSON header line, ``\\n``, then the envelope (JSON):
 ``["E", room, eventId, times, epoch]`` for a logged event, ``["P", room, skipUser,

@@ -88,9 +88,12 @@ class RedisStore:
             counters.setdefault(name, 0)
         self._clock = clock
         self._p = config.redis_prefix
-        self.channel = f"{self._p}:fanout"
         self.link = RedisLink(config, node_id=node_id, counters=counters, monotonic=monotonic)
         self._redis = self.link.client
+        # Pub/sub channels are not per database: the database is in the name, or two
+        # clusters on redis://…/0 and redis://…/1 would hear each other.
+        db = self._redis.connection_pool.connection_kwargs.get("db", 0)
+        self.channel = f"{self._p}:fanout:{db}"
         self._epoch = ""
         self._mark: tuple[str, int] | None = None
         """The last event (room, id) of this epoch the node saw: a data set rolled back
