@@ -8,7 +8,7 @@ Keys (``P`` is ``ServerConfig.redis_prefix``; see ``docs/cluster.md``):
                             ``t`` (wall-clock seconds), ``p`` (the event payload, JSON),
                             ``k`` (the event name) and ``e`` (its epoch: entries of an
                             older epoch stay after a rollback and are never served)
-``P:dd:USER:MSGID``         the dedupe entry of a committed message (expires: ``dedupe_ttl``)
+``P:dd:LEN:USER:MSGID``     the dedupe entry of a committed message (expires: ``dedupe_ttl``)
 ``P:pres:ROOM``             presence: a set of ``NODE|USER``
 ``P:noderooms:NODE``        the rooms where NODE has presence entries
 ``P:node:NODE``             NODE is alive while this key exists (heartbeat, ``node_ttl``)

@@ -125,6 +125,10 @@ class RedisStore:
     def key(self, *parts: str) -> str:
         return ":".join((self._p, *parts))
 
+    def _dedupe_key(self, user_id: str, message_id: str) -> str:
+        """``P:dd:LEN:USER:MSGID``: the length keeps ("a:x", "y") apart from ("a", "x:y")."""
+        return self.key("dd", str(len(user_id)), user_id, message_id)
+
     def bind(self, local: Local) -> None:
         self._local = local
 
@@ -276,7 +280,7 @@ class RedisStore:
 
     async def find(self, user_id: str, message_id: str) -> Entry | None:
         async with self.link.calling():
-            raw: Any = await self._redis.get(self.key("dd", user_id, message_id))
+            raw: Any = await self._redis.get(self._dedupe_key(user_id, message_id))
         return None if raw is None else self._entry(raw, message_id)
 
     @staticmethod
@@ -300,7 +304,7 @@ class RedisStore:
             "COMMIT",
             [
                 self.key("epoch"),
-                self.key("dd", message.user_id, message.message_id),
+                self._dedupe_key(message.user_id, message.message_id),
                 self.key("seq", room_id),
                 self.key("log", room_id),
                 mark_key,

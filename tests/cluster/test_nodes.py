@@ -240,3 +240,17 @@ async def test_two_clusters_on_two_databases_of_one_redis_do_not_hear_each_other
     await alice.silent("typing:start")
     await alice.silent("user:joined")
     assert one.counters["epoch_changes"] == other.counters["epoch_changes"] == 0
+
+
+async def test_dedupe_keys_of_two_users_never_collide(
+    make_node: MakeNode, connect: Connect
+) -> None:
+    """``dd:USER:MSGID`` alone is ambiguous: ("a:x", "y") and ("a", "x:y")."""
+    node = await make_node()
+    first, second = await connect(node, "a:x"), await connect(node, "a")
+    await first.join("lobby")
+    await second.join("lobby")
+    one = await first.say("lobby", "same", id="y")
+    two = await second.say("lobby", "same", id="x:y")
+    assert (one["eventId"], one["duplicate"]) == (1, False)
+    assert (two["eventId"], two["duplicate"]) == (2, False)
