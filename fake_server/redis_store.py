@@ -135,7 +135,11 @@ class RedisStore:
     async def start(self) -> None:
         """Register the node, learn the epoch, subscribe; raise when Redis is unreachable."""
         try:
-            async with asyncio.timeout(self._config.redis_timeout * 2):
+            async with asyncio.timeout(self._config.redis_timeout * 3):
+                # A past life under this id (killed, restarted within node_ttl) left
+                # presence entries that no connection here backs: dead now, swept.
+                await self._redis.delete(self.key("node", self.node_id))
+                await self._sweep()
                 self._epoch, _ = await self._heartbeat_once()
         except UNREACHABLE as exc:
             await self.link.close()

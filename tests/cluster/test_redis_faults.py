@@ -262,3 +262,22 @@ async def test_a_redis_that_refuses_commands_is_an_outage_and_the_heartbeat_goes
 
         await wait_until(alive, timeout=5.0, interval=0.05, message="the heartbeat stopped")
     assert (await alice.say("lobby", "x", id="m1"))["eventId"] == 1
+
+
+async def test_a_node_restarted_under_its_old_id_forgets_the_members_of_its_past_life(
+    make_node: MakeNode, connect: Connect, redis: RedisServer
+) -> None:
+    """``--node-id a`` SIGKILLed and started again within ``node_ttl``: its old presence
+    entries must not live on under the new process's liveness key."""
+    watcher = await make_node()
+    bob = await connect(watcher, "bob")
+    await bob.join("lobby")
+    async with aioredis.Redis.from_url(redis.url) as spy:  # what the killed "a" left
+        await spy.sadd("rtclient:pres:lobby", "a|ghost")
+        await spy.sadd("rtclient:noderooms:a", "lobby")
+        await spy.sadd("rtclient:nodes", "a")
+        await spy.set("rtclient:node:a", "1", px=60_000)
+    assert "ghost" in await watcher.hub.storage.members("lobby")
+    await make_node(node_id="a")
+    assert "ghost" not in await watcher.hub.storage.members("lobby")
+    assert (await bob.expect("user:left"))["userId"] == "ghost"
