@@ -117,6 +117,7 @@ class Fanout:
             try:
                 await pubsub.subscribe(self._store.channel)
                 await self._catch_up()
+                await self._store.send_leaves()
                 self.subscribed = True
                 if self._ready is not None:
                     self._ready.set()

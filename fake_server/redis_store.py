@@ -99,6 +99,8 @@ class RedisStore:
         """The last event (room, id) of this epoch the node saw: a data set rolled back
         to before it is a new epoch (see ``redis_scripts.rolled_back``)."""
         self._local: Local | None = None
+        self._unsent_leaves: set[tuple[str, str]] = set()
+        """(room, user) whose leave did not reach Redis: sent again once it answers."""
         self._tasks = TaskSet()
         self.fanout = Fanout(self, config)
         self._epoch_lock = asyncio.Lock()
@@ -227,9 +229,12 @@ class RedisStore:
                 if epoch != self._epoch:
                     await self.epoch_seen(epoch)
                 elif not alive:
-                    # The cluster took us for dead (our key expired): our members come back.
+                    # The cluster took us for dead (our key expired): our members come back
+                    # (and the sweep told the rooms about the ones that left meanwhile).
                     log.warning("node %s was taken for dead; its members rejoin", self.node_id)
+                    self._unsent_leaves.clear()
                     await self._reassert_presence()
+                await self.send_leaves()
             except RedisError as exc:  # not an outage: a script or a command refused
                 self._counters.bump("redis_errors")
                 log.error("heartbeat of node %s failed: %s", self.node_id, exc)
@@ -424,11 +429,24 @@ class RedisStore:
             left = presence_event("user:left", room_id, user_id, self._clock())
             message = self._message(room_id, left, skip_user=user_id)
         self.fanout.left(room_id)
-        await self._script(
-            "LEAVE",
-            [self.key("pres", room_id)],
-            [self.node_id, user_id, self._p, self.channel, message],
-        )
+        try:
+            await self._script(
+                "LEAVE",
+                [self.key("pres", room_id)],
+                [self.node_id, user_id, self._p, self.channel, message],
+            )
+        except StoreUnavailable:
+            self._unsent_leaves.add((room_id, user_id))
+            raise
+        self._unsent_leaves.discard((room_id, user_id))
+
+    async def send_leaves(self) -> None:
+        """Send again the leaves that did not reach Redis (unless the user is back)."""
+        for room_id, user_id in sorted(self._unsent_leaves):
+            if user_id in self.local.local_members(room_id):
+                self._unsent_leaves.discard((room_id, user_id))
+            else:
+                await self.leave(room_id, user_id)
 
     async def members(self, room_id: str) -> list[str]:
         reply = await self._script("MEMBERS", [self.key("pres", room_id)], [self._p])

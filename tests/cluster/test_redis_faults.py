@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import Any
+
 import pytest
 import redis.asyncio as aioredis
 from websockets.exceptions import ConnectionClosed
 
+from fake_server.store import StoreUnavailable
 from rtclient.testing import wait_until
 from rtclient.testing.proxy import FaultProxy
 from rtclient.testing.redis_server import RedisServer
@@ -281,3 +285,63 @@ async def test_a_node_restarted_under_its_old_id_forgets_the_members_of_its_past
     await make_node(node_id="a")
     assert "ghost" not in await watcher.hub.storage.members("lobby")
     assert (await bob.expect("user:left"))["userId"] == "ghost"
+
+
+async def test_presence_changes_during_a_short_outage_reach_the_cluster_afterwards(
+    redis: RedisServer, make_node: MakeNode, connect: Connect
+) -> None:
+    """A leave (a client gone) and a join (refused, then sent again) while Redis was
+    out of reach: once it answers, the other nodes see the right members (the leave
+    was lost for good: alice stayed a member for as long as the node ran)."""
+    async with FaultProxy(upstream=("127.0.0.1", redis.port)) as proxy:
+        node = await make_node(redis_url=f"redis://127.0.0.1:{proxy.port}/0", node_ttl=30.0)
+        other = await make_node()
+        alice, carol = await connect(node, "alice"), await connect(node, "carol")
+        bob = await connect(other, "bob")
+        await bob.join("lobby")
+        await alice.join("lobby")
+        assert (await bob.expect("user:joined"))["userId"] == "alice"
+        await proxy.down()
+        await alice.ws.close()  # its leave cannot reach Redis
+        ack = await carol.request("room:join", {"roomId": "lobby"})
+        assert ack["error"]["reason"] == "STORE_UNAVAILABLE"
+        await proxy.up()
+        await wait_until(lambda: node.health()["redis"]["subscribed"], timeout=3.0)
+        await carol.join("lobby")  # sent again, as a client does after a retry reply
+
+        async def members() -> list[str]:
+            return await other.hub.storage.members("lobby")
+
+        await wait_until(lambda: _is(members(), ["bob", "carol"]), timeout=5.0)
+        heard = {(await bob.expect(kind))["userId"] for kind in ("user:left", "user:joined")}
+        assert heard == {"alice", "carol"}
+
+
+async def _is(value: Awaitable[list[str]], expected: list[str]) -> bool:
+    return await value == expected
+
+
+async def test_a_join_refused_by_the_store_leaves_no_half_joined_connection(
+    make_node: MakeNode, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis lost between the rate check and the join script (fault injected there):
+    the join sent again must record presence and tell the room."""
+    node, other = await make_node(), await make_node()
+    bob = await connect(other, "bob")
+    await bob.join("lobby")
+    carol = await connect(node, "carol")
+    link = node.hub.storage.link
+    script = link.script
+    failures = [StoreUnavailable("injected", 0.1)]
+
+    async def failing(name: str, keys: list[str], args: list[Any]) -> Any:
+        if name == "JOIN" and failures:
+            raise failures.pop()
+        return await script(name, keys, args)
+
+    monkeypatch.setattr(link, "script", failing)
+    ack = await carol.request("room:join", {"roomId": "lobby"})
+    assert ack["error"]["reason"] == "STORE_UNAVAILABLE" and not failures
+    await carol.join("lobby")
+    assert (await bob.expect("user:joined"))["userId"] == "carol"
+    assert await other.hub.storage.members("lobby") == ["bob", "carol"]
