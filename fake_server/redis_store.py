@@ -304,9 +304,12 @@ class RedisStore:
         cfg = self._config
         room_id = message.room_id
         epoch = self._epoch
-        # The payload around its event id, which the script fills in.
+        # The payload around its event id, which the script fills in.  The key is part
+        # of the separator: in a string value its quotes would be escaped.
         marker = -(2**52)
-        pre, post = _dumps(message.payload(marker, epoch)).split(str(marker))
+        pre, sep, post = _dumps(message.payload(marker, epoch)).partition(f'"eventId":{marker}')
+        assert sep, "the payload has an eventId"
+        pre += '"eventId":'
         times = 2 if duplicate() else 1
         mark_key, mark = self._mark_args()
         reply = await self._script(

@@ -254,3 +254,17 @@ async def test_dedupe_keys_of_two_users_never_collide(
     two = await second.say("lobby", "same", id="x:y")
     assert (one["eventId"], one["duplicate"]) == (1, False)
     assert (two["eventId"], two["duplicate"]) == (2, False)
+
+
+async def test_any_text_can_be_sent_even_the_placeholder_of_the_event_id(
+    make_node: MakeNode, connect: Connect
+) -> None:
+    """The commit fills the event id into the payload at a placeholder number; a text
+    (or a room id) that holds that number must not break the commit."""
+    node = await make_node()
+    alice = await connect(node, "alice")
+    text = f'{-(2**52)} and "eventId":{-(2**52)}'
+    await alice.join("lobby")
+    ack = await alice.say("lobby", text, id="m1")
+    got = await alice.expect("chat:message")
+    assert (got["eventId"], got["text"]) == (ack["eventId"], text)
