@@ -60,11 +60,21 @@ class Fanout:
         reader = tasks.spawn(self._run(), name=f"fanout {self._store.node_id}")
         ready = asyncio.ensure_future(self._ready.wait())
         try:
-            await asyncio.wait({reader, ready}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {reader, ready},
+                timeout=self._config.redis_timeout * 3,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         finally:
             ready.cancel()
         if reader.done():
-            reader.result()
+            try:
+                reader.result()
+            except RedisError as exc:
+                raise ConnectionError(f"cannot subscribe to {self._store.channel}: {exc}") from exc
+        if not self._ready.is_set():
+            reader.cancel()
+            raise ConnectionError(f"cannot subscribe to {self._store.channel}: no answer")
 
     # -- what the store tells it ------------------------------------------------------------
 
@@ -116,6 +126,7 @@ class Fanout:
             pubsub: PubSub = self._store.redis.pubsub()
             try:
                 await pubsub.subscribe(self._store.channel)
+                await self._confirmed(pubsub)
                 await self._catch_up()
                 await self._store.send_leaves()
                 self.subscribed = True
@@ -128,8 +139,13 @@ class Fanout:
                     )
                     if message is not None and message.get("type") == "message":
                         await self._handle(message["data"])
-            except (*UNREACHABLE, RedisError, StoreUnavailable) as exc:
+            except (*UNREACHABLE, StoreUnavailable) as exc:
                 stopping()
+                self._lost(exc)
+            except RedisError as exc:  # refused (an ACL, a bad reply): not an outage
+                if self._ready is not None and not self._ready.is_set():
+                    raise  # at start: the node does not start
+                log.error("fan-out reader: %s (subscribing again)", exc)
                 self._lost(exc)
             finally:
                 self.subscribed = False
@@ -140,6 +156,14 @@ class Fanout:
                     log.debug("closing the pub/sub connection failed", exc_info=True)
             await asyncio.sleep(delay)
             delay = min(RESUBSCRIBE_CAP, delay * 2)
+
+    async def _confirmed(self, pubsub: PubSub) -> None:
+        """Wait for Redis to confirm the subscription (a refusal raises)."""
+        async with asyncio.timeout(self._config.redis_timeout):
+            while True:
+                message = await pubsub.get_message(timeout=self._config.redis_timeout)
+                if message is not None and message.get("type") == "subscribe":
+                    return
 
     def _lost(self, exc: BaseException) -> None:
         self._store.link.failed(exc)

@@ -146,7 +146,12 @@ class RedisStore:
         except UNREACHABLE as exc:
             await self.link.close()
             raise ConnectionError(f"cannot reach redis: {exc}") from exc
-        await self.fanout.start(self._tasks)
+        try:
+            await self.fanout.start(self._tasks)
+        except BaseException:
+            await self._tasks.close()
+            await self.link.close()
+            raise
         self._tasks.spawn(self._heartbeat(), name=f"redis-heartbeat {self.node_id}")
         log.info("node %s joined the cluster (epoch %s)", self.node_id, self._epoch)
 

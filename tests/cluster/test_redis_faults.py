@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
@@ -345,3 +346,18 @@ async def test_a_join_refused_by_the_store_leaves_no_half_joined_connection(
     await carol.join("lobby")
     assert (await bob.expect("user:joined"))["userId"] == "carol"
     assert await other.hub.storage.members("lobby") == ["bob", "carol"]
+
+
+async def test_a_node_that_cannot_subscribe_fails_to_start_and_leaves_nothing_behind(
+    redis: RedisServer, make_node: MakeNode
+) -> None:
+    """A Redis user without SUBSCRIBE (an ACL): start raises within the bounds, no hang,
+    no task or connection left (``filterwarnings = error`` catches a leaked socket)."""
+    reply = await redis.command(
+        "ACL", "SETUSER", "nosub", "on", ">pw", "~*", "&*", "+@all", "-subscribe"
+    )
+    assert reply.startswith(b"+OK")
+    url = f"redis://nosub:pw@127.0.0.1:{redis.port}/0"
+    with pytest.raises(ConnectionError, match="subscribe"):
+        async with asyncio.timeout(5.0):
+            await make_node(redis_url=url)
