@@ -153,7 +153,26 @@ class RedisStore:
             await self.link.close()
             raise
         self._tasks.spawn(self._heartbeat(), name=f"redis-heartbeat {self.node_id}")
+        await self._check_eviction()
         log.info("node %s joined the cluster (epoch %s)", self.node_id, self._epoch)
+
+    async def _check_eviction(self) -> None:
+        """Warn when Redis may evict keys: an evicted counter gives event ids out again,
+        an evicted dedupe entry lets a resend be committed twice."""
+        try:
+            async with asyncio.timeout(self._config.redis_timeout):
+                reply: Any = await self._redis.config_get("maxmemory-policy")
+        except (*UNREACHABLE, RedisError):  # CONFIG may be disabled (managed Redis)
+            return
+        policy = reply.get(b"maxmemory-policy", reply.get("maxmemory-policy", b""))
+        policy = policy.decode() if isinstance(policy, bytes) else str(policy)
+        if policy and policy != "noeviction":
+            log.warning(
+                "node %s: redis maxmemory-policy is %s; only noeviction keeps event ids "
+                "and dedupe entries (see docs/cluster.md)",
+                self.node_id,
+                policy,
+            )
 
     async def close(self) -> None:
         """Stop the heartbeat and the fan-out; leave the cluster when Redis answers."""

@@ -361,3 +361,16 @@ async def test_a_node_that_cannot_subscribe_fails_to_start_and_leaves_nothing_be
     with pytest.raises(ConnectionError, match="subscribe"):
         async with asyncio.timeout(5.0):
             await make_node(redis_url=url)
+
+
+async def test_a_redis_that_may_evict_keys_is_named_in_a_warning_at_start(
+    redis: RedisServer, make_node: MakeNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An evicted counter gives ids out again, an evicted dedupe entry doubles a
+    message: only ``noeviction`` keeps the promises, and the node says so."""
+    await make_node()
+    assert "maxmemory-policy" not in caplog.text
+    reply = await redis.command("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+    assert reply.startswith(b"+OK")
+    node = await make_node()
+    assert f"node {node.node_id}: redis maxmemory-policy is allkeys-lru" in caplog.text
