@@ -57,7 +57,18 @@ def refusing(exc: BaseException) -> bool:
     return isinstance(exc, ResponseError) and str(exc).split(" ", 1)[0] in REFUSALS
 
 
-SCRIPTS = ("COMMIT", "PAGE", "JOIN", "LEAVE", "MEMBERS", "SWEEP", "RATE", "ENSURE_EPOCH", "MARK")
+SCRIPTS = (
+    "COMMIT",
+    "PAGE",
+    "JOIN",
+    "LEAVE",
+    "MEMBERS",
+    "SWEEP",
+    "RATE",
+    "ENSURE_EPOCH",
+    "MARK",
+    "RESET",
+)
 """The Lua scripts of :mod:`fake_server.redis_scripts` a node runs."""
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "MEMBERS",
     "PAGE",
     "RATE",
+    "RESET",
     "SWEEP",
 ]
 
@@ -268,6 +269,22 @@ end
 return cur or ''
 """
 )
+
+RESET = """
+-- A new epoch for the whole cluster, in one step: no commit can land between dropping
+-- the counters and the new epoch (it would give an id of the old epoch out again).
+-- KEYS: epoch; ARGV: 1 the key prefix with its ':', 2 the new epoch
+for _, kind in ipairs({'seq', 'log', 'dd'}) do
+  local cursor = '0'
+  repeat
+    local found = redis.call('SCAN', cursor, 'MATCH', ARGV[1] .. kind .. ':*', 'COUNT', 1000)
+    cursor = found[1]
+    for _, key in ipairs(found[2]) do redis.call('UNLINK', key) end
+  until cursor == '0'
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return ARGV[2]
+"""
 
 ENSURE_EPOCH = """
 -- KEYS: epoch; ARGV: 1 a new epoch, used only when there is none (a fresh data set)

@@ -504,12 +504,8 @@ class RedisStore:
     async def reset(self) -> None:
         """A new epoch for the whole cluster: every log and dedupe entry is dropped."""
         async with self.link.calling():
-            for pattern in ("seq:*", "log:*", "dd:*"):
-                async for key in self._redis.scan_iter(match=self.key(pattern), count=500):
-                    await self._redis.unlink(key)
-            epoch = new_epoch()
-            await self._redis.set(self.key("epoch"), epoch)
-        await self.epoch_seen(epoch)
+            raw = await self.link.script("RESET", [self.key("epoch")], [self.key(""), new_epoch()])
+        await self.epoch_seen(raw.decode())
 
     def health(self) -> dict[str, Any]:
         return {

@@ -374,3 +374,31 @@ async def test_a_redis_that_may_evict_keys_is_named_in_a_warning_at_start(
     assert reply.startswith(b"+OK")
     node = await make_node()
     assert f"node {node.node_id}: redis maxmemory-policy is allkeys-lru" in caplog.text
+
+
+async def test_a_commit_during_a_reset_never_reuses_an_event_id_of_the_old_epoch(
+    make_node: MakeNode, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``restart(keep_log=False)`` on one node while another commits: the reset is one
+    step, so no commit lands between dropping the counters and the new epoch."""
+    one, two = await make_node(), await make_node()
+    alice = await connect(one, "alice")
+    await alice.join("lobby")
+    old = one.epoch
+    assert (await alice.say("lobby", "first", id="m1"))["eventId"] == 1
+    fresh = await make_node()  # has seen no event: nothing to compare with
+    carol = await connect(fresh, "carol")
+    await carol.join("lobby")
+    acks: list[dict[str, Any]] = []
+    redis = one.hub.storage.redis
+    set_key = redis.set
+
+    async def set_then(*args: Any, **kw: Any) -> Any:  # the old reset's last step
+        acks.append(await carol.request("chat:send", {"roomId": "lobby", "text": "x"}))
+        return await set_key(*args, **kw)
+
+    monkeypatch.setattr(redis, "set", set_then)
+    await one.restart(keep_log=False)
+    for ack in acks:
+        assert not (ack["success"] and ack["epoch"] == old), ack
+    await wait_until(lambda: one.epoch == two.epoch == fresh.epoch != old, timeout=3.0)
