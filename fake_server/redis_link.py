@@ -67,6 +67,7 @@ SCRIPTS = (
     "RATE",
     "ENSURE_EPOCH",
     "MARK",
+    "REPLACE_EPOCH",
     "RESET",
 )
 """The Lua scripts of :mod:`fake_server.redis_scripts` a node runs."""

@@ -35,6 +35,7 @@ __all__ = [
     "MEMBERS",
     "PAGE",
     "RATE",
+    "REPLACE_EPOCH",
     "RESET",
     "SWEEP",
 ]
@@ -269,6 +270,13 @@ end
 return cur or ''
 """
 )
+
+REPLACE_EPOCH = """
+-- Replace an epoch this node has left before (Redis came back with an old snapshot).
+-- KEYS: epoch; ARGV: 1 the epoch to replace, 2 a new one
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) end
+return redis.call('GET', KEYS[1]) or ''
+"""
 
 RESET = """
 -- A new epoch for the whole cluster, in one step: no commit can land between dropping

@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -95,6 +96,8 @@ class RedisStore:
         db = self._redis.connection_pool.connection_kwargs.get("db", 0)
         self.channel = f"{self._p}:fanout:{db}"
         self._epoch = ""
+        self._left: deque[str] = deque(maxlen=32)
+        """Epochs this node has left: Redis going back to one of them is a new epoch."""
         self._mark: tuple[str, int] | None = None
         """The last event (room, id) of this epoch the node saw: a data set rolled back
         to before it is a new epoch (see ``redis_scripts.rolled_back``)."""
@@ -281,12 +284,27 @@ class RedisStore:
         async with self._epoch_lock:
             if epoch == self._epoch:
                 return
-            if not epoch:
+            for _ in range(3):
+                if not epoch:  # the data set was lost: a new epoch, unless one was made
+                    async with self.link.calling():
+                        raw = await self.link.script(
+                            "ENSURE_EPOCH", [self.key("epoch")], [new_epoch()]
+                        )
+                    epoch = raw.decode()
+                if epoch not in self._left:
+                    break
+                # An older snapshot of an epoch we left: its ids were given out after it.
                 async with self.link.calling():
-                    raw = await self.link.script("ENSURE_EPOCH", [self.key("epoch")], [new_epoch()])
+                    raw = await self.link.script(
+                        "REPLACE_EPOCH", [self.key("epoch")], [epoch, new_epoch()]
+                    )
                 epoch = raw.decode()
-                if epoch == self._epoch:
-                    return
+            else:
+                raise StoreUnavailable("the epoch keeps changing", self.link.retry_after())
+            if epoch == self._epoch:
+                return
+            if self._epoch:
+                self._left.append(self._epoch)
             old, self._epoch = self._epoch, epoch
             self._mark = None
             self._counters.bump("epoch_changes")

@@ -402,3 +402,24 @@ async def test_a_commit_during_a_reset_never_reuses_an_event_id_of_the_old_epoch
     for ack in acks:
         assert not (ack["success"] and ack["epoch"] == old), ack
     await wait_until(lambda: one.epoch == two.epoch == fresh.epoch != old, timeout=3.0)
+
+
+async def test_a_redis_back_with_a_snapshot_of_an_epoch_already_left_starts_a_new_one(
+    make_node: MakeNode, connect: Connect, redis: RedisServer
+) -> None:
+    """Epoch 1, a reset to epoch 2, then Redis restarts from a snapshot of epoch 1:
+    going back to epoch 1 would give its ids out again to clients that saw them."""
+    node = await make_node()
+    alice = await connect(node, "alice")
+    await alice.join("lobby")
+    await alice.say("lobby", "one", id="m1")
+    first = node.epoch
+    assert (await redis.command("SAVE")).startswith(b"+OK")
+    await node.restart(keep_log=False)
+    second = node.epoch
+    assert second != first
+    await redis.kill()
+    await redis.start(load=True)  # the snapshot holds epoch 1
+    await wait_until(lambda: node.epoch not in (first, second), timeout=5.0)
+    bob = await connect(node, "bob")
+    assert bob.welcome["epoch"] not in (first, second)
