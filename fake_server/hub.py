@@ -34,7 +34,7 @@ from .faults import FaultState
 from .intake import MAX_BATCH, Answer, Intake
 from .lanes import Lane, TaskSet
 from .stats import Counters
-from .store import MemoryStore, Store
+from .store import MemoryStore, Store, StoreUnavailable
 from .timers import Scheduler, Timer
 
 __all__ = ["BASE_FEATURES", "MAX_BATCH", "Answer", "Connection", "Hub", "Peer", "inbox_room"]
@@ -304,7 +304,18 @@ class Hub(Intake):
         Return the room's members, the epoch and the last event id.
         """
         first = self._join_local(conn, room_id)
-        return await self.storage.join(room_id, conn.user_id, first=first is True)
+        try:
+            return await self.storage.join(room_id, conn.user_id, first=first is True)
+        except StoreUnavailable:
+            if first is not None:
+                # Not joined after all: the client's next join is a first one again
+                # (one that finds the connection in the room would not record presence).
+                members = self.rooms.get(room_id, set())
+                members.discard(conn)
+                conn.rooms.discard(room_id)
+                if not members:
+                    self.rooms.pop(room_id, None)
+            raise
 
     async def leave(self, conn: Connection, room_id: str) -> None:
         """Remove ``conn``; ``user:left`` goes out when the user's last one leaves."""

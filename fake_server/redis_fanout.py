@@ -24,6 +24,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
 
 from .config import ServerConfig
 from .lanes import TaskSet
@@ -33,7 +34,7 @@ from .store import StoreUnavailable
 if TYPE_CHECKING:
     from .redis_store import RedisStore
 
-__all__ = ["Fanout"]
+__all__ = ["Fanout", "parse"]
 
 log = logging.getLogger("fake_server.redis")
 
@@ -59,11 +60,21 @@ class Fanout:
         reader = tasks.spawn(self._run(), name=f"fanout {self._store.node_id}")
         ready = asyncio.ensure_future(self._ready.wait())
         try:
-            await asyncio.wait({reader, ready}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {reader, ready},
+                timeout=self._config.redis_timeout * 3,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         finally:
             ready.cancel()
         if reader.done():
-            reader.result()
+            try:
+                reader.result()
+            except RedisError as exc:
+                raise ConnectionError(f"cannot subscribe to {self._store.channel}: {exc}") from exc
+        if not self._ready.is_set():
+            reader.cancel()
+            raise ConnectionError(f"cannot subscribe to {self._store.channel}: no answer")
 
     # -- what the store tells it ------------------------------------------------------------
 
@@ -115,7 +126,9 @@ class Fanout:
             pubsub: PubSub = self._store.redis.pubsub()
             try:
                 await pubsub.subscribe(self._store.channel)
+                await self._confirmed(pubsub)
                 await self._catch_up()
+                await self._store.send_leaves()
                 self.subscribed = True
                 if self._ready is not None:
                     self._ready.set()
@@ -129,6 +142,11 @@ class Fanout:
             except (*UNREACHABLE, StoreUnavailable) as exc:
                 stopping()
                 self._lost(exc)
+            except RedisError as exc:  # refused (an ACL, a bad reply): not an outage
+                if self._ready is not None and not self._ready.is_set():
+                    raise  # at start: the node does not start
+                log.error("fan-out reader: %s (subscribing again)", exc)
+                self._lost(exc)
             finally:
                 self.subscribed = False
                 try:
@@ -138,6 +156,14 @@ class Fanout:
                     log.debug("closing the pub/sub connection failed", exc_info=True)
             await asyncio.sleep(delay)
             delay = min(RESUBSCRIBE_CAP, delay * 2)
+
+    async def _confirmed(self, pubsub: PubSub) -> None:
+        """Wait for Redis to confirm the subscription (a refusal raises)."""
+        async with asyncio.timeout(self._config.redis_timeout):
+            while True:
+                message = await pubsub.get_message(timeout=self._config.redis_timeout)
+                if message is not None and message.get("type") == "subscribe":
+                    return
 
     def _lost(self, exc: BaseException) -> None:
         self._store.link.failed(exc)
@@ -157,9 +183,15 @@ class Fanout:
             self._deliver_event(room_id, int(payload["eventId"]), envelope, 1)
 
     async def _handle(self, data: bytes) -> None:
-        head, _, body = data.partition(b"\n")
-        header = json.loads(head)
-        envelope: dict[str, Any] = json.loads(body)
+        try:
+            header, envelope = parse(data)
+        except ValueError as exc:
+            # Anything can publish on the channel; the reader must outlive it.
+            counters = self._store.counters
+            counters.bump("fanout_malformed")
+            level = logging.WARNING if counters["fanout_malformed"] == 1 else logging.DEBUG
+            log.log(level, "malformed message on %s ignored: %s", self._store.channel, exc)
+            return
         if header[0] == "E":
             _, room_id, event_id, times, epoch = header
             if epoch != self._store.epoch:
@@ -167,6 +199,7 @@ class Fanout:
                 # one): ask Redis which is current and adopt that one.
                 await self._store.check_epoch()
                 return
+            self._store.saw(room_id, event_id)
             last = self._delivered.get(room_id)
             if last is not None and event_id > last + 1:
                 await self._fill(room_id, last, event_id)
@@ -192,3 +225,35 @@ class Fanout:
             for wanted, future in waiters:
                 if wanted <= event_id and not future.done():
                     future.set_result(None)
+
+
+def parse(data: bytes) -> tuple[list[Any], dict[str, Any]]:
+    """A channel message: its header and envelope; ``ValueError`` when it is not one.
+
+    ``["E", room, eventId, times, epoch]`` or ``["P", room, skipUser, excludeClientId]``,
+    a newline, then the envelope (a JSON object with a string ``type``).
+    """
+    head, newline, body = data.partition(b"\n")
+    if not newline:
+        raise ValueError("no newline after the header")
+    header = json.loads(head)
+    envelope = json.loads(body)
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
+        raise ValueError("the envelope is not an object with a type")
+    if not isinstance(header, list) or not header:
+        raise ValueError("the header is not a list")
+    kind, *rest = header
+    if kind == "E" and len(rest) == 4:
+        room_id, event_id, times, epoch = rest
+        if (
+            isinstance(room_id, str)
+            and isinstance(epoch, str)
+            and type(event_id) is int
+            and type(times) is int
+            and event_id > 0
+            and 1 <= times <= 2
+        ):
+            return header, envelope
+    elif kind == "P" and len(rest) == 3 and all(isinstance(v, str) for v in rest):
+        return header, envelope
+    raise ValueError(f"bad header {head[:80]!r}")

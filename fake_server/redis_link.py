@@ -18,6 +18,13 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -26,7 +33,7 @@ from .config import ServerConfig
 from .stats import Counters
 from .store import StoreUnavailable
 
-__all__ = ["SCRIPTS", "UNREACHABLE", "RedisLink", "stopping"]
+__all__ = ["SCRIPTS", "UNREACHABLE", "RedisLink", "refusing", "stopping"]
 
 log = logging.getLogger("fake_server.redis")
 
@@ -34,7 +41,35 @@ UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 """What an unreachable (restarting, partitioned) Redis raises; ``BusyLoadingError`` is a
 ``ConnectionError``."""
 
-SCRIPTS = ("COMMIT", "PAGE", "JOIN", "LEAVE", "MEMBERS", "SWEEP", "RATE", "ENSURE_EPOCH")
+REFUSED = (OutOfMemoryError, ReadOnlyError, TryAgainError, ClusterDownError)
+"""What a Redis that works but refuses commands for now raises (out of memory, a
+primary demoted to a replica, a replica without its primary)."""
+
+REFUSALS = ("BUSY", "NOREPLICAS", "MISCONF")
+"""Error codes (kept in the message by redis-py) of the same: a script running too
+long, too few replicas, a failed snapshot that stops writes."""
+
+
+def refusing(exc: BaseException) -> bool:
+    """``exc`` says Redis refuses commands for now (as good as unreachable)."""
+    if isinstance(exc, REFUSED):
+        return True
+    return isinstance(exc, ResponseError) and str(exc).split(" ", 1)[0] in REFUSALS
+
+
+SCRIPTS = (
+    "COMMIT",
+    "PAGE",
+    "JOIN",
+    "LEAVE",
+    "MEMBERS",
+    "SWEEP",
+    "RATE",
+    "ENSURE_EPOCH",
+    "MARK",
+    "REPLACE_EPOCH",
+    "RESET",
+)
 """The Lua scripts of :mod:`fake_server.redis_scripts` a node runs."""
 
 
@@ -87,8 +122,9 @@ class RedisLink:
 
     @asynccontextmanager
     async def calling(self) -> AsyncIterator[None]:
-        """Bound the calls inside by ``redis_timeout``; map an unreachable Redis to
-        :class:`StoreUnavailable` and keep track of the outage."""
+        """Bound the calls inside by ``redis_timeout``; map an unreachable Redis (or one
+        that refuses commands for now: :func:`refusing`) to :class:`StoreUnavailable`
+        and keep track of the outage."""
         try:
             async with asyncio.timeout(self._config.redis_timeout):
                 yield
@@ -96,6 +132,11 @@ class RedisLink:
             stopping()
             self.failed(exc)
             raise StoreUnavailable("redis unreachable", self.retry_after()) from exc
+        except ResponseError as exc:
+            if not refusing(exc):
+                raise
+            self.failed(exc)
+            raise StoreUnavailable("redis refuses commands", self.retry_after()) from exc
         self.ok()
 
     def failed(self, exc: BaseException) -> None:

@@ -5,15 +5,17 @@ Keys (``P`` is ``ServerConfig.redis_prefix``; see ``docs/cluster.md``):
 ``P:epoch``                 the epoch of every log (a string; missing: the data set was lost)
 ``P:seq:ROOM``              the room's last event id (INCR)
 ``P:log:ROOM``              the room's log: a stream, entry id ``<eventId>-0``, fields
-                            ``t`` (wall-clock seconds), ``p`` (the event payload, JSON)
-                            and ``k`` (the event name)
-``P:dd:USER:MSGID``         the dedupe entry of a committed message (expires: ``dedupe_ttl``)
+                            ``t`` (wall-clock seconds), ``p`` (the event payload, JSON),
+                            ``k`` (the event name) and ``e`` (its epoch: entries of an
+                            older epoch stay after a rollback and are never served)
+``P:dd:LEN:USER:MSGID``     the dedupe entry of a committed message (expires: ``dedupe_ttl``)
 ``P:pres:ROOM``             presence: a set of ``NODE|USER``
 ``P:noderooms:NODE``        the rooms where NODE has presence entries
 ``P:node:NODE``             NODE is alive while this key exists (heartbeat, ``node_ttl``)
 ``P:nodes``                 every node that ever registered (swept when dead)
 ``P:rl:KIND:USER``          a token bucket (``tokens``, ``ts``), expires when full
-channel ``P:fanout``        every event for every room, in commit order
+channel ``P:fanout:DB``     every event for every room, in commit order (DB: the
+                            database number; channels are not per database)
 
 A fan-out message is a JSON header line, ``\\n``, then the envelope (JSON):
 ``["E", room, eventId, times, epoch]`` for a logged event, ``["P", room, skipUser,
@@ -24,7 +26,19 @@ Node ids must not contain ``|``; user ids may (the first ``|`` splits).
 
 from __future__ import annotations
 
-__all__ = ["COMMIT", "ENSURE_EPOCH", "JOIN", "LEAVE", "MEMBERS", "PAGE", "RATE", "SWEEP"]
+__all__ = [
+    "COMMIT",
+    "ENSURE_EPOCH",
+    "JOIN",
+    "LEAVE",
+    "MARK",
+    "MEMBERS",
+    "PAGE",
+    "RATE",
+    "REPLACE_EPOCH",
+    "RESET",
+    "SWEEP",
+]
 
 _PRUNE = """
 local function prune(stream, now, max_count, max_age)
@@ -42,6 +56,16 @@ local function prune(stream, now, max_count, max_age)
     local n = tonumber(string.match(batch[#batch][1], '^(%d+)'))
     redis.call('XTRIM', stream, 'MINID', (n + 1) .. '-0')
   end
+end
+"""
+
+_ROLLED_BACK = """
+-- The data set went back to an older snapshot (a crash between two saves, a lagging
+-- replica promoted) when a room's counter is below an event id a node already saw:
+-- the ids after it would be given out again in the same epoch.
+local function rolled_back(seq_key, mark)
+  if tonumber(mark) == 0 then return false end
+  return tonumber(redis.call('GET', seq_key) or '0') < tonumber(mark)
 end
 """
 
@@ -64,19 +88,25 @@ end
 
 COMMIT = (
     _PRUNE
+    + _ROLLED_BACK
     + """
--- KEYS: epoch, dedupe, seq, log
+-- KEYS: epoch, dedupe, seq, log, seq of the room of the node's mark
 -- ARGV: 1 epoch, 2 room, 3 text digest, 4 payload before the id, 5 payload after it,
 --       6 now, 7 max count, 8 max age, 9 dedupe ttl (ms), 10 channel, 11 times,
 --       12 event name (JSON string), 13 room (JSON string), 14 epoch (JSON string),
---       15 event name
+--       15 event name, 16 the mark (the last event id the node saw there; 0: none),
+--       17 a new epoch (used when the data set was rolled back)
 local cur = redis.call('GET', KEYS[1])
 if cur ~= ARGV[1] then return {'EPOCH', cur or ''} end
+if rolled_back(KEYS[5], ARGV[16]) then
+  redis.call('SET', KEYS[1], ARGV[17])
+  return {'EPOCH', ARGV[17]}
+end
 local seen = redis.call('GET', KEYS[2])
 if seen then return {'DUP', seen} end
 local id = redis.call('INCR', KEYS[3])
 local payload = ARGV[4] .. id .. ARGV[5]
-redis.call('XADD', KEYS[4], id .. '-0', 't', ARGV[6], 'p', payload, 'k', ARGV[15])
+redis.call('XADD', KEYS[4], id .. '-0', 't', ARGV[6], 'p', payload, 'k', ARGV[15], 'e', ARGV[1])
 prune(KEYS[4], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]))
 redis.call('SET', KEYS[2], ARGV[2] .. '\\n' .. ARGV[3] .. '\\n' .. id .. '\\n' .. ARGV[6]
   .. '\\n' .. ARGV[1], 'PX', ARGV[9])
@@ -95,16 +125,32 @@ PAGE = (
 local cur = redis.call('GET', KEYS[1])
 if cur ~= ARGV[1] then return {'EPOCH', cur or ''} end
 prune(KEYS[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+-- Entries of an older epoch (kept after a rollback) are skipped; at most the retention.
+local function ours(entry) return entry[2][8] == nil or entry[2][8] == cur end
+local function id_of(entry) return tonumber(string.match(entry[1], '^(%d+)')) end
+-- Up to n entries of this epoch with ids above after.
+local function read(after, n)
+  local out, from = {}, (after + 1) .. '-0'
+  while #out < n do
+    local batch = redis.call('XRANGE', KEYS[3], from, '+', 'COUNT', math.max(n - #out, 16))
+    if #batch == 0 then break end
+    for _, entry in ipairs(batch) do
+      if ours(entry) and #out < n then out[#out + 1] = entry end
+    end
+    from = '(' .. batch[#batch][1]
+  end
+  return out
+end
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 local dropped = last
-local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)
-if #first > 0 then dropped = tonumber(string.match(first[1][1], '^(%d+)')) - 1 end
+local first = read(0, 1)
+if #first > 0 then dropped = id_of(first[1]) - 1 end
 local after = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local truncated = (ARGV[7] ~= '' and ARGV[7] ~= cur) or after < dropped
 local start = after
 if truncated then start = 0 end
-local entries = redis.call('XRANGE', KEYS[3], (start + 1) .. '-0', '+', 'COUNT', limit + 1)
+local entries = read(start, limit + 1)
 local more = 0
 if #entries > limit then more = 1 end
 local out = {'OK', tostring(last), truncated and 1 or 0, more}
@@ -209,6 +255,43 @@ if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
 return tostring(wait)
+"""
+
+MARK = (
+    _ROLLED_BACK
+    + """
+-- The heartbeat's check for a rolled-back data set (see rolled_back).
+-- KEYS: epoch, seq of the room of the node's mark; ARGV: 1 epoch, 2 mark, 3 a new epoch
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] and rolled_back(KEYS[2], ARGV[2]) then
+  redis.call('SET', KEYS[1], ARGV[3])
+  return ARGV[3]
+end
+return cur or ''
+"""
+)
+
+REPLACE_EPOCH = """
+-- Replace an epoch this node has left before (Redis came back with an old snapshot).
+-- KEYS: epoch; ARGV: 1 the epoch to replace, 2 a new one
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) end
+return redis.call('GET', KEYS[1]) or ''
+"""
+
+RESET = """
+-- A new epoch for the whole cluster, in one step: no commit can land between dropping
+-- the counters and the new epoch (it would give an id of the old epoch out again).
+-- KEYS: epoch; ARGV: 1 the key prefix with its ':', 2 the new epoch
+for _, kind in ipairs({'seq', 'log', 'dd'}) do
+  local cursor = '0'
+  repeat
+    local found = redis.call('SCAN', cursor, 'MATCH', ARGV[1] .. kind .. ':*', 'COUNT', 1000)
+    cursor = found[1]
+    for _, key in ipairs(found[2]) do redis.call('UNLINK', key) end
+  until cursor == '0'
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return ARGV[2]
 """
 
 ENSURE_EPOCH = """

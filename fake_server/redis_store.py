@@ -17,10 +17,12 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from .config import ServerConfig
 from .dedupe import Entry, digest
@@ -54,6 +56,7 @@ CLUSTER_COUNTERS = (
     "redis_cutoffs",
     "epoch_changes",
     "fanout_fills",
+    "fanout_malformed",
 )
 """Counters a cluster node adds to ``/health`` (an in-memory node has none of them)."""
 
@@ -86,11 +89,21 @@ class RedisStore:
             counters.setdefault(name, 0)
         self._clock = clock
         self._p = config.redis_prefix
-        self.channel = f"{self._p}:fanout"
         self.link = RedisLink(config, node_id=node_id, counters=counters, monotonic=monotonic)
         self._redis = self.link.client
+        # Pub/sub channels are not per database: the database is in the name, or two
+        # clusters on redis://…/0 and redis://…/1 would hear each other.
+        db = self._redis.connection_pool.connection_kwargs.get("db", 0)
+        self.channel = f"{self._p}:fanout:{db}"
         self._epoch = ""
+        self._left: deque[str] = deque(maxlen=32)
+        """Epochs this node has left: Redis going back to one of them is a new epoch."""
+        self._mark: tuple[str, int] | None = None
+        """The last event (room, id) of this epoch the node saw: a data set rolled back
+        to before it is a new epoch (see ``redis_scripts.rolled_back``)."""
         self._local: Local | None = None
+        self._unsent_leaves: set[tuple[str, str]] = set()
+        """(room, user) whose leave did not reach Redis: sent again once it answers."""
         self._tasks = TaskSet()
         self.fanout = Fanout(self, config)
         self._epoch_lock = asyncio.Lock()
@@ -117,20 +130,52 @@ class RedisStore:
     def key(self, *parts: str) -> str:
         return ":".join((self._p, *parts))
 
+    def _dedupe_key(self, user_id: str, message_id: str) -> str:
+        """``P:dd:LEN:USER:MSGID``: the length keeps ("a:x", "y") apart from ("a", "x:y")."""
+        return self.key("dd", str(len(user_id)), user_id, message_id)
+
     def bind(self, local: Local) -> None:
         self._local = local
 
     async def start(self) -> None:
         """Register the node, learn the epoch, subscribe; raise when Redis is unreachable."""
         try:
-            async with asyncio.timeout(self._config.redis_timeout * 2):
+            async with asyncio.timeout(self._config.redis_timeout * 3):
+                # A past life under this id (killed, restarted within node_ttl) left
+                # presence entries that no connection here backs: dead now, swept.
+                await self._redis.delete(self.key("node", self.node_id))
+                await self._sweep()
                 self._epoch, _ = await self._heartbeat_once()
         except UNREACHABLE as exc:
             await self.link.close()
             raise ConnectionError(f"cannot reach redis: {exc}") from exc
-        await self.fanout.start(self._tasks)
+        try:
+            await self.fanout.start(self._tasks)
+        except BaseException:
+            await self._tasks.close()
+            await self.link.close()
+            raise
         self._tasks.spawn(self._heartbeat(), name=f"redis-heartbeat {self.node_id}")
+        await self._check_eviction()
         log.info("node %s joined the cluster (epoch %s)", self.node_id, self._epoch)
+
+    async def _check_eviction(self) -> None:
+        """Warn when Redis may evict keys: an evicted counter gives event ids out again,
+        an evicted dedupe entry lets a resend be committed twice."""
+        try:
+            async with asyncio.timeout(self._config.redis_timeout):
+                reply: Any = await self._redis.config_get("maxmemory-policy")
+        except (*UNREACHABLE, RedisError):  # CONFIG may be disabled (managed Redis)
+            return
+        policy = reply.get(b"maxmemory-policy", reply.get("maxmemory-policy", b""))
+        policy = policy.decode() if isinstance(policy, bytes) else str(policy)
+        if policy and policy != "noeviction":
+            log.warning(
+                "node %s: redis maxmemory-policy is %s; only noeviction keeps event ids "
+                "and dedupe entries (see docs/cluster.md)",
+                self.node_id,
+                policy,
+            )
 
     async def close(self) -> None:
         """Stop the heartbeat and the fan-out; leave the cluster when Redis answers."""
@@ -172,6 +217,25 @@ class RedisStore:
         epoch = await self.link.script("ENSURE_EPOCH", [self.key("epoch")], [new_epoch()])
         return str(epoch.decode()), was_alive is not None
 
+    def saw(self, room_id: str, event_id: int) -> None:
+        """Event ``event_id`` of the room exists in this epoch (committed or fanned out)."""
+        self._mark = (room_id, event_id)
+
+    def _mark_args(self) -> tuple[str, int]:
+        """The seq key and event id of the mark (the epoch key and 0 when there is none)."""
+        if self._mark is None:
+            return self.key("epoch"), 0
+        room_id, event_id = self._mark
+        return self.key("seq", room_id), event_id
+
+    async def _check_mark(self) -> str:
+        """Start a new epoch when Redis lost events this node saw; return the epoch."""
+        seq_key, event_id = self._mark_args()
+        raw = await self.link.script(
+            "MARK", [self.key("epoch"), seq_key], [self._epoch, event_id, new_epoch()]
+        )
+        return str(raw.decode())
+
     async def _reassert_presence(self) -> None:
         """Put this node's members back (``user:joined`` for those the rooms lost)."""
         for room_id, users in self.local.presence().items():
@@ -186,13 +250,21 @@ class RedisStore:
             try:
                 async with self.link.calling():
                     epoch, alive = await self._heartbeat_once()
+                    if epoch == self._epoch:
+                        epoch = await self._check_mark()
                     await self._sweep()
                 if epoch != self._epoch:
                     await self.epoch_seen(epoch)
                 elif not alive:
-                    # The cluster took us for dead (our key expired): our members come back.
+                    # The cluster took us for dead (our key expired): our members come back
+                    # (and the sweep told the rooms about the ones that left meanwhile).
                     log.warning("node %s was taken for dead; its members rejoin", self.node_id)
+                    self._unsent_leaves.clear()
                     await self._reassert_presence()
+                await self.send_leaves()
+            except RedisError as exc:  # not an outage: a script or a command refused
+                self._counters.bump("redis_errors")
+                log.error("heartbeat of node %s failed: %s", self.node_id, exc)
             except StoreUnavailable:
                 if self.link.down_for() >= cfg.redis_cutoff and not self.link.cut_off:
                     self.link.cut_off = True
@@ -212,13 +284,29 @@ class RedisStore:
         async with self._epoch_lock:
             if epoch == self._epoch:
                 return
-            if not epoch:
+            for _ in range(3):
+                if not epoch:  # the data set was lost: a new epoch, unless one was made
+                    async with self.link.calling():
+                        raw = await self.link.script(
+                            "ENSURE_EPOCH", [self.key("epoch")], [new_epoch()]
+                        )
+                    epoch = raw.decode()
+                if epoch not in self._left:
+                    break
+                # An older snapshot of an epoch we left: its ids were given out after it.
                 async with self.link.calling():
-                    raw = await self.link.script("ENSURE_EPOCH", [self.key("epoch")], [new_epoch()])
+                    raw = await self.link.script(
+                        "REPLACE_EPOCH", [self.key("epoch")], [epoch, new_epoch()]
+                    )
                 epoch = raw.decode()
-                if epoch == self._epoch:
-                    return
+            else:
+                raise StoreUnavailable("the epoch keeps changing", self.link.retry_after())
+            if epoch == self._epoch:
+                return
+            if self._epoch:
+                self._left.append(self._epoch)
             old, self._epoch = self._epoch, epoch
+            self._mark = None
             self._counters.bump("epoch_changes")
             log.warning("epoch %s -> %s: the shared log was lost or reset", old, epoch)
             self.fanout.reset()
@@ -243,7 +331,7 @@ class RedisStore:
 
     async def find(self, user_id: str, message_id: str) -> Entry | None:
         async with self.link.calling():
-            raw: Any = await self._redis.get(self.key("dd", user_id, message_id))
+            raw: Any = await self._redis.get(self._dedupe_key(user_id, message_id))
         return None if raw is None else self._entry(raw, message_id)
 
     @staticmethod
@@ -258,17 +346,22 @@ class RedisStore:
         cfg = self._config
         room_id = message.room_id
         epoch = self._epoch
-        # The payload around its event id, which the script fills in.
+        # The payload around its event id, which the script fills in.  The key is part
+        # of the separator: in a string value its quotes would be escaped.
         marker = -(2**52)
-        pre, post = _dumps(message.payload(marker, epoch)).split(str(marker))
+        pre, sep, post = _dumps(message.payload(marker, epoch)).partition(f'"eventId":{marker}')
+        assert sep, "the payload has an eventId"
+        pre += '"eventId":'
         times = 2 if duplicate() else 1
+        mark_key, mark = self._mark_args()
         reply = await self._script(
             "COMMIT",
             [
                 self.key("epoch"),
-                self.key("dd", message.user_id, message.message_id),
+                self._dedupe_key(message.user_id, message.message_id),
                 self.key("seq", room_id),
                 self.key("log", room_id),
+                mark_key,
             ],
             [
                 epoch,
@@ -286,6 +379,8 @@ class RedisStore:
                 _dumps(room_id),
                 _dumps(epoch),
                 message.kind,
+                mark,
+                new_epoch(),
             ],
         )
         if reply[0] == b"DUP":
@@ -293,6 +388,8 @@ class RedisStore:
             check_same(entry, message)
             return {**entry.ack, "duplicate": True}
         event_id = int(reply[1])
+        if epoch == self._epoch:
+            self.saw(room_id, event_id)
         # Our own connections see the event before the ack (as on a single node).
         await self.fanout.wait_delivered(room_id, event_id, epoch)
         return {
@@ -336,7 +433,12 @@ class RedisStore:
             return []
         async with self.link.calling():
             entries: Any = await self._redis.xrange(self.key("log", room_id), f"{after + 1}-0", end)
-        return [(fields[b"k"].decode(), fields[b"p"]) for _, fields in entries]
+        epoch = self._epoch.encode()
+        return [
+            (fields[b"k"].decode(), fields[b"p"])
+            for _, fields in entries
+            if fields.get(b"e", epoch) == epoch
+        ]
 
     async def join(self, room_id: str, user_id: str, *, first: bool) -> tuple[list[str], str, int]:
         epoch = self._epoch
@@ -372,11 +474,24 @@ class RedisStore:
             left = presence_event("user:left", room_id, user_id, self._clock())
             message = self._message(room_id, left, skip_user=user_id)
         self.fanout.left(room_id)
-        await self._script(
-            "LEAVE",
-            [self.key("pres", room_id)],
-            [self.node_id, user_id, self._p, self.channel, message],
-        )
+        try:
+            await self._script(
+                "LEAVE",
+                [self.key("pres", room_id)],
+                [self.node_id, user_id, self._p, self.channel, message],
+            )
+        except StoreUnavailable:
+            self._unsent_leaves.add((room_id, user_id))
+            raise
+        self._unsent_leaves.discard((room_id, user_id))
+
+    async def send_leaves(self) -> None:
+        """Send again the leaves that did not reach Redis (unless the user is back)."""
+        for room_id, user_id in sorted(self._unsent_leaves):
+            if user_id in self.local.local_members(room_id):
+                self._unsent_leaves.discard((room_id, user_id))
+            else:
+                await self.leave(room_id, user_id)
 
     async def members(self, room_id: str) -> list[str]:
         reply = await self._script("MEMBERS", [self.key("pres", room_id)], [self._p])
@@ -407,12 +522,8 @@ class RedisStore:
     async def reset(self) -> None:
         """A new epoch for the whole cluster: every log and dedupe entry is dropped."""
         async with self.link.calling():
-            for pattern in ("seq:*", "log:*", "dd:*"):
-                async for key in self._redis.scan_iter(match=self.key(pattern), count=500):
-                    await self._redis.unlink(key)
-            epoch = new_epoch()
-            await self._redis.set(self.key("epoch"), epoch)
-        await self.epoch_seen(epoch)
+            raw = await self.link.script("RESET", [self.key("epoch")], [self.key(""), new_epoch()])
+        await self.epoch_seen(raw.decode())
 
     def health(self) -> dict[str, Any]:
         return {

@@ -174,14 +174,14 @@ async def test_an_event_published_again_is_not_delivered_twice(
     await bob.join("lobby")
     heard: list[bytes] = []
     async with aioredis.Redis.from_url(redis.url) as spy, spy.pubsub() as pubsub:
-        await pubsub.subscribe("rtclient:fanout")
+        await pubsub.subscribe("rtclient:fanout:0")
         await alice.say("lobby", "once", id="m1")
         while not heard:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=3.0)
             if message is not None and message["data"].startswith(b'["E"'):
                 heard.append(message["data"])
         assert (await bob.expect("chat:message"))["eventId"] == 1
-        await spy.publish("rtclient:fanout", heard[0])  # the same event again
+        await spy.publish("rtclient:fanout:0", heard[0])  # the same event again
         await alice.say("lobby", "twice?", id="m2")
     assert (await bob.expect("chat:message"))["eventId"] == 2
     await bob.silent("chat:message")
@@ -200,7 +200,71 @@ async def test_a_straggler_of_an_old_epoch_does_not_turn_a_node_back(
         '"epoch":"0123456789abcdef","messageId":"old","from":"x","text":"old","timestamp":0}}'
     )
     async with aioredis.Redis.from_url(redis.url) as spy:
-        await spy.publish("rtclient:fanout", stale)
+        await spy.publish("rtclient:fanout:0", stale)
     ack = await alice.say("lobby", "now", id="m1")
     assert (await alice.expect("chat:message"))["messageId"] == "m1"
     assert ack["epoch"] == one.epoch == epoch and one.counters["epoch_changes"] == 0
+
+
+async def test_a_malformed_message_on_the_channel_is_counted_and_fan_out_goes_on(
+    make_node: MakeNode, connect: Connect, redis: RedisServer
+) -> None:
+    """Anything may publish on the channel (a tool, another version, another cluster
+    with the same prefix): the node's reader must not die of it."""
+    one, two = await make_node(), await make_node()
+    alice, bob = await connect(one, "alice"), await connect(two, "bob")
+    await alice.join("lobby")
+    await bob.join("lobby")
+    async with aioredis.Redis.from_url(redis.url) as spy:
+        for junk in (b"not json", b'["E","lobby"]\n{}', b"[1]\n{}", b'"x"\n[]', b"\xff\n"):
+            await spy.publish("rtclient:fanout:0", junk)
+    await alice.say("lobby", "still here", id="m1")
+    assert (await bob.expect("chat:message"))["text"] == "still here"
+    assert two.counters["fanout_malformed"] == 5
+    assert two.health()["redis"]["subscribed"] is True
+
+
+async def test_two_clusters_on_two_databases_of_one_redis_do_not_hear_each_other(
+    make_node: MakeNode, connect: Connect, redis: RedisServer
+) -> None:
+    """Pub/sub channels are not per database in Redis: ``redis://…/0`` and ``…/1``
+    would share the channel and each other's typing and presence events."""
+    one = await make_node(redis_url=f"{redis.url.rsplit('/', 1)[0]}/0")
+    other = await make_node(redis_url=f"{redis.url.rsplit('/', 1)[0]}/1")
+    alice, bob = await connect(one, "alice"), await connect(other, "bob")
+    await alice.join("lobby")
+    await bob.join("lobby")
+    await bob.ok("typing:start", {"roomId": "lobby"})
+    await bob.say("lobby", "only here", id="m1")
+    assert (await bob.expect("chat:message"))["text"] == "only here"
+    await alice.silent("typing:start")
+    await alice.silent("user:joined")
+    assert one.counters["epoch_changes"] == other.counters["epoch_changes"] == 0
+
+
+async def test_dedupe_keys_of_two_users_never_collide(
+    make_node: MakeNode, connect: Connect
+) -> None:
+    """``dd:USER:MSGID`` alone is ambiguous: ("a:x", "y") and ("a", "x:y")."""
+    node = await make_node()
+    first, second = await connect(node, "a:x"), await connect(node, "a")
+    await first.join("lobby")
+    await second.join("lobby")
+    one = await first.say("lobby", "same", id="y")
+    two = await second.say("lobby", "same", id="x:y")
+    assert (one["eventId"], one["duplicate"]) == (1, False)
+    assert (two["eventId"], two["duplicate"]) == (2, False)
+
+
+async def test_any_text_can_be_sent_even_the_placeholder_of_the_event_id(
+    make_node: MakeNode, connect: Connect
+) -> None:
+    """The commit fills the event id into the payload at a placeholder number; a text
+    (or a room id) that holds that number must not break the commit."""
+    node = await make_node()
+    alice = await connect(node, "alice")
+    text = f'{-(2**52)} and "eventId":{-(2**52)}'
+    await alice.join("lobby")
+    ack = await alice.say("lobby", text, id="m1")
+    got = await alice.expect("chat:message")
+    assert (got["eventId"], got["text"]) == (ack["eventId"], text)

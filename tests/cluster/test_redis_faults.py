@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
 
+import pytest
+import redis.asyncio as aioredis
+from websockets.exceptions import ConnectionClosed
+
+from fake_server.store import StoreUnavailable
 from rtclient.testing import wait_until
 from rtclient.testing.proxy import FaultProxy
 from rtclient.testing.redis_server import RedisServer
@@ -171,3 +178,248 @@ async def test_restart_without_the_log_on_one_node_is_a_new_epoch_for_the_cluste
     await wait_until(lambda: one.epoch == two.epoch != old, timeout=3.0)
     assert await two.read_log("lobby") == []
     assert two.counters["epoch_changes"] == 1
+
+
+async def test_a_redis_that_comes_back_with_an_older_snapshot_is_a_new_epoch(
+    make_node: MakeNode, connect: Connect, redis: RedisServer
+) -> None:
+    """A crash between two snapshots (RDB, AOF everysec, a lagging replica promoted):
+    the counter goes back, so event id 2 would be given out again in the same epoch
+    and every client holding the first #2 would drop the new one as a duplicate."""
+    one, two = await make_node(), await make_node()
+    alice, bob = await connect(one, "alice"), await connect(two, "bob")
+    await alice.join("lobby")
+    await bob.join("lobby")
+    await alice.say("lobby", "saved", id="m1")
+    assert (await redis.command("SAVE")).startswith(b"+OK")
+    await alice.say("lobby", "lost", id="m2")
+    assert [(await bob.expect("chat:message"))["text"] for _ in range(2)] == ["saved", "lost"]
+    old = one.epoch
+    await redis.kill()  # a crash: what came after the last SAVE is gone
+    await redis.start(load=True)
+    # The nodes notice (heartbeat) and start a new epoch: a gap for the clients.
+    assert await bob.closed() == (1012, "new epoch")
+    assert await alice.closed() == (1012, "new epoch")
+    await wait_until(lambda: one.epoch == two.epoch != old, timeout=3.0)
+    carol = await connect(two, "carol")
+    await carol.join("lobby")
+    page = await carol.ok("sync:messages", {"roomId": "lobby", "lastEventId": 2, "epoch": old})
+    assert page["truncated"] is True and page["epoch"] == one.epoch
+    assert [e["text"] for e in page["events"]] == []  # the old epoch's events are not replayed
+    ack = await carol.say("lobby", "fresh", id="m3")
+    assert ack["epoch"] == one.epoch != old
+    page = await carol.ok(
+        "sync:messages", {"roomId": "lobby", "lastEventId": 0, "epoch": one.epoch}
+    )
+    assert [e["text"] for e in page["events"]] == ["fresh"]
+
+
+async def test_a_commit_on_an_older_snapshot_starts_the_new_epoch_instead_of_reusing_an_id(
+    make_node: MakeNode, connect: Connect, redis: RedisServer
+) -> None:
+    """The commit script itself checks (a heartbeat may be seconds away)."""
+    node = await make_node(node_ttl=60.0)
+    alice = await connect(node, "alice")
+    await alice.join("lobby")
+    await alice.say("lobby", "saved", id="m1")
+    assert (await redis.command("SAVE")).startswith(b"+OK")
+    await alice.say("lobby", "lost", id="m2")
+    old = node.epoch
+    await redis.kill()
+    await redis.start(load=True)
+    closed: tuple[int | None, str] | None = None
+    for _ in range(3):  # the first may meet the dead connection: a retry reply
+        try:
+            ack = await alice.request("chat:send", {"roomId": "lobby", "text": "x"}, id="m3")
+        except ConnectionClosed as exc:  # the new epoch sends everyone away (1012)
+            closed = (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (None, "")
+            break
+        assert ack["success"] is False, ack  # never #2 again in the old epoch
+        if node.epoch != old:
+            break
+    if closed is None:
+        closed = await alice.closed()
+    assert closed == (1012, "new epoch")
+    assert node.epoch != old and node.counters["epoch_changes"] == 1
+
+
+async def test_a_redis_that_refuses_commands_is_an_outage_and_the_heartbeat_goes_on(
+    make_node: MakeNode, connect: Connect, redis: RedisServer
+) -> None:
+    """Redis answers with an error (here out of memory; READONLY on a demoted primary
+    is another): requests get retry replies, the node keeps beating and is alive
+    again once Redis accepts."""
+    node = await make_node()
+    alice = await connect(node, "alice")
+    await alice.join("lobby")
+    key = f"rtclient:node:{node.node_id}"
+    errors = node.counters["redis_errors"]
+    assert (await redis.command("CONFIG", "SET", "maxmemory", "1")).startswith(b"+OK")
+    ack = await alice.request("chat:send", {"roomId": "lobby", "text": "x"}, id="m1")
+    assert ack["error"]["reason"] == "STORE_UNAVAILABLE" and ack["error"]["retryAfter"] > 0
+    await wait_until(lambda: node.counters["redis_errors"] >= errors + 3, timeout=5.0)
+    assert (await redis.command("CONFIG", "SET", "maxmemory", "0")).startswith(b"+OK")
+    async with aioredis.Redis.from_url(redis.url) as spy:
+        await spy.delete(key)
+
+        async def alive() -> bool:
+            return bool(await spy.exists(key))
+
+        await wait_until(alive, timeout=5.0, interval=0.05, message="the heartbeat stopped")
+    assert (await alice.say("lobby", "x", id="m1"))["eventId"] == 1
+
+
+async def test_a_node_restarted_under_its_old_id_forgets_the_members_of_its_past_life(
+    make_node: MakeNode, connect: Connect, redis: RedisServer
+) -> None:
+    """``--node-id a`` SIGKILLed and started again within ``node_ttl``: its old presence
+    entries must not live on under the new process's liveness key."""
+    watcher = await make_node()
+    bob = await connect(watcher, "bob")
+    await bob.join("lobby")
+    async with aioredis.Redis.from_url(redis.url) as spy:  # what the killed "a" left
+        await spy.sadd("rtclient:pres:lobby", "a|ghost")
+        await spy.sadd("rtclient:noderooms:a", "lobby")
+        await spy.sadd("rtclient:nodes", "a")
+        await spy.set("rtclient:node:a", "1", px=60_000)
+    assert "ghost" in await watcher.hub.storage.members("lobby")
+    await make_node(node_id="a")
+    assert "ghost" not in await watcher.hub.storage.members("lobby")
+    assert (await bob.expect("user:left"))["userId"] == "ghost"
+
+
+async def test_presence_changes_during_a_short_outage_reach_the_cluster_afterwards(
+    redis: RedisServer, make_node: MakeNode, connect: Connect
+) -> None:
+    """A leave (a client gone) and a join (refused, then sent again) while Redis was
+    out of reach: once it answers, the other nodes see the right members (the leave
+    was lost for good: alice stayed a member for as long as the node ran)."""
+    async with FaultProxy(upstream=("127.0.0.1", redis.port)) as proxy:
+        node = await make_node(redis_url=f"redis://127.0.0.1:{proxy.port}/0", node_ttl=30.0)
+        other = await make_node()
+        alice, carol = await connect(node, "alice"), await connect(node, "carol")
+        bob = await connect(other, "bob")
+        await bob.join("lobby")
+        await alice.join("lobby")
+        assert (await bob.expect("user:joined"))["userId"] == "alice"
+        await proxy.down()
+        await alice.ws.close()  # its leave cannot reach Redis
+        ack = await carol.request("room:join", {"roomId": "lobby"})
+        assert ack["error"]["reason"] == "STORE_UNAVAILABLE"
+        await proxy.up()
+        await wait_until(lambda: node.health()["redis"]["subscribed"], timeout=3.0)
+        await carol.join("lobby")  # sent again, as a client does after a retry reply
+
+        async def members() -> list[str]:
+            return await other.hub.storage.members("lobby")
+
+        await wait_until(lambda: _is(members(), ["bob", "carol"]), timeout=5.0)
+        heard = {(await bob.expect(kind))["userId"] for kind in ("user:left", "user:joined")}
+        assert heard == {"alice", "carol"}
+
+
+async def _is(value: Awaitable[list[str]], expected: list[str]) -> bool:
+    return await value == expected
+
+
+async def test_a_join_refused_by_the_store_leaves_no_half_joined_connection(
+    make_node: MakeNode, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis lost between the rate check and the join script (fault injected there):
+    the join sent again must record presence and tell the room."""
+    node, other = await make_node(), await make_node()
+    bob = await connect(other, "bob")
+    await bob.join("lobby")
+    carol = await connect(node, "carol")
+    link = node.hub.storage.link
+    script = link.script
+    failures = [StoreUnavailable("injected", 0.1)]
+
+    async def failing(name: str, keys: list[str], args: list[Any]) -> Any:
+        if name == "JOIN" and failures:
+            raise failures.pop()
+        return await script(name, keys, args)
+
+    monkeypatch.setattr(link, "script", failing)
+    ack = await carol.request("room:join", {"roomId": "lobby"})
+    assert ack["error"]["reason"] == "STORE_UNAVAILABLE" and not failures
+    await carol.join("lobby")
+    assert (await bob.expect("user:joined"))["userId"] == "carol"
+    assert await other.hub.storage.members("lobby") == ["bob", "carol"]
+
+
+async def test_a_node_that_cannot_subscribe_fails_to_start_and_leaves_nothing_behind(
+    redis: RedisServer, make_node: MakeNode
+) -> None:
+    """A Redis user without SUBSCRIBE (an ACL): start raises within the bounds, no hang,
+    no task or connection left (``filterwarnings = error`` catches a leaked socket)."""
+    reply = await redis.command(
+        "ACL", "SETUSER", "nosub", "on", ">pw", "~*", "&*", "+@all", "-subscribe"
+    )
+    assert reply.startswith(b"+OK")
+    url = f"redis://nosub:pw@127.0.0.1:{redis.port}/0"
+    with pytest.raises(ConnectionError, match="subscribe"):
+        async with asyncio.timeout(5.0):
+            await make_node(redis_url=url)
+
+
+async def test_a_redis_that_may_evict_keys_is_named_in_a_warning_at_start(
+    redis: RedisServer, make_node: MakeNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An evicted counter gives ids out again, an evicted dedupe entry doubles a
+    message: only ``noeviction`` keeps the promises, and the node says so."""
+    await make_node()
+    assert "maxmemory-policy" not in caplog.text
+    reply = await redis.command("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+    assert reply.startswith(b"+OK")
+    node = await make_node()
+    assert f"node {node.node_id}: redis maxmemory-policy is allkeys-lru" in caplog.text
+
+
+async def test_a_commit_during_a_reset_never_reuses_an_event_id_of_the_old_epoch(
+    make_node: MakeNode, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``restart(keep_log=False)`` on one node while another commits: the reset is one
+    step, so no commit lands between dropping the counters and the new epoch."""
+    one, two = await make_node(), await make_node()
+    alice = await connect(one, "alice")
+    await alice.join("lobby")
+    old = one.epoch
+    assert (await alice.say("lobby", "first", id="m1"))["eventId"] == 1
+    fresh = await make_node()  # has seen no event: nothing to compare with
+    carol = await connect(fresh, "carol")
+    await carol.join("lobby")
+    acks: list[dict[str, Any]] = []
+    redis = one.hub.storage.redis
+    set_key = redis.set
+
+    async def set_then(*args: Any, **kw: Any) -> Any:  # the old reset's last step
+        acks.append(await carol.request("chat:send", {"roomId": "lobby", "text": "x"}))
+        return await set_key(*args, **kw)
+
+    monkeypatch.setattr(redis, "set", set_then)
+    await one.restart(keep_log=False)
+    for ack in acks:
+        assert not (ack["success"] and ack["epoch"] == old), ack
+    await wait_until(lambda: one.epoch == two.epoch == fresh.epoch != old, timeout=3.0)
+
+
+async def test_a_redis_back_with_a_snapshot_of_an_epoch_already_left_starts_a_new_one(
+    make_node: MakeNode, connect: Connect, redis: RedisServer
+) -> None:
+    """Epoch 1, a reset to epoch 2, then Redis restarts from a snapshot of epoch 1:
+    going back to epoch 1 would give its ids out again to clients that saw them."""
+    node = await make_node()
+    alice = await connect(node, "alice")
+    await alice.join("lobby")
+    await alice.say("lobby", "one", id="m1")
+    first = node.epoch
+    assert (await redis.command("SAVE")).startswith(b"+OK")
+    await node.restart(keep_log=False)
+    second = node.epoch
+    assert second != first
+    await redis.kill()
+    await redis.start(load=True)  # the snapshot holds epoch 1
+    await wait_until(lambda: node.epoch not in (first, second), timeout=5.0)
+    bob = await connect(node, "bob")
+    assert bob.welcome["epoch"] not in (first, second)
