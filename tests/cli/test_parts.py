@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import jwt
 import pytest
@@ -309,23 +310,26 @@ def _args(**kw: object) -> argparse.Namespace:
     return argparse.Namespace(**{**base, **kw})
 
 
-def test_token_provider_choices() -> None:
+def test_token_provider_choices(tmp_path: Path) -> None:
     url = "ws://127.0.0.1:1/ws"
-    assert token_provider(_args(token="T"), url, {}) == "T"
-    assert token_provider(_args(), url, {"RTCLIENT_TOKEN": "E"}) == "E"
-    assert isinstance(token_provider(_args(token_cmd="echo x"), url, {}), CommandToken)
-    signed = token_provider(_args(user="u", roles="a, b"), url, {"RTCLIENT_SECRET": SECRET})
+    # No `rtclient serve` state file: the environment names one that does not exist (an
+    # explicit env is read as it is, so the conftest's per-test variable is not in it).
+    none = {"RTCLIENT_STATE_FILE": str(tmp_path / "absent.json")}
+    assert token_provider(_args(token="T"), url, none) == "T"
+    assert token_provider(_args(), url, {**none, "RTCLIENT_TOKEN": "E"}) == "E"
+    assert isinstance(token_provider(_args(token_cmd="echo x"), url, none), CommandToken)
+    signed = token_provider(_args(user="u", roles="a, b"), url, {**none, "RTCLIENT_SECRET": SECRET})
     assert isinstance(signed, SignedTokens) and signed.roles == ("a", "b")
     assert "secret" not in repr(signed).lower() or SECRET not in repr(signed)
-    minted = token_provider(_args(user="u", admin_token="A"), url, {})
+    minted = token_provider(_args(user="u", admin_token="A"), url, none)
     assert isinstance(minted, HttpTokenProvider)
     assert minted.url == "http://127.0.0.1:1/admin/token" and "A" not in repr(minted)
     with pytest.raises(UsageError, match="--admin-token"):
-        token_provider(_args(user="u"), url, {})
+        token_provider(_args(user="u"), url, none)
     with pytest.raises(UsageError, match="only one"):
-        token_provider(_args(user="u", token="T"), url, {})
+        token_provider(_args(user="u", token="T"), url, none)
     with pytest.raises(UsageError, match="give --user"):
-        token_provider(_args(), url, {})
+        token_provider(_args(), url, none)
 
 
 async def test_command_token(tmp_path: object) -> None:
