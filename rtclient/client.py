@@ -297,6 +297,7 @@ class Client:
             "batches": 0,
             "failovers": 0,
             "drains": 0,
+            "refusals": 0,
         }
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -651,7 +652,8 @@ class Client:
 
         ``endpoint`` is the index in :attr:`urls` of the URL in use (or tried next);
         ``failovers`` counts moves to another URL, ``drains`` the connections the
-        server ended by draining.
+        server ended by draining, ``refusals`` the fatal answers (401/403, 4001/4003,
+        a protocol error) of one URL that moved the client on to the next one.
         """
         return {
             **self._session.stats(),
