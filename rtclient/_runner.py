@@ -29,7 +29,7 @@ from ._connection import Link
 from ._flag import Flag
 from .errors import ConnectRefused, RtClientError
 from .events import ErrorEvent
-from .failures import classify
+from .failures import Action, classify
 from .reconnect import Step
 from .redact import remember_token
 from .session import Session
@@ -141,7 +141,8 @@ class Runner:
                 c._counters["reconnects"] += 1
             if decision.error is not None:
                 return decision.error
-            if classify(error).drain:
+            verdict = classify(error)
+            if verdict.drain:
                 c._counters["drains"] += 1
             if isinstance(error, ConnectRefused):
                 c._counters["connect_refusals"] += 1
@@ -150,6 +151,15 @@ class Runner:
                     c._session.endpoint,
                     error.message,
                     decision.delay,
+                )
+            elif verdict.action is Action.FATAL and decision.step is Step.RETRY:
+                # One node refused; the others may not (see rtclient.reconnect).
+                c._counters["refusals"] += 1
+                log.warning(
+                    "%s refused the client (%s): trying %s next",
+                    c._session.endpoint,
+                    verdict.error,
+                    c.endpoint,
                 )
             if decision.endpoint != was:
                 c._counters["failovers"] += 1

@@ -302,6 +302,7 @@ class Client:
             "failovers": 0,
             "drains": 0,
             "connect_refusals": 0,
+            "refusals": 0,
         }
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -657,7 +658,9 @@ class Client:
         ``endpoint`` is the index in :attr:`urls` of the URL in use (or tried next);
         ``failovers`` counts moves to another URL, ``drains`` the connections the
         server ended by draining, ``connect_refusals`` the Socket.IO connects the
-        server refused for a reason other than the credentials (retried).
+        server refused for a reason other than the credentials (retried), ``refusals``
+        the fatal answers (401/403, 4001/4003, a protocol error) of one URL that moved
+        the client on to the next one.
         """
         return {
             **self._session.stats(),

@@ -25,7 +25,8 @@ The rules, on top of :func:`rtclient.failures.classify` and the
   ``max_token_refreshes`` in a row without a welcome between them: TokenExpired.
 - **4001** (invalid token): with a provider that can hand out another token (anything
   but a fixed string), one forced refresh and retry — the server may have rotated its
-  signing key; a second 4001 before a stable connection is fatal (Unauthorized).
+  signing key; a second 4001 before a stable connection is a refusal (Unauthorized:
+  fatal with one URL; with several, see below).
 - **Several URLs** (``endpoints`` > 1; the Client gives them in its rotation order):
   a failure moves to the next URL *at once* while the current round has a URL not
   yet tried since the last stable connection, so a dead node costs one attempt;
@@ -33,6 +34,15 @@ The rules, on top of :func:`rtclient.failures.classify` and the
   dead cluster backs off as one dead server does). A stable connection that drops is
   retried on the *same* URL first (it worked: a network blip, a proxy's idle timeout),
   after the usual short first delay. With one URL every rule is as before.
+- **A refusal with several URLs** (a fatal answer: 401/403, 4001/4003, a protocol
+  error): the verdict of one node, not of the cluster (one misconfigured node in a
+  rolling deploy or a secret rotation). The client moves to the next URL as after any
+  failure (at once while the round has an untried URL, else one backoff step) and
+  stops with that answer's error only when *each URL refused since the last welcomed
+  connection that ended for a retryable reason* (one welcomed and then refused does
+  not count as welcomed). So with no welcome it stops after at most one round of
+  refusals, and a node that refuses while the others are down (restarting) is retried
+  under the backoff, not given up on. With one URL a refusal is fatal at once.
 - **Drains** (close 1012, or a ``server:draining`` notice before the close): not a
   failure of the link. After a stable connection the client moves to the next URL at
   once (one URL: it waits the short first delay, or the server's capped hint, and
@@ -134,6 +144,8 @@ class ReconnectPolicy:
         """The URL in use or tried next: an index into the Client's rotation."""
         self._tried = 0
         """URLs of the current round that failed (or drained) since the last stable link."""
+        self._refused: set[int] = set()
+        """URLs that answered fatally since the last welcomed link that ended retryably."""
         self.backoff = backoff or Backoff()
         self.max_server_delay = max_server_delay
         self.max_token_refreshes = max_token_refreshes
@@ -169,6 +181,8 @@ class ReconnectPolicy:
             self._quick_refresh = True
         if welcomed:
             self._refreshes = 0  # the token was accepted: only refusals in a row count
+            if verdict.action is not Action.FATAL:
+                self._refused.clear()  # a node took the token and the link ended retryably
         if not welcomed and isinstance(failure, NoWelcome) and failure.counts:
             self._unwelcomed += 1
             if self.max_unwelcomed is not None and self._unwelcomed >= self.max_unwelcomed:
@@ -193,8 +207,7 @@ class ReconnectPolicy:
                 ):
                     self._auth_retries += 1
                     return self._refresh(failure, welcomed, now, immediate=True)
-                self._schedule.connected_at = None
-                return Decision(Step.STOP, error=verdict.error)
+                return self._refused_by(failure, verdict.error, stable, welcomed, now)
             case Action.REFRESH:
                 self._refreshes += 1
                 if self._refreshes > self.max_token_refreshes:
@@ -209,24 +222,43 @@ class ReconnectPolicy:
                 return self._refresh(failure, welcomed, now, immediate=quick)
         return self._retry(failure, verdict.drain, stable, welcomed, now, verdict.retry_after)
 
+    def _refused_by(
+        self,
+        failure: BaseException,
+        error: RtClientError,
+        stable: bool,
+        welcomed: bool,
+        now: float,
+    ) -> Decision:
+        """A fatal answer: stop if every URL has refused (see the rules), else move on."""
+        self._refused.add(self.current)
+        if len(self._refused) == self.endpoints:
+            self._refused.clear()
+            self._schedule.connected_at = None
+            return Decision(Step.STOP, error=error)
+        return self._retry(failure, True, stable, welcomed, now, None)
+
     def _retry(
         self,
         failure: BaseException,
-        drain: bool,
+        leave: bool,
         stable: bool,
         welcomed: bool,
         now: float,
         retry_after: float | None,
     ) -> Decision:
-        """A retryable end: stay, move to the next URL at once, or back off (see the rules)."""
+        """Stay, move to the next URL at once, or back off (see the rules).
+
+        ``leave``: the URL is left even after a stable link (a drain, a refusal).
+        """
         hint = capped(retry_after, self.max_server_delay)
         if stable:
             self._tried = 0
-            if not drain or self.endpoints == 1:
+            if not leave or self.endpoints == 1:
                 # It worked: try it again first (or, drained, come back after the hint).
                 delay = self._schedule.disconnected(now)
                 assert delay is not None  # a stable link resets the series: never a stop
-                if drain:
+                if leave:
                     self._tried = 1
                 return self._at(Step.RETRY, delay if hint is None else max(delay, hint))
             self._schedule.disconnected(now)  # resets the series; the move is immediate

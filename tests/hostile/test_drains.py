@@ -87,14 +87,24 @@ async def test_a_cluster_that_welcomes_and_drains_every_time_meets_the_backoff(
 async def test_a_notice_does_not_turn_a_fatal_close_into_a_drain(
     transport: str, close: tuple[int, str, type[Exception]]
 ) -> None:
-    """``server:draining``, then a close that is fatal on its own: the client stops.
+    """``server:draining``, then a close that is fatal on its own: a refusal, not a drain.
 
     The notice says how a link that merely *ends* is read (a reset, a bare disconnect);
-    it does not make a server's explicit verdict (forbidden, a protocol violation)
-    retryable, so a server cannot dodge a stop by announcing a drain first.
+    it does not make a server's explicit verdict (forbidden, a protocol violation) a
+    drain, so a server cannot dodge a stop by announcing a drain first: with several
+    URLs the refusal moves on as refusals do, and when B refuses too the client stops
+    (a drain never stops it).
     """
     code, reason, error = close
+
+    async def refuse(conn: object) -> None:
+        # Welcomed, then the verdict: the same close as A's on every transport (on
+        # Socket.IO a refusal before the namespace opens is a CONNECT_ERROR instead).
+        await conn.welcome()  # type: ignore[attr-defined]
+        await conn.close(code, reason)  # type: ignore[attr-defined]
+
     async with HostileServer() as a, HostileServer() as b:
+        b.script(refuse)
         client = Client(
             [a.url_for(transport), b.url_for(transport)],
             url_order="given",
@@ -114,4 +124,5 @@ async def test_a_notice_does_not_turn_a_fatal_close_into_a_drain(
                 client.send_nowait("lobby", "after the end")
             assert isinstance(closed.value.__cause__, error)
             assert client.stats()["drains"] == 0
-            assert len(b.handshakes) == 0  # not moved to B as if A drained
+            assert client.stats()["refusals"] == 1  # A's verdict counted as a refusal
+            assert len(b.handshakes) == 1  # B refused too: one round, then the stop

@@ -15,12 +15,14 @@ from rtclient.backoff import Backoff
 from rtclient.errors import (
     ConnectionFailed,
     ConnectionLost,
+    Forbidden,
     HandshakeRejected,
     ProtocolError,
     TokenExpired,
     TransportError,
     Unauthorized,
 )
+from rtclient.failures import Action, classify
 from rtclient.hints import parse_delay
 from rtclient.reconnect import Decision, NoWelcome, ReconnectPolicy, Step
 
@@ -461,3 +463,163 @@ def test_a_link_shorter_than_the_floor_does_not_reset_the_series() -> None:
         delays.append(delay)
         now += 0.05 + delay
     assert delays == [1.0, 2.0, 4.0, 8.0]
+
+
+REFUSALS = [
+    ConnectionLost(4001, "bad signature"),
+    ConnectionLost(4003, "banned"),
+    HandshakeRejected(401),
+    HandshakeRejected(403),
+    ConnectionLost(1002, "protocol error"),
+]
+
+
+@st.composite
+def refusals_and_failures(draw: st.DrawFn) -> BaseException:
+    """A fatal answer half of the time, else any failure (retryable, 4002, 1012, …)."""
+    if draw(st.booleans()):
+        return draw(st.sampled_from(REFUSALS))
+    return draw(failures())
+
+
+mixed_outcomes = st.lists(
+    st.tuples(refusals_and_failures(), st.booleans(), st.floats(min_value=0.0, max_value=1.0)),
+    min_size=1,
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(backoffs, jitters, mixed_outcomes, st.booleans(), endpoint_counts)
+def test_refusals_and_failures_never_give_more_than_endpoints_minus_1_moves_in_a_row(
+    backoff: Backoff,
+    jitter: random.Random,
+    steps: list[tuple[BaseException, bool, float]],
+    refreshable: bool,
+    endpoints: int,
+) -> None:
+    """Among decisions with no wait between them, at most ``endpoints - 1`` move to
+    another URL: refusals move on like failures, inside the round's budget."""
+    policy = policy_with(backoff, jitter, refreshable=refreshable, endpoints=endpoints)
+    _, decisions = run(policy, steps, stable=False)
+    was, moves = 0, 0
+    for decision in decisions:
+        if decision.step is Step.STOP:
+            break
+        if decision.delay > 0:
+            moves = 0
+        elif decision.endpoint != was:
+            moves += 1
+            assert moves <= endpoints - 1
+        was = decision.endpoint
+
+
+@settings(max_examples=300, deadline=None)
+@given(backoffs, jitters, mixed_outcomes, st.booleans(), st.booleans(), endpoint_counts)
+def test_the_client_stops_once_each_url_refused_since_the_last_welcome(
+    backoff: Backoff,
+    jitter: random.Random,
+    steps: list[tuple[BaseException, bool, float]],
+    stable: bool,
+    refreshable: bool,
+    endpoints: int,
+) -> None:
+    """A model of the rule: the URLs that answered fatally since the last welcomed link
+    that ended retryably. The policy stops with the refusal's error exactly when that
+    set holds every URL (one URL: at the first refusal), and never stops on a refusal
+    before; so with no welcome it stops within one round of refusals."""
+    policy = policy_with(backoff, jitter, refreshable=refreshable, endpoints=endpoints)
+    refused: set[int] = set()
+    at = policy.current
+    refreshed = False  # the one immediate 4001 refresh of a refreshable provider
+    now = 0.0
+    for failure, welcomed, up in steps:
+        if isinstance(failure, ProviderFailed):
+            decision = policy.token_failed(now)
+            if decision.step is Step.STOP:
+                break
+            now += decision.delay
+            continue
+        if welcomed:
+            policy.connected(now)
+            since, now = now, now + policy.stable_after * (up + 1.0 if stable else up * 0.99)
+            if now - since >= policy.stable_after:
+                refreshed = False  # a stable link gives the 4001 refresh back
+        verdict = classify(failure)
+        fatal = verdict.action is Action.FATAL
+        decision = policy.decide(failure, welcomed=welcomed, now=now)
+        if fatal and refreshable and not refreshed and isinstance(verdict.error, Unauthorized):
+            refreshed = True  # 4001/401: one forced refresh, on the same URL
+            assert decision == Decision(Step.REFRESH, 0.0, endpoint=at)
+        elif fatal:
+            refused.add(at)
+            if len(refused) == endpoints:
+                assert decision.step is Step.STOP
+                assert isinstance(decision.error, (Unauthorized, Forbidden, ProtocolError))
+                break
+            assert decision.step is Step.RETRY and decision.endpoint == (at + 1) % endpoints
+        elif welcomed and decision.step is not Step.STOP:
+            refused.clear()
+        if decision.step is Step.STOP:
+            break
+        at = decision.endpoint
+        now += decision.delay
+
+
+def test_a_refusal_with_one_url_is_fatal_at_once() -> None:
+    policy = ReconnectPolicy(Backoff(), endpoints=1)
+    decision = policy.decide(ConnectionLost(4003, "banned"), welcomed=False, now=0.0)
+    assert decision.step is Step.STOP and isinstance(decision.error, Forbidden)
+
+
+@pytest.mark.parametrize("refusal", REFUSALS, ids=repr)
+def test_a_refusal_moves_to_the_next_url_and_all_refusing_stops(refusal: BaseException) -> None:
+    policy = ReconnectPolicy(Backoff(base=1.0, jitter="none"), endpoints=3)
+    first = policy.decide(refusal, welcomed=False, now=0.0)
+    assert first == Decision(Step.RETRY, 0.0, endpoint=1)
+    second = policy.decide(refusal, welcomed=False, now=0.0)
+    assert second == Decision(Step.RETRY, 0.0, endpoint=2)
+    last = policy.decide(refusal, welcomed=False, now=0.0)
+    assert last.step is Step.STOP
+    assert type(last.error) is type(classify(refusal).error)
+
+
+def test_a_refusing_node_among_dead_ones_is_retried_under_the_backoff() -> None:
+    policy = ReconnectPolicy(Backoff(base=1.0, jitter="none"), endpoints=2)
+    refused = HandshakeRejected(401)
+    assert policy.decide(refused, welcomed=False, now=0.0) == Decision(Step.RETRY, 0.0, endpoint=1)
+    down = TransportError("connection refused")
+    assert policy.decide(down, welcomed=False, now=0.0) == Decision(Step.RETRY, 1.0, endpoint=0)
+    assert policy.decide(refused, welcomed=False, now=1.0) == Decision(Step.RETRY, 0.0, endpoint=1)
+    # The second node answers at last, with a refusal too: each URL refused, no welcome.
+    last = policy.decide(HandshakeRejected(403), welcomed=False, now=1.0)
+    assert last.step is Step.STOP and isinstance(last.error, Forbidden)
+
+
+def test_a_welcomed_link_that_ends_retryably_clears_the_refusals() -> None:
+    policy = ReconnectPolicy(Backoff(base=1.0, jitter="none"), endpoints=2)
+    assert policy.decide(HandshakeRejected(401), welcomed=False, now=0.0).endpoint == 1
+    policy.connected(0.0)
+    assert policy.decide(ConnectionLost(1006, ""), welcomed=True, now=0.5).endpoint == 0
+    # Node 0 refuses again: not every URL refused since the welcome, so move on.
+    assert policy.decide(HandshakeRejected(401), welcomed=False, now=1.5).step is Step.RETRY
+
+
+def test_welcomed_then_refused_is_a_refusal_not_a_welcome() -> None:
+    """A node that welcomes and closes 4003 at once, on every URL: it stops after a round."""
+    policy = ReconnectPolicy(Backoff(base=1.0, jitter="none"), endpoints=2)
+    policy.connected(0.0)
+    first = policy.decide(ConnectionLost(4003, "banned"), welcomed=True, now=0.0)
+    assert first == Decision(Step.RETRY, 0.0, endpoint=1)
+    policy.connected(0.0)
+    last = policy.decide(ConnectionLost(4003, "banned"), welcomed=True, now=0.0)
+    assert last.step is Step.STOP and isinstance(last.error, Forbidden)
+
+
+def test_4001_with_several_urls_refreshes_once_then_moves_on() -> None:
+    policy = ReconnectPolicy(Backoff(base=1.0, jitter="none"), refreshable=True, endpoints=2)
+    bad = ConnectionLost(4001, "bad signature")
+    assert policy.decide(bad, welcomed=False, now=0.0) == Decision(Step.REFRESH, 0.0, endpoint=0)
+    assert policy.decide(bad, welcomed=False, now=0.0) == Decision(Step.RETRY, 0.0, endpoint=1)
+    last = policy.decide(bad, welcomed=False, now=0.0)
+    assert last.step is Step.STOP and isinstance(last.error, Unauthorized)
