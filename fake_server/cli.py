@@ -78,6 +78,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="run as a cluster node on this Redis (redis://HOST:PORT/DB); every node "
         "needs the same --secret (docs/cluster.md)",
     )
+    p.add_argument(
+        "--redis-max-connections",
+        type=int,
+        default=defaults.redis_max_connections,
+        help="Redis commands this node runs at once; more wait their turn (docs/cluster.md)",
+    )
     p.add_argument("--node-id", help="this node's name in the cluster (default: random)")
     p.add_argument(
         "--log-level",
@@ -106,6 +112,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "fake_server") -> int:
             max_connections_per_address=args.max_connections_per_address,
             redis_url=args.redis,
             node_id=args.node_id,
+            redis_max_connections=args.redis_max_connections,
         )
         if args.node_id is not None and (not args.node_id or "|" in args.node_id):
             raise ValueError("--node-id must be non-empty and must not contain '|'")
