@@ -17,15 +17,21 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import secrets
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from .config import ServerConfig
 from .serve_state import StateFileError, load_state, state_path
 from .server import FakeServer
+
+DRAIN_GRACE = 5.0
+"""Seconds past ``--drain-spread`` + ``--drain-timeout`` the final stop may take (closing
+the Redis link, aiohttp's cleanup) before the process exits regardless."""
 
 __all__ = ["main"]
 
@@ -140,7 +146,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "fake_server") -> int:
         return 2
     drain = (args.drain_timeout, args.drain_retry_after, args.drain_spread)
     try:
-        asyncio.run(_serve(config, args.host, args.port, kept=kept, drain=drain))
+        watchdog = _Watchdog()
+        try:
+            asyncio.run(
+                _serve(config, args.host, args.port, kept=kept, drain=drain, watchdog=watchdog)
+            )
+        finally:
+            watchdog.disarm()
     except ConnectionError as exc:  # the cluster's Redis did not answer at start
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
@@ -171,6 +183,7 @@ async def _serve(
     *,
     kept: Path | None,
     drain: tuple[float, float, float] = (10.0, 1.0, 0.0),
+    watchdog: _Watchdog | None = None,
 ) -> None:
     stop = asyncio.Event()
     signals = 0
@@ -205,9 +218,10 @@ async def _serve(
         print("press Ctrl-C to stop", flush=True)
         await stop.wait()
         timeout, retry_after, spread = drain
-        print(
-            f"draining (at most {spread + timeout:g} s; signal again to stop at once)", flush=True
-        )
+        bound = spread + timeout + DRAIN_GRACE
+        if watchdog is not None:
+            watchdog.arm(bound)
+        print(f"draining (at most {bound:g} s; signal again to stop at once)", flush=True)
         draining = asyncio.create_task(
             server.drain(timeout, retry_after=retry_after, spread=spread)
         )
@@ -229,3 +243,26 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.remove_signal_handler(sig)
+
+
+class _Watchdog:
+    """The drain's bound, kept even by a stuck or saturated event loop: a thread that
+    ends the process (status 0, as a second signal would) once the bound has passed."""
+
+    def __init__(self) -> None:
+        self._timer: threading.Timer | None = None
+
+    def arm(self, seconds: float) -> None:
+        self._timer = threading.Timer(seconds, self._expired, args=(seconds,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    @staticmethod
+    def _expired(seconds: float) -> None:
+        logging.getLogger("fake_server").warning("drain overran %g s: exiting now", seconds)
+        print(f"drain overran {seconds:g} s: exiting now", flush=True)
+        os._exit(0)
