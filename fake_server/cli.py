@@ -2,8 +2,9 @@
 
 Stops on Ctrl-C or SIGTERM by draining (:meth:`FakeServer.drain`): new handshakes get
 503 + Retry-After, every client gets ``server:draining`` and a close 1012 behind the acks
-it is owed, and the process exits 0 once they left (at most ``--drain-timeout``
-seconds; a second signal cuts the wait short). The token secret and
+it is owed, and the process exits 0 once they left (at most ``--drain-spread`` +
+``--drain-timeout`` + :data:`DRAIN_GRACE` seconds, kept by a watchdog thread; a second
+signal cuts the wait short). The token secret and
 the admin token are kept across restarts in a per-user state file
 (:mod:`.serve_state`), so tokens it issued stay valid when it is started again;
 ``--secret`` / ``--admin-token`` override them, ``--ephemeral`` makes fresh random
