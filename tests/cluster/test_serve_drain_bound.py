@@ -95,7 +95,8 @@ async def test_a_drain_ends_within_its_printed_bound_with_silent_clients_and_red
     match = re.search(r"at most ([\d.]+) s", line)
     assert match, line
     assert status == 0
-    assert took <= float(match.group(1)), (took, line)
+    # The bound runs from the "draining" line; 1 s for the signal to get there.
+    assert took <= float(match.group(1)) + 1.0, (took, line)
 
 
 def test_the_drain_bound_holds_even_when_the_event_loop_is_stuck() -> None:
