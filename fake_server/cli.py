@@ -2,8 +2,9 @@
 
 Stops on Ctrl-C or SIGTERM by draining (:meth:`FakeServer.drain`): new handshakes get
 503 + Retry-After, every client gets ``server:draining`` and a close 1012 behind the acks
-it is owed, and the process exits 0 once they left (at most ``--drain-timeout``
-seconds; a second signal cuts the wait short). The token secret and
+it is owed, and the process exits 0 once they left (at most ``--drain-spread`` +
+``--drain-timeout`` + :data:`DRAIN_GRACE` seconds, kept by a watchdog thread; a second
+signal cuts the wait short). The token secret and
 the admin token are kept across restarts in a per-user state file
 (:mod:`.serve_state`), so tokens it issued stay valid when it is started again;
 ``--secret`` / ``--admin-token`` override them, ``--ephemeral`` makes fresh random
@@ -17,15 +18,21 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import secrets
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from .config import ServerConfig
 from .serve_state import StateFileError, load_state, state_path
 from .server import FakeServer
+
+DRAIN_GRACE = 5.0
+"""Seconds past ``--drain-spread`` + ``--drain-timeout`` the final stop may take (closing
+the Redis link, aiohttp's cleanup) before the process exits regardless."""
 
 __all__ = ["main"]
 
@@ -78,6 +85,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="run as a cluster node on this Redis (redis://HOST:PORT/DB); every node "
         "needs the same --secret (docs/cluster.md)",
     )
+    p.add_argument(
+        "--redis-max-connections",
+        type=int,
+        default=defaults.redis_max_connections,
+        help="Redis commands this node runs at once; more wait their turn (docs/cluster.md)",
+    )
     p.add_argument("--node-id", help="this node's name in the cluster (default: random)")
     p.add_argument(
         "--log-level",
@@ -106,6 +119,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "fake_server") -> int:
             max_connections_per_address=args.max_connections_per_address,
             redis_url=args.redis,
             node_id=args.node_id,
+            redis_max_connections=args.redis_max_connections,
         )
         if args.node_id is not None and (not args.node_id or "|" in args.node_id):
             raise ValueError("--node-id must be non-empty and must not contain '|'")
@@ -133,7 +147,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "fake_server") -> int:
         return 2
     drain = (args.drain_timeout, args.drain_retry_after, args.drain_spread)
     try:
-        asyncio.run(_serve(config, args.host, args.port, kept=kept, drain=drain))
+        watchdog = _Watchdog()
+        try:
+            asyncio.run(
+                _serve(config, args.host, args.port, kept=kept, drain=drain, watchdog=watchdog)
+            )
+        finally:
+            watchdog.disarm()
     except ConnectionError as exc:  # the cluster's Redis did not answer at start
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
@@ -164,6 +184,7 @@ async def _serve(
     *,
     kept: Path | None,
     drain: tuple[float, float, float] = (10.0, 1.0, 0.0),
+    watchdog: _Watchdog | None = None,
 ) -> None:
     stop = asyncio.Event()
     signals = 0
@@ -198,9 +219,10 @@ async def _serve(
         print("press Ctrl-C to stop", flush=True)
         await stop.wait()
         timeout, retry_after, spread = drain
-        print(
-            f"draining (at most {spread + timeout:g} s; signal again to stop at once)", flush=True
-        )
+        bound = spread + timeout + DRAIN_GRACE
+        if watchdog is not None:
+            watchdog.arm(bound)
+        print(f"draining (at most {bound:g} s; signal again to stop at once)", flush=True)
         draining = asyncio.create_task(
             server.drain(timeout, retry_after=retry_after, spread=spread)
         )
@@ -222,3 +244,26 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.remove_signal_handler(sig)
+
+
+class _Watchdog:
+    """The drain's bound, kept even by a stuck or saturated event loop: a thread that
+    ends the process (status 0, as a second signal would) once the bound has passed."""
+
+    def __init__(self) -> None:
+        self._timer: threading.Timer | None = None
+
+    def arm(self, seconds: float) -> None:
+        self._timer = threading.Timer(seconds, self._expired, args=(seconds,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    @staticmethod
+    def _expired(seconds: float) -> None:
+        logging.getLogger("fake_server").warning("drain overran %g s: exiting now", seconds)
+        print(f"drain overran {seconds:g} s: exiting now", flush=True)
+        os._exit(0)

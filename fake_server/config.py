@@ -89,6 +89,10 @@ class ServerConfig:
     """A node whose heartbeat stopped this long is dead: its members leave every room."""
     redis_timeout: float = 2.0
     """Longest wait for one Redis command before the request gets a retry reply."""
+    redis_max_connections: int = 50
+    """Redis commands one node runs at once (its connection pool holds a few more, for
+    the fan-out subscriber); a request past that waits its turn, up to ``redis_timeout``,
+    then gets a retry reply ``STORE_BUSY`` (load, not an outage)."""
     redis_retry_after: float = 1.0
     """The ``retryAfter`` cap sent with a request refused because Redis is unreachable."""
     redis_cutoff: float = 15.0
@@ -125,6 +129,7 @@ class ServerConfig:
             "max_connections_per_address",
             "node_ttl",
             "redis_timeout",
+            "redis_max_connections",
             "redis_retry_after",
             "redis_cutoff",
         )

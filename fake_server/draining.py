@@ -76,6 +76,13 @@ async def drain_peers(
     for (_, closed), done in zip(closing, in_time, strict=True):
         if not done:
             _cut(closed)
+    if not all(in_time):
+        # A cut connection's reader may wait for room on its lane, behind requests
+        # that wait for Redis (each up to redis_timeout): drop them, so that its
+        # handler ends now, not after the lane (the stop that follows waits for it).
+        for conn in list(hub.connections.values()):
+            if conn.lane is not None:
+                conn.lane.close()
     log.info("drained: %s", "every connection left in time" if all(in_time) else "cut some")
     return all(in_time)
 

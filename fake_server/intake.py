@@ -20,7 +20,7 @@ from .envelope import FrameError, Request, error_ack, event, parse_envelope, par
 from .errors import ErrorCode, RequestError
 from .lanes import TaskSet
 from .stats import Counters
-from .store import Store, StoreUnavailable, run_inline
+from .store import Store, StoreBusy, StoreUnavailable, run_inline
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -209,6 +209,15 @@ class Intake:
         """The reply to a request whose handler raised ``exc``."""
         if isinstance(exc, RequestError):
             return self._refusal(conn, request, exc)
+        if isinstance(exc, StoreBusy):
+            self.counters.bump("store_busy")
+            refusal = RequestError(
+                ErrorCode.INTERNAL,
+                "shared store busy; send again later",
+                retryAfter=exc.retry_after,
+                reason="STORE_BUSY",
+            )
+            return self._refusal(conn, request, refusal)
         if isinstance(exc, StoreUnavailable):
             self.counters.bump("store_unavailable")
             refusal = RequestError(

@@ -4,6 +4,13 @@ Errors of the ``redis`` package are mapped here (and in the fan-out's reader, wh
 :data:`UNREACHABLE`): an unreachable Redis becomes
 :class:`~fake_server.store.StoreUnavailable` with a capped retry hint, each outage is
 logged once (when it starts and when it ends) and counted for ``/health``.
+
+A busy node is not an unreachable Redis: at most ``redis_max_connections`` commands run
+at once (a semaphore taken in :meth:`RedisLink.calling`, over a blocking pool a few
+connections larger, so a connection is always there for the holder); a request that
+waits longer than ``redis_timeout`` for its turn gets :class:`~fake_server.store.StoreBusy`,
+which counts no outage.  (redis-py's default pool raises ``Too many connections``, a
+``ConnectionError``, past 100: that read as an outage under load.)
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import redis_scripts as scripts
 from .config import ServerConfig
 from .stats import Counters
-from .store import StoreUnavailable
+from .store import StoreBusy, StoreUnavailable
 
 __all__ = ["SCRIPTS", "UNREACHABLE", "RedisLink", "refusing", "stopping"]
 
@@ -56,6 +63,10 @@ def refusing(exc: BaseException) -> bool:
         return True
     return isinstance(exc, ResponseError) and str(exc).split(" ", 1)[0] in REFUSALS
 
+
+POOL_SPARE = 4
+"""Connections the pool holds beyond ``redis_max_connections``: the fan-out's subscriber
+and its reads of missed events, which do not take a turn."""
 
 SCRIPTS = (
     "COMMIT",
@@ -99,8 +110,10 @@ class RedisLink:
         self._config = config
         self._counters = counters
         self._clock = monotonic
-        self.client = aioredis.Redis.from_url(
+        pool = aioredis.BlockingConnectionPool.from_url(
             config.redis_url,
+            max_connections=config.redis_max_connections + POOL_SPARE,
+            timeout=config.redis_timeout,
             socket_timeout=config.redis_timeout,
             socket_connect_timeout=config.redis_timeout,
             # One more try on a fresh connection (the old one may be dead after a
@@ -108,6 +121,8 @@ class RedisLink:
             retry=Retry(NoBackoff(), 1),
             client_name=f"rtclient-{node_id}",
         )
+        self.client = aioredis.Redis.from_pool(pool)
+        self.turns = asyncio.Semaphore(config.redis_max_connections)
         self._scripts = {
             name: self.client.register_script(getattr(scripts, name)) for name in SCRIPTS
         }
@@ -124,7 +139,24 @@ class RedisLink:
     async def calling(self) -> AsyncIterator[None]:
         """Bound the calls inside by ``redis_timeout``; map an unreachable Redis (or one
         that refuses commands for now: :func:`refusing`) to :class:`StoreUnavailable`
-        and keep track of the outage."""
+        and keep track of the outage.
+
+        Waits first for a turn (at most ``redis_timeout``, then :class:`StoreBusy`)."""
+        try:
+            async with asyncio.timeout(self._config.redis_timeout):
+                await self.turns.acquire()
+        except TimeoutError:
+            stopping()
+            cap = self._config.redis_retry_after
+            raise StoreBusy("redis commands at the node's limit", min(cap, 0.5)) from None
+        try:
+            async with self._calling():
+                yield
+        finally:
+            self.turns.release()
+
+    @asynccontextmanager
+    async def _calling(self) -> AsyncIterator[None]:
         try:
             async with asyncio.timeout(self._config.redis_timeout):
                 yield

@@ -51,6 +51,7 @@ log = logging.getLogger("fake_server.redis")
 
 CLUSTER_COUNTERS = (
     "store_unavailable",
+    "store_busy",
     "redis_errors",
     "redis_outages",
     "redis_cutoffs",

@@ -175,8 +175,12 @@ class FakeServer:
             self.sio_url,
         )
 
-    async def stop(self) -> None:
-        """Close every client with 1001, stop listening and end every task and timer."""
+    async def stop(self, *, within: float | None = None) -> None:
+        """Close every client with 1001, stop listening and end every task and timer.
+
+        ``within``: how long a client may take to answer the close before it is cut
+        (default ``close_timeout`` + 1 s; a drain, which already waited, passes 1 s).
+        """
         runner = self._runner
         if runner is None:
             return
@@ -186,7 +190,7 @@ class FakeServer:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._faults.resume()
         await self._unlisten()
-        await self._close_peers(CloseCode.GOING_AWAY, "server shutting down")
+        await self._close_peers(CloseCode.GOING_AWAY, "server shutting down", within)
         self._timers.cancel_all()
         for endpoint in self._endpoints:
             await endpoint.shutdown()
@@ -220,7 +224,7 @@ class FakeServer:
             retry_after=retry_after,
             spread=spread,
         )
-        await self.stop()
+        await self.stop(within=1.0)  # whoever is left was told and cut already
         self._faults.draining = None
         return in_time
 
@@ -236,8 +240,9 @@ class FakeServer:
             site, self._site = self._site, None
             await site.stop()
 
-    async def _close_peers(self, code: int, reason: str) -> None:
-        within = self.config.close_timeout + 1.0
+    async def _close_peers(self, code: int, reason: str, within: float | None = None) -> None:
+        if within is None:
+            within = self.config.close_timeout + 1.0
         closing = [(e, e.close_all(code, reason)) for e in self._endpoints]
         await asyncio.gather(*(self._wait(e, peers, within) for e, peers in closing))
         if not self._faults.paused:

@@ -37,6 +37,7 @@ __all__ = [
     "MemoryStore",
     "Message",
     "Store",
+    "StoreBusy",
     "StoreUnavailable",
     "presence_event",
     "run_inline",
@@ -55,6 +56,11 @@ class StoreUnavailable(Exception):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class StoreBusy(StoreUnavailable):
+    """The store answers, but this node already runs as many commands as it may: the
+    request waited its turn too long.  Load, not an outage (counted apart)."""
 
 
 Limit = Literal["msg", "eph", "qry"]
