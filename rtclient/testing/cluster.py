@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -40,6 +39,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from .cluster_node import READY_TIMEOUT, NodeFailed, NodeProcess
+from .programs import free_port
 from .proxy import FaultProxy
 from .redis_server import RedisServer
 
@@ -47,14 +47,6 @@ if TYPE_CHECKING:
     from fake_server.auth import TokenAuthority
 
 __all__ = ["Cluster", "NodeFailed", "NodeProcess", "free_port"]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` right now (the OS's pick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Cluster:

@@ -17,25 +17,17 @@ import base64
 import contextlib
 import json
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from ..adapters.nats_wire import Message, NatsReader
-from .programs import require_program
+from .programs import free_port, require_program
 
 __all__ = ["NatsServer"]
 
 START_TIMEOUT = 10.0
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class NatsServer:
@@ -44,8 +36,8 @@ class NatsServer:
     def __init__(self, *, token: str | None = None, host: str = "127.0.0.1") -> None:
         self.host = host
         self.token = token
-        self.port = _free_port(host)
-        self.ws_port = _free_port(host)
+        self.port = free_port(host)
+        self.ws_port = free_port(host)
         self._program = require_program("nats-server")
         self._dir = Path(tempfile.mkdtemp(prefix="rtclient-nats-"))
         self._process: asyncio.subprocess.Process | None = None

@@ -12,11 +12,12 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["DEBIAN_PACKAGES", "ProgramMissing", "in_ci", "require_program"]
+__all__ = ["DEBIAN_PACKAGES", "ProgramMissing", "free_port", "in_ci", "require_program"]
 
 DEBIAN_PACKAGES = {
     "redis-server": "redis-server",
@@ -97,3 +98,11 @@ def require_program(name: str, *, install: bool | None = None) -> str:
             return found
         why += f"; installing it failed: {failure}"
     raise ProgramMissing(why)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (the OS's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port

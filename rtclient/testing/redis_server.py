@@ -15,25 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from .cluster_node import die_with_parent
-from .programs import require_program
+from .programs import free_port, require_program
 
 __all__ = ["RedisServer"]
 
 START_TIMEOUT = 10.0
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class RedisServer:
@@ -41,7 +33,7 @@ class RedisServer:
 
     def __init__(self, *, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.host = host
-        self.port = port or _free_port(host)
+        self.port = port or free_port(host)
         self._program = require_program("redis-server")
         self._dir = Path(tempfile.mkdtemp(prefix="rtclient-redis-"))
         self._process: asyncio.subprocess.Process | None = None
