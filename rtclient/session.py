@@ -41,7 +41,7 @@ from .errors import (
     NotJoined,
     RtClientError,
 )
-from .events import ConnectionState, ErrorEvent, QualityChanged
+from .events import ConnectionState, ErrorEvent, Gap, QualityChanged
 from .hints import DEFAULT_MAX_SERVER_DELAY
 from .ids import new_message_id
 from .journal import Journal, StoreChange
@@ -474,6 +474,10 @@ class Session:
         """
         if isinstance(envelope, RepeatedOffset):  # dropped by the Socket.IO transport
             self.counters["duplicates_dropped"] += 1
+            return
+        if isinstance(envelope, Gap):  # generic mode: the server's sequence started over
+            self.counters["gaps"] += 1
+            self._out.add(envelope)
             return
         if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
             self._out.malformed("frame is not an object with a string 'type'")

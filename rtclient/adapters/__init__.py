@@ -9,7 +9,7 @@ and what each level of adapter buys; two adapters ship:
   the stream sequence) and resume positions (a consumer from a stream sequence).
 """
 
-from .base import Acked, Adapter, Closing, Frame, Incoming, Ready, Received, Refused, Reply
+from .base import Acked, Adapter, Closing, Frame, Incoming, Ready, Received, Refused, Reply, Reset
 from .envelope import JsonEnvelope
 from .nats import NatsJetStream
 
@@ -25,4 +25,5 @@ __all__ = [
     "Received",
     "Refused",
     "Reply",
+    "Reset",
 ]

@@ -20,7 +20,10 @@ What an adapter can recognise decides which promise generic mode keeps (README,
   Client keeps the position of the last event it took and offers it to
   :meth:`Adapter.opening` on the next connection, so **nothing is missed**; an event
   at or before that position (a replay overlapping what was seen) is dropped and
-  counted as a duplicate.
+  counted as a duplicate. Positions only mean something within one sequence: an
+  adapter whose server can start its sequence over (a stream deleted and recreated,
+  a server that lost its data) must say so with :class:`Reset` before the first event
+  of the new sequence, else those events are dropped as duplicates;
 
 Contract of :meth:`Adapter.decode`: a frame that cannot be read raises
 :class:`~rtclient.errors.ProtocolError` (the Client counts it, reports an ``error``
@@ -42,6 +45,7 @@ __all__ = [
     "Received",
     "Refused",
     "Reply",
+    "Reset",
 ]
 
 Frame = str | bytes
@@ -109,7 +113,25 @@ class Ready:
     max_message_size: int | None = None
 
 
-Incoming = Received | Acked | Refused | Reply | Closing | Ready
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """The server's sequence started over: positions before this item belong to an
+    old sequence. For adapters with ``resumes``.
+
+    The Client forgets the position it kept (the next event is taken whatever its
+    position), reports a :class:`~rtclient.events.Gap` (reason ``"reset"``: events of
+    the old sequence after the last one taken may never have been delivered) and
+    counts it (``stats()["gaps"]``). ``scope`` names what was reset (the Gap's
+    ``room``: a stream's name); ``old_epoch`` / ``new_epoch`` identify the sequence
+    before and after (a stream's creation time), if the adapter knows them.
+    """
+
+    scope: str = ""
+    old_epoch: str | None = None
+    new_epoch: str | None = None
+
+
+Incoming = Received | Acked | Refused | Reply | Closing | Ready | Reset
 
 
 class Adapter(Protocol):
@@ -135,7 +157,8 @@ class Adapter(Protocol):
     def opening(self, token: str | None, resume: int | None) -> list[Frame]:
         """Start a new connection; return the frames to write first (a handshake, a
         subscription from ``resume``: the position of the last event taken, None before
-        any). Forgets whatever was half-read on the previous connection."""
+        any or after a :class:`Reset`). Forgets whatever was half-read on the previous
+        connection."""
         ...
 
     def encode(self, name: str, data: Any, message_id: str | None) -> list[Frame]:

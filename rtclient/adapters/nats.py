@@ -14,6 +14,11 @@ A second, real envelope for generic mode (nats-server 2.9, ``websocket {}`` and
   (``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.…``) carries the stream
   sequence: the **resume position**. The next connection's consumer starts at the
   sequence after the last one taken, so nothing is missed;
+- before it makes the consumer, each connection asks for the stream's info
+  (``$JS.API.STREAM.INFO``): a stream whose ``created`` time is not the one seen
+  before (deleted and recreated) or whose last sequence is behind the resume position
+  (its data lost) is a new sequence: :class:`Reset` (the Client reports a Gap), and
+  the consumer delivers the new stream from its start, all of it after the reset;
 - the token is the CONNECT's ``auth_token``; the ``PONG`` to a ``PING`` sent after it
   says the server accepted the connection; ``-ERR 'Authorization Violation'`` ends it
   as a 4001 (fatal, as a rejected token on any transport); the server's ``PING`` is
@@ -31,15 +36,16 @@ import secrets
 from typing import Any
 
 from ..errors import ProtocolError
-from .base import Acked, Closing, Frame, Incoming, Ready, Received, Refused, Reply
+from .base import Acked, Closing, Frame, Incoming, Ready, Received, Refused, Reply, Reset
 from .nats_wire import Message, NatsReader, Op, headers_block, parse_headers
 
 __all__ = ["NatsJetStream"]
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _SUBJECT = re.compile(r"[^\s.*>]+(\.[^\s.*>]+)*")
-_ACKS, _DELIVERIES = "1", "2"  # subscription ids
+_ACKS, _DELIVERIES, _INFO, _CREATED = "1", "2", "3", "4"  # subscription ids
 _HEADER_ROOM = 128
+_PING = b"PING\r\n"
 
 
 class NatsJetStream:
@@ -73,6 +79,14 @@ class NatsJetStream:
         """The stream's last sequence when the first consumer was made with ``new``:
         where a later one resumes if no event was taken in between."""
         self._create_reply = ""
+        self._info_reply = ""
+        self._deliver = ""
+        self._resume: int | None = None
+        self._policy = start
+        """Where a consumer starts without a position: ``start``, then ``all`` after a
+        reset (everything in a new stream came after it)."""
+        self._epoch: str | None = None
+        """The ``created`` time of the stream the positions belong to."""
         self._accepted = False
         self._max_payload: int | None = None
 
@@ -95,9 +109,22 @@ class NatsJetStream:
         }
         if token:
             connect["auth_token"] = token
-        after = resume if resume is not None else self._floor
+        self._deliver = deliver
+        self._resume = resume
+        self._info_reply = f"{self._inbox}.i.{n}"
+        return [
+            b"CONNECT "
+            + json.dumps(connect).encode()
+            + b"\r\n"
+            + f"SUB {self._inbox}.r.* {_ACKS}\r\nSUB {self._inbox}.c.* {_CREATED}\r\n".encode()
+            + f"SUB {self._inbox}.i.* {_INFO}\r\nSUB {deliver} {_DELIVERIES}\r\n".encode()
+            + _pub(f"$JS.API.STREAM.INFO.{self.stream}", self._info_reply, b"", b"")
+        ]  # the PING whose PONG is Ready goes with the consumer (_stream_info)
+
+    def _create_consumer(self, after: int | None, policy: str) -> bytes:
+        """The consumer of this connection: from ``after`` + 1, else by ``policy``."""
         config: dict[str, Any] = {
-            "deliver_subject": deliver,
+            "deliver_subject": self._deliver,
             "ack_policy": "none",
             "replay_policy": "instant",
             "filter_subject": self.filter,
@@ -106,17 +133,9 @@ class NatsJetStream:
         if after is not None:
             config.update(deliver_policy="by_start_sequence", opt_start_seq=after + 1)
         else:
-            config["deliver_policy"] = self.start
+            config["deliver_policy"] = policy
         create = json.dumps({"stream_name": self.stream, "config": config}).encode()
-        return [
-            b"CONNECT "
-            + json.dumps(connect).encode()
-            + b"\r\n"
-            + f"SUB {self._inbox}.r.* {_ACKS}\r\nSUB {self._inbox}.c.* {_ACKS}\r\n".encode()
-            + f"SUB {deliver} {_DELIVERIES}\r\n".encode()
-            + _pub(f"$JS.API.CONSUMER.CREATE.{self.stream}", self._create_reply, b"", create)
-            + b"PING\r\n"  # its PONG says the CONNECT was accepted (Ready)
-        ]
+        return _pub(f"$JS.API.CONSUMER.CREATE.{self.stream}", self._create_reply, b"", create)
 
     def encode(self, name: str, data: Any, message_id: str | None) -> list[Frame]:
         """``HPUB`` with ``Nats-Msg-Id`` and a reply subject (``PUB`` without an id)."""
@@ -140,6 +159,9 @@ class NatsJetStream:
         out: list[Incoming] = []
         for op in ops:
             if isinstance(op, Message):
+                if op.subject == self._info_reply:
+                    out.extend(self._stream_info(op.payload))
+                    continue
                 item = self._message(op)
                 if item is not None:
                     out.append(item)
@@ -192,6 +214,33 @@ class NatsJetStream:
             code = str(error.get("err_code", error.get("code", "ERROR")))
             return Refused(message_id, f"JETSTREAM_{code}", str(error.get("description", "")))
         return Acked(message_id, answer)
+
+    def _stream_info(self, payload: bytes) -> list[Incoming]:
+        """The stream's info: a Reset if it is not the sequence the positions are of,
+        then the consumer (written back at once)."""
+        answer = _data(payload)
+        info = answer if isinstance(answer, dict) else {}
+        error = info.get("error")
+        if isinstance(error, dict):
+            message = f"stream {self.stream}: {error.get('description', '')}"
+            return [Received("error", {"code": "JETSTREAM", "message": message}), Reply(_PING)]
+        created = info.get("created")
+        created = created if isinstance(created, str) and created else None
+        state = info.get("state")
+        last = state.get("last_seq") if isinstance(state, dict) else None
+        after = self._resume if self._resume is not None else self._floor
+        behind = isinstance(last, int) and after is not None and last < after
+        renewed = created is not None and self._epoch is not None and created != self._epoch
+        out: list[Incoming] = []
+        if renewed or behind:
+            out.append(Reset(self.stream, self._epoch, created))
+            after, self._policy, self._floor = None, "all", None  # all of it is after it
+        if created is not None:
+            self._epoch = created
+        # The PONG to this PING says the CONNECT was accepted (Ready), and comes once the
+        # server read the consumer's creation: what is published after connect() is seen.
+        out.append(Reply(self._create_consumer(after, self._policy) + _PING))
+        return out
 
     def _consumer_created(self, payload: bytes) -> Incoming | None:
         answer = _data(payload)

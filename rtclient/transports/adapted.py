@@ -20,7 +20,10 @@ them into the envelopes the session core reads, through an
   with its close code;
 - a resume position is kept here, across connections: the position of the last
   event taken, offered to ``adapter.opening`` on the next connection; an event at or
-  before it is dropped (``duplicates_dropped`` in ``Client.stats()``).
+  before it is dropped (``duplicates_dropped`` in ``Client.stats()``). When the
+  adapter says the server's sequence started over (:class:`~rtclient.adapters.Reset`),
+  the position is forgotten and a :class:`~rtclient.events.Gap` (reason ``"reset"``)
+  goes to the session, which counts it and hands it to the app.
 
 The token goes in the ``Authorization: Bearer`` header, or in the URL's query under
 ``token_query`` when asked (some servers read it only there: the seed's), or in the
@@ -34,9 +37,20 @@ from collections import deque
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..adapters.base import Acked, Adapter, Closing, Frame, Ready, Received, Refused, Reply
+from ..adapters.base import (
+    Acked,
+    Adapter,
+    Closing,
+    Frame,
+    Ready,
+    Received,
+    Refused,
+    Reply,
+    Reset,
+)
 from ..adapters.envelope import JsonEnvelope
 from ..errors import ConnectionLost, ProtocolError, RequestRejected
+from ..events import Gap
 from ..redact import peer_text, remember_query_parameter, remember_token
 from ..session import OWN_EVENT
 from .base import Connection, Transport
@@ -147,7 +161,7 @@ class AdaptedConnection:
         self._conn = conn
         self._owner = owner
         self._adapter = owner.adapter
-        self._ready: deque[dict[str, Any]] = deque()
+        self._ready: deque[dict[str, Any] | Gap] = deque()
         self._closing: Closing | None = None
         self._welcomed = False
         if not self._adapter.greets:
@@ -224,6 +238,10 @@ class AdaptedConnection:
             await self._conn.send({"frame": item.frame})
         elif isinstance(item, Ready):
             self._welcome(item)
+        elif isinstance(item, Reset):
+            after = owner.position
+            owner.position = None  # the old sequence's positions mean nothing now
+            self._ready.append(Gap(item.scope, "reset", after or 0, item.old_epoch, item.new_epoch))
         elif isinstance(item, Closing):
             self._closing = item
             self._conn.abort()

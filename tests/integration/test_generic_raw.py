@@ -23,8 +23,17 @@ import websockets
 from websockets.asyncio.server import ServerConnection, serve
 
 from rtclient import Backoff, Client, ConnectionState, Event, RequestRejected, Unauthorized
-from rtclient.adapters import Frame, Incoming, JsonEnvelope, NatsJetStream, Ready, Received
+from rtclient.adapters import (
+    Frame,
+    Incoming,
+    JsonEnvelope,
+    NatsJetStream,
+    Ready,
+    Received,
+    Reset,
+)
 from rtclient.errors import ProtocolError
+from rtclient.events import Gap
 from rtclient.testing import wait_until
 
 FAST = Backoff(base=0.01, cap=0.1, stable_after=0.2)
@@ -300,6 +309,8 @@ class LogEnvelope:
             raise ProtocolError("not JSON") from None
         if message.get("type") == "hello":
             return [Ready()]
+        if message.get("type") == "reset":  # the server's log started over
+            return [Reset("log")]
         return [Received(message["type"], message["payload"], message["seq"])]
 
 
@@ -335,6 +346,9 @@ class LogServer:
         self.resumes.append(resume)
         await ws.send(json.dumps({"type": "hello"}))
         start = 0 if resume is None else max(0, resume - self.overlap)
+        if resume is not None and resume > len(self.log):  # it lost its log meanwhile
+            await ws.send(json.dumps({"type": "reset"}))
+            start = 0
         for event in self.log[start:]:
             await ws.send(json.dumps(event))
         self.sockets.add(ws)
@@ -608,3 +622,34 @@ async def test_an_adapter_whose_decode_returns_no_list_is_a_malformed_frame(
         await client.emit("relay", {"frames": frames}, ack=False)
         await wait_until(lambda: client.stats()["malformed"] == 2)
         assert client.state is ConnectionState.CONNECTED
+
+
+@TRANSPORTS
+async def test_a_sequence_that_starts_over_is_a_gap_not_dropped_duplicates(
+    transport: str,
+) -> None:
+    async with LogServer(overlap=0) as server:
+        client = Client(
+            server.url, protocol="generic", transport=transport, adapter=LogEnvelope(), backoff=FAST
+        )
+        got: list[Event] = []
+        gaps: list[Gap] = []
+        client.on("tick", got.append)
+        client.on("gap", gaps.append)
+        async with client:
+            for n in range(5):
+                await server.publish(n)
+            await wait_until(lambda: len(got) == 5)
+            for ws in list(server.sockets):
+                ws.transport.abort()
+            await client.wait_for(ConnectionState.RECONNECTING)
+            server.log.clear()  # the server lost its data: its sequence starts at 1 again
+            for n in range(5, 8):
+                await server.publish(n)
+            await wait_until(lambda: len(got) == 8)
+            await server.publish(8)  # seq 4: taken, the old position is forgotten
+            await wait_until(lambda: len(got) == 9)
+            stats = client.stats()
+    assert [e.data["n"] for e in got] == list(range(9))
+    assert gaps == [Gap("log", "reset", 5, None, None)]
+    assert stats["gaps"] == 1 and stats["duplicates_dropped"] == 0

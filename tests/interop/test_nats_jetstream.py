@@ -21,6 +21,7 @@ import pytest
 
 from rtclient import Client, ConnectionState, Event, RequestRejected, Unauthorized
 from rtclient.adapters import NatsJetStream
+from rtclient.events import Gap
 from rtclient.testing import FaultProxy, wait_until
 from rtclient.testing.nats_server import NatsServer
 from rtclient.testing.programs import ProgramMissing, in_ci
@@ -183,3 +184,40 @@ async def test_publish_to_a_subject_no_stream_takes_is_refused(
             await client.emit("nowhere.at.all", {"n": 1})
         ack = await client.emit("chat.lobby", {"n": 2})
     assert ack == {"stream": "CHAT", "seq": 1}
+
+
+@TRANSPORTS
+async def test_a_stream_recreated_while_cut_off_is_a_gap_and_its_events_arrive(
+    nats: NatsServer, transport: str
+) -> None:
+    async with (
+        FaultProxy(upstream=("127.0.0.1", nats.ws_port), seed=9) as proxy,
+        nats_client(proxy.url("ws", "/"), transport) as subscriber,
+        nats_client(nats.ws_url, transport) as publisher,
+    ):
+        got: list[Event] = []
+        gaps: list[Gap] = []
+        subscriber.on("chat.lobby", got.append)
+        subscriber.on("gap", gaps.append)
+        for n in range(5):
+            await publisher.emit("chat.lobby", {"n": n})
+        await wait_until(lambda: len(got) == 5, TIMEOUT)
+        await proxy.down()
+        await subscriber.wait_for(ConnectionState.RECONNECTING)
+        deleted = await nats.request("$JS.API.STREAM.DELETE.CHAT", {})
+        assert deleted.get("success") is True, deleted
+        created = await nats.request(
+            "$JS.API.STREAM.CREATE.CHAT", {"name": "CHAT", "subjects": ["chat.>"]}
+        )
+        assert created.get("did_create") is True, created
+        acks = [await publisher.emit("chat.lobby", {"n": n}) for n in range(5, 8)]
+        assert [ack["seq"] for ack in acks] == [1, 2, 3]  # the new stream's sequence
+        await proxy.up()
+        await wait_until(lambda: len(got) == 8, TIMEOUT)
+        await publisher.emit("chat.lobby", {"n": 8})  # seq 4, below the old position too
+        await wait_until(lambda: len(got) == 9, TIMEOUT)
+        stats = subscriber.stats()
+    assert [e.data["n"] for e in got] == list(range(9))
+    assert len(gaps) == 1 and (gaps[0].room, gaps[0].reason) == ("CHAT", "reset")
+    assert gaps[0].after_event_id == 5 and gaps[0].old_epoch != gaps[0].new_epoch
+    assert stats["gaps"] == 1 and stats["duplicates_dropped"] == 0

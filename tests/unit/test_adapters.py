@@ -15,6 +15,7 @@ from rtclient.adapters import (
     Received,
     Refused,
     Reply,
+    Reset,
 )
 from rtclient.adapters.nats_wire import Message, NatsReader, Op
 from rtclient.errors import ProtocolError
@@ -101,16 +102,43 @@ def test_nats_reader_rejects_what_makes_no_sense(data: bytes) -> None:
         NatsReader().feed(data)
 
 
+def _info(adapter: NatsJetStream, created: str, last: int) -> list[object]:
+    """The adapter's reading of the stream info reply of its latest connection."""
+    info = json.dumps({"created": created, "state": {"last_seq": last}}).encode()
+    subject = adapter._info_reply
+    return list(adapter.decode(f"MSG {subject} 3 {len(info)}\r\n".encode() + info + b"\r\n"))
+
+
 def test_nats_adapter_opening_resumes_after_the_last_position() -> None:
     adapter = NatsJetStream("CHAT", "chat.>", start="all")
     (first,) = adapter.opening("tok", None)
     assert isinstance(first, bytes)
-    assert b'"auth_token": "tok"' in first and first.endswith(b"PING\r\n")
-    assert b'"deliver_policy": "all"' in first
-    (again,) = adapter.opening("tok", 41)
-    assert b'"deliver_policy": "by_start_sequence"' in again and b'"opt_start_seq": 42' in again
+    assert b'"auth_token": "tok"' in first and b"$JS.API.STREAM.INFO.CHAT" in first
+    (create,) = _info(adapter, "t1", 0)
+    assert isinstance(create, Reply) and isinstance(create.frame, bytes)
+    assert b'"deliver_policy": "all"' in create.frame and create.frame.endswith(b"PING\r\n")
+    adapter.opening("tok", 41)
+    (again,) = _info(adapter, "t1", 50)
+    assert isinstance(again, Reply) and isinstance(again.frame, bytes)
+    assert b'"by_start_sequence"' in again.frame and b'"opt_start_seq": 42' in again.frame
     assert adapter.decode(b'INFO {"max_payload": 1048576}\r\nPONG\r\n') == [Ready(1048448)]
     assert adapter.decode(b"PONG\r\n") == []  # only the first PONG is the acceptance
+
+
+def test_nats_adapter_a_recreated_or_emptied_stream_is_a_reset() -> None:
+    adapter = NatsJetStream("CHAT", "chat.>")
+    adapter.opening(None, None)
+    _info(adapter, "t1", 7)
+    adapter.opening(None, 9)
+    reset, create = _info(adapter, "t2", 12)  # deleted and recreated: another created time
+    assert reset == Reset("CHAT", "t1", "t2")
+    assert isinstance(create, Reply) and isinstance(create.frame, bytes)
+    assert b'"deliver_policy": "all"' in create.frame  # the new stream from its start
+    adapter.opening(None, 3)
+    reset, _ = _info(adapter, "t2", 1)  # same stream, behind the position: data lost
+    assert reset == Reset("CHAT", "t2", "t2")
+    adapter.opening(None, 3)
+    assert len(_info(adapter, "t2", 3)) == 1  # the same stream: only the consumer
 
 
 def _deliveries(adapter: NatsJetStream, frame: bytes) -> list[object]:
@@ -165,9 +193,10 @@ def test_nats_consumer_on_new_resumes_from_the_stream_head_when_nothing_came() -
     adapter.opening(None, None)
     created = json.dumps({"delivered": {"consumer_seq": 0, "stream_seq": 9}})
     reply = adapter._create_reply
-    assert adapter.decode(f"MSG {reply} 1 {len(created)}\r\n{created}\r\n".encode()) == []
-    (frame,) = adapter.opening(None, None)  # a reconnect before any event was taken
-    assert b'"opt_start_seq": 10' in bytes(frame)  # type: ignore[arg-type]
+    assert adapter.decode(f"MSG {reply} 4 {len(created)}\r\n{created}\r\n".encode()) == []
+    adapter.opening(None, None)  # a reconnect before any event was taken
+    (create,) = _info(adapter, "t1", 9)
+    assert isinstance(create, Reply) and b'"opt_start_seq": 10' in bytes(create.frame)
 
 
 # -- the token in the URL ------------------------------------------------------------------
