@@ -137,7 +137,8 @@ class Gap:
 
     ``reason`` is ``"epoch"`` (the server's log was reset: a new epoch),
     ``"retention"`` (the missed events left the server's retention window),
-    ``"unavailable"`` (a hole in the live stream the sync could not fill),
+    ``"unavailable"`` (a hole in the live stream the sync could not fill: the server
+    had nothing there, refused the sync, or stayed busy through its retries),
     ``"inconsistent"`` (the server's sync pages skipped these events twice without
     saying ``truncated``), ``"ahead"`` (the cursor was past the head the server
     reports in the same epoch — an event id the server never had was believed — and

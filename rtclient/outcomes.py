@@ -38,6 +38,7 @@ COUNTERS = (
     "expired",
     "syncs",
     "rejoins_deferred",
+    "syncs_deferred",
     "volatile_sent",
     "volatile_dropped",
     "drain_notices",

@@ -29,6 +29,9 @@ from .welcome import Welcome
 
 __all__ = ["Recovery", "join_key", "leave_key"]
 
+SYNC_RETRIES = 6
+"""Syncs in a row refused for load that are asked again before the hole is a gap."""
+
 
 def join_key(room: str) -> str:
     """The outcome key of ``join(room)``."""
@@ -129,6 +132,7 @@ class Recovery:
             room.request_id = None
             room.refetch_at = None
             room.doubted = False
+            room.sync_deferred = 0
             room.held.clear()
 
     def send_join(self, room: Room, now: float) -> None:
@@ -142,17 +146,16 @@ class Recovery:
         move_room(room, RoomPhase.SYNCING)
         self._out.counters["syncs"] += 1
         room.request_id = self._sender.enqueue_request(
-            RequestKind.SYNC,
-            "sync:messages",
-            {
-                "roomId": room.name,
-                "lastEventId": room.last_event_id or 0,
-                "epoch": room.epoch,
-                "limit": self.sync_page_size,
-            },
-            now,
-            room=room.name,
+            RequestKind.SYNC, "sync:messages", self._sync_payload(room), now, room=room.name
         )
+
+    def _sync_payload(self, room: Room) -> dict[str, Any]:
+        return {
+            "roomId": room.name,
+            "lastEventId": room.last_event_id or 0,
+            "epoch": room.epoch,
+            "limit": self.sync_page_size,
+        }
 
     def on_join_ack(self, room: Room, ok: bool, payload: dict[str, Any], now: float) -> None:
         """The server answered a join: go live at its head, or sync from the cursor."""
@@ -210,14 +213,42 @@ class Recovery:
         )
         return True
 
+    def _defer_sync(self, room: Room, payload: dict[str, Any], now: float) -> bool:
+        """True if a sync refused for load (RATE_LIMIT, INTERNAL) is asked again later.
+
+        A busy server (a cluster node waiting for Redis: ``STORE_BUSY``) is no reason to
+        give up the hole as a gap: the same page is asked for again after the server's
+        ``retryAfter`` (capped; ``DEFAULT_HOLD`` without one), doubled for each refusal
+        in a row, up to ``SYNC_RETRIES`` times; then the hole is reported as before.
+        """
+        error = payload.get("error")
+        code = error.get("code") if isinstance(error, dict) else None
+        if code not in ("RATE_LIMIT", "INTERNAL") or room.sync_deferred >= SYNC_RETRIES:
+            room.sync_deferred = 0
+            return False
+        assert isinstance(error, dict)
+        cap = self._sender.pacer.max_server_delay
+        hint = parse_delay(error.get("retryAfter"))
+        wait = max(min(hint, cap) if hint is not None else DEFAULT_HOLD, HOLD_MIN)
+        wait = min(wait * 2 ** min(room.sync_deferred, 10), cap)
+        room.sync_deferred += 1
+        self._out.counters["syncs_deferred"] += 1
+        room.request_id = self._sender.defer_request(
+            RequestKind.SYNC, "sync:messages", self._sync_payload(room), now + wait, room=room.name
+        )
+        return True
+
     def on_sync_ack(self, room: Room, ok: bool, payload: dict[str, Any], now: float) -> None:
         """A sync page came: deliver it in order, ask for the next, or go live."""
         out = self._out
         room.request_id = None
         if not ok:
+            if self._defer_sync(room, payload, now):
+                return
             out.add(ErrorEvent("SYNC_FAILED", f"{room.name}: {rejection(payload)}"))
             self._go_live(room, now, after_sync=True)
             return
+        room.sync_deferred = 0
         items = payload.get("events")
         if not isinstance(items, list):
             out.malformed("sync reply without an events list")

@@ -56,6 +56,8 @@ class Room:
     """The server accepted a join of this room once: a later join is a rejoin."""
     deferred: int = 0
     """Rejoins in a row the server refused for load (RATE_LIMIT, INTERNAL)."""
+    sync_deferred: int = 0
+    """Syncs in a row the server refused for load (RATE_LIMIT, INTERNAL)."""
 
     @property
     def has_cursor(self) -> bool:

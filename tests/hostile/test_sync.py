@@ -148,7 +148,20 @@ async def test_page_with_junk_items_delivers_the_good_ones(
 
 
 @pytest.mark.parametrize("transport", ALL)
-@pytest.mark.parametrize("code", ["INTERNAL", "FORBIDDEN", "WHAT"])
+@pytest.mark.parametrize("code", ["INTERNAL", "RATE_LIMIT"])
+async def test_a_sync_refused_for_load_is_asked_again_and_fills_the_hole(
+    srv: HostileServer, make_client: MakeClient, transport: str, code: str
+) -> None:
+    client, seen = await make_client(transport, rooms=("lobby",))
+    srv.on("sync:messages", lambda conn, req: conn.reject(req, code, "busy"), nth=1)
+    await miss_three(srv, client, seen)
+    await wait_until(lambda: seen.ids() == [1, 2, 3, 4], timeout=3)
+    assert client.stats()["syncs_deferred"] == 1
+    assert "SYNC_FAILED" not in seen.codes() and not seen.gaps
+
+
+@pytest.mark.parametrize("transport", ALL)
+@pytest.mark.parametrize("code", ["FORBIDDEN", "WHAT"])
 async def test_refused_sync_is_reported_and_the_room_goes_live(
     srv: HostileServer, make_client: MakeClient, transport: str, code: str
 ) -> None:
