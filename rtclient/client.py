@@ -2,8 +2,9 @@
 
 :class:`Client` holds the options and the public operations; each operation records
 itself in the session (:mod:`rtclient.session`, where every decision is made) and
-waits for its outcome. :meth:`Client._pump` routes the session's outcomes: settled
-futures, state waiters, dispatched events, store writes, a woken writer and timer.
+waits for its outcome. :meth:`Client._pump` (:mod:`rtclient._routing`) routes the
+session's outcomes: settled futures, state waiters, dispatched events, store writes, a
+woken writer and timer.
 The running is elsewhere: the root task and reconnect loop in :mod:`rtclient._runner`,
 one connection's life in :mod:`rtclient._connection`, writing in
 :mod:`rtclient._writer`, the store in :mod:`rtclient._store_mirror`. ``close()`` ends
@@ -16,12 +17,13 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Literal, overload
 
-from ._connection import in_hook
 from ._dispatch import Dispatcher, Handler
 from ._flag import Flag
+from ._generic import GenericOps
+from ._routing import OutcomeRouter
 from ._runner import Runner, SessionTimer
 from ._store_mirror import StoreMirror
 from ._writer import Writer
@@ -30,22 +32,19 @@ from .backoff import Backoff
 from .codec import Codec, payload_check
 from .endpoints import UrlOrder, as_urls, endpoint_label, rotation
 from .errors import (
-    AckTimeout,
-    ClientClosed,
-    MessageDropped,
     RtClientError,
 )
-from .events import Ack, ConnectionState, Delivered, ErrorEvent, Event, StateChanged
+from .events import Ack, ConnectionState, Delivered, Event
 from .hints import DEFAULT_MAX_SERVER_DELAY
 from .outbox import Overflow
 from .quality import QualitySnapshot, QualityTracker
 from .reconnect import ReconnectPolicy
-from .session import Completed, Failed, Session, leave_key
+from .session import Session, leave_key
 from .sizing import size_function
 from .store import SqliteStore, Store
 from .tokens import StaticToken, TokenSource, as_provider
 from .transports.adapted import AdaptedTransport
-from .transports.base import Connection, Transport
+from .transports.base import Transport
 from .transports.factory import make_transport
 from .transports.socketio import SocketIOTransport
 
@@ -69,7 +68,7 @@ def _loop_time() -> float:
         return time.monotonic()
 
 
-class Client:
+class Client(GenericOps, OutcomeRouter):
     """A client that loses nothing and doubles nothing across reconnects.
 
     ::
@@ -545,79 +544,6 @@ class Client:
         self._pump()
         return sent
 
-    async def emit(
-        self,
-        event: str,
-        data: Any = None,
-        *,
-        ack: bool = True,
-        ttl: float | None = None,
-        timeout: float | None = None,
-        message_id_field: str | None = "messageId",
-    ) -> Any:
-        """Emit any event (generic mode); with ``ack``, return the server's ack arguments.
-
-        Queued while offline and sent again after reconnects until acknowledged, like
-        :meth:`send`; a dict ``data`` carries the message id under ``message_id_field``
-        so the receiver can drop duplicates. ``ack=False`` returns once the event was
-        written to a live connection. ``data`` must be encodable: JSON values, plus
-        ``bytes`` (MessagePack, or Socket.IO's binary attachments); TypeError at once
-        (on a raw WebSocket the adapter decides: TypeError or ValueError at once).
-        From an :meth:`on_connect` hook it is written at once, ahead of the outbox
-        (the rejoin comes before the messages queued while offline).
-
-        On a raw WebSocket whose adapter has no acks, an emit is done (None) once it
-        was written to a live connection: nothing else can tell.
-        """
-        self._check_emit(event, data)
-        future = self._waiter(
-            self._session.emit(
-                event,
-                data,
-                self._clock(),
-                ack=ack and self._acks,
-                ttl=ttl,
-                message_id_field=message_id_field,
-                early=self._in_hook(),
-            )
-        )
-        self._pump(wake_writer=False)  # _await writes it
-        return await self._await(future, timeout)
-
-    def emit_nowait(
-        self, event: str, data: Any = None, *, ack: bool = True, ttl: float | None = None
-    ) -> str:
-        """Queue an event (generic mode) and return its message id at once."""
-        self._check_emit(event, data)
-        message_id = self._session.emit(
-            event, data, self._clock(), ack=ack and self._acks, ttl=ttl, early=self._in_hook()
-        )
-        self._pump()
-        return message_id
-
-    async def call(self, event: str, data: Any = None, *, timeout: float | None = None) -> Any:
-        """Emit ``event`` and return the ack's arguments; not kept in the outbox.
-
-        Sent as soon as a connection is up — also from an :meth:`on_connect` hook,
-        before the outbox flushes. If the connection drops first it is sent again on
-        the next one; it fails with AckTimeout after ``ack_timeout`` unanswered.
-        Raises RtClientError at once on a raw WebSocket whose adapter has no acks.
-        """
-        if not self._acks:
-            raise RtClientError(
-                "this server's adapter recognises no acks, so call() could never return:"
-                " use emit(..., ack=False)"
-            )
-        self._check_emit(event, data)
-        future = self._waiter(self._session.request(event, data, self._clock(), raw=True))
-        self._pump(wake_writer=False)  # _await writes it
-        return await self._await(future, timeout)
-
-    def _in_hook(self) -> bool:
-        """Whether the caller is this client's ``on_connect`` hooks, running now."""
-        mark = in_hook.get()
-        return mark is not None and mark is self._runner.link.hook_run
-
     def on_connect(self, hook: Callable[[Client], Awaitable[None] | None]) -> None:
         """Run ``hook(client)`` after every (re)connect, before queued messages flush.
 
@@ -673,101 +599,7 @@ class Client:
     def __repr__(self) -> str:
         return f"<Client {self.endpoint} {self.state.name}>"
 
-    # -- internals: outcomes -------------------------------------------------------------
-
-    def _pump(self, *, wake_timer: bool = True, wake_writer: bool = True) -> None:
-        """Route the session's outcomes; wake the writer and, unless it is the caller, the timer.
-
-        ``wake_writer=False``: the caller writes itself next (:meth:`Writer.write_now`).
-        """
-        if self._mirror is not None:
-            self._mirror.mirror()
-        for item in self._session.outcomes():
-            if isinstance(item, Completed | Failed):
-                self._settle(item)
-            else:
-                if isinstance(item, StateChanged):
-                    self._state_changed(item)
-                elif isinstance(item, Event) and item.name == "token:expiring":
-                    self._runner.link.refresh_sooner()
-                self._dispatcher.put(item)
-        if wake_writer:
-            self._writer.kick()
-        new = self._session.take_new_deadline()
-        if wake_timer and new is not None:
-            self._timer.sooner(new)  # a deadline earlier than the one the timer is set for
-        self._progress.set()
-
-    def _timer_fired(self) -> None:
-        self._pump(wake_timer=False)  # the timer re-arms itself
-
-    def _running(self) -> bool:
-        task = self._runner.task
-        return task is not None and not task.done()
-
-    def _settle(self, outcome: Completed | Failed) -> None:
-        futures = self._waiters.pop(outcome.key, [])
-        live = [f for f in futures if not f.done()]
-        for future in live:
-            if isinstance(outcome, Completed):
-                future.set_result(outcome.result)
-            else:
-                future.set_exception(outcome.error)
-        # Nobody waits (enqueue(), a restored message): the failure becomes an error
-        # event, unless the session reported it already (a drop: MESSAGE_DROPPED).
-        if (
-            not live
-            and isinstance(outcome, Failed)
-            and not isinstance(outcome.error, ClientClosed | MessageDropped)
-        ):
-            error = outcome.error
-            if error is self._fatal:
-                if self._fatal_reported:
-                    return  # every pending join and message fails with it: say it once
-                self._fatal_reported = True
-            self._dispatcher.put(ErrorEvent(type(error).__name__, str(error), error))
-
-    def _state_changed(self, change: StateChanged) -> None:
-        log.info("state %s -> %s", change.old.name, change.new.name)
-        keep = []
-        for wanted, future in self._state_waiters:
-            if future.done():
-                continue
-            if change.new in wanted:
-                future.set_result(None)
-            elif change.new is ConnectionState.CLOSED:
-                future.set_exception(self._closed_error())
-            else:
-                keep.append((wanted, future))
-        self._state_waiters = keep
-
-    def _waiter(self, key: str) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(key, []).append(future)
-        return future
-
-    async def _await(self, future: asyncio.Future[Any], timeout: float | None) -> Any:
-        """Write the caller's request (see :meth:`Writer.write_now`), then wait for its outcome."""
-        try:
-            if timeout is None:
-                # Cancelling the caller cancels this future only: the message stays
-                # queued (its outcome is then ignored), so no shield is needed.
-                await self._writer.write_now()
-                return await future
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._writer.write_now()
-                    return await asyncio.shield(future)
-            except TimeoutError:
-                if future.done() and not future.cancelled():
-                    # Answered while the caller was still draining its own write.
-                    return future.result()
-                raise AckTimeout(f"no answer within {timeout} s (still queued)") from None
-        except BaseException:
-            # Nobody waits for the outcome any more: it must not be reported as an
-            # exception that was never retrieved.
-            future.add_done_callback(_consume)
-            raise
+    # -- internals: outcomes (the routing is in OutcomeRouter, rtclient/_routing.py) ---
 
     async def enqueue(self, room: str, text: str, *, ttl: float | None = None) -> str:
         """Queue a message and return its id once it is safe: durable with a ``store``.
@@ -779,26 +611,3 @@ class Client:
         if self._store is not None:
             await self._store.flush()
         return message_id
-
-    def _restore_failed(self, exc: BaseException) -> None:
-        """The store could not be loaded (and is closed again): the client is closed."""
-        self._session.closed(exc if isinstance(exc, RtClientError) else None)
-        self._session.store_changes()  # the store is closed: nothing to mirror
-        self._pump()
-
-    @property
-    def _conn(self) -> Connection | None:
-        """The open connection, if any (for tests and debugging)."""
-        return self._runner.link.conn
-
-    def _closed_error(self) -> RtClientError:
-        return self._fatal or ClientClosed("the client is closed")
-
-    def _check_not_closed(self, wanted: Iterable[ConnectionState]) -> None:
-        if self.state is ConnectionState.CLOSED and ConnectionState.CLOSED not in wanted:
-            raise self._closed_error()
-
-
-def _consume(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
