@@ -109,25 +109,47 @@ class SocketIOResume:
     _recent: dict[str, None] = field(default_factory=dict, init=False, repr=False, compare=False)
     """The session's recent offsets, oldest first (an ordered set)."""
 
+    _attempt: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
+    """Offsets taken during the connection attempt under way (before ``connected``)."""
+
+    _attempting: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def attempting(self) -> None:
+        """A connection attempt starts: events may arrive before its connect returns."""
+        self._attempt.clear()
+        self._attempting = True
+
     def connected(self, pid: str | None, *, recovered: bool) -> None:
-        """A connect ended with the server's ``pid``; a new session starts at no offset."""
+        """A connect ended with the server's ``pid``; a new session starts with only the
+        offsets that arrived during this attempt (the events a server sends right after
+        its CONNECT can be handled before the connect returns)."""
         self.pid = pid
         if not recovered:
-            self.offset = None
-            self._recent.clear()
+            keep = self._attempt[-RECENT_OFFSETS:]
+            self._recent = dict.fromkeys(keep)
+            self.offset = keep[-1] if keep else None
+        self._attempt.clear()
+        self._attempting = False
 
-    def received(self, offset: str) -> bool:
-        """An event with ``offset`` arrived in the current session.
+    def received(self, offset: str, *, session_pid: str | None = None) -> bool:
+        """An event with ``offset`` arrived; ``session_pid``: the pid of the CONNECT
+        packet the connection got so far (None before it: a recovery's replay).
 
         False if the offset was seen before in the session: the caller must drop the
-        event (it was delivered), and the resume position stays where it was.
+        event (it was delivered), and the resume position stays where it was. During an
+        attempt whose CONNECT named another session than the one asked for, only the
+        offsets of this attempt count: the new session may reuse the old one's offsets.
         """
-        if offset in self._recent:
+        new = self._attempting and session_pid is not None and session_pid != self.pid
+        if offset in (self._attempt if new else self._recent):
             return False
-        self._recent[offset] = None
-        if len(self._recent) > RECENT_OFFSETS:
-            del self._recent[next(iter(self._recent))]
-        self.offset = offset
+        if not new:
+            self._recent[offset] = None
+            if len(self._recent) > RECENT_OFFSETS:
+                del self._recent[next(iter(self._recent))]
+            self.offset = offset
+        if len(self._attempt) < RECENT_OFFSETS:
+            self._attempt.append(offset)
         return True
 
 

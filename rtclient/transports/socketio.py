@@ -148,6 +148,7 @@ class SocketIOTransport:
         auth: dict[str, Any] = {"token": token} if token else {}
         resume = self.resume
         sent_pid = resume.pid
+        resume.attempting()
         if sent_pid is not None:
             auth.update(pid=sent_pid, offset=resume.offset)
         try:
@@ -377,7 +378,7 @@ class SocketIOConnection:
             # A recovering server replays missed events before its CONNECT packet, so
             # the pid we asked to resume counts as "on" too.
             offset, args = args[-1], args[:-1]
-            if not resume.received(offset):
+            if not resume.received(offset, session_pid=self._sio.pid):
                 # Delivered already in this session (live and again in a replay, or
                 # replayed twice): handed on only to be counted.
                 self._inbox.put(RepeatedOffset(event, offset))
