@@ -218,8 +218,8 @@ class Recovery:
 
         A busy server (a cluster node waiting for Redis: ``STORE_BUSY``) is no reason to
         give up the hole as a gap: the same page is asked for again after the server's
-        ``retryAfter`` (capped; ``DEFAULT_HOLD`` without one), doubled for each refusal
-        in a row, up to ``SYNC_RETRIES`` times; then the hole is reported as before.
+        ``retryAfter`` (capped; ``DEFAULT_HOLD`` without one), up to ``SYNC_RETRIES``
+        times in a row; then the hole is reported as before.
         """
         error = payload.get("error")
         code = error.get("code") if isinstance(error, dict) else None
@@ -229,8 +229,9 @@ class Recovery:
         assert isinstance(error, dict)
         cap = self._sender.pacer.max_server_delay
         hint = parse_delay(error.get("retryAfter"))
+        # No doubling: the count bounds the retries, and a room waiting for its sync
+        # holds its live events, so the hole should be filled (or reported) soon.
         wait = max(min(hint, cap) if hint is not None else DEFAULT_HOLD, HOLD_MIN)
-        wait = min(wait * 2 ** min(room.sync_deferred, 10), cap)
         room.sync_deferred += 1
         self._out.counters["syncs_deferred"] += 1
         room.request_id = self._sender.defer_request(
