@@ -11,6 +11,13 @@ connections larger, so a connection is always there for the holder); a request t
 waits longer than ``redis_timeout`` for its turn gets :class:`~fake_server.store.StoreBusy`,
 which counts no outage.  (redis-py's default pool raises ``Too many connections``, a
 ``ConnectionError``, past 100: that read as an outage under load.)
+
+A pooled connection that the peer reset while it was idle (a partition, a proxy, a
+Redis restart) is one redis-py takes for healthy; writing to it on Python 3.12 and
+3.13.0-3.13.x raises ``AttributeError`` or ``TypeError`` from inside asyncio (CPython
+gh-136234; redis-py #4287) instead of ``ConnectionError``, which nothing retries and no
+outage handling catches. The pool's connections (:func:`write_guarded`) therefore
+check the transport before they write, as Python 3.11 in effect does.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
@@ -40,7 +48,7 @@ from .config import ServerConfig
 from .stats import Counters
 from .store import StoreBusy, StoreUnavailable
 
-__all__ = ["SCRIPTS", "UNREACHABLE", "RedisLink", "refusing", "stopping"]
+__all__ = ["SCRIPTS", "UNREACHABLE", "RedisLink", "refusing", "stopping", "write_guarded"]
 
 log = logging.getLogger("fake_server.redis")
 
@@ -84,6 +92,29 @@ SCRIPTS = (
 """The Lua scripts of :mod:`fake_server.redis_scripts` a node runs."""
 
 
+class _WriteGuard(AbstractConnection):
+    """A connection that does not write to a transport its peer has closed."""
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        writer = self._writer
+        if writer is not None and writer.transport.is_closing():
+            # Lost while idle in the pool: a ConnectionError, as on Python 3.11 (where
+            # the write is dropped and drain() raises), so that redis-py's retry takes
+            # a fresh connection; on 3.12/3.13 the write itself would raise
+            # AttributeError/TypeError from the closed transport (CPython gh-136234).
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError("Connection closed by server.")
+        await super().send_packed_command(command, check_health)
+
+
+def write_guarded(cls: type[AbstractConnection]) -> type[AbstractConnection]:
+    """``cls`` (the pool's connection class: TCP, TLS or Unix socket) with the guard of
+    :class:`_WriteGuard` before every write."""
+    if issubclass(cls, _WriteGuard):
+        return cls
+    return type(f"WriteGuarded{cls.__name__}", (_WriteGuard, cls), {})
+
+
 def stopping() -> None:
     """Raise ``CancelledError`` when the current task is being cancelled.
 
@@ -121,6 +152,7 @@ class RedisLink:
             retry=Retry(NoBackoff(), 1),
             client_name=f"rtclient-{node_id}",
         )
+        pool.connection_class = write_guarded(pool.connection_class)
         self.client = aioredis.Redis.from_pool(pool)
         self.turns = asyncio.Semaphore(config.redis_max_connections)
         self._scripts = {

@@ -1,0 +1,94 @@
+"""Redis connections reset by the peer while idle in a node's pool (a partition that
+sends RSTs, as ``Cluster.partition`` does).
+
+redis-py takes such a connection for healthy (its reader holds the error, not an EOF),
+and on Python 3.12 and 3.13 writing to it raised ``AttributeError``/``TypeError`` from
+inside asyncio: no retry, no outage handling. The fan-out's reader died of it while it
+caught up after the partition, and the node went on taking clients and acking their
+messages without fanning out a single event again (the cluster chaos run with
+``RT_SOAK_SEED=937079`` lost 35 acknowledged messages that way, no gap announced).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fake_server.redis_store import RedisStore
+from fake_server.server import FakeServer
+from rtclient.testing import wait_until
+from rtclient.testing.proxy import FaultProxy
+from rtclient.testing.redis_server import RedisServer
+
+from ..server.conftest import Connect
+from .conftest import MakeNode
+
+pytestmark = pytest.mark.cluster
+
+
+def _store(node: FakeServer) -> RedisStore:
+    store = node.hub.storage
+    assert isinstance(store, RedisStore)
+    return store
+
+
+async def _fill_pool(store: RedisStore, count: int) -> None:
+    """Leave ``count`` connections idle in the node's pool (commands at once)."""
+    blocked = [store.link.client.execute_command("BLPOP", "nothing", 0.05) for _ in range(count)]
+    await asyncio.gather(*blocked)
+
+
+def _idle_dead(store: RedisStore) -> int:
+    """Idle pooled connections whose transport the peer closed."""
+    pool = store.link.client.connection_pool
+    return sum(
+        1
+        for conn in pool._available_connections
+        if conn._writer is not None and conn._writer.transport.is_closing()
+    )
+
+
+async def test_a_command_on_a_pooled_connection_the_peer_reset_goes_on_a_fresh_one(
+    redis: RedisServer, make_node: MakeNode
+) -> None:
+    async with FaultProxy(upstream=("127.0.0.1", redis.port)) as proxy:
+        node = await make_node(redis_url=f"redis://127.0.0.1:{proxy.port}/0", redis_cutoff=30.0)
+        store = _store(node)
+        await _fill_pool(store, 4)
+        await proxy.down(reset=True)
+        await wait_until(lambda: _idle_dead(store) >= 4, timeout=3.0)
+        await proxy.up()
+        # Commands at once, each on a reset connection first: a ConnectionError that
+        # redis-py retries on a fresh one (3.12/3.13 raised AttributeError/TypeError).
+        await _fill_pool(store, 4)
+        assert _idle_dead(store) == 0
+        assert await store.link.client.set("key", "value") is True
+
+
+async def test_a_node_back_from_a_partition_with_resets_fans_out_again(
+    redis: RedisServer, make_node: MakeNode, connect: Connect
+) -> None:
+    async with FaultProxy(upstream=("127.0.0.1", redis.port)) as proxy:
+        away = await make_node(redis_url=f"redis://127.0.0.1:{proxy.port}/0", redis_cutoff=30.0)
+        home = await make_node()
+        alice, bob = await connect(home, "alice"), await connect(away, "bob")
+        await alice.join("lobby")
+        await bob.join("lobby")
+        await alice.say("lobby", "seen", id="m0")
+        await bob.expect("chat:message")
+        store = _store(away)
+        # Idle connections in the pool when the link is cut with RSTs: the fan-out's
+        # catch-up after the partition reads the missed events on one of them.
+        await _fill_pool(store, 6)
+        await proxy.down(reset=True)
+        await wait_until(lambda: _idle_dead(store) >= 6, timeout=3.0)
+        for n in range(1, 4):
+            await alice.say("lobby", f"missed {n}", id=f"m{n}")
+        await proxy.up()
+        got = [await bob.expect("chat:message", timeout=3.0) for _ in range(3)]
+        assert [e["eventId"] for e in got] == [2, 3, 4]
+        # The fan-out still runs: live events reach the node's members.
+        await alice.say("lobby", "live again", id="m4")
+        assert (await bob.expect("chat:message", timeout=3.0))["eventId"] == 5
+        assert store.fanout.subscribed
