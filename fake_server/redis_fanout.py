@@ -12,6 +12,10 @@ the room's log (a stream), and a message whose id skips ahead makes it read the 
 first.  Nothing committed is skipped on the way to a live member, and nothing is sent
 twice (an id at or below the last delivered one is dropped).
 
+The reader outlives whatever it meets: an error that is not Redis's answer (a bug, or
+a library's leak) is logged, counted (``fanout_errors``) and handled as a lost
+subscription, never the end of the fan-out while the node serves clients.
+
 :meth:`Fanout.wait_delivered` lets a commit hold its ack until this node delivered the
 event, so the sender sees its own ``chat:message`` before the ack, as on one node.
 """
@@ -122,6 +126,7 @@ class Fanout:
 
     async def _run(self) -> None:
         delay = 0.05
+        failures = 0  # unexpected errors in a row (logged in full the first time)
         while True:
             pubsub: PubSub = self._store.redis.pubsub()
             try:
@@ -132,7 +137,7 @@ class Fanout:
                 self.subscribed = True
                 if self._ready is not None:
                     self._ready.set()
-                delay = 0.05
+                delay, failures = 0.05, 0
                 while True:
                     message = await pubsub.get_message(
                         ignore_subscribe_messages=True, timeout=self._config.redis_timeout
@@ -147,6 +152,17 @@ class Fanout:
                     raise  # at start: the node does not start
                 log.error("fan-out reader: %s (subscribing again)", exc)
                 self._lost(exc)
+            except Exception:
+                # Not Redis's answer: a bug here or in a library (redis-py let asyncio's
+                # AttributeError out on 3.12, see redis_link). The reader must not end:
+                # the node would go on taking clients and acking their messages without
+                # fanning out one event. It subscribes again and catches up instead.
+                if self._ready is not None and not self._ready.is_set():
+                    raise  # at start: the node does not start
+                failures += 1
+                self._store.counters.bump("fanout_errors")
+                level = logging.ERROR if failures == 1 else logging.DEBUG
+                log.log(level, "fan-out reader failed (subscribing again)", exc_info=True)
             finally:
                 self.subscribed = False
                 try:
