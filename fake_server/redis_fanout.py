@@ -157,6 +157,7 @@ class Fanout:
                 # AttributeError out on 3.12, see redis_link). The reader must not end:
                 # the node would go on taking clients and acking their messages without
                 # fanning out one event. It subscribes again and catches up instead.
+                stopping()
                 if self._ready is not None and not self._ready.is_set():
                     raise  # at start: the node does not start
                 failures += 1

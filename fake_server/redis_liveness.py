@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from .config import ServerConfig
 from .eventlog import new_epoch
-from .redis_link import RedisLink
+from .redis_link import RedisLink, stopping
 from .stats import Counters
 from .store import Local, StoreUnavailable, presence_event
 
@@ -134,6 +134,13 @@ class NodeLiveness:
                     self.link.cut_off = True
                     self._counters.bump("redis_cutoffs")
                     self.local.cut_off(self._config.redis_retry_after)
+            except Exception:
+                # Not Redis's answer (a bug, or a library's leak as redis-py's on 3.12):
+                # the heartbeat goes on, or the cluster would take this node, which
+                # still serves its clients, for dead.
+                stopping()
+                self._counters.bump("heartbeat_errors")
+                log.error("heartbeat of node %s failed", self.node_id, exc_info=True)
 
     async def check_epoch(self) -> None:
         """Ask Redis for the current epoch (a new one on a fresh data set) and adopt it."""

@@ -127,3 +127,31 @@ async def test_the_fan_out_reader_outlives_an_error_that_is_not_redis(
         assert not leaks and away.counters["fanout_errors"] == 1
         await alice.say("lobby", "live again", id="m4")
         assert (await bob.expect("chat:message", timeout=3.0))["eventId"] == 5
+
+
+async def test_the_heartbeat_outlives_an_error_that_is_not_redis(
+    make_node: MakeNode, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    away, home = await make_node(), await make_node()
+    alice, bob = await connect(home, "alice"), await connect(away, "bob")
+    await alice.join("lobby")
+    await bob.join("lobby")
+    store = _store(away)
+    beat = store._heartbeat_once
+    beats: list[str] = []
+
+    async def leaky() -> tuple[str, bool]:
+        # What redis-py let out on 3.12 (a library's bug): once.
+        if not beats:
+            beats.append("leak")
+            raise AttributeError("'NoneType' object has no attribute '_add_writer'")
+        beats.append("beat")
+        return await beat()
+
+    monkeypatch.setattr(store, "_heartbeat_once", leaky)
+    # Three more beats: a node_ttl (0.6 s) and more after the error, the node is alive.
+    await wait_until(lambda: beats.count("beat") >= 3, timeout=5.0)
+    assert away.counters["heartbeat_errors"] == 1
+    await alice.say("lobby", "still here?", id="m1")
+    assert (await bob.expect("chat:message"))["messageId"] == "m1"
+    assert (await alice.ok("room:members", {"roomId": "lobby"}))["members"] == ["alice", "bob"]
