@@ -13,11 +13,12 @@ which counts no outage.  (redis-py's default pool raises ``Too many connections`
 ``ConnectionError``, past 100: that read as an outage under load.)
 
 A pooled connection that the peer reset while it was idle (a partition, a proxy, a
-Redis restart) is one redis-py takes for healthy; writing to it on Python 3.12 and
-3.13.0-3.13.x raises ``AttributeError`` or ``TypeError`` from inside asyncio (CPython
-gh-136234; redis-py #4287) instead of ``ConnectionError``, which nothing retries and no
-outage handling catches. The pool's connections (:func:`write_guarded`) therefore
-check the transport before they write, as Python 3.11 in effect does.
+Redis restart) is one redis-py takes for healthy; writing to it on Python 3.12 (and
+3.13 and 3.14 releases before CPython gh-136234 was fixed, 3.13.0 among them) raises
+``AttributeError`` or ``TypeError`` from inside asyncio (redis-py #4287) instead of
+``ConnectionError``, which nothing retries and no outage handling catches. The pool's
+connections (:func:`write_guarded`) therefore check the transport before they write, as
+Python 3.11 in effect does.
 """
 
 from __future__ import annotations
