@@ -6,6 +6,10 @@ application's log as well. Each kind of complaint is logged at WARNING for its f
 count, so nothing is hidden: ``stats()`` has the exact figures); the others go to DEBUG.
 Counting, not a clock, keeps this usable from the sans-I/O session: a flood of N frames
 costs about ``FIRST + log2(N)`` warnings.
+
+A message can quote the peer's text, which may hold lone surrogates (a JSON string
+``"\\ud800"`` decodes to one): they are written as ``\\ud800``, so a handler that writes
+UTF-8 strictly (a ``FileHandler(encoding="utf-8")``) does not fail on the record.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class PeerLog:
         """Log ``message`` at WARNING unless ``kind`` has been seen too often lately."""
         self._counts[kind] += 1
         n = self._counts[kind]
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         if n <= FIRST:
             self._log.warning("%s", message)
         elif n & (n - 1) == 0:

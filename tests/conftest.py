@@ -19,6 +19,16 @@ def _no_real_state_file(
     monkeypatch.setenv("RTCLIENT_STATE_FILE", str(path))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The ``soak`` scenarios first, the rest in their order.
+
+    The suite runs on two pytest-xdist workers; a minute-long soak handed out last would
+    leave one worker idle while the other finishes it. Handed out first, the long ones
+    run beside the many short ones. (Longest first is the usual greedy schedule.)
+    """
+    items.sort(key=lambda item: item.get_closest_marker("soak") is None)
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
     """Give a sync test a current event loop for looptime's hook, and close it after.

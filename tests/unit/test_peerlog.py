@@ -30,3 +30,16 @@ def test_the_session_throttles_malformed_frames(caplog: pytest.LogCaptureFixture
             session.malformed("garbage")
     assert session.stats()["malformed"] == 5_000  # every one counted
     assert len(caplog.records) < 30
+
+
+def test_a_lone_surrogate_from_the_peer_is_escaped_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A strict UTF-8 handler (a log file, a test runner's worker pipe) can write it."""
+    session = Session()
+    with caplog.at_level(logging.WARNING, logger="rtclient"):
+        session.malformed("\ud800: payload is not an object")
+    [message] = [r.getMessage() for r in caplog.records]
+    assert message == "malformed input from the server: \\ud800: payload is not an object"
+    message.encode("utf-8")
+    assert session.stats()["malformed"] == 1
