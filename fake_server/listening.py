@@ -7,8 +7,8 @@ building the transport fails (``Server._attach`` asserts that the server still h
 sockets), asyncio drops the error silently unless in debug mode, and the accepted socket
 is never closed: the client waits on a connection nobody serves, and the fd stays open
 until the garbage collector finds it (``ResourceWarning: unclosed transport``). CPython
-3.11 to 3.13, every selector event loop. A server restarted while clients reconnect in a
-loop meets that window sooner or later.
+3.11 to 3.13, every selector event loop (CPython issue gh-109564, open). A server
+restarted while clients reconnect in a loop meets that window sooner or later.
 
 :func:`stop_accepting` closes the window: it takes the listening sockets out of the
 selector first, then lets the connections already accepted get their transports and
