@@ -33,6 +33,7 @@ from .errors import CloseCode
 from .faults import FaultState
 from .http_api import AccessLogger, add_routes
 from .hub import Hub
+from .listening import stop_site
 from .peer import QueuedPeer
 from .sio_endpoint import SioEndpoint
 from .stats import Counters, LatencyStats
@@ -238,7 +239,7 @@ class FakeServer:
     async def _unlisten(self) -> None:
         if self._site is not None:
             site, self._site = self._site, None
-            await site.stop()
+            await stop_site(site)  # not site.stop(): a connection being accepted would leak
 
     async def _close_peers(self, code: int, reason: str, within: float | None = None) -> None:
         if within is None:

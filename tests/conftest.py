@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
+import os
+import tracemalloc
+import warnings
 from collections.abc import Generator
 
 import pytest
@@ -56,3 +60,77 @@ def _policy_loop() -> asyncio.AbstractEventLoop | None:
     local = getattr(asyncio.get_event_loop_policy(), "_local", None)
     loop = getattr(local, "_loop", None)
     return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
+
+
+# -- leaked sockets ------------------------------------------------------------------------
+
+_FD_DIR = "/proc/self/fd"
+
+
+def _open_sockets() -> dict[int, str] | None:
+    """The process's open sockets, fd -> ``socket:[inode]``; None without /proc (not Linux)."""
+    try:
+        names = os.listdir(_FD_DIR)
+    except OSError:
+        return None
+    found = {}
+    for name in names:
+        try:
+            target = os.readlink(f"{_FD_DIR}/{name}")
+        except OSError:  # the listing's own fd, closed by now
+            continue
+        if target.startswith("socket:"):
+            found[int(name)] = target
+    return found
+
+
+_sockets_before = pytest.StashKey[dict[int, str] | None]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_sockets_before] = _open_sockets()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:  # its traceback holds what it had open: one failure is enough
+        item.stash[_sockets_before] = None
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    """Fail the test that leaves a socket open once its fixtures (and loop) are gone.
+
+    A socket nobody closed stays open until the garbage collector finds it, which then
+    warns in whichever later test is running (CI failed that way). Reading /proc costs
+    microseconds; the collector runs only when a socket is left over, to name it.
+    """
+    yield
+    before = item.stash.get(_sockets_before, None)
+    if before is None:
+        return
+    after = _open_sockets() or {}
+    if not any(before.get(fd) != target for fd, target in after.items()):
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        gc.collect()
+    unclosed = [_opened_at(w) for w in caught if issubclass(w.category, ResourceWarning)]
+    still = {fd: t for fd, t in (_open_sockets() or {}).items() if before.get(fd) != t}
+    if unclosed or still:
+        raise AssertionError(
+            "sockets left open by this test: "
+            + "; ".join([*unclosed, *(f"fd {fd} still open ({t})" for fd, t in still.items())])
+        )
+
+
+def _opened_at(warning: warnings.WarningMessage) -> str:
+    """The warning, and where its object was made when tracemalloc traces (PYTHONTRACEMALLOC=20)."""
+    trace = tracemalloc.get_object_traceback(warning.source) if warning.source else None
+    where = "".join(f"\n  {line}" for line in trace.format()) if trace else ""
+    return f"{warning.message}{where}"

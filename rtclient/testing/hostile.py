@@ -43,6 +43,8 @@ from typing import Any
 
 from websockets.utils import accept_key
 
+from fake_server.listening import stop_accepting
+
 from .hostile_conn import HostileConnection
 from .hostile_rooms import RoomsContract
 
@@ -137,7 +139,7 @@ class HostileServer:
     # -- lifecycle -------------------------------------------------------------------
 
     async def __aenter__(self) -> HostileServer:
-        self._server = await asyncio.start_server(self._handle, self.host, 0)
+        self._server = await asyncio.start_server(self._accept, self.host, 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -148,6 +150,9 @@ class HostileServer:
         tb: TracebackType | None,
     ) -> None:
         if self._server is not None:
+            # Every connection accepted so far reaches _accept (and is cut below): one
+            # caught mid-accept by close() would be dropped unclosed (fake_server.listening).
+            await stop_accepting(self._server)
             self._server.close()
         for writer in list(self._writers):
             writer.transport.abort()  # every script sees its client go, and ends
@@ -270,11 +275,15 @@ class HostileServer:
                 plans.popleft()
         return plan.what
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # A plain function, not a coroutine: the connection's task is the server's from
+        # the moment it is accepted (asyncio would start a coroutine's task itself, later).
         self._writers.add(writer)
+        task = asyncio.get_running_loop().create_task(self._handle(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await self._serve_one(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
@@ -284,7 +293,6 @@ class HostileServer:
         except Exception as exc:  # a script's own bug: the test must hear of it
             self.errors.append(exc)
         finally:
-            self._tasks.discard(task)
             self._writers.discard(writer)
             writer.transport.abort()
 

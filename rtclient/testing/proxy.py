@@ -38,6 +38,8 @@ import socket
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
+from fake_server.listening import stop_accepting
+
 from ._link import Link, ProxyStats
 from .toxics import (
     Bandwidth,
@@ -212,6 +214,9 @@ class FaultProxy:
         """
         server, self._server = self._server, None
         if server is not None:
+            # Not close() at once: a connection being accepted would be dropped unclosed
+            # (fake_server.listening); this way _accept sees it, and cuts it.
+            await stop_accepting(server)
             server.close()
         for link in self._links:
             link.stop(rst=("client", "server") if reset else ())

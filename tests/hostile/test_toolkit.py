@@ -10,6 +10,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from rtclient.testing import HostileConnection, HostileServer
 
+from ..leaks import ACCEPT_STEPS, connect_mid_accept, http_get, no_resource_warnings
+
 
 async def test_default_welcome_then_contract() -> None:
     async with HostileServer(user_id="bob") as srv:
@@ -91,3 +93,13 @@ async def test_a_script_that_raises_fails_the_server_exit() -> None:
             async with connect(srv.url) as ws:
                 with pytest.raises(ConnectionClosed):
                     await ws.recv()
+
+
+@pytest.mark.parametrize("steps", ACCEPT_STEPS)
+async def test_a_connection_accepted_as_the_server_exits_is_cut_not_leaked(steps: int) -> None:
+    # asyncio builds an accepted connection's transport an iteration later: a close() in
+    # between dropped it unclosed (fake_server.listening), and its client waited.
+    with no_resource_warnings():
+        async with HostileServer() as srv:
+            sock = await connect_mid_accept(srv.host, srv.port, steps)
+        assert await http_get(sock) == b""  # cut: the server has gone

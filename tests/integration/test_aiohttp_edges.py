@@ -243,7 +243,11 @@ async def test_a_handshake_response_swallowed_by_a_blackhole_is_retried(
         try:
             with proxy.blackhole(direction="downstream"):
                 connecting = asyncio.create_task(client.connect())
-                await wait_until(lambda: server.connection_count() >= 1)
+                # The server counts the connection once it has written the 101; the
+                # proxy may read it later: wait until the blackhole has swallowed it.
+                await wait_until(
+                    lambda: server.connection_count() >= 1 and proxy.stats.bytes_dropped > 0
+                )
             await server.close_all(1012)
             async with asyncio.timeout(10):
                 await connecting
