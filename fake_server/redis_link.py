@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -95,6 +95,32 @@ def stopping() -> None:
         raise asyncio.CancelledError
 
 
+class _WriteGuard(aioredis.connection.AbstractConnection):
+    """A connection that says a write on a transport already lost is a reset.
+
+    On CPython 3.12, 3.13.0-3.13.9 and 3.14.0 ``writelines()`` on a selector transport
+    whose peer reset it (a Redis restart, a partition) raises ``AttributeError`` or
+    ``TypeError`` (CPython gh-136234) instead of dropping the data; redis-py (up to
+    8.1.0, redis-py issue #4287) passes that through, so it skipped the retry on a new
+    connection and reached the request as an internal error. ``ConnectionResetError``
+    is what a fixed CPython raises from the ``drain()`` after: redis-py maps it to its
+    ``ConnectionError`` and retries. Nothing awaits between the check and the write.
+    """
+
+    async def _send_packed_command(self, command: Iterable[bytes]) -> None:
+        writer = self._writer
+        if writer is not None and writer.transport.is_closing():
+            raise ConnectionResetError("the connection to redis was lost")
+        await super()._send_packed_command(command)
+
+
+def _write_guarded(
+    cls: type[aioredis.connection.AbstractConnection],
+) -> type[aioredis.connection.AbstractConnection]:
+    """``cls`` (the pool's choice for the URL's scheme) with :class:`_WriteGuard`."""
+    return type(f"WriteGuarded{cls.__name__}", (_WriteGuard, cls), {})
+
+
 class RedisLink:
     """The Redis client of one node, with its outage bookkeeping."""
 
@@ -121,6 +147,7 @@ class RedisLink:
             retry=Retry(NoBackoff(), 1),
             client_name=f"rtclient-{node_id}",
         )
+        pool.connection_class = _write_guarded(pool.connection_class)
         self.client = aioredis.Redis.from_pool(pool)
         self.turns = asyncio.Semaphore(config.redis_max_connections)
         self._scripts = {
