@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from websockets.exceptions import ConnectionClosed
 
+from fake_server.redis_store import RedisStore
 from fake_server.store import StoreUnavailable
 from rtclient.testing import wait_until
 from rtclient.testing.proxy import FaultProxy
@@ -423,3 +425,32 @@ async def test_a_redis_back_with_a_snapshot_of_an_epoch_already_left_starts_a_ne
     await wait_until(lambda: node.epoch not in (first, second), timeout=5.0)
     bob = await connect(node, "bob")
     assert bob.welcome["epoch"] not in (first, second)
+
+
+async def test_a_write_on_a_connection_redis_reset_is_a_connection_error(
+    redis: RedisServer, make_node: MakeNode
+) -> None:
+    """A connection the pool handed out, reset by the peer (a Redis restart, a
+    partition) before the command is written: redis-py's ``ConnectionError``, which it
+    retries on a new connection and the node maps to a retry reply. On CPython 3.12 and
+    3.13.0-3.13.9 the write raised ``AttributeError``/``TypeError`` (CPython gh-136234)
+    that nothing retried: the request got "internal error" (the cluster chaos run's
+    lost and never acknowledged messages under load)."""
+    async with FaultProxy(upstream=("127.0.0.1", redis.port)) as proxy:
+        node = await make_node(redis_url=f"redis://127.0.0.1:{proxy.port}/0", redis_cutoff=30.0)
+        store = node.hub.storage
+        assert isinstance(store, RedisStore)
+        pool = store.link.client.connection_pool
+        conn = await pool.get_connection()
+        try:
+            await conn.send_command("PING")
+            assert await conn.read_response() == b"PONG"
+            await proxy.down(reset=True)
+            # redis-py shows no transport state: its writer, privately.
+            await wait_until(lambda: conn._writer is None or conn._writer.transport.is_closing())
+            with pytest.raises(RedisConnectionError):
+                await conn.send_command("PING")
+        finally:
+            await pool.release(conn)
+        await proxy.up()
+        assert await store.link.client.ping()
