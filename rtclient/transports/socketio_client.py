@@ -86,7 +86,8 @@ class Handshake:
 
 
 class AsyncClient(socketio.AsyncClient):  # type: ignore[misc]
-    """python-socketio's client, also keeping the ``pid`` of the server's CONNECT packet.
+    """python-socketio's client, also keeping the ``pid`` of the server's CONNECT packet,
+    and ending ``connect()`` when the Engine.IO link is lost before the namespace is.
 
     python-socketio 5 reads only ``sid`` from that packet; the ``pid`` is what Socket.IO
     v4 connection state recovery needs to resume a session.
@@ -94,9 +95,41 @@ class AsyncClient(socketio.AsyncClient):  # type: ignore[misc]
 
     pid: str | None = None
     undecodable: Callable[[Exception], None] | None = None
+    link_lost: str | None = None
+    """Why the Engine.IO link ended while :meth:`connect` waited for the server's answer
+    to the namespace CONNECT (engine.io's reason); None: it did not."""
+    _connecting = False
 
     def _engineio_client_class(self) -> type[PacedEngineIO]:
         return PacedEngineIO
+
+    async def connect(self, *args: Any, **kwargs: Any) -> None:
+        self.link_lost = None
+        self._connecting = True
+        try:
+            await super().connect(*args, **kwargs)
+        finally:
+            self._connecting = False
+
+    async def _handle_eio_disconnect(self, reason: Any) -> None:
+        if self._connecting:
+            # python-socketio's connect() waits for the namespaces' CONNECT answer until
+            # its wait_timeout even once the link is gone (its handler does nothing for
+            # a client not yet connected): a node that dies between the Engine.IO
+            # handshake and that answer cost the whole timeout. A namespace without an
+            # answer is failed now, and connect() woken: it raises ConnectionError
+            # (mapped with ``link_lost``). One whose CONNECT was read before the drop
+            # stays connected, and gets the disconnect the library owes it once
+            # connect() has returned: the connection opens and is lost at once.
+            self.link_lost = str(reason)
+            for namespace in self.connection_namespaces:
+                if namespace in self.namespaces:
+                    await self._trigger_event("disconnect", namespace, reason)
+                    await self._trigger_event("__disconnect_final", namespace)
+                elif namespace not in self.failed_namespaces:
+                    self.failed_namespaces.append(namespace)
+            self._connect_event.set()
+        await super()._handle_eio_disconnect(reason)
 
     async def _handle_connect(self, namespace: str | None, data: object) -> None:
         pid = data.get("pid") if isinstance(data, dict) else None
@@ -151,6 +184,22 @@ class PacedEngineIO(engineio.AsyncClient):  # type: ignore[misc]
                 async with asyncio.timeout(self.flush_timeout):
                     await self.queue.join()
         await super().disconnect(abort=abort or own, reason=reason)
+        if not (abort or own):
+            # The link was already going (a server's CLOSE, a lost link: engine.io
+            # skips its wait then), and the reader may still be closing the WebSocket:
+            # return once both tasks have ended, as after a close made here.
+            tasks = [t for t in (self.read_loop_task, self.write_loop_task) if t is not None]
+            if any(not t.done() for t in tasks):
+                await asyncio.wait(tasks)
+
+    async def _reset(self) -> None:
+        await super()._reset()
+        writer = self.write_loop_task
+        if writer is not None and not writer.done():
+            # engine.io's reset empties the writer's queue, the None that ends the
+            # writer included, when a disconnect runs before the writer took it (a close
+            # racing the server's CLOSE): the writer would wait out its 30 s timeout.
+            self.queue.put_nowait(None)
 
     async def _send_packet(self, pkt: engineio.packet.Packet) -> None:
         if pkt.packet_type == engineio.packet.CLOSE:
