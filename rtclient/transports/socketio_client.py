@@ -3,9 +3,10 @@
 What :mod:`rtclient.transports.socketio` needs that the libraries do not offer, by
 overriding their internals (python-socketio 5, python-engineio 4): the ``pid`` of the
 server's CONNECT packet, undecodable packets reported instead of only logged, a reader
-paced by the connection's inbox, the HTTP responses of a failed handshake released, and
-a clean disconnect whose DISCONNECT and CLOSE packets reach the server before the
-WebSocket closes.
+paced by the connection's inbox, the HTTP responses of a failed handshake released, a
+clean disconnect whose DISCONNECT and CLOSE packets reach the server before the
+WebSocket closes, and a ``connect()`` that ends when the link is lost before the
+server answers the namespace CONNECT.
 
 The private methods and attributes relied on, each exercised by tests that fail if an
 upgrade renames it: ``socketio.AsyncClient._engineio_client_class`` and
@@ -15,13 +16,18 @@ tests/interop/test_reference_server.py), ``._handle_eio_message`` and
 ``._binary_packet`` (tests/hostile/test_frames.py), ``engineio.AsyncClient.read_loop_task``
 (an AttributeError on every server DISCONNECT), ``.state``, ``.queue`` and ``._send_packet``
 (the goodbye of a clean close: tests/hostile/test_goodbye.py,
-tests/integration/test_generic_mode.py, tests/interop/test_reference_server.py).
+tests/integration/test_generic_mode.py, tests/interop/test_reference_server.py);
+``socketio.AsyncClient._handle_eio_disconnect``, ``.connection_namespaces``,
+``.namespaces``, ``.failed_namespaces`` and ``._connect_event``, engine.io's
+``._reset``, ``.write_loop_task`` and ``.ws`` (a link lost before the CONNECT answer:
+tests/hostile/test_connect_drops.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -174,6 +180,7 @@ class PacedEngineIO(engineio.AsyncClient):  # type: ignore[misc]
         # A DISCONNECT packet makes python-socketio call this from the message handler,
         # which now runs in the reader: it must not wait for the reader to end.
         own = self.read_loop_task is not None and asyncio.current_task() is self.read_loop_task
+        going = self.state != "connected"  # lost, or the server's CLOSE under way
         if self.goodbye and not (abort or own) and self.state == "connected":
             # engine.io queues the CLOSE packet for its writer task and closes the
             # WebSocket at once: the server saw the socket close before Socket.IO's
@@ -184,13 +191,26 @@ class PacedEngineIO(engineio.AsyncClient):  # type: ignore[misc]
                 async with asyncio.timeout(self.flush_timeout):
                     await self.queue.join()
         await super().disconnect(abort=abort or own, reason=reason)
-        if not (abort or own):
-            # The link was already going (a server's CLOSE, a lost link: engine.io
-            # skips its wait then), and the reader may still be closing the WebSocket:
-            # return once both tasks have ended, as after a close made here.
-            tasks = [t for t in (self.read_loop_task, self.write_loop_task) if t is not None]
-            if any(not t.done() for t in tasks):
-                await asyncio.wait(tasks)
+        if going and not (abort or own):
+            await self._tasks_ended()
+
+    async def _tasks_ended(self) -> None:
+        """Wait for the reader and the writer of a link already going to end.
+
+        engine.io does not wait for them then, and the reader may be closing the
+        WebSocket: waiting for the server's answer to its close frame, up to its
+        request timeout (5 s) if the server went silent. The link is lost: its socket
+        is shut down, which ends that wait at once.
+        """
+        tasks = [t for t in (self.read_loop_task, self.write_loop_task) if t is not None]
+        if all(t.done() for t in tasks):
+            return
+        ws = getattr(self, "ws", None)
+        sock = ws.get_extra_info("socket") if ws is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        await asyncio.wait(tasks)
 
     async def _reset(self) -> None:
         await super()._reset()

@@ -42,7 +42,17 @@ async def engineio_close(conn: HostileConnection) -> None:
     conn.drop()
 
 
-LOSSES = {"reset": reset, "close frame": close_frame, "engine.io CLOSE": engineio_close}
+async def engineio_close_then_silence(conn: HostileConnection) -> None:
+    await conn.send_text("1")
+    await conn.stall()  # nor answers the client's close frame: aiohttp would wait 5 s
+
+
+LOSSES = {
+    "reset": reset,
+    "close frame": close_frame,
+    "engine.io CLOSE": engineio_close,
+    "engine.io CLOSE, then silence": engineio_close_then_silence,
+}
 
 
 def dies_before_connect(lose: Script) -> Script:
@@ -69,7 +79,7 @@ async def test_a_link_lost_before_the_connect_answer_ends_the_attempt_at_once(
 ) -> None:
     srv.script(dies_before_connect(LOSSES[how]))
     clients = list(engineio.base_client.connected_clients)
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(3):
         with pytest.raises(TransportError) as caught:
             await SocketIOTransport().connect(srv.sio_url, token="t", open_timeout=LONG)
     assert type(caught.value) is TransportError  # retried; not a refusal, not a timeout
