@@ -228,7 +228,7 @@ class HostileConnection:
         """
         if self.kind != "socketio" or self._namespace_open:
             return
-        await self._await_connect()
+        await self.await_connect()
         for args in replay:
             await self.send_text("42" + json.dumps(args))
         self._namespace_open = True
@@ -243,14 +243,22 @@ class HostileConnection:
         ``next(err)`` does; the client is then expected to leave."""
         if self.kind != "socketio" or self._namespace_open:
             raise RuntimeError("connect_error is a Socket.IO refusal of the namespace")
-        await self._await_connect()
+        await self.await_connect()
         body: dict[str, object] = {"message": message}
         if data is not None:
             body["data"] = data
         await self.send_text("44" + json.dumps(body))
 
-    async def _await_connect(self) -> None:
-        """The Engine.IO OPEN packet (once), then wait for the namespace CONNECT."""
+    async def await_connect(self) -> None:
+        """Socket.IO only: the Engine.IO OPEN packet (once), then wait for the client's
+        namespace CONNECT (its payload in :attr:`auth`), answering nothing yet.
+
+        A script then answers (:meth:`open`, :meth:`connect_error`) or not: e.g.
+        ``await conn.await_connect(); conn.drop()`` is a node that dies between the
+        Engine.IO handshake and its answer to the Socket.IO CONNECT.
+        """
+        if self.kind != "socketio":
+            raise RuntimeError("await_connect is the Socket.IO namespace handshake")
         if not self._engine_open:
             self._engine_open = True
             handshake = {"sid": f"e{id(self):x}", "upgrades": [], "pingInterval": 25000}

@@ -184,7 +184,7 @@ class SocketIOConnection:
 
     def __init__(
         self,
-        sio: socketio.AsyncClient,
+        sio: AsyncClient,
         http: aiohttp.ClientSession,
         namespace: str,
         *,
@@ -330,6 +330,14 @@ class SocketIOConnection:
         """Map a failure of python-socketio to rtclient's errors (None: not known here)."""
         if self._refusal is not None:
             return refusal_error(*self._refusal)
+        if self._sio.link_lost is not None:
+            # A node that died (or a proxy that went away) between the Engine.IO
+            # handshake and its answer to CONNECT: a dropped connect, retried at once
+            # under the backoff, as one dropped during the handshake.
+            return TransportError(
+                "Socket.IO connect failed: the connection was lost before the server "
+                f"answered the namespace CONNECT ({self._sio.link_lost})"
+            )
         if isinstance(exc, TimeoutError):
             return TransportError("Socket.IO connect timed out")
         redirected = redirect_error(exc)

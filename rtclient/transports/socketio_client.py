@@ -3,9 +3,10 @@
 What :mod:`rtclient.transports.socketio` needs that the libraries do not offer, by
 overriding their internals (python-socketio 5, python-engineio 4): the ``pid`` of the
 server's CONNECT packet, undecodable packets reported instead of only logged, a reader
-paced by the connection's inbox, the HTTP responses of a failed handshake released, and
-a clean disconnect whose DISCONNECT and CLOSE packets reach the server before the
-WebSocket closes.
+paced by the connection's inbox, the HTTP responses of a failed handshake released, a
+clean disconnect whose DISCONNECT and CLOSE packets reach the server before the
+WebSocket closes, and a ``connect()`` that ends when the link is lost before the
+server answers the namespace CONNECT.
 
 The private methods and attributes relied on, each exercised by tests that fail if an
 upgrade renames it: ``socketio.AsyncClient._engineio_client_class`` and
@@ -15,13 +16,18 @@ tests/interop/test_reference_server.py), ``._handle_eio_message`` and
 ``._binary_packet`` (tests/hostile/test_frames.py), ``engineio.AsyncClient.read_loop_task``
 (an AttributeError on every server DISCONNECT), ``.state``, ``.queue`` and ``._send_packet``
 (the goodbye of a clean close: tests/hostile/test_goodbye.py,
-tests/integration/test_generic_mode.py, tests/interop/test_reference_server.py).
+tests/integration/test_generic_mode.py, tests/interop/test_reference_server.py);
+``socketio.AsyncClient._handle_eio_disconnect``, ``.connection_namespaces``,
+``.namespaces``, ``.failed_namespaces`` and ``._connect_event``, engine.io's
+``._reset``, ``.write_loop_task`` and ``.ws`` (a link lost before the CONNECT answer:
+tests/hostile/test_connect_drops.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -86,7 +92,8 @@ class Handshake:
 
 
 class AsyncClient(socketio.AsyncClient):  # type: ignore[misc]
-    """python-socketio's client, also keeping the ``pid`` of the server's CONNECT packet.
+    """python-socketio's client, also keeping the ``pid`` of the server's CONNECT packet,
+    and ending ``connect()`` when the Engine.IO link is lost before the namespace is.
 
     python-socketio 5 reads only ``sid`` from that packet; the ``pid`` is what Socket.IO
     v4 connection state recovery needs to resume a session.
@@ -94,9 +101,41 @@ class AsyncClient(socketio.AsyncClient):  # type: ignore[misc]
 
     pid: str | None = None
     undecodable: Callable[[Exception], None] | None = None
+    link_lost: str | None = None
+    """Why the Engine.IO link ended while :meth:`connect` waited for the server's answer
+    to the namespace CONNECT (engine.io's reason); None: it did not."""
+    _connecting = False
 
     def _engineio_client_class(self) -> type[PacedEngineIO]:
         return PacedEngineIO
+
+    async def connect(self, *args: Any, **kwargs: Any) -> None:
+        self.link_lost = None
+        self._connecting = True
+        try:
+            await super().connect(*args, **kwargs)
+        finally:
+            self._connecting = False
+
+    async def _handle_eio_disconnect(self, reason: Any) -> None:
+        if self._connecting:
+            # python-socketio's connect() waits for the namespaces' CONNECT answer until
+            # its wait_timeout even once the link is gone (its handler does nothing for
+            # a client not yet connected): a node that dies between the Engine.IO
+            # handshake and that answer cost the whole timeout. A namespace without an
+            # answer is failed now, and connect() woken: it raises ConnectionError
+            # (mapped with ``link_lost``). One whose CONNECT was read before the drop
+            # stays connected, and gets the disconnect the library owes it once
+            # connect() has returned: the connection opens and is lost at once.
+            self.link_lost = str(reason)
+            for namespace in self.connection_namespaces:
+                if namespace in self.namespaces:
+                    await self._trigger_event("disconnect", namespace, reason)
+                    await self._trigger_event("__disconnect_final", namespace)
+                elif namespace not in self.failed_namespaces:
+                    self.failed_namespaces.append(namespace)
+            self._connect_event.set()
+        await super()._handle_eio_disconnect(reason)
 
     async def _handle_connect(self, namespace: str | None, data: object) -> None:
         pid = data.get("pid") if isinstance(data, dict) else None
@@ -141,6 +180,7 @@ class PacedEngineIO(engineio.AsyncClient):  # type: ignore[misc]
         # A DISCONNECT packet makes python-socketio call this from the message handler,
         # which now runs in the reader: it must not wait for the reader to end.
         own = self.read_loop_task is not None and asyncio.current_task() is self.read_loop_task
+        going = self.state != "connected"  # lost, or the server's CLOSE under way
         if self.goodbye and not (abort or own) and self.state == "connected":
             # engine.io queues the CLOSE packet for its writer task and closes the
             # WebSocket at once: the server saw the socket close before Socket.IO's
@@ -151,6 +191,35 @@ class PacedEngineIO(engineio.AsyncClient):  # type: ignore[misc]
                 async with asyncio.timeout(self.flush_timeout):
                     await self.queue.join()
         await super().disconnect(abort=abort or own, reason=reason)
+        if going and not (abort or own):
+            await self._tasks_ended()
+
+    async def _tasks_ended(self) -> None:
+        """Wait for the reader and the writer of a link already going to end.
+
+        engine.io does not wait for them then, and the reader may be closing the
+        WebSocket: waiting for the server's answer to its close frame, up to its
+        request timeout (5 s) if the server went silent. The link is lost: its socket
+        is shut down, which ends that wait at once.
+        """
+        tasks = [t for t in (self.read_loop_task, self.write_loop_task) if t is not None]
+        if all(t.done() for t in tasks):
+            return
+        ws = getattr(self, "ws", None)
+        sock = ws.get_extra_info("socket") if ws is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        await asyncio.wait(tasks)
+
+    async def _reset(self) -> None:
+        await super()._reset()
+        writer = self.write_loop_task
+        if writer is not None and not writer.done():
+            # engine.io's reset empties the writer's queue, the None that ends the
+            # writer included, when a disconnect runs before the writer took it (a close
+            # racing the server's CLOSE): the writer would wait out its 30 s timeout.
+            self.queue.put_nowait(None)
 
     async def _send_packet(self, pkt: engineio.packet.Packet) -> None:
         if pkt.packet_type == engineio.packet.CLOSE:
