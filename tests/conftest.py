@@ -88,7 +88,8 @@ _sockets_before = pytest.StashKey[dict[int, str] | None]()
 
 _held: dict[int, set[str]] = {}
 """Sockets opened by the setup of a live fixture scoped beyond one test (by the fixture's
-id): that fixture closes them when its scope ends, not the test that happened to set it up."""
+id): that fixture closes them when its scope ends, not the test that happened to set it up.
+(A socket such a fixture's object opens later, during a test, is still that test's.)"""
 
 
 @pytest.hookimpl(wrapper=True)
