@@ -3,7 +3,8 @@
 Copy this file next to your bot's tests. Each test puts the server through a fault
 (a restart, lost acks, refused handshakes) and checks what your users would see.
 
-Run: ``pytest examples/test_fault_injection_example.py`` (or ``python`` on this file):
+Run: ``python examples/test_fault_injection_example.py`` (or ``pytest`` on this file; in
+rtclient's clone that takes the test extra, whose pytest-xdist its settings use):
 an in-process FakeServer on a free port. Against ``rtclient serve``, the faults go over
 its HTTP admin API (``POST /admin/faults/<name>``)::
 
@@ -177,5 +178,8 @@ async def test_refused_handshakes_are_retried(lab: Lab, room: str) -> None:
 
 if __name__ == "__main__":
     # A fresh interpreter: pytest must import this module itself to rewrite its asserts.
+    # -o addopts= : not the settings of the project around it (rtclient's clone wants
+    # pytest-xdist there, which "pip install pytest pytest-asyncio" does not install).
     command = [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"]
+    command += ["-o", "addopts="]
     sys.exit(subprocess.call(command))

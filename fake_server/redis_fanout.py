@@ -126,7 +126,7 @@ class Fanout:
 
     async def _run(self) -> None:
         delay = 0.05
-        failures = 0  # unexpected errors in a row (logged in full the first time)
+        failures = 0  # unexpected errors in a row (in full at ERROR the 1st, 2nd, 4th, ...)
         while True:
             pubsub: PubSub = self._store.redis.pubsub()
             try:
@@ -137,13 +137,14 @@ class Fanout:
                 self.subscribed = True
                 if self._ready is not None:
                     self._ready.set()
-                delay, failures = 0.05, 0
+                delay = 0.05
                 while True:
                     message = await pubsub.get_message(
                         ignore_subscribe_messages=True, timeout=self._config.redis_timeout
                     )
                     if message is not None and message.get("type") == "message":
                         await self._handle(message["data"])
+                        failures = 0
             except (*UNREACHABLE, StoreUnavailable) as exc:
                 stopping()
                 self._lost(exc)
@@ -162,7 +163,8 @@ class Fanout:
                     raise  # at start: the node does not start
                 failures += 1
                 self._store.counters.bump("fanout_errors")
-                level = logging.ERROR if failures == 1 else logging.DEBUG
+                # A failure that persists stays in the log (as rtclient.peerlog does).
+                level = logging.ERROR if failures & (failures - 1) == 0 else logging.DEBUG
                 log.log(level, "fan-out reader failed (subscribing again)", exc_info=True)
             finally:
                 self.subscribed = False

@@ -59,6 +59,8 @@ CLUSTER_COUNTERS = (
     "epoch_changes",
     "fanout_fills",
     "fanout_malformed",
+    "fanout_errors",
+    "heartbeat_errors",
 )
 """Counters a cluster node adds to ``/health`` (an in-memory node has none of them)."""
 

@@ -86,6 +86,33 @@ def _open_sockets() -> dict[int, str] | None:
 
 _sockets_before = pytest.StashKey[dict[int, str] | None]()
 
+_held: dict[int, set[str]] = {}
+"""Sockets opened by the setup of a live fixture scoped beyond one test (by the fixture's
+id): that fixture closes them when its scope ends, not the test that happened to set it up.
+(A socket such a fixture's object opens later, during a test, is still that test's.)"""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest
+) -> Generator[None, object, object]:
+    if fixturedef.scope == "function":
+        return (yield)
+    before = _open_sockets()
+    try:
+        return (yield)
+    finally:
+        after = _open_sockets()
+        if before is not None and after is not None:
+            _held[id(fixturedef)] = set(after.values()) - set(before.values())
+
+
+@pytest.hookimpl
+def pytest_fixture_post_finalizer(
+    fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest
+) -> None:
+    _held.pop(id(fixturedef), None)
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -114,14 +141,17 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     before = item.stash.get(_sockets_before, None)
     if before is None:
         return
+    held = set().union(*_held.values())
     after = _open_sockets() or {}
-    if not any(before.get(fd) != target for fd, target in after.items()):
+    if not any(before.get(fd) != t and t not in held for fd, t in after.items()):
         return
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
         gc.collect()
     unclosed = [_opened_at(w) for w in caught if issubclass(w.category, ResourceWarning)]
-    still = {fd: t for fd, t in (_open_sockets() or {}).items() if before.get(fd) != t}
+    still = {
+        fd: t for fd, t in (_open_sockets() or {}).items() if before.get(fd) != t and t not in held
+    }
     if unclosed or still:
         raise AssertionError(
             "sockets left open by this test: "

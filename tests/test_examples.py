@@ -23,9 +23,10 @@ SHOWS: dict[str, Callable[[str], None]] = {
 }
 """What an example's output must say, beyond something (each example runs once)."""
 
-ENV = {**os.environ, "PYTEST_ADDOPTS": f"{os.environ.get('PYTEST_ADDOPTS', '')} -n 0"}
-"""An example that runs pytest on itself finds this repository's settings, whose two
-xdist workers would start for its few tests (4 s became 13 s): it runs in one process."""
+ENV = {**os.environ, "PYTEST_ADDOPTS": f"{os.environ.get('PYTEST_ADDOPTS', '')} -p no:xdist"}
+"""As a user who installed rtclient and ``pytest pytest-asyncio`` (the README's "Testing
+your bot") has it: no pytest-xdist. An example that runs pytest on itself must not need
+this repository's settings (their ``-n 2``; two workers also made 4 s 13 s)."""
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
