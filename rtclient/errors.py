@@ -24,6 +24,7 @@ transports. The tree::
     ├── TransportError           a connection attempt or a connection failed
     │   ├── HandshakeRejected    the server refused the upgrade with an HTTP status
     │   ├── ConnectRefused       a Socket.IO connect_error that is not about credentials
+    │   ├── ReplayTooLong        a Socket.IO recovery replayed more than max_replay
     │   └── ConnectionLost       an open connection closed (code, reason)
     └── StoreError               the durable store failed (rtclient.store)
         ├── StoreCorrupt         not an rtclient store, or damaged
