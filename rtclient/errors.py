@@ -24,6 +24,7 @@ transports. The tree::
     ├── TransportError           a connection attempt or a connection failed
     │   ├── HandshakeRejected    the server refused the upgrade with an HTTP status
     │   ├── ConnectRefused       a Socket.IO connect_error that is not about credentials
+    │   ├── ReplayTooLong        a Socket.IO recovery replayed more than max_replay
     │   └── ConnectionLost       an open connection closed (code, reason)
     └── StoreError               the durable store failed (rtclient.store)
         ├── StoreCorrupt         not an rtclient store, or damaged
@@ -52,6 +53,7 @@ __all__ = [
     "NotJoined",
     "OutboxFull",
     "ProtocolError",
+    "ReplayTooLong",
     "RequestRejected",
     "RtClientError",
     "StoreCorrupt",
@@ -208,6 +210,26 @@ class ConnectRefused(TransportError):
         super().__init__(f"connection refused by the server: {message}")
         self.message = message
         self.retry_after = retry_after
+
+
+class ReplayTooLong(TransportError):
+    """A Socket.IO recovery replayed more events before its CONNECT answer than the
+    transport holds (``SocketIOTransport(max_replay=..., max_replay_bytes=...)``);
+    ``limit`` is the one exceeded, in ``unit`` (``"events"`` or ``"bytes"``).
+
+    Those events cannot be handed on before the connection opens, and are not held
+    past ``limit``: the attempt fails, the resume position stays before them, and the
+    session is given up: the next attempt asks for a new one and the application gets a
+    ``session`` gap (retried under the backoff, as any dropped connect).
+    """
+
+    def __init__(self, limit: int, unit: str = "events") -> None:
+        super().__init__(
+            f"Socket.IO recovery replayed more than {limit} {unit} before the server "
+            "answered the CONNECT: session given up"
+        )
+        self.limit = limit
+        self.unit = unit
 
 
 class ConnectionLost(TransportError):

@@ -109,26 +109,55 @@ class SocketIOResume:
     _recent: dict[str, None] = field(default_factory=dict, init=False, repr=False, compare=False)
     """The session's recent offsets, oldest first (an ordered set)."""
 
-    _attempt: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
-    """Offsets taken during the connection attempt under way (before ``connected``)."""
+    _attempt: dict[str, None] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """The last :data:`RECENT_OFFSETS` offsets taken during the connection attempt under
+    way (before ``connected``), oldest first: not committed until it succeeds."""
+
+    _attempt_last: str | None = field(default=None, init=False, repr=False, compare=False)
+    """The last offset of the attempt under way (where it moves ``offset`` if it opens)."""
 
     _attempting: bool = field(default=False, init=False, repr=False, compare=False)
 
+    given_up: str | None = None
+    """A session given up (its recovery replay was too long to hold): the next attempt
+    asks for a new session and reports this one as not recovered (a ``session`` gap)."""
+
     def attempting(self) -> None:
-        """A connection attempt starts: events may arrive before its connect returns."""
+        """A connection attempt starts: events may arrive before its connect returns.
+
+        What a previous attempt took and never committed (it failed: its events were
+        thrown away with its connection) is forgotten: the resume position stays at the
+        last event of an attempt that opened.
+        """
         self._attempt.clear()
+        self._attempt_last = None
         self._attempting = True
 
+    def give_up(self) -> None:
+        """Forget the session (see :attr:`given_up`); its offsets no longer count."""
+        if self.pid is not None:
+            self.given_up = self.pid
+        self.pid = None
+        self.offset = None
+        self._recent.clear()
+
     def connected(self, pid: str | None, *, recovered: bool) -> None:
-        """A connect ended with the server's ``pid``; a new session starts with only the
-        offsets that arrived during this attempt (the events a server sends right after
-        its CONNECT can be handled before the connect returns)."""
+        """A connect ended with the server's ``pid``: the offsets of this attempt are
+        committed. A new session starts with only those (the events a server sends
+        right after its CONNECT can be handled before the connect returns); a recovered
+        one adds them to its own, and resumes after the last of them."""
         self.pid = pid
-        if not recovered:
-            keep = self._attempt[-RECENT_OFFSETS:]
-            self._recent = dict.fromkeys(keep)
-            self.offset = keep[-1] if keep else None
+        self.given_up = None
+        if recovered:
+            for offset in self._attempt:
+                self._remember(offset)
+            if self._attempt_last is not None:
+                self.offset = self._attempt_last
+        else:
+            self._recent = dict(self._attempt)
+            self.offset = self._attempt_last
         self._attempt.clear()
+        self._attempt_last = None
         self._attempting = False
 
     def received(self, offset: str, *, session_pid: str | None = None) -> bool:
@@ -137,20 +166,30 @@ class SocketIOResume:
 
         False if the offset was seen before in the session: the caller must drop the
         event (it was delivered), and the resume position stays where it was. During an
+        attempt the offset is only noted: the position moves when the attempt opens
+        (:meth:`connected`), never past an event a failed attempt threw away. During an
         attempt whose CONNECT named another session than the one asked for, only the
         offsets of this attempt count: the new session may reuse the old one's offsets.
         """
-        new = self._attempting and session_pid is not None and session_pid != self.pid
-        if offset in (self._attempt if new else self._recent):
-            return False
-        if not new:
-            self._recent[offset] = None
-            if len(self._recent) > RECENT_OFFSETS:
-                del self._recent[next(iter(self._recent))]
+        if not self._attempting:
+            if offset in self._recent:
+                return False
+            self._remember(offset)
             self.offset = offset
-        if len(self._attempt) < RECENT_OFFSETS:
-            self._attempt.append(offset)
+            return True
+        new = session_pid is not None and session_pid != self.pid
+        if offset in self._attempt or (not new and offset in self._recent):
+            return False
+        self._attempt[offset] = None
+        if len(self._attempt) > RECENT_OFFSETS:
+            del self._attempt[next(iter(self._attempt))]
+        self._attempt_last = offset
         return True
+
+    def _remember(self, offset: str) -> None:
+        self._recent[offset] = None
+        if len(self._recent) > RECENT_OFFSETS:
+            del self._recent[next(iter(self._recent))]
 
 
 @dataclass(frozen=True, slots=True)

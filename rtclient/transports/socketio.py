@@ -41,6 +41,7 @@ from ..errors import (
     ConnectionLost,
     HandshakeRejected,
     ProtocolError,
+    ReplayTooLong,
     RtClientError,
     TransportError,
 )
@@ -81,6 +82,14 @@ class SocketIOTransport:
         engine.io's reader stops reading the socket until ``recv`` catches up (one
         packet more can arrive; nothing read is dropped). While it is stopped it also
         does not answer the server's engine.io pings, as any unread frame.
+    :param max_replay: events held, at most, that a recovering server replays before
+        it answers the namespace CONNECT (socket.io v4 sends a recovered session's
+        missed packets first). Nothing can take them before the connection opens, so
+        they are held, not paced; past this many (or ``max_replay_bytes`` of packets)
+        the attempt fails with :class:`~rtclient.errors.ReplayTooLong`, the resume
+        position stays before them, and the session is given up (the next attempt asks
+        for a new one; the application gets a ``session`` gap).
+    :param max_replay_bytes: the size of those packets, at most (engine.io messages).
     """
 
     def __init__(
@@ -94,9 +103,15 @@ class SocketIOTransport:
         headers: dict[str, str] | None = None,
         serializer: Literal["default", "msgpack"] = "default",
         max_queue: int = 64,
+        max_replay: int = 10_000,
+        max_replay_bytes: int = 16 * 1024 * 1024,
     ) -> None:
+        if max_replay < 0 or max_replay_bytes < 0:
+            raise ValueError("max_replay and max_replay_bytes cannot be negative")
         self.namespace = namespace
         self.max_queue = max_queue
+        self.max_replay = max_replay
+        self.max_replay_bytes = max_replay_bytes
         self.socketio_path = socketio_path
         self.transports = list(transports)
         self.welcome = welcome
@@ -148,6 +163,7 @@ class SocketIOTransport:
         auth: dict[str, Any] = {"token": token} if token else {}
         resume = self.resume
         sent_pid = resume.pid
+        given_up = resume.given_up
         resume.attempting()
         if sent_pid is not None:
             auth.update(pid=sent_pid, offset=resume.offset)
@@ -163,7 +179,9 @@ class SocketIOTransport:
                         socketio_path=self.socketio_path,
                         wait_timeout=open_timeout,
                     )
-        except BaseException:  # refused, failed, or cancelled (the client is closing)
+        except BaseException as exc:  # refused, failed, or cancelled (the client is closing)
+            if isinstance(exc, ReplayTooLong):
+                resume.give_up()
             handshake.release()
             await asyncio.shield(conn.close())
             raise
@@ -173,8 +191,8 @@ class SocketIOTransport:
         self.recovered = recovered
         if self.welcome == "synthesize":
             welcome = {"features": [], "sid": sio.sid, "recovered": recovered}
-            if sent_pid is not None:
-                welcome["previousPid"] = sent_pid
+            if sent_pid is not None or given_up is not None:
+                welcome["previousPid"] = sent_pid or given_up
             conn.push({"type": "connected", "payload": welcome})
         return conn
 
@@ -200,7 +218,11 @@ class SocketIOConnection:
         self._ns = namespace
         self._app_ping = app_ping
         self._inbox = Inbox(limit)
-        sio.eio.paced = self._inbox.wait_for_room
+        self._max_replay = owner.max_replay
+        self._max_replay_bytes = owner.max_replay_bytes
+        self._replay_bytes = 0
+        self._replay_overflow: ReplayTooLong | None = None
+        sio.eio.paced = self._paced
         sio.undecodable = self._on_undecodable
         self.boundary = Boundary("python-socketio", self.connect_failure)
         """The exception boundary (its mapping knows this connection's refusal)."""
@@ -326,8 +348,34 @@ class SocketIOConnection:
         """
         return self._inbox.close(code, reason)
 
+    async def _paced(self, size: int) -> None:
+        """engine.io's reader handled a message of ``size`` bytes: may it read on?
+
+        Once the namespace is connected: when the inbox has room. Before the server's
+        answer to CONNECT, nothing reads the inbox (``connect`` has not returned) and
+        that answer comes after what a recovery replays: the reader reads on, holding
+        at most ``max_replay`` events (``max_replay_bytes``), else fails the attempt.
+        """
+        if not self._sio.awaiting_namespace(self._ns):
+            await self._inbox.wait_for_room()
+            return
+        self._replay_bytes += size
+        if self._replay_overflow is not None:
+            return
+        if len(self._inbox) > self._max_replay:
+            self._replay_overflow = ReplayTooLong(self._max_replay)
+        elif self._replay_bytes > self._max_replay_bytes:
+            self._replay_overflow = ReplayTooLong(self._max_replay_bytes, "bytes")
+        if self._replay_overflow is not None:
+            # The link ends now, in the reader, frames already buffered unread: connect()
+            # is woken (a link lost before the CONNECT answer) and raises this error.
+            self.abort()
+            await self._sio.eio.disconnect(abort=True)
+
     def connect_failure(self, exc: Exception) -> RtClientError | None:
         """Map a failure of python-socketio to rtclient's errors (None: not known here)."""
+        if self._replay_overflow is not None:
+            return self._replay_overflow
         if self._refusal is not None:
             return refusal_error(*self._refusal)
         if self._sio.link_lost is not None:

@@ -117,6 +117,11 @@ class AsyncClient(socketio.AsyncClient):  # type: ignore[misc]
         finally:
             self._connecting = False
 
+    def awaiting_namespace(self, namespace: str) -> bool:
+        """Whether :meth:`connect` is waiting for the server's answer to ``namespace``'s
+        CONNECT (what arrives now precedes it: a recovery's replay)."""
+        return self._connecting and namespace not in self.namespaces
+
     async def _handle_eio_disconnect(self, reason: Any) -> None:
         if self._connecting:
             # python-socketio's connect() waits for the namespaces' CONNECT answer until
@@ -163,11 +168,12 @@ class PacedEngineIO(engineio.AsyncClient):  # type: ignore[misc]
     engine.io starts a task per incoming message and reads on, so nothing slows its
     reader down: a slow application let thousands of events pile up. Here a message is
     handled in the reader (python-socketio's handlers only queue it for ``recv``), then
-    the reader waits for ``paced()`` — room in the connection's inbox — before it reads
-    the socket again, and TCP pushes back on the server.
+    the reader waits for ``paced(size)`` — room in the connection's inbox — before it
+    reads the socket again, and TCP pushes back on the server. ``size``: the message's
+    length (characters or bytes).
     """
 
-    paced: Callable[[], Awaitable[None]] | None = None
+    paced: Callable[[int], Awaitable[None]] | None = None
     goodbye = True
     """Whether :meth:`disconnect` writes what is queued (Socket.IO's DISCONNECT) and
     engine.io's CLOSE before it closes the WebSocket; False for a link given up as
@@ -234,5 +240,6 @@ class PacedEngineIO(engineio.AsyncClient):  # type: ignore[misc]
         kwargs["run_async"] = False
         result = await super()._trigger_event(event, *args, **kwargs)
         if self.paced is not None:
-            await self.paced()
+            data = args[0] if args else None
+            await self.paced(len(data) if isinstance(data, str | bytes) else 0)
         return result

@@ -235,6 +235,43 @@ async def test_back_to_back_drops_replay_nothing_twice(start_server: StartServer
     assert runs == [1, 2, 3]
 
 
+async def test_a_recovery_replaying_more_than_the_inbox_holds_delivers_each_once(
+    start_server: StartServer,
+) -> None:
+    """1,000 broadcasts missed: socket.io replays them all before its CONNECT answer.
+
+    The client's inbox holds 64 (``max_queue``); nothing reads it before the connect
+    returns. The replay used to deadlock every attempt until the connect timeout (the
+    long one here: the short wait below fails first).
+    """
+    missed = 1000
+    server = await start_server(recovery=True, max_disconnection_ms=60_000, skip_middlewares=True)
+    client = generic(server.url, connect_timeout=60.0)
+    runs, hook = subscriber("gil", "feed")
+    client.on_connect(hook)
+    ticks: list[Event] = []
+    gaps: list[Gap] = []
+    client.on("tick", ticks.append)
+    client.on("gap", gaps.append)
+    async with client:
+        await client.call("stream", {"n": missed + 1, "every": 0, "room": "feed", "id": "s1"})
+        await server.post("/control/advance", {"stream": "s1", "count": 1})
+        await wait_until(lambda: len(ticks) == 1, timeout=TIMEOUT)  # live: an offset
+        body = {"name": "gil", "stream": "s1", "burst": missed}
+        assert await server.post("/control/drop", body) == {"dropped": 1, "burst": missed}
+        await wait_until(lambda: len(ticks) >= missed + 1, timeout=TIMEOUT)
+        await wait_until(lambda: runs == [1, 2], timeout=TIMEOUT)
+        recovered = client.recovered
+        stats = client.stats()
+
+    assert [t.data["seq"] for t in ticks] == list(range(1, missed + 2))
+    assert recovered is True and gaps == []
+    assert stats["reconnects"] == 1 and stats["duplicates_dropped"] == 0
+    state = await server.state()
+    assert state["streams"]["s1"]["whileAway"] == missed
+    assert [c["recovered"] for c in state["connections"]] == [False, True]
+
+
 async def test_drop_longer_than_max_disconnection_is_reported_as_a_gap(
     start_server: StartServer,
 ) -> None:
