@@ -123,7 +123,9 @@ class AsyncClient(socketio.AsyncClient):  # type: ignore[misc]
         return self._connecting and namespace not in self.namespaces
 
     async def _handle_eio_disconnect(self, reason: Any) -> None:
-        if self._connecting:
+        if self._connecting and reason != self.reason.CLIENT_DISCONNECT:
+            # (connect() itself disconnects once its wait is over, after a refusal
+            # too: that is not a lost link.)
             # python-socketio's connect() waits for the namespaces' CONNECT answer until
             # its wait_timeout even once the link is gone (its handler does nothing for
             # a client not yet connected): a node that dies between the Engine.IO

@@ -173,3 +173,22 @@ async def test_a_connect_answer_that_arrives_with_the_drop_opens_then_is_lost(
             await conn.close()
     assert engineio.base_client.connected_clients == clients
     assert engineio_tasks() == set()
+
+
+async def test_a_refusal_without_an_object_is_not_reported_as_a_lost_link(
+    srv: HostileServer,
+) -> None:
+    """python-socketio's connect() disconnects itself after a CONNECT_ERROR: that
+    disconnect is not a link lost before the answer (the server did answer)."""
+
+    async def refuses(conn: HostileConnection) -> None:
+        await conn.await_connect()
+        await conn.send_text('44"busy"')  # a CONNECT_ERROR whose data is not an object
+        await conn.serve()  # until the client leaves (its close answered)
+
+    srv.script(refuses)
+    async with asyncio.timeout(5):
+        with pytest.raises(TransportError) as caught:
+            await SocketIOTransport().connect(srv.sio_url, token="t", open_timeout=LONG)
+    assert "lost before" not in str(caught.value)
+    assert "failed to connect" in str(caught.value)
