@@ -107,9 +107,10 @@ async def test_ping_answers_pong_and_ack(server: FakeServer, connect: Connect) -
 
 
 async def test_rate_limit_with_retry_after(make_server: MakeServer, connect: Connect) -> None:
-    # A token every 10 s: the four sends below never see one come back, however slow
-    # the run (at 1 a second they had to fit in 1 s).
-    server = await make_server(rate_per_second=0.1, rate_burst=3)
+    # A token every 100 s, longer than the test's timeout (60 s): the four sends below
+    # never see one come back, however slow the run (at 1 a second they had to fit in
+    # 1 s; at 0.1, in 10 s).
+    server = await make_server(rate_per_second=0.01, rate_burst=3)
     alice = await connect(server, "alice")
     await alice.join("lobby")
     for i in range(3):
@@ -117,7 +118,7 @@ async def test_rate_limit_with_retry_after(make_server: MakeServer, connect: Con
     ack = await alice.request("chat:send", {"roomId": "lobby", "text": "too many"})
     assert ack["success"] is False
     error = ack["error"]
-    assert error["code"] == "RATE_LIMIT" and 0 < error["retryAfter"] <= 10.0
+    assert error["code"] == "RATE_LIMIT" and 0 < error["retryAfter"] <= 100.0
     assert len(server.room_events("lobby")) == 3
     assert server.counters["rate_limited"] == 1
     # Typing has a bucket of its own (with receipts): a chatty user can still type.
