@@ -19,7 +19,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 
 from rtclient import Client, ConnectionState
-from rtclient.errors import ConnectionLost, TransportError
+from rtclient.errors import ConnectionLost, ConnectRefused, TransportError
 from rtclient.testing import HostileConnection, HostileServer
 from rtclient.transports import SocketIOTransport
 
@@ -192,3 +192,24 @@ async def test_a_refusal_without_an_object_is_not_reported_as_a_lost_link(
             await SocketIOTransport().connect(srv.sio_url, token="t", open_timeout=LONG)
     assert "lost before" not in str(caught.value)
     assert "failed to connect" in str(caught.value)
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+async def test_a_refusal_that_arrives_with_the_drop_is_still_a_refusal(
+    srv: HostileServer, ending: str
+) -> None:
+    """CONNECT_ERROR and the end of the link in one read: the server's answer wins
+    over the loss (ConnectRefused, its retryAfter kept), not a lost link."""
+
+    async def script(conn: HostileConnection) -> None:
+        await conn.await_connect()
+        body = {"message": "server busy", "data": {"retryAfter": 2}}
+        refusal = Frame(Opcode.TEXT, ("44" + json.dumps(body)).encode())
+        await conn.send_raw(refusal.serialize(mask=False) + ENDINGS[ending].serialize(mask=False))
+
+    srv.script(script)
+    async with asyncio.timeout(5):
+        with pytest.raises(ConnectRefused) as caught:
+            await SocketIOTransport().connect(srv.sio_url, token="t", open_timeout=LONG)
+    assert caught.value.message == "server busy"
+    assert engineio_tasks() == set()
