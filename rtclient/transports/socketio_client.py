@@ -195,12 +195,26 @@ class PacedEngineIO(engineio.AsyncClient):  # type: ignore[misc]
             # DISCONNECT (queued just before) and engine.io's CLOSE, took it for a
             # transport close, and kept the session for a recovery. Write them first.
             await self._send_packet(engineio.packet.Packet(engineio.packet.CLOSE))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.flush_timeout):
-                    await self.queue.join()
+            await self._flushed()
         await super().disconnect(abort=abort or own, reason=reason)
         if going and not (abort or own):
             await self._tasks_ended()
+
+    async def _flushed(self) -> None:
+        """Wait until the writer has written what is queued: at most ``flush_timeout``,
+        and no longer than the writer runs (one that ended on a failed write, a link
+        lost under the goodbye, never takes the rest: the wait would last it out)."""
+        writer = self.write_loop_task
+        if writer is None or writer.done():
+            return
+        join = asyncio.ensure_future(self.queue.join())
+        try:
+            await asyncio.wait(
+                {join, writer}, timeout=self.flush_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            join.cancel()
+            await asyncio.wait({join})
 
     async def _tasks_ended(self) -> None:
         """Wait for the reader and the writer of a link already going to end.
