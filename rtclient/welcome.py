@@ -133,6 +133,14 @@ class SocketIOResume:
         self._attempt_last = None
         self._attempting = True
 
+    def failed(self) -> None:
+        """The attempt under way failed: what it took is forgotten (its events were thrown
+        away with its connection), and the position stays where the last attempt that
+        opened left it."""
+        self._attempt.clear()
+        self._attempt_last = None
+        self._attempting = False
+
     def give_up(self) -> None:
         """Forget the session (see :attr:`given_up`); its offsets no longer count."""
         if self.pid is not None:

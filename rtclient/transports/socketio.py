@@ -180,6 +180,7 @@ class SocketIOTransport:
                         wait_timeout=open_timeout,
                     )
         except BaseException as exc:  # refused, failed, or cancelled (the client is closing)
+            resume.failed()
             if isinstance(exc, ReplayTooLong):
                 resume.give_up()
             handshake.release()
@@ -370,6 +371,7 @@ class SocketIOConnection:
             # The link ends now, in the reader, frames already buffered unread: connect()
             # is woken (a link lost before the CONNECT answer) and raises this error.
             self.abort()
+            self._sio.link_lost = str(self._replay_overflow)
             await self._sio.eio.disconnect(abort=True)
 
     def connect_failure(self, exc: Exception) -> RtClientError | None:

@@ -123,9 +123,11 @@ class AsyncClient(socketio.AsyncClient):  # type: ignore[misc]
         return self._connecting and namespace not in self.namespaces
 
     async def _handle_eio_disconnect(self, reason: Any) -> None:
-        if self._connecting and reason != self.reason.CLIENT_DISCONNECT:
+        ours = reason == self.reason.CLIENT_DISCONNECT and self.link_lost is None
+        if self._connecting and not ours:
             # (connect() itself disconnects once its wait is over, after a refusal
-            # too: that is not a lost link.)
+            # too: that is not a lost link. A link we end before the answer, a replay
+            # too long to hold, says why in ``link_lost`` first: connect() is woken.)
             # python-socketio's connect() waits for the namespaces' CONNECT answer until
             # its wait_timeout even once the link is gone (its handler does nothing for
             # a client not yet connected): a node that dies between the Engine.IO

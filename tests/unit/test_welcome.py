@@ -97,3 +97,18 @@ def test_the_resume_holder_remembers_a_bounded_number_of_offsets() -> None:
     assert len(resume._recent) == RECENT_OFFSETS
     assert resume.received("o0") is True  # the oldest was forgotten
     assert resume.received(f"o{RECENT_OFFSETS}") is False
+
+
+def test_a_failed_attempt_gives_back_the_resume_position_and_offsets() -> None:
+    resume = SocketIOResume()
+    resume.connected("p1", recovered=False)
+    assert resume.received("o0")
+    resume.attempting()
+    assert resume.received("o1") and resume.received("o2")  # a replay, then the loss
+    resume.failed()
+    assert (resume.pid, resume.offset) == ("p1", "o0")
+    resume.attempting()
+    assert resume.received("o1")  # the replay again: not a repeat
+    assert not resume.received("o0")  # what was delivered before still is
+    resume.connected("p1", recovered=True)
+    assert resume.offset == "o1"
