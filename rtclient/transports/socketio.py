@@ -357,6 +357,8 @@ class SocketIOConnection:
         that answer comes after what a recovery replays: the reader reads on, holding
         at most ``max_replay`` events (``max_replay_bytes``), else fails the attempt.
         """
+        if self._sio.refused(self._ns):
+            return  # dropped (see _on_event): connect() is closing the link, read on
         if not self._sio.awaiting_namespace(self._ns):
             await self._inbox.wait_for_room()
             return
@@ -376,10 +378,10 @@ class SocketIOConnection:
 
     def connect_failure(self, exc: Exception) -> RtClientError | None:
         """Map a failure of python-socketio to rtclient's errors (None: not known here)."""
+        if self._refusal is not None:  # the server's answer, whatever came around it
+            return refusal_error(*self._refusal)
         if self._replay_overflow is not None:
             return self._replay_overflow
-        if self._refusal is not None:
-            return refusal_error(*self._refusal)
         if self._sio.link_lost is not None:
             # A node that died (or a proxy that went away) between the Engine.IO
             # handshake and its answer to CONNECT: a dropped connect, retried at once
@@ -429,6 +431,10 @@ class SocketIOConnection:
         return on_ack
 
     async def _on_event(self, event: str, *args: object) -> None:
+        if self._sio.refused(self._ns):
+            # After the server's CONNECT_ERROR, while connect() says goodbye: not a
+            # replay (no offset is noted), and nothing would ever read it.
+            return
         resume = self._owner.resume
         recovery_on = self._sio.pid is not None or resume.pid is not None
         if recovery_on and args and isinstance(args[-1], str):
@@ -458,6 +464,8 @@ class SocketIOConnection:
             self._inbox.put({"type": event, "payload": payload})
 
     def _on_undecodable(self, exc: Exception) -> None:
+        if self._sio.refused(self._ns):
+            return  # as an event after a refusal: nothing would read it
         # Queued in order with the events around it; recv raises it (counted, reported).
         error = ProtocolError(
             f"undecodable Socket.IO packet: {type(exc).__name__}: {redact(str(exc))}"

@@ -120,7 +120,13 @@ class AsyncClient(socketio.AsyncClient):  # type: ignore[misc]
     def awaiting_namespace(self, namespace: str) -> bool:
         """Whether :meth:`connect` is waiting for the server's answer to ``namespace``'s
         CONNECT (what arrives now precedes it: a recovery's replay)."""
-        return self._connecting and namespace not in self.namespaces
+        return self._connecting and not (namespace in self.namespaces or self.refused(namespace))
+
+    def refused(self, namespace: str) -> bool:
+        """Whether the server answered ``namespace``'s CONNECT with a CONNECT_ERROR (or
+        the link was lost before an answer) in the attempt under way: what arrives now
+        is no replay, and nothing will read it (connect() is closing the link)."""
+        return self._connecting and namespace in self.failed_namespaces
 
     async def _handle_eio_disconnect(self, reason: Any) -> None:
         ours = reason == self.reason.CLIENT_DISCONNECT and self.link_lost is None

@@ -15,6 +15,7 @@ import asyncio
 import json
 
 import pytest
+from websockets.frames import Frame, Opcode
 
 from rtclient.errors import ConnectRefused, TransportError
 from rtclient.testing import HostileConnection, HostileServer
@@ -100,3 +101,33 @@ async def test_a_replay_longer_than_the_inbox_does_not_stall_the_connect(
             await conn.close()
     assert [e["payload"] for e in got[:20]] == [{"n": n} for n in range(1, 21)]  # type: ignore[index]
     assert transport.recovered
+
+
+@pytest.mark.parametrize(("max_replay", "max_queue"), [(2, 64), (10_000, 4)])
+async def test_events_after_a_refusal_are_not_a_replay_too_long(
+    srv: HostileServer, max_replay: int, max_queue: int
+) -> None:
+    """What a server sends after its CONNECT_ERROR (while connect() says goodbye) is
+    not a recovery's replay: a refusal stays a refusal, and the session is not given up
+    (the next attempt still asks to resume it). Nor is it paced by the inbox nobody
+    reads: the reader would stop, and connect()'s disconnect wait for it until the
+    open timeout."""
+
+    async def refuses_then_floods(conn: HostileConnection) -> None:
+        await conn.await_connect()
+        packets = ["44" + json.dumps({"message": "server busy"})]
+        packets += ["42" + json.dumps(args) for args in events(range(1, 201))]
+        # In one write: the client reads the flood right after the refusal.
+        await conn.send_raw(
+            b"".join(Frame(Opcode.TEXT, p.encode()).serialize(mask=False) for p in packets)
+        )
+        await conn.serve()
+
+    srv.script(refuses_then_floods)
+    transport = SocketIOTransport(welcome="synthesize", max_replay=max_replay, max_queue=max_queue)
+    recovering(transport)
+    async with asyncio.timeout(5):
+        with pytest.raises(ConnectRefused):
+            await transport.connect(srv.sio_url, token="t", open_timeout=LONG)
+    assert transport.resume.pid == "p1" and transport.resume.offset == "o0"
+    assert transport.resume.given_up is None

@@ -170,3 +170,44 @@ async def test_a_replay_past_max_replay_fails_the_attempt_and_gives_the_session_
     assert client.recovered is False
     assert [g.reason for g in seen.gaps] == ["session"]
     assert client._session.resume.offset == "n1"
+
+
+async def test_the_session_gap_of_a_given_up_session_comes_before_the_new_sessions_events(
+    srv: HostileServer, make_client: MakeClient
+) -> None:
+    """Generic mode: the new session's first events arrive right after its CONNECT,
+    before connect() returns; the ``session`` gap (the replay thrown away) must reach
+    the application before them, not after."""
+    connections: list[HostileConnection] = []
+    dropped = asyncio.Event()
+
+    async def script(conn: HostileConnection) -> None:
+        connections.append(conn)
+        if len(connections) == 1:
+            await conn.open(pid="p1")
+            await send(conn, ticks(1, 1))
+            await dropped.wait()
+            conn.drop()
+        elif len(connections) == 2:
+            await conn.open(pid="p1", replay=ticks(2, 200))  # more than max_replay
+            await conn.serve()
+        else:
+            await conn.open(pid="p2")
+            await send(conn, [["tick", {"n": n}, f"n{n}"] for n in (300, 301)])
+            await conn.serve()
+
+    srv.script(script)
+    client, _seen = await make_client(
+        "socketio", connect=False, protocol="generic", connect_timeout=SLOW
+    )
+    client._transport.max_replay = 50  # type: ignore[attr-defined]
+    order: list[object] = []
+    client.on("tick", lambda e: order.append(e.data["n"]))
+    client.on("gap", lambda g: order.append(g.reason))
+    async with asyncio.timeout(5):
+        await client.connect()
+    await wait_until(lambda: len(order) == 1, timeout=5)
+    dropped.set()
+    await wait_until(lambda: len(order) >= 4, timeout=5)
+
+    assert order == [1, "session", 300, 301]
