@@ -51,6 +51,13 @@ class Inbox:
         if self.limit is not None and len(self._items) >= self.limit:
             self._room.clear()
 
+    def insert(self, index: int, item: Any) -> None:
+        """Queue ``item`` ahead of what was queued from ``index`` on (as :meth:`put`)."""
+        self._items.insert(index, item)
+        self._arrived.set()
+        if self.limit is not None and len(self._items) >= self.limit:
+            self._room.clear()
+
     def close(self, code: int | None, reason: str) -> bool:
         """Mark the connection closed (the first close wins); False if it already was."""
         if self._closed is not None:

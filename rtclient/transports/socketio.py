@@ -194,7 +194,7 @@ class SocketIOTransport:
             welcome = {"features": [], "sid": sio.sid, "recovered": recovered}
             if sent_pid is not None or given_up is not None:
                 welcome["previousPid"] = sent_pid or given_up
-            conn.push({"type": "connected", "payload": welcome})
+            conn.push_welcome({"type": "connected", "payload": welcome})
         return conn
 
 
@@ -235,6 +235,9 @@ class SocketIOConnection:
         sio.on("*", self._on_event, namespace=namespace)
         sio.on("disconnect", self._on_disconnect, namespace=namespace)
         sio.on("connect_error", self._on_connect_error, namespace=namespace)
+        sio.on("connect", self._on_connect, namespace=namespace)
+        self._connected_at: int | None = None
+        """How many items the inbox held when the server's CONNECT answer came."""
 
     # -- Connection -------------------------------------------------------------------
 
@@ -339,8 +342,21 @@ class SocketIOConnection:
     # -- inbox ----------------------------------------------------------------------
 
     def push(self, envelope: dict[str, Any]) -> None:
-        """Queue an envelope for ``recv`` (used for the synthesized welcome)."""
+        """Queue an envelope for ``recv``."""
         self._inbox.put(envelope)
+
+    def push_welcome(self, envelope: dict[str, Any]) -> None:
+        """Queue the synthesized welcome where the server's CONNECT answer came: after
+        what a recovery replayed before it, before the events read after it (in the
+        same read as the answer, before ``connect`` returned). Nothing reads the inbox
+        until ``connect`` returns, so that place has not moved. A welcome queued after
+        those events made the application see the new session's first events before
+        the ``session`` gap that says the old one was lost."""
+        at = self._connected_at
+        if at is None:
+            self._inbox.put(envelope)
+        else:
+            self._inbox.insert(at, envelope)
 
     def push_closed(self, code: int | None, reason: str) -> bool:
         """Mark the connection closed; ``recv`` raises ConnectionLost from now on.
@@ -489,6 +505,9 @@ class SocketIOConnection:
         else:
             code = None  # transport closed or errored, ping timeout: abnormal
         self.push_closed(code, text)
+
+    def _on_connect(self) -> None:
+        self._connected_at = len(self._inbox)
 
     async def _on_connect_error(self, data: object = None) -> None:
         # The server's refusal (a CONNECT_ERROR packet) carries {"message": ...}; a
