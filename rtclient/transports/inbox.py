@@ -7,7 +7,9 @@ code and reason, every time it is called again (the close is sticky).
 With a ``limit``, the producer can wait for room (:meth:`Inbox.wait_for_room`) before
 reading more from the network: that is how backpressure reaches the socket. ``put``
 itself never blocks and never drops: what was already read is kept, so the inbox holds
-at most ``limit`` plus what one read produced.
+at most ``limit`` plus what one read produced. Once closed it never stops the producer:
+the reader gets to the end of the link (a close's goodbye), and what it still reads is
+kept.
 """
 
 from __future__ import annotations
@@ -48,15 +50,19 @@ class Inbox:
         """Queue ``item`` (never blocks; beyond the limit the producer should wait)."""
         self._items.append(item)
         self._arrived.set()
-        if self.limit is not None and len(self._items) >= self.limit:
+        self._check_room()
+
+    def _check_room(self) -> None:
+        # A closed inbox never stops the producer again: its reader must get to the
+        # end of the link (what it still reads is kept for ``recv``, a frame or so).
+        if self.limit is not None and len(self._items) >= self.limit and self._closed is None:
             self._room.clear()
 
     def insert(self, index: int, item: Any) -> None:
         """Queue ``item`` ahead of what was queued from ``index`` on (as :meth:`put`)."""
         self._items.insert(index, item)
         self._arrived.set()
-        if self.limit is not None and len(self._items) >= self.limit:
-            self._room.clear()
+        self._check_room()
 
     def close(self, code: int | None, reason: str) -> bool:
         """Mark the connection closed (the first close wins); False if it already was."""

@@ -18,7 +18,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 
 from rtclient.errors import ConnectRefused, TransportError
-from rtclient.testing import HostileConnection, HostileServer
+from rtclient.testing import HostileConnection, HostileServer, wait_until
 from rtclient.transports import SocketIOTransport
 
 LONG = 30.0
@@ -131,3 +131,28 @@ async def test_events_after_a_refusal_are_not_a_replay_too_long(
             await transport.connect(srv.sio_url, token="t", open_timeout=LONG)
     assert transport.resume.pid == "p1" and transport.resume.offset == "o0"
     assert transport.resume.given_up is None
+
+
+async def test_a_close_under_a_flood_ends_the_reader(srv: HostileServer) -> None:
+    """The application closes a connection whose server floods it, events unread: the
+    closed inbox must not stop engine.io's reader again (each event read after the
+    close filled it anew), or close() waits for the reader until its own time limit and
+    leaves it waiting for room forever (a task leaked per close)."""
+
+    async def floods(conn: HostileConnection) -> None:
+        await conn.open()
+        await conn.flood("42" + json.dumps(["news", {"n": n}]) for n in range(5000))
+        await conn.serve()
+
+    srv.script(floods)
+    transport = SocketIOTransport(welcome="synthesize", max_queue=4)
+    async with asyncio.timeout(5):
+        conn = await transport.connect(srv.sio_url, token="t", open_timeout=LONG)
+        await wait_until(lambda: conn._inbox.waits > 0, timeout=5)  # the reader is paused
+        await conn.close()
+    reader = conn._sio.eio.read_loop_task
+    assert reader is not None
+    await wait_until(reader.done, timeout=3)
+    # It got to the end of the link: not cancelled by close()'s time limit (2 s) with
+    # the goodbye, while it waited for room in an inbox nobody reads any more.
+    assert not reader.cancelled()
