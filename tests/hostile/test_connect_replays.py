@@ -17,7 +17,7 @@ import json
 import pytest
 from websockets.frames import Frame, Opcode
 
-from rtclient.errors import ConnectRefused, TransportError
+from rtclient.errors import ConnectRefused, ReplayTooLong, TransportError
 from rtclient.testing import HostileConnection, HostileServer, wait_until
 from rtclient.transports import SocketIOTransport
 
@@ -156,3 +156,25 @@ async def test_a_close_under_a_flood_ends_the_reader(srv: HostileServer) -> None
     # It got to the end of the link: not cancelled by close()'s time limit (2 s) with
     # the goodbye, while it waited for room in an inbox nobody reads any more.
     assert not reader.cancelled()
+
+
+async def test_a_replay_past_max_replay_bytes_fails_the_attempt(srv: HostileServer) -> None:
+    """The size cap counts what the reader read before the answer: a few large events
+    past ``max_replay_bytes`` fail the attempt (ReplayTooLong in bytes), and the session
+    is given up, as past ``max_replay``."""
+
+    async def large_replay(conn: HostileConnection) -> None:
+        big = "x" * 10_000
+        await conn.open(
+            pid="p1", replay=[["news", {"n": n, "pad": big}, f"o{n}"] for n in range(1, 11)]
+        )
+        await conn.serve()
+
+    srv.script(large_replay)
+    transport = SocketIOTransport(welcome="synthesize", max_replay_bytes=50_000)
+    recovering(transport)
+    async with asyncio.timeout(5):
+        with pytest.raises(ReplayTooLong) as caught:
+            await transport.connect(srv.sio_url, token="t", open_timeout=LONG)
+    assert (caught.value.limit, caught.value.unit) == (50_000, "bytes")
+    assert transport.resume.pid is None and transport.resume.given_up == "p1"
