@@ -39,6 +39,7 @@ import aiohttp
 from .cluster import Cluster, free_port
 from .cluster_node import die_with_parent, open_log
 from .programs import require_program
+from .waiting import wait_until
 
 __all__ = ["Balancer", "haproxy_config"]
 
@@ -202,19 +203,20 @@ class Balancer:
 
     async def wait_state(self, i: int, state: str, *, timeout: float = 10.0) -> None:
         """Wait until haproxy reports node ``i`` as ``state`` (``"UP"`` or ``"DOWN"``)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         seen: str | None = None
-        while True:
+
+        async def reached() -> bool:
+            nonlocal seen
             if self._process is None or self._process.returncode is not None:
                 raise RuntimeError(f"haproxy is not running; its log ends:\n{self.log_tail()}")
             with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError, ValueError):
                 seen = (await self.states()).get(i)
-                if seen == state:
-                    return
-            if loop.time() > deadline:
-                raise TimeoutError(f"haproxy still says node {i} is {seen!r}, not {state!r}")
-            await asyncio.sleep(0.02)  # polling the state we wait for
+            return seen == state
+
+        try:
+            await wait_until(reached, timeout, interval=0.02)
+        except TimeoutError:
+            raise TimeoutError(f"haproxy still says node {i} is {seen!r}, not {state!r}") from None
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -25,6 +25,8 @@ from typing import Any, BinaryIO
 
 import aiohttp
 
+from .waiting import wait_until
+
 __all__ = ["NodeFailed", "NodeProcess", "die_with_parent", "open_log"]
 
 READY_TIMEOUT = 30.0
@@ -178,21 +180,26 @@ class NodeProcess:
 
     async def wait_healthy(self, timeout: float) -> dict[str, Any]:
         """Poll ``/health`` until this process answers 200; return its document."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        healthy: dict[str, Any] = {}
         async with aiohttp.ClientSession() as session:
-            while True:
+
+            async def answered() -> bool:
                 process = self._process
                 if process is None or process.returncode is not None:
                     code = None if process is None else process.returncode
                     raise self.failure(f"exited with status {code} while starting")
                 document = await self._get_health(session)
                 # Our process's, not another server's that took the port meanwhile.
-                if document is not None and document.get("pid") == process.pid:
-                    return document
-                if loop.time() > deadline:
-                    raise self.failure(f"no healthy /health within {timeout} s")
-                await asyncio.sleep(0.02)  # polling the state we wait for
+                if document is None or document.get("pid") != process.pid:
+                    return False
+                healthy.update(document)
+                return True
+
+            try:
+                await wait_until(answered, timeout, interval=0.02)
+            except TimeoutError:
+                raise self.failure(f"no healthy /health within {timeout} s") from None
+        return healthy
 
     async def health(self) -> dict[str, Any] | None:
         """The node's ``/health`` document, or None when it does not answer 200."""

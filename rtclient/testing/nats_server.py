@@ -24,6 +24,7 @@ from typing import Any, Self
 
 from ..adapters.nats_wire import Message, NatsReader
 from .programs import free_port, require_program
+from .waiting import wait_until
 
 __all__ = ["NatsServer"]
 
@@ -80,18 +81,20 @@ class NatsServer:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_TIMEOUT
-        while True:
-            if self._process.returncode is not None:
-                err = await self._process.stderr.read() if self._process.stderr else b""
+        process = self._process
+
+        async def ready() -> bool:
+            if process.returncode is not None:
+                err = await process.stderr.read() if process.stderr else b""
                 raise RuntimeError(f"nats-server exited at start: {err.decode(errors='replace')}")
-            with contextlib.suppress(OSError, TimeoutError):
+            with contextlib.suppress(OSError, TimeoutError):  # (its own request timeout)
                 await self.request("$JS.API.INFO", None)
-                return
-            if loop.time() > deadline:
-                raise TimeoutError(f"nats-server on port {self.port} not ready")
-            await asyncio.sleep(0.05)
+                return True
+            return False
+
+        await wait_until(
+            ready, START_TIMEOUT, interval=0.05, message=f"nats-server on port {self.port} ready"
+        )
 
     async def request(self, subject: str, payload: Any, *, timeout: float = 5.0) -> Any:
         """Publish ``payload`` (JSON) with a reply subject; return the JSON answer."""

@@ -22,6 +22,7 @@ from typing import Self
 
 from .cluster_node import die_with_parent
 from .programs import free_port, require_program
+from .waiting import wait_until
 
 __all__ = ["RedisServer"]
 
@@ -96,9 +97,7 @@ class RedisServer:
         await self._wait_ready()
 
     async def _wait_ready(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_TIMEOUT
-        while True:
+        async def ready() -> bool:
             process = self._process
             if process is None or process.returncode is not None:
                 err = b""
@@ -106,11 +105,12 @@ class RedisServer:
                     err = await process.stderr.read()
                 raise RuntimeError(f"redis-server exited at start: {err.decode(errors='replace')}")
             with contextlib.suppress(OSError):
-                if await self._ping():
-                    return
-            if loop.time() > deadline:
-                raise TimeoutError(f"redis-server on port {self.port} not ready")
-            await asyncio.sleep(0.02)
+                return await self._ping()
+            return False
+
+        await wait_until(
+            ready, START_TIMEOUT, interval=0.02, message=f"redis-server on port {self.port} ready"
+        )
 
     async def _ping(self) -> bool:
         reader, writer = await asyncio.open_connection(self.host, self.port)

@@ -120,7 +120,7 @@ async def main() -> None:
     cluster = Cluster(1, log_dir=Path(sys.argv[1]))
     await cluster.start()
     print(cluster.redis._process.pid, cluster.nodes[0].pid, flush=True)
-    await asyncio.sleep(3600)
+    await asyncio.Event().wait()  # until the test kills this process
 
 asyncio.run(main())
 """

@@ -23,7 +23,7 @@ from rtclient.testing import wait_until
 from rtclient.testing.proxy import FaultProxy
 from rtclient.testing.redis_server import RedisServer
 
-from ..server.conftest import Connect
+from ..server.conftest import Connect, WsClient
 from .conftest import MakeNode
 
 pytestmark = pytest.mark.cluster
@@ -39,6 +39,19 @@ async def _fill_pool(store: RedisStore, count: int) -> None:
     """Leave ``count`` connections idle in the node's pool (commands at once)."""
     blocked = [store.link.client.execute_command("BLPOP", "nothing", 0.05) for _ in range(count)]
     await asyncio.gather(*blocked)
+
+
+async def _lobby_across(
+    proxy: FaultProxy, make_node: MakeNode, connect: Connect
+) -> tuple[FakeServer, WsClient, WsClient]:
+    """Bob on a node that reaches Redis through ``proxy`` (returned), alice on one that
+    reaches it directly, both in the lobby."""
+    away = await make_node(redis_url=f"redis://127.0.0.1:{proxy.port}/0", redis_cutoff=30.0)
+    home = await make_node()
+    alice, bob = await connect(home, "alice"), await connect(away, "bob")
+    await alice.join("lobby")
+    await bob.join("lobby")
+    return away, alice, bob
 
 
 def _idle_dead(store: RedisStore) -> int:
@@ -72,11 +85,7 @@ async def test_a_node_back_from_a_partition_with_resets_fans_out_again(
     redis: RedisServer, make_node: MakeNode, connect: Connect
 ) -> None:
     async with FaultProxy(upstream=("127.0.0.1", redis.port)) as proxy:
-        away = await make_node(redis_url=f"redis://127.0.0.1:{proxy.port}/0", redis_cutoff=30.0)
-        home = await make_node()
-        alice, bob = await connect(home, "alice"), await connect(away, "bob")
-        await alice.join("lobby")
-        await bob.join("lobby")
+        away, alice, bob = await _lobby_across(proxy, make_node, connect)
         await alice.say("lobby", "seen", id="m0")
         await bob.expect("chat:message")
         store = _store(away)
@@ -100,11 +109,7 @@ async def test_the_fan_out_reader_outlives_an_error_that_is_not_redis(
     redis: RedisServer, make_node: MakeNode, connect: Connect, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with FaultProxy(upstream=("127.0.0.1", redis.port)) as proxy:
-        away = await make_node(redis_url=f"redis://127.0.0.1:{proxy.port}/0", redis_cutoff=30.0)
-        home = await make_node()
-        alice, bob = await connect(home, "alice"), await connect(away, "bob")
-        await alice.join("lobby")
-        await bob.join("lobby")
+        away, alice, bob = await _lobby_across(proxy, make_node, connect)
         await alice.say("lobby", "seen", id="m0")
         await bob.expect("chat:message")
         store = _store(away)
@@ -166,11 +171,7 @@ async def test_a_fan_out_failure_that_persists_backs_off_and_stays_in_the_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async with FaultProxy(upstream=("127.0.0.1", redis.port)) as proxy:
-        away = await make_node(redis_url=f"redis://127.0.0.1:{proxy.port}/0", redis_cutoff=30.0)
-        home = await make_node()
-        alice, bob = await connect(home, "alice"), await connect(away, "bob")
-        await alice.join("lobby")
-        await bob.join("lobby")
+        away, alice, bob = await _lobby_across(proxy, make_node, connect)
         store = _store(away)
         # In /health from 0, as every counter of a cluster node.
         assert away.counters["fanout_errors"] == away.counters["heartbeat_errors"] == 0

@@ -104,7 +104,8 @@ def test_the_drain_bound_holds_even_when_the_event_loop_is_stuck() -> None:
     import subprocess
 
     code = (
-        "import time; from fake_server.cli import _Watchdog; _Watchdog().arm(0.2); time.sleep(60)"
+        "import threading; from fake_server.cli import _Watchdog; _Watchdog().arm(0.2); "
+        "threading.Event().wait()"  # a loop stuck for good: only the watchdog ends it
     )
     began = time.monotonic()
     done = subprocess.run(
