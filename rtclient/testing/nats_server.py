@@ -93,7 +93,10 @@ class NatsServer:
             return False
 
         await wait_until(
-            ready, START_TIMEOUT, interval=0.05, message=f"nats-server on port {self.port} ready"
+            ready,
+            START_TIMEOUT,
+            interval=0.05,
+            message=f"nats-server on port {self.port} answering JetStream INFO",
         )
 
     async def request(self, subject: str, payload: Any, *, timeout: float = 5.0) -> Any:

@@ -109,7 +109,10 @@ class RedisServer:
             return False
 
         await wait_until(
-            ready, START_TIMEOUT, interval=0.02, message=f"redis-server on port {self.port} ready"
+            ready,
+            START_TIMEOUT,
+            interval=0.02,
+            message=f"redis-server on port {self.port} answering PING",
         )
 
     async def _ping(self) -> bool:

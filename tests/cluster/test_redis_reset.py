@@ -23,7 +23,8 @@ from rtclient.testing import wait_until
 from rtclient.testing.proxy import FaultProxy
 from rtclient.testing.redis_server import RedisServer
 
-from ..server.conftest import Connect, WsClient
+from ..server.conftest import Connect
+from ..server.helpers import WsClient
 from .conftest import MakeNode
 
 pytestmark = pytest.mark.cluster
